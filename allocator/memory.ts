@@ -1,0 +1,175 @@
+/**
+ * Physical memory as the allocator sees it: one address space (a window of
+ * bytes) and the usable regions inside it.
+ *
+ * A kernel has one address space and a firmware map of usable ranges in it.
+ * The allocator models exactly that: every region's `bytes` is a view over
+ * one shared `ArrayBuffer`, the window, and an address maps to a byte of the
+ * window by one subtraction. Memory between regions is never touched, so an
+ * identity-mapped window may span holes that are not mapped at all.
+ *
+ * @module
+ */
+
+import { InvalidMemoryError } from "./errors.ts";
+
+/** One usable range of memory. */
+export interface MemoryRegion {
+  /** Address of the region's first byte, where the allocator sees it. */
+  readonly base: number;
+  /** The region's bytes: a view over the memory's one shared window buffer. */
+  readonly bytes: Uint8Array;
+  /**
+   * The address the firmware map gave the region, when it differs from
+   * `base` because the region could not be mapped at its physical address.
+   * Absent for identity-mapped and plain buffer memory.
+   */
+  readonly physicalBase?: number;
+}
+
+/** Memory made of regions over one window; the allocator's input. */
+export interface PhysicalMemory {
+  /** The usable regions, in any order, not overlapping. */
+  readonly regions: readonly MemoryRegion[];
+  /** True once the memory has been released; the allocator then refuses every call. */
+  readonly closed?: boolean;
+  /** Releases the memory (for example `munmap`); called by the allocator's `close()`. */
+  close?(): void;
+}
+
+/** A range of addresses, used to lay out buffer-backed memory. */
+export interface AddressRange {
+  /** Address of the first byte. */
+  readonly start: number;
+  /** Length in bytes. */
+  readonly length: number;
+}
+
+/** The resolved window of a memory: its buffer and the address of its byte 0. */
+export interface MemoryWindow {
+  /** The buffer all regions view. */
+  readonly buffer: ArrayBuffer;
+  /** The address that byte 0 of `buffer` stands for. */
+  readonly baseAddress: number;
+}
+
+/** The default address of the first byte of buffer memory: page 0 is never handed out. */
+export const DEFAULT_BUFFER_BASE_ADDRESS = 0x1000;
+
+/**
+ * Creates buffer-backed memory with one region per range, all in one fresh
+ * `ArrayBuffer` spanning from the lowest start to the highest end.
+ *
+ * @param ranges The usable ranges; they must not overlap.
+ * @returns Memory whose regions have exactly the given addresses.
+ * @throws {InvalidMemoryError} If a range is empty, overlaps another or lies at address 0.
+ *
+ * @example Two regions with a hole between them
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bufferMemory } from "./memory.ts";
+ *
+ * const memory = bufferMemory([{ start: 0x1000, length: 256 }, { start: 0x2000, length: 64 }]);
+ * assert.equal(memory.regions.length, 2);
+ * assert.equal(memory.regions[1].bytes.byteOffset, 0x1000);
+ * ```
+ */
+export function bufferMemory(ranges: readonly AddressRange[]): PhysicalMemory {
+  if (ranges.length === 0) throw new InvalidMemoryError("Cannot create memory: no regions given");
+  for (const range of ranges) assertRange(range);
+  const sorted = [...ranges].sort((a, b) => a.start - b.start);
+  for (let i = 1; i < sorted.length; i++) {
+    const previous = sorted[i - 1];
+    if (previous.start + previous.length > sorted[i].start) {
+      throw new InvalidMemoryError(
+        `Cannot create memory: region ${hex(sorted[i].start)} overlaps region ${
+          hex(previous.start)
+        }`,
+      );
+    }
+  }
+  const windowStart = sorted[0].start;
+  const last = sorted[sorted.length - 1];
+  const buffer = new ArrayBuffer(last.start + last.length - windowStart);
+  const regions = ranges.map((range) => ({
+    base: range.start,
+    bytes: new Uint8Array(buffer, range.start - windowStart, range.length),
+  }));
+  return { regions };
+}
+
+/**
+ * Finds the one window all regions of `memory` view, checking that they
+ * share a buffer at consistent offsets and do not overlap.
+ *
+ * @param memory The memory to resolve.
+ * @returns The shared buffer and the address of its byte 0.
+ * @throws {InvalidMemoryError} If the regions are empty, overlap, or view different buffers.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bufferMemory, resolveWindow } from "./memory.ts";
+ *
+ * const window = resolveWindow(bufferMemory([{ start: 0x4000, length: 64 }]));
+ * assert.equal(window.baseAddress, 0x4000);
+ * ```
+ */
+export function resolveWindow(memory: PhysicalMemory): MemoryWindow {
+  const regions = memory.regions;
+  if (regions.length === 0) throw new InvalidMemoryError("Cannot use memory: it has no regions");
+  const first = regions[0];
+  const buffer = first.bytes.buffer;
+  const baseAddress = first.base - first.bytes.byteOffset;
+  for (const region of regions) {
+    assertRange({ start: region.base, length: region.bytes.byteLength });
+    if (region.bytes.buffer !== buffer) {
+      throw new InvalidMemoryError(
+        `Cannot use memory: region ${hex(region.base)} views a different buffer than region ${
+          hex(first.base)
+        }`,
+      );
+    }
+    if (region.base - region.bytes.byteOffset !== baseAddress) {
+      throw new InvalidMemoryError(
+        `Cannot use memory: region ${hex(region.base)} sits at buffer offset ${
+          hex(region.bytes.byteOffset)
+        }, expected ${hex(region.base - baseAddress)}`,
+      );
+    }
+  }
+  const sorted = [...regions].sort((a, b) => a.base - b.base);
+  for (let i = 1; i < sorted.length; i++) {
+    const previous = sorted[i - 1];
+    if (previous.base + previous.bytes.byteLength > sorted[i].base) {
+      throw new InvalidMemoryError(
+        `Cannot use memory: region ${hex(sorted[i].base)} overlaps region ${hex(previous.base)}`,
+      );
+    }
+  }
+  return { buffer: buffer as ArrayBuffer, baseAddress };
+}
+
+function assertRange(range: AddressRange): void {
+  const { start, length } = range;
+  if (!Number.isSafeInteger(start) || start <= 0) {
+    throw new InvalidMemoryError(
+      `Cannot use region at ${start}: its start must be a positive integer address`,
+    );
+  }
+  if (!Number.isSafeInteger(length) || length <= 0) {
+    throw new InvalidMemoryError(
+      `Cannot use region ${hex(start)} of length ${length}: its length must be a positive integer`,
+    );
+  }
+  if (!Number.isSafeInteger(start + length)) {
+    throw new InvalidMemoryError(
+      `Cannot use region ${hex(start)} of length ${length}: it ends past 2^53`,
+    );
+  }
+}
+
+/** Formats an address as `0x…` for messages. */
+export function hex(value: number): string {
+  return Number.isSafeInteger(value) && value >= 0 ? `0x${value.toString(16)}` : String(value);
+}
