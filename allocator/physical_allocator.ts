@@ -1,0 +1,933 @@
+/**
+ * The physical memory allocator: block headers at the start of every block,
+ * an intrusive free list inside the managed memory, aligned payloads, several
+ * regions, and a choice of placement policy over one block format.
+ *
+ * @module
+ */
+
+import { alignmentGap, blockPtr, blockSizeFor, BlockWords } from "./block.ts";
+import {
+  AllocatorClosedError,
+  DoubleFreeError,
+  HeapCorruptionError,
+  InvalidAddressError,
+  InvalidAlignmentError,
+  InvalidFreeError,
+  InvalidOptionError,
+  InvalidSizeError,
+  OutOfMemoryError,
+} from "./errors.ts";
+import { checkHeap } from "./heap_check.ts";
+import {
+  ALIGN_BYTES_MAX,
+  FLAG_LAST,
+  FLAG_PREV_FREE,
+  GRANULE_BYTES,
+  HEADER_BYTES,
+  MIN_BLOCK_BYTES,
+} from "./layout.ts";
+import { DEFAULT_BUFFER_BASE_ADDRESS, hex, type PhysicalMemory, resolveWindow } from "./memory.ts";
+import { attachNative, type NativeMode } from "./native_route.ts";
+import type { FreeListPolicy, PolicyName } from "./policy.ts";
+import { FirstFitPolicy } from "./policy_first_fit.ts";
+import { TlsfPolicy } from "./policy_tlsf.ts";
+import { type HeapLayout, largestBlockArea, layoutRegions, type RegionLayout } from "./regions.ts";
+import type { AllocatorStats, RegionStats } from "./stats.ts";
+
+/** Options of a {@linkcode PhysicalAllocator}. */
+export interface AllocatorOptions {
+  /**
+   * The placement policy: `"tlsf"` (O(1) segregated fits) or `"first-fit"`
+   * (the seed's address-ordered scan, O(n)).
+   *
+   * @default {"tlsf"}
+   */
+  policy?: PolicyName;
+  /**
+   * The payload alignment of `alloc` calls that give none: a power of two.
+   *
+   * @default {8}
+   */
+  align?: number;
+  /**
+   * Whether searches run in the Zig library: `"auto"` uses it where it is
+   * faster and present, `true` requires it, `false` never loads it.
+   *
+   * @default {"auto"}
+   */
+  native?: NativeMode;
+}
+
+/** Options of {@linkcode PhysicalAllocator.fromBuffer}. */
+export interface BufferAllocatorOptions extends AllocatorOptions {
+  /**
+   * The address the buffer's first byte stands for; a non-zero multiple of 8.
+   *
+   * @default {4096}
+   */
+  baseAddress?: number;
+}
+
+/** Where a payload address was found, for precise error messages. */
+interface Located {
+  readonly block: number;
+  readonly region: RegionLayout;
+}
+
+/**
+ * A physical memory allocator over one or more regions.
+ *
+ * Addresses are plain numbers: the address of a payload in the memory's
+ * address space (for identity-mapped memory, the physical address).
+ *
+ * @example Allocate, use, free
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PhysicalAllocator } from "../mod.ts";
+ *
+ * using heap = PhysicalAllocator.fromBuffer(new Uint8Array(64 * 1024));
+ * const page = heap.alloc(4096, 4096);
+ * assert.equal(page % 4096, 0);
+ * heap.bytes(page).fill(0xab);
+ * heap.free(page);
+ * heap.check();
+ * assert.equal(heap.stats().usedBlocks, 0);
+ * ```
+ */
+export class PhysicalAllocator implements Disposable {
+  /** The placement policy in use. */
+  readonly policy: PolicyName;
+  /** The payload alignment of `alloc` calls that give none. */
+  readonly defaultAlignBytes: number;
+
+  readonly #memory: PhysicalMemory;
+  readonly #blocks: BlockWords;
+  readonly #buffer: ArrayBuffer;
+  readonly #layout: HeapLayout;
+  readonly #policy: FreeListPolicy;
+  readonly #usable: readonly RegionLayout[];
+  readonly #usableStarts: Float64Array;
+  #nativeActive = false;
+  #closed = false;
+
+  #freeBytes = 0;
+  #freeBlocks = 0;
+  #usedBytes = 0;
+  #usedBlocks = 0;
+  #slackBytes = 0;
+  readonly #totalBytes: number;
+  readonly #skippedBytes: number;
+  readonly #fixedOverheadBytes: number;
+
+  /**
+   * Creates an allocator over memory made of regions and writes one free
+   * block into every region large enough for one.
+   *
+   * @param memory The regions to manage; all must view one window buffer.
+   * @param options Policy, default alignment and native path.
+   * @throws {InvalidMemoryError} If the regions overlap, view different buffers or none can hold a block.
+   * @throws {InvalidOptionError} If an option has an unknown value.
+   * @throws {NativeUnavailableError} If `native: true` and the library cannot be loaded.
+   *
+   * @example Several regions, the first too small for any block
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { bufferMemory, PhysicalAllocator } from "../mod.ts";
+   *
+   * const memory = bufferMemory([
+   *   { start: 0x1000, length: 24 },
+   *   { start: 0x2000, length: 4096 },
+   * ]);
+   * const heap = new PhysicalAllocator(memory, { policy: "first-fit" });
+   * assert.equal(heap.stats().skippedRegions, 1);
+   * assert.ok(heap.alloc(100) > 0x2000);
+   * ```
+   */
+  constructor(memory: PhysicalMemory, options: AllocatorOptions = {}) {
+    const policyName = options.policy ?? "tlsf";
+    if (policyName !== "tlsf" && policyName !== "first-fit") {
+      throw new InvalidOptionError(
+        `Cannot create allocator with policy "${policyName}": expected "tlsf" or "first-fit"`,
+      );
+    }
+    const align = options.align ?? GRANULE_BYTES;
+    validateAlignment(align, "create allocator");
+    this.policy = policyName;
+    this.defaultAlignBytes = Math.max(align, GRANULE_BYTES);
+    this.#memory = memory;
+
+    const window = resolveWindow(memory);
+    if (window.baseAddress % GRANULE_BYTES !== 0) {
+      throw new InvalidOptionError(
+        `Cannot create allocator: the window starts at address ${
+          hex(window.baseAddress)
+        }, not a multiple of ${GRANULE_BYTES}`,
+      );
+    }
+    this.#buffer = window.buffer;
+    this.#blocks = new BlockWords(window.buffer, window.baseAddress);
+    const largestArea = largestBlockArea(memory.regions);
+    const controlBytes = policyName === "tlsf"
+      ? new TlsfPolicy(this.#blocks, window.baseAddress, largestArea).controlBytes
+      : new FirstFitPolicy(this.#blocks, window.baseAddress).controlBytes;
+    this.#layout = layoutRegions(memory.regions, controlBytes);
+    const control = this.#layout.controlAddress;
+    this.#policy = policyName === "tlsf"
+      ? new TlsfPolicy(this.#blocks, control, largestArea)
+      : new FirstFitPolicy(this.#blocks, control);
+    this.#usable = this.#layout.regions.filter((region) => !region.skipped);
+    this.#usableStarts = Float64Array.from(this.#usable, (region) => region.blockStart);
+
+    let total = 0;
+    let skipped = 0;
+    let areas = 0;
+    for (const region of this.#layout.regions) {
+      total += region.lengthBytes;
+      if (region.skipped) skipped += region.lengthBytes;
+      else areas += region.blockEnd - region.blockStart;
+    }
+    this.#totalBytes = total;
+    this.#skippedBytes = skipped;
+    this.#fixedOverheadBytes = total - skipped - areas;
+    this.#nativeActive = attachNative(
+      options.native ?? "auto",
+      this.#policy,
+      window.buffer,
+      window.baseAddress,
+      control,
+    );
+    this.#initBlocks();
+  }
+
+  /**
+   * Creates an allocator over a fresh or given buffer: one region covering
+   * all of it. Needs no Deno permission.
+   *
+   * @param bytes The memory to manage, written by the allocator from now on.
+   * @param options Policy, alignment, native path and the buffer's base address.
+   * @returns The allocator.
+   * @throws {InvalidMemoryError} If the buffer is too small for the control block and one block.
+   * @throws {InvalidOptionError} If an option has an unknown value.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new ArrayBuffer(4096), { policy: "first-fit" });
+   * const address = heap.alloc(16);
+   * assert.equal(address % 8, 0);
+   * ```
+   */
+  static fromBuffer(
+    bytes: Uint8Array | ArrayBuffer,
+    options: BufferAllocatorOptions = {},
+  ): PhysicalAllocator {
+    const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+    const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
+    if (
+      !Number.isSafeInteger(baseAddress) || baseAddress <= 0 || baseAddress % GRANULE_BYTES !== 0
+    ) {
+      throw new InvalidOptionError(
+        `Cannot use base address ${baseAddress}: it must be a positive multiple of ${GRANULE_BYTES}`,
+      );
+    }
+    const memory: PhysicalMemory = {
+      regions: [{
+        base: baseAddress,
+        bytes: new Uint8Array(view.buffer as ArrayBuffer, view.byteOffset, view.byteLength),
+      }],
+    };
+    return new PhysicalAllocator(memory, options);
+  }
+
+  /** True when the Zig library serves this allocator's searches. */
+  get nativeActive(): boolean {
+    return this.#nativeActive;
+  }
+
+  /** True once `close()` has run or the memory was closed. */
+  get closed(): boolean {
+    return this.#closed || this.#memory.closed === true;
+  }
+
+  #initBlocks(): void {
+    this.#policy.initControl();
+    for (const region of this.#usable) {
+      const size = region.blockEnd - region.blockStart;
+      this.#blocks.writeFree(region.blockStart, size, FLAG_LAST);
+      this.#policy.insert(region.blockStart, size, 0);
+      this.#addFree(size);
+    }
+  }
+
+  /**
+   * Allocates a payload of `sizeBytes` aligned to `alignBytes`.
+   *
+   * @param sizeBytes The payload size, a positive integer.
+   * @param alignBytes The payload alignment, a power of two up to 1 GiB; defaults to the allocator's.
+   * @returns The payload's address.
+   * @throws {InvalidSizeError} If the size is not a positive safe integer.
+   * @throws {InvalidAlignmentError} If the alignment is not a power of two up to 1 GiB.
+   * @throws {OutOfMemoryError} If no free block fits; the message names the largest.
+   * @throws {AllocatorClosedError} If the allocator was closed.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(1 << 16));
+   * assert.equal(heap.alloc(100, 256) % 256, 0);
+   * assert.throws(() => heap.alloc(1 << 20), { code: "OUT_OF_MEMORY" });
+   * ```
+   */
+  alloc(sizeBytes: number, alignBytes: number = this.defaultAlignBytes): number {
+    const address = this.tryAlloc(sizeBytes, alignBytes);
+    if (address === 0) throw this.#outOfMemory(sizeBytes, alignBytes);
+    return address;
+  }
+
+  /**
+   * Like `alloc`, but returns 0 instead of throwing when no free block fits.
+   * Invalid arguments still throw.
+   *
+   * @param sizeBytes The payload size, a positive integer.
+   * @param alignBytes The payload alignment, a power of two up to 1 GiB.
+   * @returns The payload's address, or 0 when memory is short.
+   * @throws {InvalidSizeError} If the size is not a positive safe integer.
+   * @throws {InvalidAlignmentError} If the alignment is not a power of two up to 1 GiB.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+   * assert.equal(heap.tryAlloc(1 << 20), 0);
+   * ```
+   */
+  tryAlloc(sizeBytes: number, alignBytes: number = this.defaultAlignBytes): number {
+    this.#assertOpen("allocate");
+    validateSize(sizeBytes, "allocate");
+    validateAlignment(alignBytes, `allocate ${sizeBytes} bytes`);
+    const align = alignBytes < GRANULE_BYTES ? GRANULE_BYTES : alignBytes;
+    const blockSize = blockSizeFor(sizeBytes);
+    if (blockSize > this.#layout.largestAreaBytes) return 0;
+    const block = this.#policy.find(blockSize, align);
+    if (block === 0) return 0;
+    return this.#carve(block, blockSize, align, sizeBytes);
+  }
+
+  /** Turns part of the free block `block` into a used block; returns the payload address. */
+  #carve(block: number, blockSize: number, align: number, sizeBytes: number): number {
+    const blocks = this.#blocks;
+    const size = blocks.size(block);
+    const flags = blocks.flags(block);
+    assert(blocks.isFree(block), block, "a block handed out by the policy is not free");
+    const gap = align <= GRANULE_BYTES ? 0 : alignmentGap(block, align);
+    const start = block + gap;
+    const available = size - gap;
+    assert(available >= blockSize, block, "a block handed out by the policy is too small");
+    const remainder = available - blockSize;
+    const splitTail = remainder >= MIN_BLOCK_BYTES;
+    const usedSize = splitTail ? blockSize : available;
+    const tail = start + usedSize;
+
+    this.#dropFree(size);
+    if (gap > 0) {
+      this.#policy.replace(block, size, block, gap);
+      blocks.writeFree(block, gap, flags & FLAG_PREV_FREE);
+      this.#addFree(gap);
+      if (splitTail) this.#policy.insert(tail, remainder, block);
+    } else if (splitTail) {
+      this.#policy.replace(block, size, tail, remainder);
+    } else {
+      this.#policy.remove(block, size);
+    }
+    if (splitTail) {
+      blocks.writeFree(tail, remainder, flags & FLAG_LAST);
+      this.#addFree(remainder);
+    } else if ((flags & FLAG_LAST) === 0) {
+      blocks.setFlag(tail, FLAG_PREV_FREE, false);
+    }
+    const prevFree = gap > 0 ? FLAG_PREV_FREE : flags & FLAG_PREV_FREE;
+    const last = splitTail ? 0 : flags & FLAG_LAST;
+    const slack = usedSize - HEADER_BYTES - sizeBytes;
+    blocks.writeHeader(start, usedSize, prevFree | last, slack);
+    this.#usedBlocks++;
+    this.#usedBytes += sizeBytes;
+    this.#slackBytes += slack;
+    return blockPtr(start);
+  }
+
+  /**
+   * Frees the allocation at `address` and merges it with free neighbours.
+   *
+   * @param address A payload address returned by `alloc`, `tryAlloc` or `realloc`.
+   * @throws {InvalidFreeError} If `address` is not the payload of a block.
+   * @throws {DoubleFreeError} If the block is already free.
+   * @throws {HeapCorruptionError} If the block's or a neighbour's header is damaged.
+   * @throws {AllocatorClosedError} If the allocator was closed.
+   *
+   * @example Freeing everything restores one free block per region
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+   * const a = heap.alloc(64);
+   * const b = heap.alloc(64);
+   * heap.free(a);
+   * heap.free(b);
+   * assert.equal(heap.stats().freeBlocks, 1);
+   * assert.throws(() => heap.free(b), { code: "DOUBLE_FREE" });
+   * ```
+   */
+  free(address: number): void {
+    this.#assertOpen("free");
+    const block = this.#usedBlockAt(address, "free", InvalidFreeError);
+    const blocks = this.#blocks;
+    const size = blocks.size(block);
+    const flags = blocks.flags(block);
+    const next = (flags & FLAG_LAST) === 0 ? this.#checkedNeighbour(block + size, block) : 0;
+    const previous = (flags & FLAG_PREV_FREE) !== 0 ? this.#checkedPrevious(block) : 0;
+
+    this.#usedBlocks--;
+    this.#usedBytes -= size - HEADER_BYTES - blocks.slack(block);
+    this.#slackBytes -= blocks.slack(block);
+    const nextFree = next !== 0 && blocks.isFree(next);
+    let start = block;
+    let total = size;
+    let last = flags & FLAG_LAST;
+    if (nextFree) {
+      const nextSize = blocks.size(next);
+      last = blocks.flags(next) & FLAG_LAST;
+      this.#dropFree(nextSize);
+      total += nextSize;
+      if (previous !== 0) this.#policy.remove(next, nextSize);
+      else this.#policy.replace(next, nextSize, block, total);
+    }
+    if (previous !== 0) {
+      const previousSize = blocks.size(previous);
+      this.#dropFree(previousSize);
+      start = previous;
+      total += previousSize;
+      this.#policy.replace(previous, previousSize, previous, total);
+    } else if (!nextFree) {
+      this.#policy.insert(block, total, 0);
+    }
+    blocks.writeFree(start, total, last);
+    this.#addFree(total);
+    if (last === 0) blocks.setFlag(start + total, FLAG_PREV_FREE, true);
+  }
+
+  /**
+   * Resizes the allocation at `address`: shrinks in place, grows in place
+   * when the next block is free, and otherwise moves the payload to a new
+   * block (aligned to the allocator's default) and frees the old one.
+   *
+   * @param address A live payload address.
+   * @param sizeBytes The new payload size, a positive integer.
+   * @returns The payload's address, which changes only when it moved.
+   * @throws {InvalidFreeError} If `address` is not the payload of a block.
+   * @throws {DoubleFreeError} If the block is free.
+   * @throws {InvalidSizeError} If the size is not a positive safe integer.
+   * @throws {OutOfMemoryError} If the payload must move and no block fits; the old block is kept.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+   * const a = heap.alloc(8);
+   * heap.bytes(a).set([1, 2, 3, 4, 5, 6, 7, 8]);
+   * const b = heap.realloc(a, 200);
+   * assert.deepEqual([...heap.bytes(b, 8)], [1, 2, 3, 4, 5, 6, 7, 8]);
+   * ```
+   */
+  realloc(address: number, sizeBytes: number): number {
+    this.#assertOpen("reallocate");
+    const block = this.#usedBlockAt(address, "reallocate", InvalidFreeError);
+    validateSize(sizeBytes, `reallocate ${hex(address)}`);
+    const blocks = this.#blocks;
+    const size = blocks.size(block);
+    const flags = blocks.flags(block);
+    const next = (flags & FLAG_LAST) === 0 ? this.#checkedNeighbour(block + size, block) : 0;
+    const newBlockSize = blockSizeFor(sizeBytes);
+    if (newBlockSize <= size) {
+      this.#shrinkInPlace(block, newBlockSize, sizeBytes, next);
+      return address;
+    }
+    if (next !== 0 && blocks.isFree(next) && size + blocks.size(next) >= newBlockSize) {
+      this.#growInPlace(block, newBlockSize, sizeBytes, next);
+      return address;
+    }
+    const oldSizeBytes = size - HEADER_BYTES - blocks.slack(block);
+    const moved = this.tryAlloc(sizeBytes, this.defaultAlignBytes);
+    if (moved === 0) throw this.#outOfMemory(sizeBytes, this.defaultAlignBytes);
+    const bytes = new Uint8Array(this.#buffer);
+    const from = address - blocks.baseAddress;
+    bytes.copyWithin(moved - blocks.baseAddress, from, from + Math.min(oldSizeBytes, sizeBytes));
+    this.free(address);
+    return moved;
+  }
+
+  /** Shrinks the used block `block` to `newBlockSize`, giving the rest back. */
+  #shrinkInPlace(block: number, newBlockSize: number, sizeBytes: number, next: number): void {
+    const blocks = this.#blocks;
+    const size = blocks.size(block);
+    const flags = blocks.flags(block);
+    const oldSlack = blocks.slack(block);
+    const remainder = size - newBlockSize;
+    this.#usedBytes += sizeBytes - (size - HEADER_BYTES - oldSlack);
+    if (remainder > 0 && next !== 0 && blocks.isFree(next)) {
+      const nextSize = blocks.size(next);
+      const tail = block + newBlockSize;
+      const nextLast = blocks.flags(next) & FLAG_LAST;
+      this.#policy.replace(next, nextSize, tail, remainder + nextSize);
+      blocks.writeFree(tail, remainder + nextSize, nextLast);
+      this.#dropFree(nextSize);
+      this.#addFree(remainder + nextSize);
+      this.#setUsedHeader(block, newBlockSize, flags & FLAG_PREV_FREE, sizeBytes, oldSlack);
+    } else if (remainder >= MIN_BLOCK_BYTES) {
+      const tail = block + newBlockSize;
+      blocks.writeFree(tail, remainder, flags & FLAG_LAST);
+      this.#policy.insert(tail, remainder, 0);
+      this.#addFree(remainder);
+      if (next !== 0) blocks.setFlag(next, FLAG_PREV_FREE, true);
+      this.#setUsedHeader(block, newBlockSize, flags & FLAG_PREV_FREE, sizeBytes, oldSlack);
+    } else {
+      this.#setUsedHeader(block, size, flags & (FLAG_PREV_FREE | FLAG_LAST), sizeBytes, oldSlack);
+    }
+  }
+
+  /** Grows the used block `block` into its free successor `next`. */
+  #growInPlace(block: number, newBlockSize: number, sizeBytes: number, next: number): void {
+    const blocks = this.#blocks;
+    const size = blocks.size(block);
+    const flags = blocks.flags(block);
+    const oldSlack = blocks.slack(block);
+    const nextSize = blocks.size(next);
+    const nextLast = blocks.flags(next) & FLAG_LAST;
+    const remainder = size + nextSize - newBlockSize;
+    this.#usedBytes += sizeBytes - (size - HEADER_BYTES - oldSlack);
+    this.#dropFree(nextSize);
+    if (remainder >= MIN_BLOCK_BYTES) {
+      const tail = block + newBlockSize;
+      this.#policy.replace(next, nextSize, tail, remainder);
+      blocks.writeFree(tail, remainder, nextLast);
+      this.#addFree(remainder);
+      this.#setUsedHeader(block, newBlockSize, flags & FLAG_PREV_FREE, sizeBytes, oldSlack);
+    } else {
+      this.#policy.remove(next, nextSize);
+      if (nextLast === 0) blocks.setFlag(block + size + nextSize, FLAG_PREV_FREE, false);
+      this.#setUsedHeader(
+        block,
+        size + nextSize,
+        (flags & FLAG_PREV_FREE) | nextLast,
+        sizeBytes,
+        oldSlack,
+      );
+    }
+  }
+
+  #setUsedHeader(
+    block: number,
+    blockSize: number,
+    flags: number,
+    sizeBytes: number,
+    oldSlack: number,
+  ): void {
+    const slack = blockSize - HEADER_BYTES - sizeBytes;
+    this.#blocks.writeHeader(block, blockSize, flags, slack);
+    this.#slackBytes += slack - oldSlack;
+  }
+
+  /**
+   * A view of a live allocation's payload.
+   *
+   * @param address A live payload address.
+   * @param lengthBytes How many bytes to view; defaults to the size requested.
+   * @returns A `Uint8Array` over the payload in the managed memory.
+   * @throws {InvalidAddressError} If `address` is not a live payload.
+   * @throws {InvalidSizeError} If `lengthBytes` exceeds the size requested.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+   * const a = heap.alloc(10);
+   * assert.equal(heap.bytes(a).length, 10);
+   * assert.throws(() => heap.bytes(a, 11), { code: "INVALID_SIZE" });
+   * ```
+   */
+  bytes(address: number, lengthBytes?: number): Uint8Array {
+    this.#assertOpen("view");
+    const block = this.#usedBlockAt(address, "view", InvalidAddressError);
+    const sizeBytes = this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
+    const length = lengthBytes ?? sizeBytes;
+    if (!Number.isSafeInteger(length) || length < 0 || length > sizeBytes) {
+      throw new InvalidSizeError(
+        `Cannot view ${length} bytes at ${hex(address)}: the allocation holds ${sizeBytes} bytes`,
+      );
+    }
+    return new Uint8Array(this.#buffer, address - this.#blocks.baseAddress, length);
+  }
+
+  /**
+   * The size requested for the live allocation at `address`.
+   *
+   * @param address A live payload address.
+   * @returns The payload size in bytes.
+   * @throws {InvalidAddressError} If `address` is not a live payload.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+   * assert.equal(heap.sizeOf(heap.alloc(13)), 13);
+   * ```
+   */
+  sizeOf(address: number): number {
+    this.#assertOpen("size");
+    const block = this.#usedBlockAt(address, "size", InvalidAddressError);
+    return this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
+  }
+
+  /**
+   * Accounting of every byte of every region.
+   *
+   * @returns A snapshot; `totalBytes = freeBytes + usedBytes + overheadBytes + skippedBytes`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+   * heap.alloc(100);
+   * const s = heap.stats();
+   * assert.equal(s.totalBytes, s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes);
+   * assert.equal(s.usedBytes, 100);
+   * ```
+   */
+  stats(): AllocatorStats {
+    this.#assertOpen("read stats of");
+    const largest = this.#policy.largestFree();
+    return {
+      policy: this.policy,
+      nativeActive: this.#nativeActive,
+      totalBytes: this.#totalBytes,
+      freeBytes: this.#freeBytes,
+      usedBytes: this.#usedBytes,
+      overheadBytes: this.#overheadBytes(),
+      skippedBytes: this.#skippedBytes,
+      freeBlocks: this.#freeBlocks,
+      usedBlocks: this.#usedBlocks,
+      largestFreeBytes: largest === 0 ? 0 : largest - HEADER_BYTES,
+      skippedRegions: this.#layout.regions.length - this.#usable.length,
+      regions: this.#layout.regions.map((region): RegionStats => ({
+        base: region.base,
+        lengthBytes: region.lengthBytes,
+        physicalBase: region.physicalBase,
+        identity: region.base === region.physicalBase,
+        offsetBytes: region.base - region.physicalBase,
+        skipped: region.skipped,
+        holdsControl: region.controlBytes > 0,
+      })),
+    };
+  }
+
+  #overheadBytes(): number {
+    return (this.#freeBlocks + this.#usedBlocks) * HEADER_BYTES + this.#slackBytes +
+      this.#fixedOverheadBytes;
+  }
+
+  /**
+   * Walks every region and free list and proves the heap consistent.
+   *
+   * @throws {HeapCorruptionError} Naming the address and the broken invariant.
+   *
+   * @example
+   * ```ts
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+   * heap.alloc(10);
+   * heap.check();
+   * ```
+   */
+  check(): void {
+    this.#assertOpen("check");
+    checkHeap({
+      blocks: this.#blocks,
+      regions: this.#usable,
+      policy: this.#policy,
+      expected: {
+        freeBytes: this.#freeBytes,
+        freeBlocks: this.#freeBlocks,
+        usedBytes: this.#usedBytes,
+        usedBlocks: this.#usedBlocks,
+        slackBytes: this.#slackBytes,
+      },
+    });
+    const s = this.stats();
+    if (s.totalBytes !== s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes) {
+      throw new HeapCorruptionError(
+        this.#layout.controlAddress,
+        `Heap accounting is broken: total ${s.totalBytes} bytes != free ${s.freeBytes} + used ${s.usedBytes} + overhead ${s.overheadBytes} + skipped ${s.skippedBytes}`,
+      );
+    }
+  }
+
+  /**
+   * Every block of every usable region in address order: for pictures and
+   * teaching. Bounded by the region sizes.
+   *
+   * @returns The blocks with their addresses, sizes and state.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+   * heap.alloc(100);
+   * assert.deepEqual([...heap.blocks()].map((b) => b.free), [false, true]);
+   * ```
+   */
+  *blocks(): IterableIterator<HeapBlock> {
+    this.#assertOpen("walk");
+    for (const region of this.#usable) {
+      let block = region.blockStart;
+      while (block < region.blockEnd) {
+        const sizeBytes = this.#blocks.size(block);
+        if (sizeBytes < MIN_BLOCK_BYTES) return;
+        yield {
+          address: block,
+          sizeBytes,
+          free: this.#blocks.isFree(block),
+          regionIndex: region.index,
+        };
+        block += sizeBytes;
+      }
+    }
+  }
+
+  /**
+   * Releases the memory (for identity-mapped memory, unmaps it) exactly
+   * once; every later call on the allocator throws `AllocatorClosedError`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+   * heap.close();
+   * assert.throws(() => heap.alloc(1), { code: "ALLOCATOR_CLOSED" });
+   * ```
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#memory.closed !== true) this.#memory.close?.();
+  }
+
+  /** Same as `close()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#closed || this.#memory.closed === true) {
+      throw new AllocatorClosedError(`Cannot ${operation}: the allocator is closed`);
+    }
+  }
+
+  #addFree(sizeBytes: number): void {
+    this.#freeBytes += sizeBytes - HEADER_BYTES;
+    this.#freeBlocks++;
+  }
+
+  #dropFree(sizeBytes: number): void {
+    this.#freeBytes -= sizeBytes - HEADER_BYTES;
+    this.#freeBlocks--;
+  }
+
+  /** The usable region whose block area contains `address`, or null. */
+  #regionOf(address: number): RegionLayout | null {
+    const starts = this.#usableStarts;
+    let low = 0;
+    let high = starts.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >>> 1;
+      if (starts[middle] <= address) low = middle;
+      else high = middle - 1;
+    }
+    const region = this.#usable[low];
+    return region.blockStart <= address && address < region.blockEnd ? region : null;
+  }
+
+  /**
+   * The block whose payload starts at `address`, which must be a used block
+   * with an intact header. Reads nothing outside a usable region.
+   */
+  #usedBlockAt(
+    address: number,
+    operation: string,
+    ErrorClass: typeof InvalidFreeError | typeof InvalidAddressError,
+  ): number {
+    if (typeof address !== "number" || !Number.isSafeInteger(address) || address <= 0) {
+      throw new ErrorClass(
+        `Cannot ${operation} address ${String(address)}: it is not a positive integer address`,
+      );
+    }
+    const block = address - HEADER_BYTES;
+    const region = address % GRANULE_BYTES === 0 ? this.#regionOf(block) : null;
+    if (region === null || block + MIN_BLOCK_BYTES > region.blockEnd) {
+      throw new ErrorClass(
+        `Cannot ${operation} address ${hex(address)}: it is not the payload of any block`,
+      );
+    }
+    const blocks = this.#blocks;
+    if (!blocks.headerValid(block)) {
+      const located = this.#locate(address, region);
+      if (located === null || located.block !== block) {
+        throw new ErrorClass(
+          `Cannot ${operation} address ${hex(address)}: ${
+            located === null
+              ? "it is not the payload of any block"
+              : `it lies inside the block at ${hex(located.block)}`
+          }`,
+        );
+      }
+      throw new HeapCorruptionError(
+        block,
+        `Cannot ${operation} address ${hex(address)}: the header at ${
+          hex(block)
+        } is corrupted (check word mismatch)`,
+      );
+    }
+    if (blocks.isFree(block)) {
+      if (ErrorClass === InvalidAddressError) {
+        throw new InvalidAddressError(
+          `Cannot ${operation} address ${hex(address)}: the block is free`,
+        );
+      }
+      throw new DoubleFreeError(
+        `Cannot ${operation} address ${hex(address)}: the block is already free`,
+      );
+    }
+    const size = blocks.size(block);
+    if (size < MIN_BLOCK_BYTES || block + size > region.blockEnd) {
+      throw new HeapCorruptionError(
+        block,
+        `Heap corruption at block ${hex(block)}: size ${size} leaves its region`,
+      );
+    }
+    return block;
+  }
+
+  /** Walks a region to find the block whose area holds `address`; for error messages only. */
+  #locate(address: number, region: RegionLayout): Located | null {
+    let block = region.blockStart;
+    while (block < region.blockEnd && this.#blocks.headerValid(block)) {
+      const size = this.#blocks.size(block);
+      if (size < MIN_BLOCK_BYTES) return null;
+      if (address < block + size) return { block, region };
+      block += size;
+    }
+    return null;
+  }
+
+  /** The header at `next`, the physical successor of `block`, verified before use. */
+  #checkedNeighbour(next: number, block: number): number {
+    if (!this.#blocks.headerValid(next)) {
+      throw new HeapCorruptionError(
+        next,
+        `Heap corruption at block ${hex(next)} after ${
+          hex(block)
+        }: check word mismatch (a payload overflow?)`,
+      );
+    }
+    return next;
+  }
+
+  /** The free physical predecessor of `block`, found by its footer and verified. */
+  #checkedPrevious(block: number): number {
+    const blocks = this.#blocks;
+    const previousSize = blocks.previousFooter(block);
+    const previous = block - previousSize;
+    const region = this.#regionOf(block);
+    const sane = region !== null && previousSize >= MIN_BLOCK_BYTES &&
+      previousSize % GRANULE_BYTES === 0 && previous >= region.blockStart;
+    if (
+      !sane || !blocks.headerValid(previous) || !blocks.isFree(previous) ||
+      blocks.size(previous) !== previousSize
+    ) {
+      throw new HeapCorruptionError(
+        block,
+        `Heap corruption before block ${
+          hex(block)
+        }: its free predecessor's footer (${previousSize}) does not match a free header`,
+      );
+    }
+    return previous;
+  }
+
+  #outOfMemory(sizeBytes: number, alignBytes: number): OutOfMemoryError {
+    const largest = this.#policy.largestFree();
+    return new OutOfMemoryError(
+      `Cannot allocate ${sizeBytes} bytes aligned to ${alignBytes}: no free block fits (largest free block holds ${
+        largest === 0 ? 0 : largest - HEADER_BYTES
+      } bytes; ${this.#freeBytes} bytes free in ${this.#freeBlocks} blocks)`,
+    );
+  }
+}
+
+/** One block as `PhysicalAllocator.blocks()` reports it. */
+export interface HeapBlock {
+  /** The block's header address. */
+  readonly address: number;
+  /** The block's size including its header. */
+  readonly sizeBytes: number;
+  /** True when the block is free. */
+  readonly free: boolean;
+  /** The index of its region in address order. */
+  readonly regionIndex: number;
+}
+
+function validateSize(sizeBytes: number, operation: string): void {
+  if (typeof sizeBytes !== "number" || !Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
+    throw new InvalidSizeError(
+      `Cannot ${operation} ${String(sizeBytes)} bytes: the size must be a positive integer`,
+    );
+  }
+}
+
+function validateAlignment(alignBytes: number, operation: string): void {
+  if (
+    typeof alignBytes !== "number" || !Number.isSafeInteger(alignBytes) || alignBytes <= 0 ||
+    alignBytes > ALIGN_BYTES_MAX || (alignBytes & (alignBytes - 1)) !== 0
+  ) {
+    throw new InvalidAlignmentError(
+      `Cannot ${operation} with alignment ${
+        String(alignBytes)
+      }: the alignment must be a power of two from 1 to ${ALIGN_BYTES_MAX}`,
+    );
+  }
+}
+
+function assert(condition: boolean, address: number, invariant: string): asserts condition {
+  if (!condition) {
+    throw new HeapCorruptionError(address, `Heap corruption at ${hex(address)}: ${invariant}`);
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * The interface every placement policy implements over the shared block
+ * format. A policy owns only the free lists (their heads live in the control
+ * block inside managed memory); splitting, coalescing and headers belong to
+ * the allocator, so every policy produces the same block format.
+ *
+ * @module
+ */
+
+/** The names of the placement policies. */
+export type PolicyName = "tlsf" | "first-fit";
+
+/** The free-list operations the allocator needs from a policy. */
+export interface FreeListPolicy {
+  /** The policy's name. */
+  readonly name: PolicyName;
+  /** The id stored in the control block. */
+  readonly id: number;
+  /** Bytes of the control block this policy needs. */
+  readonly controlBytes: number;
+
+  /** Writes an empty control block at `controlAddress`. */
+  initControl(): void;
+  /**
+   * Adds the free block `block` (header already written) to the lists.
+   * `after` is 0 or a listed free block known to precede `block` in address
+   * order with no listed block between them; first-fit starts its walk there.
+   */
+  insert(block: number, sizeBytes: number, after: number): void;
+  /** Takes the free block `block` off its list. */
+  remove(block: number, sizeBytes: number): void;
+  /**
+   * Puts `newBlock` in the list place of `oldBlock`, which is off the lists
+   * afterwards. Callers guarantee no listed block lies between the two.
+   */
+  replace(oldBlock: number, oldSizeBytes: number, newBlock: number, newSizeBytes: number): void;
+  /** The free block where a block of `blockSizeBytes` aligned to `alignBytes` fits, or 0. */
+  find(blockSizeBytes: number, alignBytes: number): number;
+  /** Every listed free block, each list in order; bounded by `limit` blocks. */
+  listed(limit: number): number[];
+  /** The size of the largest listed free block, or 0. */
+  largestFree(): number;
+  /**
+   * Proves the policy's own invariants (list order or size classes, bitmaps,
+   * back links), reading at most `limit` listed blocks.
+   *
+   * @throws {HeapCorruptionError} Naming the block or control address at fault.
+   */
+  verify(limit: number): void;
+}

@@ -1,0 +1,185 @@
+/**
+ * First-fit: the seed's policy. One free list in address order, its head in
+ * the control block, scanned from the lowest address for the first block
+ * that fits.
+ *
+ * Worst case: `find` and an `insert` that has no coalescing neighbour walk
+ * the whole list, O(n) in the number of free blocks; `remove` and `replace`
+ * are O(1). Address order keeps fragmentation low, which makes this the
+ * reference behaviour the other policies are compared against.
+ *
+ * @module
+ */
+
+import { alignmentGap, type BlockWords } from "./block.ts";
+import { HeapCorruptionError } from "./errors.ts";
+import {
+  CONTROL_FL_COUNT_OFFSET,
+  CONTROL_MAGIC,
+  CONTROL_MAGIC_OFFSET,
+  CONTROL_POLICY_OFFSET,
+  controlBytes,
+  controlHeadsOffset,
+  GRANULE_BYTES,
+  POLICY_ID_FIRST_FIT,
+} from "./layout.ts";
+import { hex } from "./memory.ts";
+import type { FreeListPolicy, PolicyName } from "./policy.ts";
+
+/** A native scan: `(blockSizeBytes, alignBytes, stepsMax) => block or 0`. */
+export type NativeFirstFitFind = (
+  blockSizeBytes: number,
+  alignBytes: number,
+  stepsMax: number,
+) => number;
+
+/** First-fit over an address-ordered intrusive list. */
+export class FirstFitPolicy implements FreeListPolicy {
+  readonly name: PolicyName = "first-fit";
+  readonly id = POLICY_ID_FIRST_FIT;
+  readonly controlBytes: number = controlBytes(0);
+
+  readonly #blocks: BlockWords;
+  readonly #control: number;
+  readonly #headAddress: number;
+  #count = 0;
+  #nativeFind: NativeFirstFitFind | null = null;
+  #nativeBlocksMin = 0;
+
+  /**
+   * Creates the policy over a control block.
+   *
+   * @param blocks Access to the managed memory.
+   * @param controlAddress Where the control block lives.
+   */
+  constructor(blocks: BlockWords, controlAddress: number) {
+    this.#blocks = blocks;
+    this.#control = controlAddress;
+    this.#headAddress = controlAddress + controlHeadsOffset(0);
+  }
+
+  /**
+   * Routes `find` to a native scan once the list holds at least
+   * `blocksMin` blocks, where the scan outweighs the cost of the FFI call.
+   */
+  useNative(find: NativeFirstFitFind | null, blocksMin: number): void {
+    this.#nativeFind = find;
+    this.#nativeBlocksMin = blocksMin;
+  }
+
+  initControl(): void {
+    const words = this.#blocks.words;
+    const i = this.#blocks.index(this.#control);
+    words[i + CONTROL_MAGIC_OFFSET / 4] = CONTROL_MAGIC;
+    words[i + CONTROL_POLICY_OFFSET / 4] = POLICY_ID_FIRST_FIT;
+    words[i + CONTROL_FL_COUNT_OFFSET / 4] = 0;
+    this.#blocks.writeU64(this.#headAddress, 0);
+    this.#count = 0;
+  }
+
+  #head(): number {
+    return this.#blocks.readU64(this.#headAddress);
+  }
+
+  insert(block: number, _sizeBytes: number, after: number): void {
+    const blocks = this.#blocks;
+    const head = this.#head();
+    if (head === 0 || block < head) {
+      this.#linkBetween(0, block, head);
+      return;
+    }
+    let current = after !== 0 ? after : head;
+    let next = blocks.next(current);
+    for (let steps = 0; next !== 0 && next < block; steps++) {
+      if (steps > this.#count) this.#corrupt(current, "the free list is longer than its count");
+      current = next;
+      next = blocks.next(current);
+    }
+    this.#linkBetween(current, block, next);
+  }
+
+  #linkBetween(previous: number, block: number, next: number): void {
+    const blocks = this.#blocks;
+    blocks.setPrev(block, previous);
+    blocks.setNext(block, next);
+    if (previous === 0) blocks.writeU64(this.#headAddress, block);
+    else blocks.setNext(previous, block);
+    if (next !== 0) blocks.setPrev(next, block);
+    this.#count++;
+  }
+
+  remove(block: number, _sizeBytes: number): void {
+    const blocks = this.#blocks;
+    const previous = blocks.prev(block);
+    const next = blocks.next(block);
+    if (previous === 0) blocks.writeU64(this.#headAddress, next);
+    else blocks.setNext(previous, next);
+    if (next !== 0) blocks.setPrev(next, previous);
+    this.#count--;
+  }
+
+  replace(oldBlock: number, _oldSizeBytes: number, newBlock: number, _newSizeBytes: number): void {
+    if (oldBlock === newBlock) return;
+    const blocks = this.#blocks;
+    const previous = blocks.prev(oldBlock);
+    const next = blocks.next(oldBlock);
+    blocks.setPrev(newBlock, previous);
+    blocks.setNext(newBlock, next);
+    if (previous === 0) blocks.writeU64(this.#headAddress, newBlock);
+    else blocks.setNext(previous, newBlock);
+    if (next !== 0) blocks.setPrev(next, newBlock);
+  }
+
+  find(blockSizeBytes: number, alignBytes: number): number {
+    if (this.#nativeFind !== null && this.#count >= this.#nativeBlocksMin) {
+      return this.#nativeFind(blockSizeBytes, alignBytes, this.#count);
+    }
+    const blocks = this.#blocks;
+    let block = this.#head();
+    for (let steps = 0; block !== 0 && steps < this.#count; steps++) {
+      const size = blocks.size(block);
+      if (alignBytes <= GRANULE_BYTES) {
+        if (size >= blockSizeBytes) return block;
+      } else if (alignmentGap(block, alignBytes) + blockSizeBytes <= size) {
+        return block;
+      }
+      block = blocks.next(block);
+    }
+    return 0;
+  }
+
+  listed(limit: number): number[] {
+    const result: number[] = [];
+    for (let block = this.#head(); block !== 0; block = this.#blocks.next(block)) {
+      if (result.length >= limit) this.#corrupt(block, "the free list does not end");
+      result.push(block);
+    }
+    return result;
+  }
+
+  largestFree(): number {
+    let largest = 0;
+    for (const block of this.listed(this.#count + 1)) {
+      largest = Math.max(largest, this.#blocks.size(block));
+    }
+    return largest;
+  }
+
+  verify(limit: number): void {
+    const blocks = this.#blocks;
+    let previous = 0;
+    for (const block of this.listed(limit)) {
+      if (!blocks.isFree(block)) this.#corrupt(block, "a listed block is not free");
+      if (blocks.prev(block) !== previous) this.#corrupt(block, "its back link is wrong");
+      if (block <= previous) this.#corrupt(block, "the list is not in address order");
+      previous = block;
+    }
+  }
+
+  #corrupt(address: number, invariant: string): never {
+    throw new HeapCorruptionError(
+      address,
+      `Heap corruption at free block ${hex(address)}: ${invariant}`,
+    );
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * TLSF (two-level segregated fit): free blocks are kept in size classes, a
+ * first level per power of two split into SL_COUNT second levels, with a
+ * bitmap of non-empty classes at each level. Finding a class that holds a
+ * fitting block is two bit scans.
+ *
+ * Worst case: `insert`, `remove`, `replace` and a successful good-fit `find`
+ * are O(1). When the good-fit search finds nothing, `find` scans at most
+ * FALLBACK_SCAN_MAX blocks of the request's own class before giving up, so
+ * it stays O(1); a request can therefore fail while a fitting block sits in
+ * its class beyond that bound (TLSF's price for constant time).
+ *
+ * @module
+ */
+
+import { alignmentGap, type BlockWords } from "./block.ts";
+import {
+  CONTROL_FL_BITMAP_OFFSET,
+  CONTROL_FL_COUNT_OFFSET,
+  CONTROL_MAGIC,
+  CONTROL_MAGIC_OFFSET,
+  CONTROL_POLICY_OFFSET,
+  CONTROL_SL_BITMAPS_OFFSET,
+  controlBytes,
+  controlHeadsOffset,
+  GRANULE_BYTES,
+  GRANULE_LOG2,
+  MIN_BLOCK_BYTES,
+  POLICY_ID_TLSF,
+  SL_COUNT,
+  SL_LOG2,
+  SMALL_BLOCK_BYTES,
+} from "./layout.ts";
+import { HeapCorruptionError } from "./errors.ts";
+import { hex } from "./memory.ts";
+import type { FreeListPolicy, PolicyName } from "./policy.ts";
+
+/** Blocks of one class the fallback scan looks at when the good fit fails. */
+export const FALLBACK_SCAN_MAX = 32;
+
+const TWO_POW_32 = 4294967296;
+
+/** floor(log2(value)) for an integer 1 <= value < 2^53. */
+export function floorLog2(value: number): number {
+  if (value < TWO_POW_32) return 31 - Math.clz32(value);
+  return 63 - Math.clz32(Math.floor(value / TWO_POW_32));
+}
+
+/** The class `fl * SL_COUNT + sl` a free block of `sizeBytes` is listed in. */
+export function classOf(sizeBytes: number): number {
+  if (sizeBytes < SMALL_BLOCK_BYTES) return sizeBytes >>> GRANULE_LOG2;
+  const log2 = floorLog2(sizeBytes);
+  const fl = log2 - (SL_LOG2 + GRANULE_LOG2) + 1;
+  const sl = Math.floor(sizeBytes / 2 ** (log2 - SL_LOG2)) - SL_COUNT;
+  return fl * SL_COUNT + sl;
+}
+
+/** The class from which every block is at least `sizeBytes` (the size rounded up to its class). */
+export function searchClassOf(sizeBytes: number): number {
+  if (sizeBytes < SMALL_BLOCK_BYTES) return sizeBytes >>> GRANULE_LOG2;
+  return classOf(sizeBytes + 2 ** (floorLog2(sizeBytes) - SL_LOG2) - 1);
+}
+
+/** The number of first levels a heap whose largest block is `sizeBytes` needs. */
+export function flCountFor(sizeBytes: number): number {
+  return Math.floor(classOf(sizeBytes) / SL_COUNT) + 1;
+}
+
+/** Index of the lowest set bit of a non-zero u32. */
+function lowestBit(value: number): number {
+  return 31 - Math.clz32(value & -value);
+}
+
+/** A native class search: `(blockSizeBytes, alignBytes) => block or 0`. */
+export type NativeTlsfFind = (blockSizeBytes: number, alignBytes: number) => number;
+
+/** TLSF over the shared block format, control block in managed memory. */
+export class TlsfPolicy implements FreeListPolicy {
+  readonly name: PolicyName = "tlsf";
+  readonly id = POLICY_ID_TLSF;
+  readonly controlBytes: number;
+  /** The number of first levels, sized at initialisation from the largest region. */
+  readonly flCount: number;
+
+  readonly #blocks: BlockWords;
+  readonly #control: number;
+  /** Word index of the control block. */
+  readonly #controlIndex: number;
+  readonly #headsAddress: number;
+  #nativeFind: NativeTlsfFind | null = null;
+
+  /**
+   * Creates the policy over a control block.
+   *
+   * @param blocks Access to the managed memory.
+   * @param controlAddress Where the control block lives.
+   * @param largestBlockBytes The largest block the heap can ever hold.
+   */
+  constructor(blocks: BlockWords, controlAddress: number, largestBlockBytes: number) {
+    this.#blocks = blocks;
+    this.#control = controlAddress;
+    this.#controlIndex = blocks.index(controlAddress);
+    this.flCount = flCountFor(Math.max(largestBlockBytes, MIN_BLOCK_BYTES));
+    this.controlBytes = controlBytes(this.flCount);
+    this.#headsAddress = controlAddress + controlHeadsOffset(this.flCount);
+  }
+
+  /** Routes `find` to the native search (or back to TS with `null`). */
+  useNative(find: NativeTlsfFind | null): void {
+    this.#nativeFind = find;
+  }
+
+  initControl(): void {
+    const words = this.#blocks.words;
+    const i = this.#controlIndex;
+    words[i + CONTROL_MAGIC_OFFSET / 4] = CONTROL_MAGIC;
+    words[i + CONTROL_POLICY_OFFSET / 4] = POLICY_ID_TLSF;
+    words[i + CONTROL_FL_COUNT_OFFSET / 4] = this.flCount;
+    words[i + CONTROL_FL_BITMAP_OFFSET / 4] = 0;
+    words[i + CONTROL_FL_BITMAP_OFFSET / 4 + 1] = 0;
+    for (let fl = 0; fl < this.flCount; fl++) words[i + CONTROL_SL_BITMAPS_OFFSET / 4 + fl] = 0;
+    for (let c = 0; c < this.flCount * SL_COUNT; c++) {
+      this.#blocks.writeU64(this.#headsAddress + 8 * c, 0);
+    }
+  }
+
+  #head(sizeClass: number): number {
+    return this.#blocks.readU64(this.#headsAddress + 8 * sizeClass);
+  }
+
+  #setHead(sizeClass: number, block: number): void {
+    this.#blocks.writeU64(this.#headsAddress + 8 * sizeClass, block);
+  }
+
+  #markNonEmpty(sizeClass: number): void {
+    const words = this.#blocks.words;
+    const fl = sizeClass >>> SL_LOG2;
+    words[this.#controlIndex + CONTROL_SL_BITMAPS_OFFSET / 4 + fl] |= 1 << (sizeClass & 15);
+    words[this.#controlIndex + CONTROL_FL_BITMAP_OFFSET / 4 + (fl >>> 5)] |= 1 << (fl & 31);
+  }
+
+  #markEmpty(sizeClass: number): void {
+    const words = this.#blocks.words;
+    const fl = sizeClass >>> SL_LOG2;
+    const slIndex = this.#controlIndex + CONTROL_SL_BITMAPS_OFFSET / 4 + fl;
+    words[slIndex] &= ~(1 << (sizeClass & 15));
+    if (words[slIndex] === 0) {
+      words[this.#controlIndex + CONTROL_FL_BITMAP_OFFSET / 4 + (fl >>> 5)] &= ~(1 << (fl & 31));
+    }
+  }
+
+  insert(block: number, sizeBytes: number, _after: number): void {
+    const sizeClass = classOf(sizeBytes);
+    const head = this.#head(sizeClass);
+    const blocks = this.#blocks;
+    blocks.setPrev(block, 0);
+    blocks.setNext(block, head);
+    if (head !== 0) blocks.setPrev(head, block);
+    else this.#markNonEmpty(sizeClass);
+    this.#setHead(sizeClass, block);
+  }
+
+  remove(block: number, sizeBytes: number): void {
+    const blocks = this.#blocks;
+    const previous = blocks.prev(block);
+    const next = blocks.next(block);
+    if (next !== 0) blocks.setPrev(next, previous);
+    if (previous !== 0) {
+      blocks.setNext(previous, next);
+      return;
+    }
+    const sizeClass = classOf(sizeBytes);
+    this.#setHead(sizeClass, next);
+    if (next === 0) this.#markEmpty(sizeClass);
+  }
+
+  replace(oldBlock: number, oldSizeBytes: number, newBlock: number, newSizeBytes: number): void {
+    this.remove(oldBlock, oldSizeBytes);
+    this.insert(newBlock, newSizeBytes, 0);
+  }
+
+  find(blockSizeBytes: number, alignBytes: number): number {
+    if (this.#nativeFind !== null) return this.#nativeFind(blockSizeBytes, alignBytes);
+    const searchBytes = alignBytes <= GRANULE_BYTES
+      ? blockSizeBytes
+      : blockSizeBytes + alignBytes + MIN_BLOCK_BYTES - GRANULE_BYTES;
+    const goodFit = this.#findGoodFit(searchClassOf(searchBytes));
+    if (goodFit !== 0) return goodFit;
+    return this.#scanClass(classOf(searchBytes), blockSizeBytes, alignBytes);
+  }
+
+  /** The head of the first non-empty class at or above `sizeClass`, or 0. */
+  #findGoodFit(sizeClass: number): number {
+    let fl = sizeClass >>> SL_LOG2;
+    if (fl >= this.flCount) return 0;
+    const words = this.#blocks.words;
+    const slBitmaps = this.#controlIndex + CONTROL_SL_BITMAPS_OFFSET / 4;
+    let slMap = words[slBitmaps + fl] & (~0 << (sizeClass & 15));
+    if (slMap === 0) {
+      fl = this.#firstFlAbove(fl);
+      if (fl < 0) return 0;
+      slMap = words[slBitmaps + fl];
+    }
+    return this.#head(fl * SL_COUNT + lowestBit(slMap));
+  }
+
+  /** The lowest non-empty first level above `fl`, or -1. */
+  #firstFlAbove(fl: number): number {
+    const words = this.#blocks.words;
+    const flBitmap = this.#controlIndex + CONTROL_FL_BITMAP_OFFSET / 4;
+    const from = fl + 1;
+    if (from < 32) {
+      const low = words[flBitmap] & (~0 << from);
+      if (low !== 0) return lowestBit(low);
+    }
+    const high = words[flBitmap + 1] & (from <= 32 ? ~0 : ~0 << (from - 32));
+    return high === 0 ? -1 : 32 + lowestBit(high);
+  }
+
+  /** The first of at most FALLBACK_SCAN_MAX blocks of `sizeClass` that fits, or 0. */
+  #scanClass(sizeClass: number, blockSizeBytes: number, alignBytes: number): number {
+    if (sizeClass >>> SL_LOG2 >= this.flCount) return 0;
+    const blocks = this.#blocks;
+    let block = this.#head(sizeClass);
+    for (let steps = 0; block !== 0 && steps < FALLBACK_SCAN_MAX; steps++) {
+      const gap = alignBytes <= GRANULE_BYTES ? 0 : alignmentGap(block, alignBytes);
+      if (gap + blockSizeBytes <= blocks.size(block)) return block;
+      block = blocks.next(block);
+    }
+    return 0;
+  }
+
+  listed(limit: number): number[] {
+    const result: number[] = [];
+    for (let sizeClass = 0; sizeClass < this.flCount * SL_COUNT; sizeClass++) {
+      for (let block = this.#head(sizeClass); block !== 0; block = this.#blocks.next(block)) {
+        if (result.length >= limit) return result;
+        result.push(block);
+      }
+    }
+    return result;
+  }
+
+  verify(limit: number): void {
+    const blocks = this.#blocks;
+    const words = blocks.words;
+    const control = this.#controlIndex;
+    let visited = 0;
+    for (let fl = 0; fl < this.flCount; fl++) {
+      const slMap = words[control + CONTROL_SL_BITMAPS_OFFSET / 4 + fl];
+      const flBit = (words[control + CONTROL_FL_BITMAP_OFFSET / 4 + (fl >>> 5)] >>> (fl & 31)) & 1;
+      if ((flBit === 1) !== (slMap !== 0)) {
+        this.#corrupt(this.#control, `first-level bit ${fl} disagrees with its bitmap`);
+      }
+      for (let sl = 0; sl < SL_COUNT; sl++) {
+        const sizeClass = fl * SL_COUNT + sl;
+        const head = this.#head(sizeClass);
+        if (((slMap >>> sl) & 1) !== (head === 0 ? 0 : 1)) {
+          this.#corrupt(this.#control, `bitmap bit of class ${sizeClass} disagrees with its list`);
+        }
+        let previous = 0;
+        for (let block = head; block !== 0; block = blocks.next(block)) {
+          if (++visited > limit) this.#corrupt(block, "the free lists do not end");
+          if (!blocks.isFree(block)) this.#corrupt(block, "a listed block is not free");
+          if (blocks.prev(block) !== previous) this.#corrupt(block, "its back link is wrong");
+          if (classOf(blocks.size(block)) !== sizeClass) {
+            this.#corrupt(block, `it is listed in class ${sizeClass}, not its own`);
+          }
+          previous = block;
+        }
+      }
+    }
+  }
+
+  #corrupt(address: number, invariant: string): never {
+    throw new HeapCorruptionError(address, `Heap corruption at ${hex(address)}: ${invariant}`);
+  }
+
+  largestFree(): number {
+    for (let c = this.flCount * SL_COUNT - 1; c >= 0; c--) {
+      let largest = 0;
+      for (let block = this.#head(c); block !== 0; block = this.#blocks.next(block)) {
+        largest = Math.max(largest, this.#blocks.size(block));
+      }
+      if (largest !== 0) return largest;
+    }
+    return 0;
+  }
+}
