@@ -1,0 +1,86 @@
+//! First-fit: one free list in address order, scanned from its head for the
+//! first block the request fits in (with its alignment gap, see `fit.zig`).
+//!
+//! The control block holds the one list head, a u64 at `controlHeadsOffset(0)`.
+//! The walk is bounded by `steps_max` (the TS side passes its free block
+//! count), so a corrupted, cyclic list ends the walk instead of hanging it.
+
+const std = @import("std");
+const assert = std.debug.assert;
+const layout = @import("layout.zig");
+const fit = @import("fit.zig");
+const header = @import("header.zig");
+const Window = @import("window.zig").Window;
+
+/// The first free block, in list order, that holds a block of
+/// `block_size_bytes` with its payload aligned to `align_bytes`; 0 if none of
+/// the first `steps_max` blocks does.
+pub fn find(
+    window: Window,
+    control: u64,
+    block_size_bytes: u64,
+    align_bytes: u64,
+    steps_max: u32,
+) u64 {
+    fit.assertRequest(block_size_bytes, align_bytes);
+    if (std.debug.runtime_safety) {
+        assert(window.readU32(control + layout.control_magic_offset) == layout.control_magic);
+        assert(window.readU32(control + layout.control_policy_offset) == layout.policy_id_first_fit);
+    }
+    var block = window.readU64(control + layout.controlHeadsOffset(0));
+    var steps: u32 = 0;
+    while (block != 0 and steps < steps_max) : (steps += 1) {
+        const size_bytes = header.freeBlockSize(window, block);
+        if (fit.fits(block, size_bytes, block_size_bytes, align_bytes)) return block;
+        const next = window.readU64(block + layout.free_next_offset);
+        // Address order: a link never points backwards.
+        assert(next == 0 or next >= block + size_bytes);
+        block = next;
+    }
+    return 0;
+}
+
+const TestHeap = @import("test_heap.zig").TestHeap;
+
+fn testHeap(bytes: []align(8) u8) TestHeap {
+    const heap = TestHeap{ .bytes = bytes, .base_address = 0x1000 };
+    heap.writeControl(0x1000, layout.policy_id_first_fit, 0);
+    return heap;
+}
+
+test "find returns the first block in list order that fits" {
+    var bytes align(8) = [_]u8{0} ** 1024;
+    const heap = testHeap(&bytes);
+    const head = heap.writeFreeList(&.{ 0x1040, 0x1100, 0x1200 }, &.{ 48, 128, 256 });
+    heap.writeU64(0x1000 + layout.controlHeadsOffset(0), head);
+    const window = heap.window();
+    try std.testing.expectEqual(@as(u64, 0x1040), find(window, 0x1000, 48, 8, 100));
+    try std.testing.expectEqual(@as(u64, 0x1100), find(window, 0x1000, 56, 8, 100));
+    try std.testing.expectEqual(@as(u64, 0x1200), find(window, 0x1000, 136, 8, 100));
+    try std.testing.expectEqual(@as(u64, 0), find(window, 0x1000, 264, 8, 100));
+}
+
+test "find skips a block whose alignment gap leaves too little room" {
+    var bytes align(8) = [_]u8{0} ** 1024;
+    const heap = testHeap(&bytes);
+    // 0x1108: payload 0x1118 -> 64-aligned 0x1140 is a 0x28 gap, fits 0x28 + 48 <= 96.
+    // 0x1040: payload 0x1050 -> 0x1080, gap 0x30, 0x30 + 48 > 64.
+    const head = heap.writeFreeList(&.{ 0x1040, 0x1108 }, &.{ 64, 96 });
+    heap.writeU64(0x1000 + layout.controlHeadsOffset(0), head);
+    try std.testing.expectEqual(@as(u64, 0x1108), find(heap.window(), 0x1000, 48, 64, 100));
+}
+
+test "find stops after steps_max blocks" {
+    var bytes align(8) = [_]u8{0} ** 1024;
+    const heap = testHeap(&bytes);
+    const head = heap.writeFreeList(&.{ 0x1040, 0x1100, 0x1200 }, &.{ 48, 128, 256 });
+    heap.writeU64(0x1000 + layout.controlHeadsOffset(0), head);
+    try std.testing.expectEqual(@as(u64, 0), find(heap.window(), 0x1000, 136, 8, 2));
+    try std.testing.expectEqual(@as(u64, 0x1200), find(heap.window(), 0x1000, 136, 8, 3));
+}
+
+test "find on an empty list returns 0" {
+    var bytes align(8) = [_]u8{0} ** 256;
+    const heap = testHeap(&bytes);
+    try std.testing.expectEqual(@as(u64, 0), find(heap.window(), 0x1000, 48, 8, 100));
+}

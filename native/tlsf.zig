@@ -1,0 +1,237 @@
+//! TLSF (two-level segregated fit): free blocks sit in size classes indexed
+//! by a first level (the power of two of the size) and a second level (one of
+//! `sl_count` linear steps within it); two bitmap levels find a non-empty
+//! class in O(1).
+//!
+//! ```text
+//! size s < small_block_bytes:  fl = 0,            sl = s >> granule_log2
+//! otherwise, f = floorLog2(s): fl = f - (sl_log2 + granule_log2 - 1),
+//!                              sl = (s >> (f - sl_log2)) - sl_count
+//! ```
+//!
+//! A "good fit" rounds the search size up to the next class boundary, so any
+//! block of that class or above fits. If no such class is non-empty, the
+//! class the search size itself falls in is walked (boundedly) for a block
+//! that fits exactly, mirroring `allocator/policy_tlsf.ts`.
+
+const std = @import("std");
+const assert = std.debug.assert;
+const layout = @import("layout.zig");
+const fit = @import("fit.zig");
+const header = @import("header.zig");
+const Window = @import("window.zig").Window;
+
+/// The most blocks the fallback walk of one class inspects.
+pub const fallback_steps_max: u32 = 32;
+
+/// A size class.
+pub const Class = struct {
+    fl: u32,
+    sl: u32,
+};
+
+/// The class of a block of `size_bytes` (a multiple of granule_bytes).
+pub fn mapping(size_bytes: u64) Class {
+    assert(size_bytes % layout.granule_bytes == 0);
+    return classOf(size_bytes);
+}
+
+/// The class to search for a block of at least `size_bytes`: the size rounded
+/// up to the next class boundary, so every block of the class fits.
+pub fn mappingSearch(size_bytes: u64) Class {
+    assert(size_bytes % layout.granule_bytes == 0);
+    var rounded = size_bytes;
+    if (size_bytes >= layout.small_block_bytes) {
+        const f: u6 = std.math.log2_int(u64, size_bytes);
+        rounded += (@as(u64, 1) << (f - layout.sl_log2)) - 1;
+    }
+    return classOf(rounded);
+}
+
+/// The class of any size below 2^53; the bits under a large class's step are ignored.
+fn classOf(size_bytes: u64) Class {
+    assert(size_bytes < layout.address_limit);
+    if (size_bytes < layout.small_block_bytes) {
+        return .{ .fl = 0, .sl = @intCast(size_bytes >> layout.granule_log2) };
+    }
+    const f: u6 = std.math.log2_int(u64, size_bytes);
+    const class = Class{
+        .fl = @as(u32, f) - (layout.sl_log2 + layout.granule_log2 - 1),
+        .sl = @intCast((size_bytes >> (f - layout.sl_log2)) - layout.sl_count),
+    };
+    assert(class.fl >= 1);
+    assert(class.fl < layout.fl_count_max);
+    assert(class.sl < layout.sl_count);
+    return class;
+}
+
+/// The size a good-fit class must guarantee for a block of `block_size_bytes`
+/// whose payload is aligned to `align_bytes`: room for the worst alignment gap.
+pub fn searchSizeBytes(block_size_bytes: u64, align_bytes: u64) u64 {
+    fit.assertRequest(block_size_bytes, align_bytes);
+    if (align_bytes <= layout.granule_bytes) return block_size_bytes;
+    return block_size_bytes + align_bytes + layout.min_block_bytes - layout.granule_bytes;
+}
+
+/// A view of a TLSF control block.
+const Control = struct {
+    window: Window,
+    address: u64,
+    fl_count: u32,
+
+    fn init(window: Window, address: u64) Control {
+        const fl_count = window.readU32(address + layout.control_fl_count_offset);
+        assert(fl_count >= 1);
+        assert(fl_count <= layout.fl_count_max);
+        if (std.debug.runtime_safety) {
+            assert(window.readU32(address + layout.control_magic_offset) == layout.control_magic);
+            assert(window.readU32(address + layout.control_policy_offset) == layout.policy_id_tlsf);
+        }
+        return .{ .window = window, .address = address, .fl_count = fl_count };
+    }
+
+    fn flBitmap(self: Control) u64 {
+        const at = self.address + layout.control_fl_bitmap_offset;
+        const bitmap = self.window.readU64(at);
+        assert(bitmap >> @intCast(self.fl_count) == 0);
+        return bitmap;
+    }
+
+    fn slBitmap(self: Control, fl: u32) u32 {
+        assert(fl < self.fl_count);
+        return self.window.readU32(self.address + layout.control_sl_bitmaps_offset + 4 * @as(u64, fl));
+    }
+
+    fn head(self: Control, class: Class) u64 {
+        assert(class.fl < self.fl_count);
+        assert(class.sl < layout.sl_count);
+        const index = @as(u64, class.fl) * layout.sl_count + class.sl;
+        return self.window.readU64(self.address + layout.controlHeadsOffset(self.fl_count) + 8 * index);
+    }
+
+    /// The first non-empty class at or above `class`, if any.
+    fn findSuitableClass(self: Control, class: Class) ?Class {
+        if (class.fl >= self.fl_count) return null;
+        const sl_map = self.slBitmap(class.fl) & (~@as(u32, 0) << @intCast(class.sl));
+        if (sl_map != 0) return .{ .fl = class.fl, .sl = @ctz(sl_map) };
+        const fl_map = self.flBitmap() & (~@as(u64, 0) << @intCast(class.fl + 1));
+        if (fl_map == 0) return null;
+        const fl: u32 = @ctz(fl_map);
+        const sl_bitmap = self.slBitmap(fl);
+        assert(sl_bitmap != 0);
+        return .{ .fl = fl, .sl = @ctz(sl_bitmap) };
+    }
+};
+
+/// A free block that holds a block of `block_size_bytes` with its payload
+/// aligned to `align_bytes`, or 0 if the TLSF search finds none.
+pub fn find(window: Window, control_address: u64, block_size_bytes: u64, align_bytes: u64) u64 {
+    const control = Control.init(window, control_address);
+    const search_bytes = searchSizeBytes(block_size_bytes, align_bytes);
+    if (control.findSuitableClass(mappingSearch(search_bytes))) |class| {
+        const block = control.head(class);
+        assert(block != 0);
+        assert(fit.fits(block, header.freeBlockSize(window, block), block_size_bytes, align_bytes));
+        return block;
+    }
+    const class = mapping(search_bytes);
+    if (class.fl >= control.fl_count) return 0;
+    var block = control.head(class);
+    var steps: u32 = 0;
+    while (block != 0 and steps < fallback_steps_max) : (steps += 1) {
+        const size_bytes = header.freeBlockSize(window, block);
+        if (fit.fits(block, size_bytes, block_size_bytes, align_bytes)) return block;
+        block = window.readU64(block + layout.free_next_offset);
+    }
+    return 0;
+}
+
+const TestHeap = @import("test_heap.zig").TestHeap;
+const test_control: u64 = 0x1000;
+const test_fl_count: u32 = 4;
+
+/// Pushes a free block onto the front of its class list, as the TS side does.
+fn testInsert(heap: TestHeap, block: u64, size_bytes: u64) void {
+    const class = mapping(size_bytes);
+    const heads = test_control + layout.controlHeadsOffset(test_fl_count);
+    const head_address = heads + 8 * (@as(u64, class.fl) * layout.sl_count + class.sl);
+    const window = heap.window();
+    const old_head = window.readU64(head_address);
+    heap.writeFreeBlock(block, size_bytes, old_head, 0);
+    if (old_head != 0) heap.writeU64(old_head + layout.free_prev_offset, block);
+    heap.writeU64(head_address, block);
+    const sl_address = test_control + layout.control_sl_bitmaps_offset + 4 * @as(u64, class.fl);
+    heap.writeU32(sl_address, window.readU32(sl_address) | (@as(u32, 1) << @intCast(class.sl)));
+    const fl_address = test_control + layout.control_fl_bitmap_offset;
+    heap.writeU64(fl_address, window.readU64(fl_address) | (@as(u64, 1) << @intCast(class.fl)));
+}
+
+fn testHeap(bytes: []align(8) u8) TestHeap {
+    const heap = TestHeap{ .bytes = bytes, .base_address = 0x1000 };
+    heap.writeControl(test_control, layout.policy_id_tlsf, test_fl_count);
+    return heap;
+}
+
+test "mapping classes small sizes linearly and large ones in 16 steps per power of two" {
+    try std.testing.expectEqual(Class{ .fl = 0, .sl = 5 }, mapping(40));
+    try std.testing.expectEqual(Class{ .fl = 0, .sl = 15 }, mapping(120));
+    try std.testing.expectEqual(Class{ .fl = 1, .sl = 0 }, mapping(128));
+    try std.testing.expectEqual(Class{ .fl = 1, .sl = 1 }, mapping(136));
+    try std.testing.expectEqual(Class{ .fl = 3, .sl = 15 }, mapping(1000));
+    try std.testing.expectEqual(Class{ .fl = 46, .sl = 15 }, mapping((1 << 53) - 8));
+}
+
+test "mappingSearch rounds up to the next class boundary" {
+    try std.testing.expectEqual(Class{ .fl = 0, .sl = 5 }, mappingSearch(40));
+    try std.testing.expectEqual(Class{ .fl = 1, .sl = 1 }, mappingSearch(136));
+    try std.testing.expectEqual(Class{ .fl = 2, .sl = 1 }, mappingSearch(264));
+    try std.testing.expectEqual(Class{ .fl = 1, .sl = 15 }, mappingSearch(248));
+    try std.testing.expectEqual(Class{ .fl = 2, .sl = 0 }, mappingSearch(256));
+}
+
+test "searchSizeBytes adds the worst alignment gap" {
+    try std.testing.expectEqual(@as(u64, 48), searchSizeBytes(48, 8));
+    try std.testing.expectEqual(@as(u64, 48 + 64 + 40 - 8), searchSizeBytes(48, 64));
+}
+
+test "find takes the head of the first non-empty class at or above the search class" {
+    var bytes align(8) = [_]u8{0} ** 4096;
+    const heap = testHeap(&bytes);
+    testInsert(heap, 0x1400, 48);
+    testInsert(heap, 0x1500, 200);
+    testInsert(heap, 0x1600, 600);
+    const window = heap.window();
+    try std.testing.expectEqual(@as(u64, 0x1400), find(window, test_control, 48, 8));
+    try std.testing.expectEqual(@as(u64, 0x1500), find(window, test_control, 56, 8));
+    try std.testing.expectEqual(@as(u64, 0x1600), find(window, test_control, 208, 8));
+    try std.testing.expectEqual(@as(u64, 0), find(window, test_control, 608, 8));
+}
+
+test "find falls back to walking the search size's own class" {
+    var bytes align(8) = [_]u8{0} ** 4096;
+    const heap = testHeap(&bytes);
+    // Class [256, 272) holds 264 and 256; a 264-byte request rounds up to the
+    // class above, which is empty, so the walk of [256, 272) finds 264.
+    testInsert(heap, 0x1500, 264);
+    testInsert(heap, 0x1400, 256);
+    const window = heap.window();
+    try std.testing.expectEqual(@as(u64, 0x1500), find(window, test_control, 264, 8));
+    try std.testing.expectEqual(@as(u64, 0x1400), find(window, test_control, 256, 8));
+    try std.testing.expectEqual(@as(u64, 0), find(window, test_control, 272, 8));
+}
+
+test "find with alignment searches for room for the gap" {
+    var bytes align(8) = [_]u8{0} ** 4096;
+    const heap = testHeap(&bytes);
+    testInsert(heap, 0x1400, 96);
+    testInsert(heap, 0x1500, 256);
+    // search = 48 + 64 + 32 = 144 -> good fit is the 256 block.
+    try std.testing.expectEqual(@as(u64, 0x1500), find(heap.window(), test_control, 48, 64));
+}
+
+test "find refuses a search size past the control block's first levels" {
+    var bytes align(8) = [_]u8{0} ** 4096;
+    const heap = testHeap(&bytes);
+    testInsert(heap, 0x1400, 1000);
+    try std.testing.expectEqual(@as(u64, 0), find(heap.window(), test_control, 1024, 8));
+}
