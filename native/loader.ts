@@ -1,0 +1,231 @@
+/**
+ * Finds, loads and checks `libpma`, the optional native hot path.
+ *
+ * Lookup order, fixed and documented:
+ * 1. the path in the environment variable `PMA_NATIVE_LIB`, when it is set;
+ * 2. `zig-out/lib/libpma.so` (`.dylib`, `pma.dll`) of the package this module
+ *    belongs to, when the module is a local file (`bash tools/zig.sh build
+ *    -Doptimize=ReleaseFast` puts it there).
+ *
+ * The first candidate that opens and passes the handshake (`pma_abi_version`
+ * equals {@linkcode PMA_ABI_VERSION}) wins; a stale library is refused, not
+ * misread. Loaded libraries are cached per path and stay open for the life of
+ * the process.
+ *
+ * @module
+ */
+
+import { InvalidOptionError, NativeUnavailableError } from "../allocator/errors.ts";
+import { NATIVE_SYMBOLS, type NativeSymbols, PMA_ABI_VERSION } from "./symbols.ts";
+
+/**
+ * The environment variable naming the library to load first.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NATIVE_LIB_ENV } from "./loader.ts";
+ *
+ * assert.equal(NATIVE_LIB_ENV, "PMA_NATIVE_LIB");
+ * ```
+ */
+export const NATIVE_LIB_ENV = "PMA_NATIVE_LIB";
+
+/** A place the loader looks for the library. */
+export interface NativeCandidate {
+  /** Where the path came from, for messages: the env variable or the local build. */
+  readonly source: string;
+  /** The library file, as a path or a `file:` URL. */
+  readonly path: string | URL;
+}
+
+/** Why one candidate could not be used. */
+interface Failure {
+  readonly reason: string;
+  readonly error?: unknown;
+}
+
+/** A candidate that could not be used, and why. */
+interface Attempt extends Failure {
+  readonly candidate: NativeCandidate;
+}
+
+const loaded = new Map<string, NativeSymbols>();
+
+/**
+ * The file name of the library on an operating system.
+ *
+ * @param os The operating system, default the current one.
+ * @returns `libpma.so`, `libpma.dylib` or `pma.dll`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { nativeLibraryFileName } from "./loader.ts";
+ *
+ * assert.equal(nativeLibraryFileName("linux"), "libpma.so");
+ * assert.equal(nativeLibraryFileName("windows"), "pma.dll");
+ * ```
+ */
+export function nativeLibraryFileName(os: typeof Deno.build.os = Deno.build.os): string {
+  if (os === "windows") return "pma.dll";
+  if (os === "darwin") return "libpma.dylib";
+  return "libpma.so";
+}
+
+/**
+ * The candidates of the lookup order, first to last. Reading the environment
+ * variable needs `--allow-env=PMA_NATIVE_LIB`; without that permission the
+ * variable is skipped, never prompted for.
+ *
+ * @returns The env variable's path (if set and readable), then the local build (if this module is a file).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { nativeLibraryCandidates } from "./loader.ts";
+ *
+ * const last = nativeLibraryCandidates().at(-1);
+ * assert.equal(last?.source, "local build");
+ * ```
+ */
+export function nativeLibraryCandidates(): NativeCandidate[] {
+  const candidates: NativeCandidate[] = [];
+  const env = Deno.permissions.querySync({ name: "env", variable: NATIVE_LIB_ENV });
+  const envPath = env.state === "granted" ? Deno.env.get(NATIVE_LIB_ENV) : undefined;
+  if (envPath !== undefined && envPath !== "") {
+    candidates.push({ source: `env ${NATIVE_LIB_ENV}`, path: envPath });
+  }
+  const local = new URL(`../zig-out/lib/${nativeLibraryFileName()}`, import.meta.url);
+  if (local.protocol === "file:") candidates.push({ source: "local build", path: local });
+  return candidates;
+}
+
+/**
+ * Loads the native library according to `mode`.
+ *
+ * @param mode `"auto"`: the library if it loads, else null, never throwing
+ *   (a missing `--allow-ffi` permission counts as absent); `true`: the library
+ *   or an error; `false`: null without looking.
+ * @param candidates Where to look, in order; default {@linkcode nativeLibraryCandidates}.
+ * @returns The library's symbols, or null when it is not used.
+ * @throws {InvalidOptionError} If `mode` is not "auto", true or false.
+ * @throws {NativeUnavailableError} If `mode` is true and no candidate loads; the
+ *   message names every path tried and why it failed, the first failure is the `cause`.
+ *
+ * @example The pure-TS path never loads anything
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadNative } from "./loader.ts";
+ *
+ * assert.equal(loadNative(false), null);
+ * ```
+ *
+ * @example A required library that is missing is an error
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NativeUnavailableError } from "../allocator/errors.ts";
+ * import { loadNative } from "./loader.ts";
+ *
+ * const missing = [{ source: "test", path: "/nonexistent/libpma.so" }];
+ * assert.equal(loadNative("auto", missing), null);
+ * assert.throws(() => loadNative(true, missing), NativeUnavailableError);
+ * ```
+ */
+export function loadNative(
+  mode: "auto" | boolean,
+  candidates: readonly NativeCandidate[] = nativeLibraryCandidates(),
+): NativeSymbols | null {
+  if (mode === false) return null;
+  if (mode !== "auto" && mode !== true) {
+    throw new InvalidOptionError(
+      `Cannot load the native library: mode must be "auto" or a boolean, got ${String(mode)}`,
+    );
+  }
+  const attempts: Attempt[] = [];
+  for (const candidate of candidates) {
+    const result = tryLoad(candidate);
+    if (!isFailure(result)) return result;
+    attempts.push({ candidate, ...result });
+  }
+  if (mode === "auto") return null;
+  throw unavailable(attempts);
+}
+
+/**
+ * The host address of byte 0 of `buffer`, as an exact number: the
+ * `window_address` argument of the native finds. Needs `--allow-ffi`.
+ *
+ * @param buffer The memory window (not empty).
+ * @returns The host pointer as a number.
+ * @throws {NativeUnavailableError} If the buffer has no host pointer (it is empty).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bufferAddress } from "./loader.ts";
+ *
+ * const buffer = new ArrayBuffer(64);
+ * assert.ok(bufferAddress(buffer) > 0);
+ * assert.equal(bufferAddress(buffer), bufferAddress(buffer));
+ * ```
+ */
+export function bufferAddress(buffer: ArrayBuffer): number {
+  const pointer = Deno.UnsafePointer.of(buffer);
+  const address = pointer === null ? 0 : Number(Deno.UnsafePointer.value(pointer));
+  if (!Number.isSafeInteger(address) || address === 0) {
+    throw new NativeUnavailableError(
+      `Cannot pass memory to the native library: the buffer of ${buffer.byteLength} bytes has no host pointer`,
+    );
+  }
+  return address;
+}
+
+function isFailure(result: NativeSymbols | Failure): result is Failure {
+  return "reason" in result;
+}
+
+function tryLoad(candidate: NativeCandidate): NativeSymbols | Failure {
+  const key = String(candidate.path);
+  const cached = loaded.get(key);
+  if (cached !== undefined) return cached;
+  const ffi = Deno.permissions.querySync({ name: "ffi", path: candidate.path });
+  if (ffi.state !== "granted") {
+    return { reason: "FFI permission not granted (run with --allow-ffi)" };
+  }
+  let library: Deno.DynamicLibrary<typeof NATIVE_SYMBOLS>;
+  try {
+    library = Deno.dlopen(candidate.path, NATIVE_SYMBOLS);
+  } catch (error) {
+    return { reason: errorText(error), error };
+  }
+  const version = library.symbols.pma_abi_version();
+  if (version !== PMA_ABI_VERSION) {
+    library.close();
+    return { reason: `ABI version ${version}, expected ${PMA_ABI_VERSION} (rebuild the library)` };
+  }
+  loaded.set(key, library.symbols);
+  return library.symbols;
+}
+
+function unavailable(attempts: readonly Attempt[]): NativeUnavailableError {
+  const cause = attempts.find((attempt) => attempt.error !== undefined)?.error;
+  const tried = attempts.length === 0
+    ? "no path to try (set PMA_NATIVE_LIB)"
+    : attempts.map((attempt) =>
+      `${displayPath(attempt.candidate.path)} (${attempt.candidate.source}): ${attempt.reason}`
+    ).join("; ");
+  return new NativeUnavailableError(
+    `Cannot load the native library: ${tried}; build it with \`bash tools/zig.sh build -Doptimize=ReleaseFast\``,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+function displayPath(path: string | URL): string {
+  if (typeof path === "string") return path;
+  return decodeURIComponent(path.pathname);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
