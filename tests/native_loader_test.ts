@@ -1,0 +1,157 @@
+import assert from "node:assert/strict";
+import { InvalidOptionError, NativeUnavailableError } from "../allocator/errors.ts";
+import {
+  loadNative,
+  NATIVE_LIB_ENV,
+  nativeLibraryCandidates,
+  nativeLibraryFileName,
+} from "../native/loader.ts";
+import { PMA_ABI_VERSION } from "../native/symbols.ts";
+import { nativeOrSkip } from "./support/native_library.ts";
+
+const native = nativeOrSkip("tests/native_loader_test.ts (loading a built library)");
+const BOGUS_PATH = "/nonexistent/pma/libpma.so";
+const bogus = [{ source: "test", path: BOGUS_PATH }];
+const localBuild = new URL(`../zig-out/lib/${nativeLibraryFileName()}`, import.meta.url);
+
+/** Runs `fn` with PMA_NATIVE_LIB set to `value` (or unset), restoring it afterwards. */
+function withEnv<T>(value: string | undefined, fn: () => T): T {
+  const saved = Deno.env.get(NATIVE_LIB_ENV);
+  if (value === undefined) Deno.env.delete(NATIVE_LIB_ENV);
+  else Deno.env.set(NATIVE_LIB_ENV, value);
+  try {
+    return fn();
+  } finally {
+    if (saved === undefined) Deno.env.delete(NATIVE_LIB_ENV);
+    else Deno.env.set(NATIVE_LIB_ENV, saved);
+  }
+}
+
+Deno.test("loadNative(false) never loads, even with a bogus env path", () => {
+  withEnv(BOGUS_PATH, () => assert.equal(loadNative(false), null));
+  assert.equal(loadNative(false, bogus), null);
+});
+
+Deno.test('loadNative("auto") returns null without throwing when no candidate loads', () => {
+  assert.equal(loadNative("auto", bogus), null);
+  assert.equal(loadNative("auto", []), null);
+});
+
+Deno.test("loadNative(true) names every path tried and why, with the load error as cause", () => {
+  const candidates = [...bogus, { source: "second", path: "/also/missing/libpma.so" }];
+  assert.throws(
+    () => loadNative(true, candidates),
+    (error) => {
+      assert.ok(error instanceof NativeUnavailableError);
+      assert.equal(error.code, "NATIVE_UNAVAILABLE");
+      assert.match(error.message, /^Cannot load the native library: /);
+      assert.ok(error.message.includes(`${BOGUS_PATH} (test): `), error.message);
+      assert.ok(error.message.includes("/also/missing/libpma.so (second): "), error.message);
+      assert.ok(error.cause instanceof Error);
+      return true;
+    },
+  );
+});
+
+Deno.test("loadNative(true) with no candidate at all says so", () => {
+  assert.throws(() => loadNative(true, []), /no path to try/);
+});
+
+Deno.test("loadNative() rejects a mode that is not auto or a boolean", () => {
+  assert.throws(() => loadNative("yes" as unknown as "auto"), InvalidOptionError);
+});
+
+Deno.test("loadNative() refuses a library that lacks the pma symbols", () => {
+  const libc = Deno.build.os === "linux" ? "libc.so.6" : undefined;
+  if (libc === undefined) return;
+  const candidates = [{ source: "test", path: libc }];
+  assert.equal(loadNative("auto", candidates), null);
+  assert.throws(() => loadNative(true, candidates), /libc\.so\.6 \(test\): .*pma_/);
+});
+
+Deno.test("nativeLibraryCandidates() tries the env path first, then the local build", () => {
+  withEnv(BOGUS_PATH, () => {
+    const candidates = nativeLibraryCandidates();
+    assert.deepEqual(candidates.map((candidate) => candidate.source), [
+      `env ${NATIVE_LIB_ENV}`,
+      "local build",
+    ]);
+    assert.equal(candidates[0].path, BOGUS_PATH);
+    assert.equal(String(candidates[1].path), String(localBuild));
+  });
+  withEnv(undefined, () => {
+    assert.deepEqual(nativeLibraryCandidates().map((candidate) => candidate.source), [
+      "local build",
+    ]);
+  });
+  withEnv("", () => assert.equal(nativeLibraryCandidates().length, 1));
+});
+
+Deno.test({
+  name: "loadNative() loads the local build, passes the handshake and caches it",
+  ignore: native === null,
+  fn() {
+    assert.equal(native!.pma_abi_version(), PMA_ABI_VERSION);
+    assert.equal(loadNative("auto"), native);
+    assert.equal(loadNative(true), native);
+  },
+});
+
+Deno.test({
+  name: "loadNative() falls back to the local build past a bogus env path",
+  ignore: native === null,
+  fn() {
+    withEnv(BOGUS_PATH, () => {
+      assert.equal(loadNative("auto"), native);
+      assert.equal(loadNative(true), native);
+    });
+  },
+});
+
+Deno.test({
+  name: "loadNative() loads the library the env path names",
+  ignore: native === null,
+  async fn() {
+    const copy = await Deno.makeTempFile({ suffix: `-${nativeLibraryFileName()}` });
+    try {
+      await Deno.copyFile(localBuild, copy);
+      const fromEnv = withEnv(copy, () => loadNative(true));
+      assert.notEqual(fromEnv, null);
+      assert.notEqual(fromEnv, native);
+      assert.equal(fromEnv!.pma_abi_version(), PMA_ABI_VERSION);
+      assert.equal(loadNative(true, [{ source: "test", path: copy }]), fromEnv);
+    } finally {
+      await Deno.remove(copy);
+    }
+  },
+});
+
+Deno.test("loadNative() without --allow-ffi or --allow-env: auto is null, true throws", async () => {
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    const loaderUrl = new URL("../native/loader.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      script,
+      `import { loadNative } from ${JSON.stringify(loaderUrl)};
+console.log(JSON.stringify(loadNative("auto")));
+try { loadNative(true); console.log("loaded"); } catch (e) { console.log(e.name + ": " + e.message); }
+`,
+    );
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", "--no-config", script],
+      env: { [NATIVE_LIB_ENV]: BOGUS_PATH, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(output.stdout);
+    assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+    const [auto, required] = stdout.trim().split("\n");
+    assert.equal(auto, "null");
+    assert.match(required, /^NativeUnavailableError: Cannot load the native library: /);
+    assert.match(required, /FFI permission not granted/);
+    // Without --allow-env the env path is skipped, not prompted for or read.
+    assert.ok(!required.includes(BOGUS_PATH), required);
+  } finally {
+    await Deno.remove(script);
+  }
+});
