@@ -1,0 +1,421 @@
+/**
+ * Pictures of physical memory: an SVG and a compact ANSI terminal view of a
+ * memory map with the allocator's blocks on top. Pure functions of plain
+ * data, so the boot demo can feed them from `PhysicalAllocator.blocks()`.
+ *
+ * Physical maps span 13 orders of magnitude (a 4 KiB block next to a 16 GiB
+ * region, holes of gigabytes), so the address axis is piecewise: every piece
+ * between two boundaries (region edges and block edges) gets a width of
+ * `1 + log2(size / 4 KiB)` units, and holes between regions are drawn as a
+ * fixed-width break. A 4 KiB block is one unit; a 16 GiB stretch is 23.
+ *
+ * ```text
+ * usable ████░░░░░░░░░░ ╱╱ usable ██░░░░░░░░░░░░░░░░░ ╱╱ reserved ▓▓▓
+ *        ^used ^free    ^hole
+ * ```
+ *
+ * @module
+ */
+
+/** A range of the memory map to draw (exclusive end), as `MemoryMapEntry` has it. */
+export interface PictureRegion {
+  /** First address. */
+  readonly start: number;
+  /** One past the last address. */
+  readonly end: number;
+  /** `"usable"` or any other memory type (drawn as reserved). */
+  readonly type: string;
+  /** Extra words for the tooltip and terminal line, for example `"relocated +0x200000"`. */
+  readonly note?: string;
+}
+
+/** A block of the allocator, as `PhysicalAllocator.blocks()` yields it. */
+export interface PictureBlock {
+  /** Address of the block's first byte. */
+  readonly address: number;
+  /** Bytes of the block, header included. */
+  readonly sizeBytes: number;
+  /** Whether the block is free. */
+  readonly free: boolean;
+}
+
+/** What to draw. */
+export interface MemoryPicture {
+  /** The map's regions, in any order; overlapping regions are drawn over each other. */
+  readonly regions: readonly PictureRegion[];
+  /** The allocator's blocks, in any order. */
+  readonly blocks?: readonly PictureBlock[];
+  /** A title for the SVG and the terminal view's first line. */
+  readonly title?: string;
+}
+
+/** Options of {@linkcode renderMemorySvg}. */
+export interface SvgOptions {
+  /**
+   * Width of the picture in pixels.
+   * @default {1200}
+   */
+  readonly widthPx?: number;
+  /**
+   * Above this many blocks, runs of neighbouring blocks with the same state are drawn as one.
+   * @default {2000}
+   */
+  readonly blockRectsMax?: number;
+}
+
+/** Options of {@linkcode renderMemoryTerminal}. */
+export interface TerminalOptions {
+  /**
+   * Width of the view in columns.
+   * @default {80}
+   */
+  readonly widthColumns?: number;
+  /**
+   * Colour with ANSI escapes; without, the characters alone tell the states apart.
+   * @default {true}
+   */
+  readonly color?: boolean;
+  /**
+   * At most this many per-region lines follow the overview line.
+   * @default {16}
+   */
+  readonly regionLinesMax?: number;
+}
+
+const PAGE_BYTES = 4096;
+const HOLE_UNITS = 2;
+
+interface Piece {
+  readonly start: number;
+  readonly end: number;
+  readonly units: number;
+}
+
+/** A piecewise log axis over sorted regions; see the module doc. */
+interface Axis {
+  readonly pieces: readonly Piece[];
+  /** Unit offset of each piece's start. */
+  readonly offsets: readonly number[];
+  readonly totalUnits: number;
+  /** Holes as unit ranges, for break marks. */
+  readonly holes: readonly { readonly at: number; readonly units: number }[];
+}
+
+function pieceUnits(sizeBytes: number): number {
+  return 1 + Math.log2(Math.max(1, sizeBytes / PAGE_BYTES));
+}
+
+function buildAxis(regions: readonly PictureRegion[], blocks: readonly PictureBlock[]): Axis {
+  const sorted = [...regions].sort((a, b) => a.start - b.start);
+  const edges = blocks.flatMap((b) => [b.address, b.address + b.sizeBytes]).sort((a, b) => a - b);
+  const pieces: Piece[] = [];
+  const offsets: number[] = [];
+  const holes: { at: number; units: number }[] = [];
+  let units = 0;
+  let cursor = -1;
+  let edgeIndex = 0;
+  for (const region of sorted) {
+    const start = Math.max(region.start, cursor);
+    if (start >= region.end) continue;
+    if (cursor >= 0 && start > cursor) {
+      holes.push({ at: units, units: HOLE_UNITS });
+      units += HOLE_UNITS;
+    }
+    while (edgeIndex < edges.length && edges[edgeIndex] <= start) edgeIndex++;
+    let pieceStart = start;
+    while (pieceStart < region.end) {
+      while (edgeIndex < edges.length && edges[edgeIndex] <= pieceStart) edgeIndex++;
+      const next = edgeIndex < edges.length ? Math.min(edges[edgeIndex], region.end) : region.end;
+      offsets.push(units);
+      pieces.push({ start: pieceStart, end: next, units: pieceUnits(next - pieceStart) });
+      units += pieces[pieces.length - 1].units;
+      pieceStart = next;
+    }
+    cursor = region.end;
+  }
+  return { pieces, offsets, totalUnits: units, holes };
+}
+
+/** The axis position, in units, of an address inside a drawn region. */
+function unitsAt(axis: Axis, address: number): number {
+  let low = 0;
+  let high = axis.pieces.length - 1;
+  while (low < high) {
+    const middle = (low + high + 1) >> 1;
+    if (axis.pieces[middle].start <= address) low = middle;
+    else high = middle - 1;
+  }
+  const piece = axis.pieces[low];
+  if (piece === undefined) return 0;
+  const fraction = Math.min(1, Math.max(0, (address - piece.start) / (piece.end - piece.start)));
+  return axis.offsets[low] + fraction * piece.units;
+}
+
+function mergeRuns(blocks: readonly PictureBlock[], limit: number): PictureBlock[] {
+  const sorted = [...blocks].sort((a, b) => a.address - b.address);
+  if (sorted.length <= limit) return sorted;
+  const runs: PictureBlock[] = [];
+  for (const block of sorted) {
+    const last = runs[runs.length - 1];
+    if (
+      last !== undefined && last.free === block.free &&
+      last.address + last.sizeBytes === block.address
+    ) {
+      runs[runs.length - 1] = { ...last, sizeBytes: last.sizeBytes + block.sizeBytes };
+    } else {
+      runs.push(block);
+    }
+  }
+  return runs;
+}
+
+function hexAddress(address: number): string {
+  return `0x${address.toString(16)}`;
+}
+
+function sizeText(sizeBytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = sizeBytes;
+  let index = 0;
+  while (value >= 1024 && index < units.length - 1) {
+    value /= 1024;
+    index++;
+  }
+  return `${Math.round(value * 10) / 10} ${units[index]}`;
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function isUsable(region: PictureRegion): boolean {
+  return region.type === "usable";
+}
+
+/**
+ * Draws memory as SVG: one rectangle per region along a piecewise log
+ * address axis (usable green, everything else grey), the allocator's blocks
+ * in a band below (used orange, free light green), holes as break marks, and
+ * the start address of each region.
+ *
+ * @param picture The regions, blocks and title.
+ * @param options Width and block merging.
+ * @returns A standalone SVG document.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { renderMemorySvg } from "./memory_picture.ts";
+ *
+ * const svg = renderMemorySvg({
+ *   regions: [{ start: 0x1000, end: 0x9f000, type: "usable" }, { start: 0x100000000, end: 0x500000000, type: "usable" }],
+ *   blocks: [{ address: 0x100000000, sizeBytes: 4096, free: false }],
+ * });
+ * assert.equal(svg.match(/class="region /g)?.length, 2);
+ * assert.equal(svg.match(/class="block used"/g)?.length, 1);
+ * ```
+ */
+export function renderMemorySvg(picture: MemoryPicture, options: SvgOptions = {}): string {
+  const widthPx = options.widthPx ?? 1200;
+  const blocks = mergeRuns(picture.blocks ?? [], options.blockRectsMax ?? 2000);
+  const regions = [...picture.regions].sort((a, b) => a.start - b.start);
+  const axis = buildAxis(regions, blocks);
+  const marginPx = 20;
+  const plotPx = widthPx - 2 * marginPx;
+  const scale = axis.totalUnits > 0 ? plotPx / axis.totalUnits : 0;
+  const x = (address: number) => marginPx + unitsAt(axis, address) * scale;
+  const regionY = 40;
+  const regionHeight = 36;
+  const blockY = regionY + regionHeight + 6;
+  const blockHeight = 28;
+  const labelY = blockY + blockHeight + 14;
+  const heightPx = labelY + 110;
+  const out: string[] = [];
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${widthPx}" height="${heightPx}" viewBox="0 0 ${widthPx} ${heightPx}" font-family="monospace" font-size="10">`,
+    `<style>.usable{fill:#7cc47c}.reserved{fill:#b0b0b0}.used{fill:#f08c2a}.free{fill:#d4f0d4}.hole{stroke:#555;fill:none}.region,.block{stroke:#333;stroke-width:0.3}</style>`,
+    `<rect width="${widthPx}" height="${heightPx}" fill="#fff"/>`,
+    `<text x="${marginPx}" y="20" font-size="14">${
+      escapeXml(picture.title ?? "Physical memory")
+    }</text>`,
+  );
+  for (const region of regions) {
+    const x0 = x(region.start);
+    const widthRect = Math.max(0.5, x(region.end) - x0);
+    const kind = isUsable(region) ? "usable" : "reserved";
+    const tip = `${hexAddress(region.start)}-${hexAddress(region.end - 1)} ${
+      sizeText(region.end - region.start)
+    } ${region.type}${region.note ? ` (${region.note})` : ""}`;
+    out.push(
+      `<rect class="region ${kind}" x="${x0.toFixed(2)}" y="${regionY}" width="${
+        widthRect.toFixed(2)
+      }" height="${regionHeight}"><title>${escapeXml(tip)}</title></rect>`,
+    );
+  }
+  for (const block of blocks) {
+    const x0 = x(block.address);
+    const widthRect = Math.max(0.5, x(block.address + block.sizeBytes) - x0);
+    const state = block.free ? "free" : "used";
+    out.push(
+      `<rect class="block ${state}" x="${x0.toFixed(2)}" y="${blockY}" width="${
+        widthRect.toFixed(2)
+      }" height="${blockHeight}"><title>${
+        escapeXml(`${hexAddress(block.address)} ${sizeText(block.sizeBytes)} ${state}`)
+      }</title></rect>`,
+    );
+  }
+  for (const hole of axis.holes) {
+    const x0 = marginPx + hole.at * scale;
+    const x1 = x0 + hole.units * scale;
+    const y0 = regionY - 4;
+    const y1 = blockY + blockHeight + 4;
+    out.push(
+      `<path class="hole" d="M${x0.toFixed(2)} ${y0} L${x0.toFixed(2)} ${y1} M${
+        x1.toFixed(2)
+      } ${y0} L${x1.toFixed(2)} ${y1}" stroke-dasharray="3 2"/>`,
+    );
+  }
+  let lastLabelX = -Infinity;
+  for (const region of regions) {
+    const x0 = x(region.start);
+    if (x0 - lastLabelX < 12) continue;
+    lastLabelX = x0;
+    out.push(
+      `<text x="${x0.toFixed(2)}" y="${labelY}" transform="rotate(45 ${x0.toFixed(2)} ${labelY})">${
+        escapeXml(`${hexAddress(region.start)} ${sizeText(region.end - region.start)}`)
+      }</text>`,
+    );
+  }
+  out.push(legendSvg(marginPx, heightPx - 12), "</svg>");
+  return out.join("\n") + "\n";
+}
+
+function legendSvg(xPx: number, yPx: number): string {
+  const items: [string, string][] = [
+    ["usable", "usable region"],
+    ["reserved", "reserved/other"],
+    ["used", "allocated block"],
+    ["free", "free block"],
+  ];
+  return items.map(([kind, label], index) => {
+    const x0 = xPx + index * 150;
+    return `<rect class="${kind}" x="${x0}" y="${yPx - 9}" width="12" height="10"/><text x="${
+      x0 + 16
+    }" y="${yPx}">${label}</text>`;
+  }).join("\n") +
+    `\n<text x="${xPx + 620}" y="${yPx}">axis: log-scaled pieces, holes broken (dashed)</text>`;
+}
+
+const STATE_CHARS = { used: "█", free: "░", usable: "▒", reserved: "▓", hole: "┊" } as const;
+const STATE_COLORS = {
+  used: "\x1b[33m",
+  free: "\x1b[32m",
+  usable: "\x1b[36m",
+  reserved: "\x1b[90m",
+  hole: "\x1b[2m",
+} as const;
+type CellState = keyof typeof STATE_CHARS;
+/** When several states share a column, the most interesting one is shown. */
+const STATE_RANK: Record<CellState, number> = { hole: 0, reserved: 1, usable: 2, free: 3, used: 4 };
+
+function paintBar(
+  regions: readonly PictureRegion[],
+  blocks: readonly PictureBlock[],
+  columns: number,
+  color: boolean,
+): string {
+  const axis = buildAxis(regions, blocks);
+  const cells = new Array<CellState | undefined>(columns).fill(undefined);
+  const scale = axis.totalUnits > 0 ? columns / axis.totalUnits : 0;
+  const paint = (fromUnits: number, toUnits: number, state: CellState) => {
+    const first = Math.min(columns - 1, Math.floor(fromUnits * scale));
+    const last = Math.max(first, Math.min(columns - 1, Math.ceil(toUnits * scale) - 1));
+    for (let column = first; column <= last; column++) {
+      const current = cells[column];
+      if (current === undefined || STATE_RANK[state] > STATE_RANK[current]) cells[column] = state;
+    }
+  };
+  for (const hole of axis.holes) paint(hole.at, hole.at + hole.units, "hole");
+  for (const region of regions) {
+    paint(
+      unitsAt(axis, region.start),
+      unitsAt(axis, region.end),
+      isUsable(region) ? "usable" : "reserved",
+    );
+  }
+  for (const block of blocks) {
+    paint(
+      unitsAt(axis, block.address),
+      unitsAt(axis, block.address + block.sizeBytes),
+      block.free ? "free" : "used",
+    );
+  }
+  let bar = "";
+  let open: CellState | undefined;
+  for (const cell of cells) {
+    const state = cell ?? "hole";
+    if (color && state !== open) bar += STATE_COLORS[state];
+    open = state;
+    bar += STATE_CHARS[state];
+  }
+  return color ? `${bar}\x1b[0m` : bar;
+}
+
+/**
+ * Draws memory for a terminal: an overview bar over the whole map (same
+ * piecewise log axis as the SVG), then one line per region with its range,
+ * size, type and its own bar.
+ *
+ * @param picture The regions, blocks and title.
+ * @param options Width, colour and how many region lines.
+ * @returns Lines joined with `\n`, ending in a newline.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { renderMemoryTerminal } from "./memory_picture.ts";
+ *
+ * const text = renderMemoryTerminal({
+ *   regions: [{ start: 0x100000, end: 0x200000, type: "usable" }],
+ *   blocks: [{ address: 0x100000, sizeBytes: 0x80000, free: false }, { address: 0x180000, sizeBytes: 0x80000, free: true }],
+ * }, { color: false, widthColumns: 60 });
+ * assert.match(text, /█+░+/);
+ * assert.ok(text.split("\n").every((line) => line.length <= 60));
+ * ```
+ */
+export function renderMemoryTerminal(
+  picture: MemoryPicture,
+  options: TerminalOptions = {},
+): string {
+  const columns = Math.max(20, options.widthColumns ?? 80);
+  const color = options.color ?? true;
+  const linesMax = options.regionLinesMax ?? 16;
+  const regions = [...picture.regions].sort((a, b) => a.start - b.start);
+  const blocks = [...(picture.blocks ?? [])].sort((a, b) => a.address - b.address);
+  const lines: string[] = [];
+  lines.push((picture.title ?? "Physical memory").slice(0, columns));
+  lines.push(paintBar(regions, blocks, columns, color));
+  const legend =
+    `${STATE_CHARS.used} used  ${STATE_CHARS.free} free  ${STATE_CHARS.usable} usable  ${STATE_CHARS.reserved} reserved  ${STATE_CHARS.hole} hole`;
+  lines.push(legend.slice(0, columns));
+  let blockIndex = 0;
+  for (const [index, region] of regions.entries()) {
+    if (index >= linesMax) {
+      lines.push(`… ${regions.length - linesMax} more regions`);
+      break;
+    }
+    const first = blockIndex;
+    while (blockIndex < blocks.length && blocks[blockIndex].address < region.end) blockIndex++;
+    const inside = blocks.slice(first, blockIndex).filter((b) => b.address >= region.start);
+    const label = `${hexAddress(region.start).padStart(12)} ${
+      sizeText(region.end - region.start).padStart(9)
+    } ${region.type.slice(0, 8).padEnd(8)} `;
+    const barColumns = columns - label.length;
+    lines.push(
+      barColumns >= 8
+        ? label + paintBar([region], inside, barColumns, color)
+        : label.slice(0, columns),
+    );
+  }
+  return lines.join("\n") + "\n";
+}
