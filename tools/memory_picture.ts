@@ -5,9 +5,11 @@
  *
  * Physical maps span 13 orders of magnitude (a 4 KiB block next to a 16 GiB
  * region, holes of gigabytes), so the address axis is piecewise: every piece
- * between two boundaries (region edges and block edges) gets a width of
- * `1 + log2(size / 4 KiB)` units, and holes between regions are drawn as a
- * fixed-width break. A 4 KiB block is one unit; a 16 GiB stretch is 23.
+ * between two boundaries (region edges and the edges of runs of free or used
+ * blocks) gets a width of `log2(1 + size / 4 KiB)` units, and holes between
+ * regions are drawn as a fixed-width break. A 4 KiB block is one unit; a
+ * 16 GiB stretch is 22. Where a region holds too many runs, the small ones
+ * between the largest are grouped and drawn linearly.
  *
  * ```text
  * usable ████░░░░░░░░░░ ╱╱ usable ██░░░░░░░░░░░░░░░░░ ╱╱ reserved ▓▓▓
@@ -84,6 +86,8 @@ export interface TerminalOptions {
 
 const PAGE_BYTES = 4096;
 const HOLE_UNITS = 2;
+/** Pieces one region may be cut into before small pieces are grouped. */
+const PIECES_PER_REGION_MAX = 48;
 
 interface Piece {
   readonly start: number;
@@ -101,19 +105,61 @@ interface Axis {
   readonly holes: readonly { readonly at: number; readonly units: number }[];
 }
 
+/** A piece's width: a 4 KiB piece is 1 unit, 16 GiB is 22, a 64-byte block a quarter. */
 function pieceUnits(sizeBytes: number): number {
-  return 1 + Math.log2(Math.max(1, sizeBytes / PAGE_BYTES));
+  return Math.max(0.25, Math.log2(1 + sizeBytes / PAGE_BYTES));
 }
 
-function buildAxis(regions: readonly PictureRegion[], blocks: readonly PictureBlock[]): Axis {
+/**
+ * Cuts a region at the edges of the block runs inside it. When that makes
+ * more than {@linkcode PIECES_PER_REGION_MAX} pieces, only the largest half
+ * keep pieces of their own and each stretch of smaller ones between them
+ * becomes one piece, drawn linearly: thousands of small blocks must not
+ * squeeze a 16 GiB free block to nothing.
+ */
+function regionPieces(start: number, end: number, runs: readonly PictureBlock[]): Piece[] {
+  const cuts = [start];
+  for (const run of runs) {
+    for (const edge of [run.address, run.address + run.sizeBytes]) {
+      if (edge > cuts[cuts.length - 1] && edge < end) cuts.push(edge);
+    }
+  }
+  cuts.push(end);
+  const raw: { start: number; end: number }[] = [];
+  for (let index = 1; index < cuts.length; index++) {
+    raw.push({ start: cuts[index - 1], end: cuts[index] });
+  }
+  if (raw.length <= PIECES_PER_REGION_MAX) {
+    return raw.map((p) => ({ ...p, units: pieceUnits(p.end - p.start) }));
+  }
+  const sizes = raw.map((p) => p.end - p.start).sort((a, b) => b - a);
+  const threshold = sizes[PIECES_PER_REGION_MAX / 2 - 1];
+  const pieces: { start: number; end: number; grouped: boolean }[] = [];
+  let keptCount = 0;
+  for (const piece of raw) {
+    const keep = piece.end - piece.start >= threshold && keptCount < PIECES_PER_REGION_MAX / 2;
+    const last = pieces[pieces.length - 1];
+    if (keep) {
+      keptCount++;
+      pieces.push({ ...piece, grouped: false });
+    } else if (last !== undefined && last.grouped) {
+      last.end = piece.end;
+    } else {
+      pieces.push({ ...piece, grouped: true });
+    }
+  }
+  return pieces.map((p) => ({ start: p.start, end: p.end, units: pieceUnits(p.end - p.start) }));
+}
+
+/** Builds the axis over regions (any order) and block runs (sorted by address). */
+function buildAxis(regions: readonly PictureRegion[], runs: readonly PictureBlock[]): Axis {
   const sorted = [...regions].sort((a, b) => a.start - b.start);
-  const edges = blocks.flatMap((b) => [b.address, b.address + b.sizeBytes]).sort((a, b) => a - b);
   const pieces: Piece[] = [];
   const offsets: number[] = [];
   const holes: { at: number; units: number }[] = [];
   let units = 0;
   let cursor = -1;
-  let edgeIndex = 0;
+  let runIndex = 0;
   for (const region of sorted) {
     const start = Math.max(region.start, cursor);
     if (start >= region.end) continue;
@@ -121,15 +167,15 @@ function buildAxis(regions: readonly PictureRegion[], blocks: readonly PictureBl
       holes.push({ at: units, units: HOLE_UNITS });
       units += HOLE_UNITS;
     }
-    while (edgeIndex < edges.length && edges[edgeIndex] <= start) edgeIndex++;
-    let pieceStart = start;
-    while (pieceStart < region.end) {
-      while (edgeIndex < edges.length && edges[edgeIndex] <= pieceStart) edgeIndex++;
-      const next = edgeIndex < edges.length ? Math.min(edges[edgeIndex], region.end) : region.end;
+    while (runIndex < runs.length && runs[runIndex].address + runs[runIndex].sizeBytes <= start) {
+      runIndex++;
+    }
+    let last = runIndex;
+    while (last < runs.length && runs[last].address < region.end) last++;
+    for (const piece of regionPieces(start, region.end, runs.slice(runIndex, last))) {
       offsets.push(units);
-      pieces.push({ start: pieceStart, end: next, units: pieceUnits(next - pieceStart) });
-      units += pieces[pieces.length - 1].units;
-      pieceStart = next;
+      pieces.push(piece);
+      units += piece.units;
     }
     cursor = region.end;
   }
@@ -151,6 +197,7 @@ function unitsAt(axis: Axis, address: number): number {
   return axis.offsets[low] + fraction * piece.units;
 }
 
+/** Sorts blocks and, past `limit` of them, merges touching blocks of the same state. */
 function mergeRuns(blocks: readonly PictureBlock[], limit: number): PictureBlock[] {
   const sorted = [...blocks].sort((a, b) => a.address - b.address);
   if (sorted.length <= limit) return sorted;
@@ -219,7 +266,7 @@ export function renderMemorySvg(picture: MemoryPicture, options: SvgOptions = {}
   const widthPx = options.widthPx ?? 1200;
   const blocks = mergeRuns(picture.blocks ?? [], options.blockRectsMax ?? 2000);
   const regions = [...picture.regions].sort((a, b) => a.start - b.start);
-  const axis = buildAxis(regions, blocks);
+  const axis = buildAxis(regions, mergeRuns(blocks, 0));
   const marginPx = 20;
   const plotPx = widthPx - 2 * marginPx;
   const scale = axis.totalUnits > 0 ? plotPx / axis.totalUnits : 0;
@@ -232,8 +279,8 @@ export function renderMemorySvg(picture: MemoryPicture, options: SvgOptions = {}
   const heightPx = labelY + 110;
   const out: string[] = [];
   out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${widthPx}" height="${heightPx}" viewBox="0 0 ${widthPx} ${heightPx}" font-family="monospace" font-size="10">`,
-    `<style>.usable{fill:#7cc47c}.reserved{fill:#b0b0b0}.used{fill:#f08c2a}.free{fill:#d4f0d4}.hole{stroke:#555;fill:none}.region,.block{stroke:#333;stroke-width:0.3}</style>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${widthPx}" height="${heightPx}" viewBox="0 0 ${widthPx} ${heightPx}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="10">`,
+    `<style>.usable{fill:#7cc47c}.reserved{fill:#b0b0b0}.used{fill:#f08c2a}.free{fill:#d4f0d4}.hole{stroke:#555;fill:none}.region{stroke:#333;stroke-width:0.5}</style>`,
     `<rect width="${widthPx}" height="${heightPx}" fill="#fff"/>`,
     `<text x="${marginPx}" y="20" font-size="14">${
       escapeXml(picture.title ?? "Physical memory")
@@ -324,7 +371,7 @@ function paintBar(
   columns: number,
   color: boolean,
 ): string {
-  const axis = buildAxis(regions, blocks);
+  const axis = buildAxis(regions, mergeRuns(blocks, 0));
   const cells = new Array<CellState | undefined>(columns).fill(undefined);
   const scale = axis.totalUnits > 0 ? columns / axis.totalUnits : 0;
   const paint = (fromUnits: number, toUnits: number, state: CellState) => {
