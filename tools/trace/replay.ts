@@ -1,0 +1,320 @@
+/**
+ * Replaying a decoded trace on a {@linkcode ReplayTarget}, two ways:
+ *
+ * - {@linkcode verifyReplay}: one checked pass. Every payload is filled with
+ *   a byte pattern derived from its id; the pattern is verified at free,
+ *   before a realloc and (the kept prefix) after it, and on every block
+ *   still live at the end, then `check()` runs. The same pass measures
+ *   peak live payload bytes and the peak footprint (highest end of a used
+ *   block minus the base of the memory: the malloc-lab definition), whose
+ *   ratio is the utilization.
+ * - {@linkcode timeReplay}: the throughput. The trace is already decoded
+ *   into typed arrays; each repetition runs on a fresh heap (made and
+ *   released outside the timed span) with no checks; the JIT is warmed on a
+ *   prefix first; repetitions continue until the middle half of the samples
+ *   lies within 5% of the median (or a time budget runs out); the median
+ *   is reported.
+ *
+ * Heap size: {@linkcode heapBytesFor} gives 4 × the trace's peak live bytes
+ * + 64 bytes per peak live block + 1 MiB. The footprint, not the heap size,
+ * is what utilization measures, so the generous heap costs no score.
+ *
+ * @module
+ */
+
+import { HeapCorruptionError } from "../../allocator/errors.ts";
+import { hex } from "../../allocator/memory.ts";
+import { type DecodedTrace, REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "./decode.ts";
+import type { ReplayHeap, ReplayTarget } from "./replay_heap.ts";
+
+/** What a verified replay measured. */
+export interface VerifyResult {
+  /** Requests the allocator could not satisfy. */
+  readonly failedRequests: number;
+  /** The most payload bytes live at once (size-0 requests count as 1 byte). */
+  readonly peakLiveBytes: number;
+  /** The most blocks live at once. */
+  readonly peakLiveBlocks: number;
+  /** Highest end of a used block minus the memory's base, at its peak; NaN if unknown. */
+  readonly peakFootprintBytes: number;
+  /** `peakLiveBytes / peakFootprintBytes`; NaN if the footprint is unknown. */
+  readonly utilization: number;
+  /** Payload bytes written and verified. */
+  readonly patternBytes: number;
+}
+
+/**
+ * The heap size a replay of `trace` gets (see the module doc).
+ *
+ * @param trace The decoded trace.
+ * @returns Bytes, a multiple of 64 KiB.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeTrace } from "./decode.ts";
+ * import { parseRep } from "./rep_format.ts";
+ * import { heapBytesFor } from "./replay.ts";
+ *
+ * const trace = decodeTrace(parseRep("0\n1\n1\n1\na 0 1000\n"), "t");
+ * assert.equal(heapBytesFor(trace), (1 << 20) + 65536);
+ * ```
+ */
+export function heapBytesFor(trace: DecodedTrace): number {
+  const bytes = 4 * trace.peakLiveBytes + 64 * trace.peakLiveBlocks + (1 << 20);
+  return Math.ceil(bytes / 65536) * 65536;
+}
+
+/** The pattern byte at offset `offset` of the payload of block `id`. */
+function patternByte(id: number, offset: number): number {
+  return ((Math.imul(id, 0x9e3779b1) >>> 24) + offset * 7) & 255;
+}
+
+function writePattern(bytes: Uint8Array, id: number, from: number): void {
+  for (let offset = from; offset < bytes.length; offset++) bytes[offset] = patternByte(id, offset);
+}
+
+function verifyPattern(
+  heap: ReplayHeap,
+  address: number,
+  id: number,
+  lengthBytes: number,
+  when: string,
+): void {
+  const bytes = heap.view(address, lengthBytes);
+  for (let offset = 0; offset < lengthBytes; offset++) {
+    if (bytes[offset] !== patternByte(id, offset)) {
+      throw new HeapCorruptionError(
+        address,
+        `Payload of id ${id} at ${hex(address)} was overwritten ${when}: byte ${offset} is ${
+          bytes[offset]
+        }, expected ${patternByte(id, offset)}`,
+      );
+    }
+  }
+}
+
+/**
+ * Replays `trace` once on a fresh heap of `target`, verifying every payload
+ * and the heap (see the module doc).
+ *
+ * @param target The allocator to replay on.
+ * @param trace The decoded trace.
+ * @param heapBytes The heap size.
+ * @returns The failed requests, peaks and utilization.
+ * @throws {HeapCorruptionError} If a payload's pattern was overwritten (naming the operation)
+ *   or `check()` finds the heap broken.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeTrace } from "./decode.ts";
+ * import { parseRep } from "./rep_format.ts";
+ * import { heapBytesFor, verifyReplay } from "./replay.ts";
+ * import { physicalTarget } from "./target_physical.ts";
+ *
+ * const trace = decodeTrace(parseRep("0\n2\n4\n1\na 0 100\na 1 50\nr 0 400\nf 1\n"), "t");
+ * const result = verifyReplay(physicalTarget(), trace, heapBytesFor(trace));
+ * assert.equal(result.failedRequests, 0);
+ * assert.equal(result.peakLiveBytes, 450);
+ * assert.ok(result.utilization > 0 && result.utilization <= 1);
+ * ```
+ */
+export function verifyReplay(
+  target: ReplayTarget,
+  trace: DecodedTrace,
+  heapBytes: number,
+): VerifyResult {
+  const heap = target.create(trace, heapBytes);
+  try {
+    const result = verifyOnHeap(heap, trace);
+    heap.check();
+    return result;
+  } finally {
+    heap.close();
+  }
+}
+
+function verifyOnHeap(heap: ReplayHeap, trace: DecodedTrace): VerifyResult {
+  const addresses = new Float64Array(trace.slotCount);
+  const sizes = new Float64Array(trace.slotCount);
+  const { kinds, ids, sizesBytes, opCount } = trace;
+  let failed = 0, liveBytes = 0, liveBlocks = 0, patternBytes = 0;
+  let peakLiveBytes = 0, peakLiveBlocks = 0, peakEnd = heap.baseAddress;
+  for (let i = 0; i < opCount; i++) {
+    const kind = kinds[i];
+    const id = ids[i];
+    const address = addresses[id];
+    if (kind === REPLAY_FREE) {
+      if (address === 0) continue;
+      verifyPattern(heap, address, id, sizes[id], `before operation ${i} (free)`);
+      heap.free(address);
+      liveBytes -= sizes[id];
+      liveBlocks--;
+      addresses[id] = 0;
+      continue;
+    }
+    if (kind !== REPLAY_ALLOC && kind !== REPLAY_REALLOC) continue;
+    const size = sizesBytes[i] > 0 ? sizesBytes[i] : 1;
+    let moved: number;
+    if (address === 0) {
+      moved = heap.alloc(size);
+      if (moved === 0) {
+        failed++;
+        continue;
+      }
+      writePattern(heap.view(moved, size), id, 0);
+      liveBlocks++;
+      liveBytes += size;
+    } else {
+      verifyPattern(heap, address, id, sizes[id], `before operation ${i} (realloc)`);
+      moved = heap.realloc(address, size);
+      if (moved === 0) {
+        failed++;
+        continue;
+      }
+      const kept = Math.min(size, sizes[id]);
+      verifyPattern(heap, moved, id, kept, `by operation ${i} (realloc)`);
+      writePattern(heap.view(moved, size), id, kept);
+      liveBytes += size - sizes[id];
+    }
+    patternBytes += size;
+    addresses[id] = moved;
+    sizes[id] = size;
+    const end = heap.blockEnd(moved);
+    if (!(end <= peakEnd)) peakEnd = end;
+    if (liveBytes > peakLiveBytes) peakLiveBytes = liveBytes;
+    if (liveBlocks > peakLiveBlocks) peakLiveBlocks = liveBlocks;
+  }
+  for (let id = 0; id < trace.slotCount; id++) {
+    if (addresses[id] !== 0) verifyPattern(heap, addresses[id], id, sizes[id], "at the end");
+  }
+  const peakFootprintBytes = peakEnd - heap.baseAddress;
+  return {
+    failedRequests: failed,
+    peakLiveBytes,
+    peakLiveBlocks,
+    peakFootprintBytes,
+    utilization: peakLiveBytes / peakFootprintBytes,
+    patternBytes,
+  };
+}
+
+/** Options of {@linkcode timeReplay}. */
+export interface TimeOptions {
+  /** Unmeasured warm-up runs on a prefix of the trace. @default {3} */
+  readonly warmupRuns?: number;
+  /** Operations in the warm-up prefix. @default {50000} */
+  readonly warmupOps?: number;
+  /** Fewest measured repetitions (unless one repetition outlasts 4 budgets). @default {5} */
+  readonly repetitionsMin?: number;
+  /** Most measured repetitions. @default {40} */
+  readonly repetitionsMax?: number;
+  /** Time after which repetitions stop once the minimum is reached, in ms. @default {3000} */
+  readonly budgetMs?: number;
+  /** Stop when (p75 - p25) / median falls below this. @default {0.05} */
+  readonly spreadMax?: number;
+}
+
+/** A throughput measurement. */
+export interface TimeResult {
+  /** Operations per second at the median repetition. */
+  readonly opsPerSecond: number;
+  /** The median repetition's time in ms. */
+  readonly medianMs: number;
+  /** Every repetition's time in ms, in order. */
+  readonly samplesMs: readonly number[];
+  /** (p75 - p25) / median of the samples. */
+  readonly spread: number;
+  /** Failed requests of the last repetition. */
+  readonly failedRequests: number;
+}
+
+/**
+ * Measures the throughput of `target` on `trace` (see the module doc).
+ *
+ * @param target The allocator.
+ * @param trace The decoded trace.
+ * @param heapBytes The heap size of every repetition.
+ * @param options Warm-up, repetitions and budget.
+ * @returns The median throughput and the samples.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeTrace } from "./decode.ts";
+ * import { parseRep } from "./rep_format.ts";
+ * import { heapBytesFor, timeReplay } from "./replay.ts";
+ * import { physicalTarget } from "./target_physical.ts";
+ *
+ * const trace = decodeTrace(parseRep("0\n1\n2\n1\na 0 100\nf 0\n"), "t");
+ * const time = timeReplay(physicalTarget(), trace, heapBytesFor(trace), { budgetMs: 10 });
+ * assert.ok(time.opsPerSecond > 0);
+ * assert.ok(time.samplesMs.length >= 5);
+ * ```
+ */
+export function timeReplay(
+  target: ReplayTarget,
+  trace: DecodedTrace,
+  heapBytes: number,
+  options: TimeOptions = {},
+): TimeResult {
+  const warmup = prefix(trace, options.warmupOps ?? 50_000);
+  for (let run = 0; run < (options.warmupRuns ?? 3); run++) {
+    const heap = target.create(warmup, heapBytes);
+    heap.run(warmup);
+    heap.close();
+  }
+  const budgetMs = options.budgetMs ?? 3000;
+  const repetitionsMin = options.repetitionsMin ?? 5;
+  const samples: number[] = [];
+  const started = performance.now();
+  let failed = 0;
+  let spread = Infinity;
+  while (samples.length < (options.repetitionsMax ?? 40)) {
+    const heap = target.create(trace, heapBytes);
+    const begin = performance.now();
+    failed = heap.run(trace);
+    samples.push(performance.now() - begin);
+    heap.close();
+    spread = spreadOf(samples);
+    const elapsed = performance.now() - started;
+    if (elapsed > 4 * budgetMs) break;
+    if (
+      samples.length >= repetitionsMin &&
+      (spread <= (options.spreadMax ?? 0.05) || elapsed > budgetMs)
+    ) break;
+  }
+  const medianMs = quantile(samples, 0.5);
+  return {
+    opsPerSecond: trace.opCount / (medianMs / 1000),
+    medianMs,
+    samplesMs: samples,
+    spread,
+    failedRequests: failed,
+  };
+}
+
+function prefix(trace: DecodedTrace, opCount: number): DecodedTrace {
+  if (opCount >= trace.opCount) return trace;
+  return {
+    ...trace,
+    opCount,
+    kinds: trace.kinds.subarray(0, opCount),
+    ids: trace.ids.subarray(0, opCount),
+    sizesBytes: trace.sizesBytes.subarray(0, opCount),
+  };
+}
+
+function quantile(samples: readonly number[], q: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const position = (sorted.length - 1) * q;
+  const low = Math.floor(position);
+  const high = Math.ceil(position);
+  return sorted[low] + (sorted[high] - sorted[low]) * (position - low);
+}
+
+function spreadOf(samples: readonly number[]): number {
+  if (samples.length < 3) return Infinity;
+  return (quantile(samples, 0.75) - quantile(samples, 0.25)) / quantile(samples, 0.5);
+}
