@@ -172,7 +172,7 @@ export interface NormalizeOptions {
 export const DEFAULT_MMAP_MIN_ADDRESS = 65536;
 
 /** The smallest region worth keeping: one minimum block plus one header of alignment slack. */
-export const MIN_REGION_BYTES = MIN_BLOCK_BYTES + HEADER_BYTES;
+export const MIN_REGION_BYTES: number = MIN_BLOCK_BYTES + HEADER_BYTES;
 
 /** The report lists at most this many overlaps (it still counts all of their bytes). */
 export const OVERLAPS_LISTED_MAX = 64;

@@ -267,74 +267,94 @@ export function renderMemorySvg(picture: MemoryPicture, options: SvgOptions = {}
   const blocks = mergeRuns(picture.blocks ?? [], options.blockRectsMax ?? 2000);
   const regions = [...picture.regions].sort((a, b) => a.start - b.start);
   const axis = buildAxis(regions, mergeRuns(blocks, 0));
-  const marginPx = 20;
-  const plotPx = widthPx - 2 * marginPx;
-  const scale = axis.totalUnits > 0 ? plotPx / axis.totalUnits : 0;
-  const x = (address: number) => marginPx + unitsAt(axis, address) * scale;
-  const regionY = 40;
-  const regionHeight = 36;
-  const blockY = regionY + regionHeight + 6;
-  const blockHeight = 28;
-  const labelY = blockY + blockHeight + 14;
-  const heightPx = labelY + 110;
-  const out: string[] = [];
-  out.push(
+  const scale = axis.totalUnits > 0 ? (widthPx - 2 * SVG_MARGIN_PX) / axis.totalUnits : 0;
+  const frame: SvgFrame = {
+    axis,
+    scale,
+    x: (address) => SVG_MARGIN_PX + unitsAt(axis, address) * scale,
+  };
+  const heightPx = SVG_LABEL_Y + 110;
+  return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${widthPx}" height="${heightPx}" viewBox="0 0 ${widthPx} ${heightPx}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="10">`,
     `<style>.usable{fill:#7cc47c}.reserved{fill:#b0b0b0}.used{fill:#f08c2a}.free{fill:#d4f0d4}.hole{stroke:#555;fill:none}.region{stroke:#333;stroke-width:0.5}</style>`,
     `<rect width="${widthPx}" height="${heightPx}" fill="#fff"/>`,
-    `<text x="${marginPx}" y="20" font-size="14">${
+    `<text x="${SVG_MARGIN_PX}" y="20" font-size="14">${
       escapeXml(picture.title ?? "Physical memory")
     }</text>`,
-  );
-  for (const region of regions) {
-    const x0 = x(region.start);
-    const widthRect = Math.max(0.5, x(region.end) - x0);
-    const kind = isUsable(region) ? "usable" : "reserved";
-    const tip = `${hexAddress(region.start)}-${hexAddress(region.end - 1)} ${
-      sizeText(region.end - region.start)
-    } ${region.type}${region.note ? ` (${region.note})` : ""}`;
-    out.push(
-      `<rect class="region ${kind}" x="${x0.toFixed(2)}" y="${regionY}" width="${
-        widthRect.toFixed(2)
-      }" height="${regionHeight}"><title>${escapeXml(tip)}</title></rect>`,
-    );
-  }
-  for (const block of blocks) {
-    const x0 = x(block.address);
-    const widthRect = Math.max(0.5, x(block.address + block.sizeBytes) - x0);
-    const state = block.free ? "free" : "used";
-    out.push(
-      `<rect class="block ${state}" x="${x0.toFixed(2)}" y="${blockY}" width="${
-        widthRect.toFixed(2)
-      }" height="${blockHeight}"><title>${
-        escapeXml(`${hexAddress(block.address)} ${sizeText(block.sizeBytes)} ${state}`)
-      }</title></rect>`,
-    );
-  }
-  for (const hole of axis.holes) {
-    const x0 = marginPx + hole.at * scale;
-    const x1 = x0 + hole.units * scale;
-    const y0 = regionY - 4;
-    const y1 = blockY + blockHeight + 4;
-    out.push(
-      `<path class="hole" d="M${x0.toFixed(2)} ${y0} L${x0.toFixed(2)} ${y1} M${
-        x1.toFixed(2)
-      } ${y0} L${x1.toFixed(2)} ${y1}" stroke-dasharray="3 2"/>`,
-    );
-  }
+    ...regions.map((region) => svgRegion(frame, region)),
+    ...blocks.map((block) => svgBlock(frame, block)),
+    ...axis.holes.map((hole) => svgHole(frame, hole)),
+    ...svgLabels(frame, regions),
+    legendSvg(SVG_MARGIN_PX, heightPx - 12),
+    "</svg>",
+  ].join("\n") + "\n";
+}
+
+const SVG_MARGIN_PX = 20;
+const SVG_REGION_Y = 40;
+const SVG_REGION_HEIGHT = 36;
+const SVG_BLOCK_Y = SVG_REGION_Y + SVG_REGION_HEIGHT + 6;
+const SVG_BLOCK_HEIGHT = 28;
+const SVG_LABEL_Y = SVG_BLOCK_Y + SVG_BLOCK_HEIGHT + 14;
+
+interface SvgFrame {
+  readonly axis: Axis;
+  /** Pixels per axis unit. */
+  readonly scale: number;
+  /** The x pixel of an address. */
+  readonly x: (address: number) => number;
+}
+
+function svgRegion(frame: SvgFrame, region: PictureRegion): string {
+  const x0 = frame.x(region.start);
+  const widthRect = Math.max(0.5, frame.x(region.end) - x0);
+  const kind = isUsable(region) ? "usable" : "reserved";
+  const tip = `${hexAddress(region.start)}-${hexAddress(region.end - 1)} ${
+    sizeText(region.end - region.start)
+  } ${region.type}${region.note ? ` (${region.note})` : ""}`;
+  return `<rect class="region ${kind}" x="${x0.toFixed(2)}" y="${SVG_REGION_Y}" width="${
+    widthRect.toFixed(2)
+  }" height="${SVG_REGION_HEIGHT}"><title>${escapeXml(tip)}</title></rect>`;
+}
+
+function svgBlock(frame: SvgFrame, block: PictureBlock): string {
+  const x0 = frame.x(block.address);
+  const widthRect = Math.max(0.5, frame.x(block.address + block.sizeBytes) - x0);
+  const state = block.free ? "free" : "used";
+  return `<rect class="block ${state}" x="${x0.toFixed(2)}" y="${SVG_BLOCK_Y}" width="${
+    widthRect.toFixed(2)
+  }" height="${SVG_BLOCK_HEIGHT}"><title>${
+    escapeXml(`${hexAddress(block.address)} ${sizeText(block.sizeBytes)} ${state}`)
+  }</title></rect>`;
+}
+
+function svgHole(frame: SvgFrame, hole: { readonly at: number; readonly units: number }): string {
+  const x0 = SVG_MARGIN_PX + hole.at * frame.scale;
+  const x1 = x0 + hole.units * frame.scale;
+  const y0 = SVG_REGION_Y - 4;
+  const y1 = SVG_BLOCK_Y + SVG_BLOCK_HEIGHT + 4;
+  return `<path class="hole" d="M${x0.toFixed(2)} ${y0} L${x0.toFixed(2)} ${y1} M${
+    x1.toFixed(2)
+  } ${y0} L${x1.toFixed(2)} ${y1}" stroke-dasharray="3 2"/>`;
+}
+
+/** Start address and size under each region, skipping labels that would overprint the previous one. */
+function svgLabels(frame: SvgFrame, regions: readonly PictureRegion[]): string[] {
+  const labels: string[] = [];
   let lastLabelX = -Infinity;
   for (const region of regions) {
-    const x0 = x(region.start);
+    const x0 = frame.x(region.start);
     if (x0 - lastLabelX < 12) continue;
     lastLabelX = x0;
-    out.push(
-      `<text x="${x0.toFixed(2)}" y="${labelY}" transform="rotate(45 ${x0.toFixed(2)} ${labelY})">${
+    labels.push(
+      `<text x="${x0.toFixed(2)}" y="${SVG_LABEL_Y}" transform="rotate(45 ${
+        x0.toFixed(2)
+      } ${SVG_LABEL_Y})">${
         escapeXml(`${hexAddress(region.start)} ${sizeText(region.end - region.start)}`)
       }</text>`,
     );
   }
-  out.push(legendSvg(marginPx, heightPx - 12), "</svg>");
-  return out.join("\n") + "\n";
+  return labels;
 }
 
 function legendSvg(xPx: number, yPx: number): string {
