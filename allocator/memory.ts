@@ -88,7 +88,8 @@ export function bufferMemory(ranges: readonly AddressRange[]): PhysicalMemory {
       );
     }
   }
-  const windowStart = sorted[0].start;
+  // The window starts granule-aligned so that word access works for odd region bases.
+  const windowStart = sorted[0].start - (sorted[0].start % 8);
   const last = sorted[sorted.length - 1];
   const buffer = new ArrayBuffer(last.start + last.length - windowStart);
   const regions = ranges.map((range) => ({

@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { ControlBlock } from "./control_block.ts";
 import type { FreeListPolicy } from "./policy.ts";
 
 /** `"auto"` uses the library where present and faster, `true` requires it, `false` never loads it. */
@@ -19,7 +20,7 @@ export function attachNative(
   _policy: FreeListPolicy,
   _buffer: ArrayBuffer,
   _baseAddress: number,
-  _controlAddress: number,
+  _control: ControlBlock,
 ): boolean {
   if (mode !== "auto" && mode !== true && mode !== false) {
     throw new TypeError(`native mode ${String(mode)}`);

@@ -18,9 +18,12 @@ import {
   InvalidSizeError,
   OutOfMemoryError,
 } from "./errors.ts";
+import { ControlBlock } from "./control_block.ts";
 import { checkHeap } from "./heap_check.ts";
 import {
   ALIGN_BYTES_MAX,
+  controlBytes as controlBytesOf,
+  FLAG_FREE,
   FLAG_LAST,
   FLAG_PREV_FREE,
   GRANULE_BYTES,
@@ -106,6 +109,7 @@ export class PhysicalAllocator implements Disposable {
   readonly #buffer: ArrayBuffer;
   readonly #layout: HeapLayout;
   readonly #policy: FreeListPolicy;
+  readonly #control: ControlBlock;
   readonly #usable: readonly RegionLayout[];
   readonly #usableStarts: Float64Array;
   #nativeActive = false;
@@ -169,13 +173,19 @@ export class PhysicalAllocator implements Disposable {
     this.#blocks = new BlockWords(window.buffer, window.baseAddress);
     const largestArea = largestBlockArea(memory.regions);
     const controlBytes = policyName === "tlsf"
-      ? new TlsfPolicy(this.#blocks, window.baseAddress, largestArea).controlBytes
-      : new FirstFitPolicy(this.#blocks, window.baseAddress).controlBytes;
+      ? controlBytesOf(TlsfPolicy.flCountFor(largestArea))
+      : controlBytesOf(0);
     this.#layout = layoutRegions(memory.regions, controlBytes);
-    const control = this.#layout.controlAddress;
+    const controlAddress = this.#layout.controlAddress;
+    this.#control = controlAddress === 0 ? ControlBlock.detached(controlBytes) : new ControlBlock(
+      this.#blocks.words,
+      this.#blocks.index(controlAddress),
+      controlAddress,
+      controlBytes,
+    );
     this.#policy = policyName === "tlsf"
-      ? new TlsfPolicy(this.#blocks, control, largestArea)
-      : new FirstFitPolicy(this.#blocks, control);
+      ? new TlsfPolicy(this.#blocks, this.#control, largestArea)
+      : new FirstFitPolicy(this.#blocks, this.#control);
     this.#usable = this.#layout.regions.filter((region) => !region.skipped);
     this.#usableStarts = Float64Array.from(this.#usable, (region) => region.blockStart);
 
@@ -195,7 +205,7 @@ export class PhysicalAllocator implements Disposable {
       this.#policy,
       window.buffer,
       window.baseAddress,
-      control,
+      this.#control,
     );
     this.#initBlocks();
   }
@@ -410,6 +420,9 @@ export class PhysicalAllocator implements Disposable {
       else this.#policy.replace(next, nextSize, block, total);
     }
     if (previous !== 0) {
+      // Leave a tombstone (a free header of size 0) so that freeing `address`
+      // again is reported as a double free rather than trusted.
+      blocks.writeHeader(block, 0, FLAG_FREE, 0);
       const previousSize = blocks.size(previous);
       this.#dropFree(previousSize);
       start = previous;
@@ -681,7 +694,7 @@ export class PhysicalAllocator implements Disposable {
     const s = this.stats();
     if (s.totalBytes !== s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes) {
       throw new HeapCorruptionError(
-        this.#layout.controlAddress,
+        this.#control.address,
         `Heap accounting is broken: total ${s.totalBytes} bytes != free ${s.freeBytes} + used ${s.usedBytes} + overhead ${s.overheadBytes} + skipped ${s.skippedBytes}`,
       );
     }

@@ -12,6 +12,7 @@
  */
 
 import { alignmentGap, type BlockWords } from "./block.ts";
+import type { ControlBlock } from "./control_block.ts";
 import { HeapCorruptionError } from "./errors.ts";
 import {
   CONTROL_FL_COUNT_OFFSET,
@@ -40,8 +41,8 @@ export class FirstFitPolicy implements FreeListPolicy {
   readonly controlBytes: number = controlBytes(0);
 
   readonly #blocks: BlockWords;
-  readonly #control: number;
-  readonly #headAddress: number;
+  readonly #control: ControlBlock;
+  readonly #headOffset = controlHeadsOffset(0);
   #count = 0;
   #nativeFind: NativeFirstFitFind | null = null;
   #nativeBlocksMin = 0;
@@ -50,12 +51,11 @@ export class FirstFitPolicy implements FreeListPolicy {
    * Creates the policy over a control block.
    *
    * @param blocks Access to the managed memory.
-   * @param controlAddress Where the control block lives.
+   * @param control Where the control block lives.
    */
-  constructor(blocks: BlockWords, controlAddress: number) {
+  constructor(blocks: BlockWords, control: ControlBlock) {
     this.#blocks = blocks;
-    this.#control = controlAddress;
-    this.#headAddress = controlAddress + controlHeadsOffset(0);
+    this.#control = control;
   }
 
   /**
@@ -68,17 +68,16 @@ export class FirstFitPolicy implements FreeListPolicy {
   }
 
   initControl(): void {
-    const words = this.#blocks.words;
-    const i = this.#blocks.index(this.#control);
-    words[i + CONTROL_MAGIC_OFFSET / 4] = CONTROL_MAGIC;
-    words[i + CONTROL_POLICY_OFFSET / 4] = POLICY_ID_FIRST_FIT;
-    words[i + CONTROL_FL_COUNT_OFFSET / 4] = 0;
-    this.#blocks.writeU64(this.#headAddress, 0);
+    const control = this.#control;
+    control.setWord(CONTROL_MAGIC_OFFSET, CONTROL_MAGIC);
+    control.setWord(CONTROL_POLICY_OFFSET, POLICY_ID_FIRST_FIT);
+    control.setWord(CONTROL_FL_COUNT_OFFSET, 0);
+    control.writeU64(this.#headOffset, 0);
     this.#count = 0;
   }
 
   #head(): number {
-    return this.#blocks.readU64(this.#headAddress);
+    return this.#control.readU64(this.#headOffset);
   }
 
   insert(block: number, _sizeBytes: number, after: number): void {
@@ -102,7 +101,7 @@ export class FirstFitPolicy implements FreeListPolicy {
     const blocks = this.#blocks;
     blocks.setPrev(block, previous);
     blocks.setNext(block, next);
-    if (previous === 0) blocks.writeU64(this.#headAddress, block);
+    if (previous === 0) this.#control.writeU64(this.#headOffset, block);
     else blocks.setNext(previous, block);
     if (next !== 0) blocks.setPrev(next, block);
     this.#count++;
@@ -112,7 +111,7 @@ export class FirstFitPolicy implements FreeListPolicy {
     const blocks = this.#blocks;
     const previous = blocks.prev(block);
     const next = blocks.next(block);
-    if (previous === 0) blocks.writeU64(this.#headAddress, next);
+    if (previous === 0) this.#control.writeU64(this.#headOffset, next);
     else blocks.setNext(previous, next);
     if (next !== 0) blocks.setPrev(next, previous);
     this.#count--;
@@ -125,7 +124,7 @@ export class FirstFitPolicy implements FreeListPolicy {
     const next = blocks.next(oldBlock);
     blocks.setPrev(newBlock, previous);
     blocks.setNext(newBlock, next);
-    if (previous === 0) blocks.writeU64(this.#headAddress, newBlock);
+    if (previous === 0) this.#control.writeU64(this.#headOffset, newBlock);
     else blocks.setNext(previous, newBlock);
     if (next !== 0) blocks.setPrev(next, newBlock);
   }

@@ -14,6 +14,7 @@
  */
 
 import { alignmentGap, type BlockWords } from "./block.ts";
+import type { ControlBlock } from "./control_block.ts";
 import {
   CONTROL_FL_BITMAP_OFFSET,
   CONTROL_FL_COUNT_OFFSET,
@@ -83,26 +84,33 @@ export class TlsfPolicy implements FreeListPolicy {
   readonly flCount: number;
 
   readonly #blocks: BlockWords;
-  readonly #control: number;
-  /** Word index of the control block. */
+  readonly #control: ControlBlock;
+  /** The words holding the control block, and the index of its first word. */
+  readonly #controlWords: Uint32Array;
   readonly #controlIndex: number;
-  readonly #headsAddress: number;
+  readonly #headsOffset: number;
   #nativeFind: NativeTlsfFind | null = null;
 
   /**
    * Creates the policy over a control block.
    *
    * @param blocks Access to the managed memory.
-   * @param controlAddress Where the control block lives.
+   * @param control Where the control block lives (at least `controlBytes`).
    * @param largestBlockBytes The largest block the heap can ever hold.
    */
-  constructor(blocks: BlockWords, controlAddress: number, largestBlockBytes: number) {
+  constructor(blocks: BlockWords, control: ControlBlock, largestBlockBytes: number) {
     this.#blocks = blocks;
-    this.#control = controlAddress;
-    this.#controlIndex = blocks.index(controlAddress);
-    this.flCount = flCountFor(Math.max(largestBlockBytes, MIN_BLOCK_BYTES));
+    this.#control = control;
+    this.#controlWords = control.words;
+    this.#controlIndex = control.index;
+    this.flCount = TlsfPolicy.flCountFor(largestBlockBytes);
     this.controlBytes = controlBytes(this.flCount);
-    this.#headsAddress = controlAddress + controlHeadsOffset(this.flCount);
+    this.#headsOffset = controlHeadsOffset(this.flCount);
+  }
+
+  /** The first levels needed when the largest block is `largestBlockBytes`. */
+  static flCountFor(largestBlockBytes: number): number {
+    return flCountFor(Math.max(largestBlockBytes, MIN_BLOCK_BYTES));
   }
 
   /** Routes `find` to the native search (or back to TS with `null`). */
@@ -111,7 +119,7 @@ export class TlsfPolicy implements FreeListPolicy {
   }
 
   initControl(): void {
-    const words = this.#blocks.words;
+    const words = this.#controlWords;
     const i = this.#controlIndex;
     words[i + CONTROL_MAGIC_OFFSET / 4] = CONTROL_MAGIC;
     words[i + CONTROL_POLICY_OFFSET / 4] = POLICY_ID_TLSF;
@@ -120,27 +128,27 @@ export class TlsfPolicy implements FreeListPolicy {
     words[i + CONTROL_FL_BITMAP_OFFSET / 4 + 1] = 0;
     for (let fl = 0; fl < this.flCount; fl++) words[i + CONTROL_SL_BITMAPS_OFFSET / 4 + fl] = 0;
     for (let c = 0; c < this.flCount * SL_COUNT; c++) {
-      this.#blocks.writeU64(this.#headsAddress + 8 * c, 0);
+      this.#control.writeU64(this.#headsOffset + 8 * c, 0);
     }
   }
 
   #head(sizeClass: number): number {
-    return this.#blocks.readU64(this.#headsAddress + 8 * sizeClass);
+    return this.#control.readU64(this.#headsOffset + 8 * sizeClass);
   }
 
   #setHead(sizeClass: number, block: number): void {
-    this.#blocks.writeU64(this.#headsAddress + 8 * sizeClass, block);
+    this.#control.writeU64(this.#headsOffset + 8 * sizeClass, block);
   }
 
   #markNonEmpty(sizeClass: number): void {
-    const words = this.#blocks.words;
+    const words = this.#controlWords;
     const fl = sizeClass >>> SL_LOG2;
     words[this.#controlIndex + CONTROL_SL_BITMAPS_OFFSET / 4 + fl] |= 1 << (sizeClass & 15);
     words[this.#controlIndex + CONTROL_FL_BITMAP_OFFSET / 4 + (fl >>> 5)] |= 1 << (fl & 31);
   }
 
   #markEmpty(sizeClass: number): void {
-    const words = this.#blocks.words;
+    const words = this.#controlWords;
     const fl = sizeClass >>> SL_LOG2;
     const slIndex = this.#controlIndex + CONTROL_SL_BITMAPS_OFFSET / 4 + fl;
     words[slIndex] &= ~(1 << (sizeClass & 15));
@@ -193,7 +201,7 @@ export class TlsfPolicy implements FreeListPolicy {
   #findGoodFit(sizeClass: number): number {
     let fl = sizeClass >>> SL_LOG2;
     if (fl >= this.flCount) return 0;
-    const words = this.#blocks.words;
+    const words = this.#controlWords;
     const slBitmaps = this.#controlIndex + CONTROL_SL_BITMAPS_OFFSET / 4;
     let slMap = words[slBitmaps + fl] & (~0 << (sizeClass & 15));
     if (slMap === 0) {
@@ -206,7 +214,7 @@ export class TlsfPolicy implements FreeListPolicy {
 
   /** The lowest non-empty first level above `fl`, or -1. */
   #firstFlAbove(fl: number): number {
-    const words = this.#blocks.words;
+    const words = this.#controlWords;
     const flBitmap = this.#controlIndex + CONTROL_FL_BITMAP_OFFSET / 4;
     const from = fl + 1;
     if (from < 32) {
@@ -243,20 +251,23 @@ export class TlsfPolicy implements FreeListPolicy {
 
   verify(limit: number): void {
     const blocks = this.#blocks;
-    const words = blocks.words;
+    const words = this.#controlWords;
     const control = this.#controlIndex;
     let visited = 0;
     for (let fl = 0; fl < this.flCount; fl++) {
       const slMap = words[control + CONTROL_SL_BITMAPS_OFFSET / 4 + fl];
       const flBit = (words[control + CONTROL_FL_BITMAP_OFFSET / 4 + (fl >>> 5)] >>> (fl & 31)) & 1;
       if ((flBit === 1) !== (slMap !== 0)) {
-        this.#corrupt(this.#control, `first-level bit ${fl} disagrees with its bitmap`);
+        this.#corrupt(this.#control.address, `first-level bit ${fl} disagrees with its bitmap`);
       }
       for (let sl = 0; sl < SL_COUNT; sl++) {
         const sizeClass = fl * SL_COUNT + sl;
         const head = this.#head(sizeClass);
         if (((slMap >>> sl) & 1) !== (head === 0 ? 0 : 1)) {
-          this.#corrupt(this.#control, `bitmap bit of class ${sizeClass} disagrees with its list`);
+          this.#corrupt(
+            this.#control.address,
+            `bitmap bit of class ${sizeClass} disagrees with its list`,
+          );
         }
         let previous = 0;
         for (let block = head; block !== 0; block = blocks.next(block)) {

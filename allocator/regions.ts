@@ -35,7 +35,7 @@ export interface RegionLayout {
 export interface HeapLayout {
   /** Every region, in address order. */
   readonly regions: readonly RegionLayout[];
-  /** Address of the control block. */
+  /** Address of the control block, or 0 when no region can hold it (it is then detached). */
   readonly controlAddress: number;
   /** The largest block area before the control block is placed: an upper bound on any block. */
   readonly largestAreaBytes: number;
@@ -67,7 +67,7 @@ export function largestBlockArea(regions: readonly MemoryRegion[]): number {
  * @param regions The memory's regions, in any order.
  * @param controlBytesNeeded Bytes of the policy's control block.
  * @returns The layout of every region.
- * @throws {InvalidMemoryError} If no region can hold the control block and one block.
+ * @throws {InvalidMemoryError} If no region can hold a single block.
  */
 export function layoutRegions(
   regions: readonly MemoryRegion[],
@@ -96,9 +96,9 @@ export function layoutRegions(
     }
     return { ...common, skipped: false, blockStart: start, blockEnd: area.end, controlBytes };
   });
-  if (controlAddress === 0) {
+  if (layouts.every((layout) => layout.skipped)) {
     throw new InvalidMemoryError(
-      `Cannot manage memory: no region can hold the ${controlSpan}-byte control block and one ${MIN_BLOCK_BYTES}-byte block`,
+      `Cannot manage memory: none of its ${layouts.length} regions can hold one ${MIN_BLOCK_BYTES}-byte block`,
     );
   }
   return { regions: layouts, controlAddress, largestAreaBytes: largestBlockArea(regions) };

@@ -1,0 +1,4 @@
+import { defineConformanceSuite } from "./support/conformance.ts";
+
+defineConformanceSuite("tlsf", { policy: "tlsf", native: false });
+defineConformanceSuite("first-fit", { policy: "first-fit", native: false });
