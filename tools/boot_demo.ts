@@ -144,7 +144,7 @@ function parseSettings(args: readonly string[]): Settings | "help" {
       ? undefined
       : numberFlag("--mmap-min-addr", v["mmap-min-addr"], 0),
     pageCount: numberFlag("--pages", v.pages, 0),
-    trace: v.trace === "none" ? undefined : v.trace ?? DEFAULT_TRACE.pathname,
+    trace: v.trace === "none" ? undefined : v.trace ?? decodeURIComponent(DEFAULT_TRACE.pathname),
     policy: v.policy as "tlsf" | "first-fit",
     svg: v.svg === "none" ? undefined : v.svg,
     widthColumns: numberFlag("--width", v.width, 40),
@@ -318,7 +318,9 @@ function earlyBoot(heap: PhysicalAllocator, memory: IdentityMemory, pageCount: n
         pages.slice(0, 3).map((p) => `0x${p.toString(16)}`).join(", ")
       }` +
       (identity ? " (physical addresses: identity-mapped)" : " (some in relocated regions)") +
-      (hugePage !== 0 ? `; 2 MiB huge page at 0x${hugePage.toString(16)}` : ""),
+      (hugePage !== 0
+        ? `; 2 MiB huge page at 0x${hugePage.toString(16)}`
+        : "; no free block fits a 2 MiB huge page"),
   );
 }
 
