@@ -371,7 +371,12 @@ class MappedMemory implements IdentityMemory {
     this.#closed = true;
     // Detach first: every view over the window becomes empty, so nothing can
     // read the pages after munmap (which would be a SIGSEGV, not an exception).
-    this.#window.transfer();
+    try {
+      this.#window.transfer();
+    } catch {
+      // A runtime that cannot detach external buffers: the `closed` flag,
+      // which the allocator checks before every access, is the only guard left.
+    }
     const failures: string[] = [];
     for (const mapping of this.mappings) {
       const pointer = Deno.UnsafePointer.create(BigInt(mapping.base));
