@@ -40,6 +40,29 @@ pub fn find(
     return 0;
 }
 
+/// Where the free block `block` goes in the address-ordered list: the listed
+/// block it follows, or 0 for the head. The walk starts at `after` (a listed
+/// block known to precede `block`, or 0 for the head) and mirrors the TS
+/// policy's `insert`; null if it takes more than `steps_max` + 1 steps (a
+/// corrupted list: the TS side reports it).
+pub fn predecessor(window: Window, control: u64, block: u64, after: u64, steps_max: u32) ?u64 {
+    assert(block != 0);
+    assert(after < block);
+    const head = window.readU64(control + layout.controlHeadsOffset(0));
+    if (head == 0 or block < head) return 0;
+    var current = if (after != 0) after else head;
+    var next = window.readU64(current + layout.free_next_offset);
+    var steps: u64 = 0;
+    while (next != 0 and next < block) : (steps += 1) {
+        if (steps > steps_max) return null;
+        assert(next > current);
+        current = next;
+        next = window.readU64(current + layout.free_next_offset);
+    }
+    assert(current < block);
+    return current;
+}
+
 const TestHeap = @import("test_heap.zig").TestHeap;
 
 fn testHeap(bytes: []align(8) u8) TestHeap {
@@ -83,4 +106,25 @@ test "find on an empty list returns 0" {
     var bytes align(8) = [_]u8{0} ** 256;
     const heap = testHeap(&bytes);
     try std.testing.expectEqual(@as(u64, 0), find(heap.window(), 0x1000, 48, 8, 100));
+}
+
+test "predecessor finds the listed block a free block follows" {
+    var bytes align(8) = [_]u8{0} ** 1024;
+    const heap = testHeap(&bytes);
+    const head = heap.writeFreeList(&.{ 0x1040, 0x1100, 0x1200 }, &.{ 48, 128, 256 });
+    heap.writeU64(0x1000 + layout.controlHeadsOffset(0), head);
+    const window = heap.window();
+    try std.testing.expectEqual(@as(?u64, 0), predecessor(window, 0x1000, 0x1020, 0, 10));
+    try std.testing.expectEqual(@as(?u64, 0x1040), predecessor(window, 0x1000, 0x10c0, 0, 10));
+    try std.testing.expectEqual(@as(?u64, 0x1100), predecessor(window, 0x1000, 0x11a0, 0, 10));
+    try std.testing.expectEqual(@as(?u64, 0x1200), predecessor(window, 0x1000, 0x1320, 0x1100, 10));
+}
+
+test "predecessor gives up on a walk longer than steps_max" {
+    var bytes align(8) = [_]u8{0} ** 1024;
+    const heap = testHeap(&bytes);
+    const head = heap.writeFreeList(&.{ 0x1040, 0x1100, 0x1200 }, &.{ 48, 128, 256 });
+    heap.writeU64(0x1000 + layout.controlHeadsOffset(0), head);
+    try std.testing.expectEqual(@as(?u64, null), predecessor(heap.window(), 0x1000, 0x1320, 0, 0));
+    try std.testing.expectEqual(@as(?u64, 0x1200), predecessor(heap.window(), 0x1000, 0x1320, 0, 1));
 }

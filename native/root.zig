@@ -83,6 +83,28 @@ export fn pma_first_fit_find(
     return toNumber(block);
 }
 
+/// First-fit: the listed block the free block `block` goes after (0 for the
+/// head), walking from `after` (0 for the head) as the TS `insert` does; -1 if
+/// the walk exceeds `steps_max` + 1 steps (a corrupted list).
+export fn pma_first_fit_predecessor(
+    window_address: f64,
+    base_address: f64,
+    control_address: f64,
+    block: f64,
+    after: f64,
+    steps_max: u32,
+) f64 {
+    const window = Window.init(window_address, base_address);
+    const found = first_fit.predecessor(
+        window,
+        fromNumber(control_address),
+        fromNumber(block),
+        fromNumber(after),
+        steps_max,
+    );
+    return if (found) |previous| toNumber(previous) else -1;
+}
+
 /// TLSF: a free block that holds a block of `block_size_bytes` with its
 /// payload aligned to `align_bytes`; 0 if the search finds none.
 export fn pma_tlsf_find(

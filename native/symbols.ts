@@ -143,6 +143,18 @@ export const NATIVE_SYMBOLS = {
     ],
     result: "f64",
   },
+  /** First-fit insert position: the listed block a free block goes after (0: head), -1 if the walk runs past steps_max. */
+  pma_first_fit_predecessor: {
+    parameters: [
+      "f64", // double window_address: host pointer of window byte 0
+      "f64", // double base_address: the address window byte 0 stands for
+      "f64", // double control_address: the first-fit control block
+      "f64", // double block: the free block to be listed
+      "f64", // double after: a listed block known to precede `block`, or 0 to walk from the head
+      "u32", // uint32_t steps_max: the listed block count; a longer walk means corruption
+    ],
+    result: "f64",
+  },
   /** TLSF search: a fitting free block (good fit, else a bounded walk of one class), or 0. */
   pma_tlsf_find: {
     parameters: [
