@@ -7,8 +7,9 @@
  * 1. First-fit scans over 10^2, 10^4 and 10^6 free blocks, with a request
  *    only the last block satisfies: the TS policy's `find` (baseline) against
  *    `pma_first_fit_find` on the same heap image.
- * 2. alloc+free pairs per policy on a fragmented heap: `native: false`
- *    (baseline) against `native: true`, through the public allocator.
+ * 2. alloc+free pairs per policy on a fragmented heap, through the public
+ *    allocator: `native: false` (baseline) against `native: "auto"` (which
+ *    must never be slower) and `native: true` (every search native).
  *
  * Without the library only the TS benches run (a notice says so).
  *
@@ -21,6 +22,7 @@ import { controlBytes, FLAG_LAST, MIN_BLOCK_BYTES } from "../allocator/layout.ts
 import { FirstFitPolicy } from "../allocator/policy_first_fit.ts";
 import { PhysicalAllocator } from "../allocator/physical_allocator.ts";
 import type { PolicyName } from "../allocator/policy.ts";
+import type { NativeMode } from "../allocator/native_route.ts";
 import { bufferAddress, loadNative } from "../native/loader.ts";
 
 const native = loadNative("auto");
@@ -99,7 +101,7 @@ for (const freeCount of [1e2, 1e4, 1e6]) {
 }
 
 /** An allocator whose heap holds `holeCount` small free holes between live blocks. */
-function fragmentedHeap(policy: PolicyName, nativeMode: boolean, holeCount: number) {
+function fragmentedHeap(policy: PolicyName, nativeMode: NativeMode, holeCount: number) {
   const heap = PhysicalAllocator.fromBuffer(new Uint8Array(holeCount * 256 + (1 << 20)), {
     policy,
     native: nativeMode,
@@ -114,13 +116,15 @@ for (const policy of ["first-fit", "tlsf"] as const) {
   for (const holeCount of [1e2, 1e4]) {
     const group = `${policy} alloc+free pair, 10^${Math.log10(holeCount)} free holes`;
     const sizes = [16, 64, 200, 1000, 4000];
-    for (const nativeMode of native === null ? [false] : [false, true]) {
+    const modes: NativeMode[] = native === null ? [false] : [false, "auto", true];
+    for (const nativeMode of modes) {
       const heap = fragmentedHeap(policy, nativeMode, holeCount);
       let i = 0;
+      const label = nativeMode === false ? "TS  " : nativeMode === true ? "Zig " : "auto";
       Deno.bench({
-        name: `${nativeMode ? "Zig " : "TS  "} ${group}`,
+        name: `${label} ${group}`,
         group,
-        baseline: !nativeMode,
+        baseline: nativeMode === false,
         fn() {
           const size = sizes[i++ % sizes.length];
           heap.free(heap.alloc(size, i % 4 === 0 ? 64 : 8));
