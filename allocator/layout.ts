@@ -131,6 +131,7 @@ export function headerCheck(
   h = Math.imul(h ^ word0, 0x9e3779b1);
   h = Math.imul(h ^ word1, 0x85ebca77);
   h = Math.imul(h ^ slack, 0xc2b2ae3d);
-  h = Math.imul(h ^ (address % 4294967296), 0x27d4eb2f);
+  // `address >>> 0` is the address modulo 2^32 (ToUint32), exact for any address below 2^53.
+  h = Math.imul(h ^ (address >>> 0), 0x27d4eb2f);
   return (h ^ (h >>> 15)) >>> 0;
 }

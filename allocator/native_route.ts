@@ -1,29 +1,85 @@
 /**
- * Routing a policy's searches to the Zig library.
+ * Routing a policy's searches to the Zig library (`native/`).
+ *
+ * Only searches cross the FFI boundary; every write to the heap stays in
+ * TypeScript, so both paths produce byte-identical heaps whenever their
+ * searches agree, and the differential tests prove they do.
+ *
+ * Routing under `"auto"` follows the measurements in `bench/native_bench.ts`:
+ * one FFI call costs about as much as walking a few dozen list entries in TS,
+ * so first-fit walks go native once the list holds NATIVE_WALK_BLOCKS_MIN
+ * blocks, and TLSF (a constant handful of reads per search) stays in TS.
+ * `native: true` sends every search of either policy to the library, which is
+ * what the differential tests need.
  *
  * @module
  */
 
+import { NativeUnavailableError } from "./errors.ts";
 import type { ControlBlock } from "./control_block.ts";
+import { loadNative } from "../native/loader.ts";
 import type { FreeListPolicy } from "./policy.ts";
+import { FirstFitPolicy } from "./policy_first_fit.ts";
+import { TlsfPolicy } from "./policy_tlsf.ts";
 
 /** `"auto"` uses the library where present and faster, `true` requires it, `false` never loads it. */
 export type NativeMode = "auto" | boolean;
 
+/** Under `"auto"`, first-fit walks go native once the free list holds this many blocks. */
+export const NATIVE_WALK_BLOCKS_MIN = 64;
+
 /**
  * Connects `policy` to the native library according to `mode`.
  *
- * @returns True when native searches are active.
+ * @param mode The `native` option.
+ * @param policy The policy whose searches may go native.
+ * @param buffer The memory window.
+ * @param baseAddress The address the window's byte 0 stands for.
+ * @param control The policy's control block.
+ * @returns True when some searches run natively.
+ * @throws {NativeUnavailableError} If `mode` is true and the library cannot serve this heap.
+ * @throws {InvalidOptionError} If `mode` is not "auto", true or false.
  */
 export function attachNative(
   mode: NativeMode,
-  _policy: FreeListPolicy,
-  _buffer: ArrayBuffer,
-  _baseAddress: number,
-  _control: ControlBlock,
+  policy: FreeListPolicy,
+  buffer: ArrayBuffer,
+  baseAddress: number,
+  control: ControlBlock,
 ): boolean {
-  if (mode !== "auto" && mode !== true && mode !== false) {
-    throw new TypeError(`native mode ${String(mode)}`);
+  const symbols = loadNative(mode);
+  if (symbols === null) return false;
+  if (control.address === 0) {
+    // A detached control block is not in the window the library reads.
+    if (mode === true) {
+      throw new NativeUnavailableError(
+        "Cannot use the native library: no region holds the control block, so it lives outside the memory window",
+      );
+    }
+    return false;
+  }
+  const windowAddress = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+  const controlAddress = control.address;
+  if (policy instanceof FirstFitPolicy) {
+    const find = symbols.pma_first_fit_find;
+    const predecessor = symbols.pma_first_fit_predecessor;
+    policy.useNative(
+      {
+        find: (blockSizeBytes, alignBytes, stepsMax) =>
+          find(windowAddress, baseAddress, controlAddress, blockSizeBytes, alignBytes, stepsMax),
+        predecessor: (block, after, stepsMax) =>
+          predecessor(windowAddress, baseAddress, controlAddress, block, after, stepsMax),
+      },
+      mode === true ? 0 : NATIVE_WALK_BLOCKS_MIN,
+    );
+    return true;
+  }
+  if (policy instanceof TlsfPolicy && mode === true) {
+    const find = symbols.pma_tlsf_find;
+    policy.useNative((blockSizeBytes, alignBytes) =>
+      find(windowAddress, baseAddress, controlAddress, blockSizeBytes, alignBytes)
+    );
+    return true;
   }
   return false;
 }

@@ -27,12 +27,13 @@ import {
 import { hex } from "./memory.ts";
 import type { FreeListPolicy, PolicyName } from "./policy.ts";
 
-/** A native scan: `(blockSizeBytes, alignBytes, stepsMax) => block or 0`. */
-export type NativeFirstFitFind = (
-  blockSizeBytes: number,
-  alignBytes: number,
-  stepsMax: number,
-) => number;
+/** The native walks of first-fit, mirroring `find` and the walk of `insert`. */
+export interface NativeFirstFit {
+  /** `(blockSizeBytes, alignBytes, stepsMax) => block or 0`. */
+  find(blockSizeBytes: number, alignBytes: number, stepsMax: number): number;
+  /** `(block, after, stepsMax) => the listed block to link after, 0 for the head, -1 if the list does not end`. */
+  predecessor(block: number, after: number, stepsMax: number): number;
+}
 
 /** First-fit over an address-ordered intrusive list. */
 export class FirstFitPolicy implements FreeListPolicy {
@@ -44,7 +45,7 @@ export class FirstFitPolicy implements FreeListPolicy {
   readonly #control: ControlBlock;
   readonly #headOffset = controlHeadsOffset(0);
   #count = 0;
-  #nativeFind: NativeFirstFitFind | null = null;
+  #native: NativeFirstFit | null = null;
   #nativeBlocksMin = 0;
 
   /**
@@ -59,11 +60,11 @@ export class FirstFitPolicy implements FreeListPolicy {
   }
 
   /**
-   * Routes `find` to a native scan once the list holds at least
-   * `blocksMin` blocks, where the scan outweighs the cost of the FFI call.
+   * Routes the list walks to native code once the list holds at least
+   * `blocksMin` blocks, where a walk outweighs the cost of the FFI call.
    */
-  useNative(find: NativeFirstFitFind | null, blocksMin: number): void {
-    this.#nativeFind = find;
+  useNative(native: NativeFirstFit | null, blocksMin: number): void {
+    this.#native = native;
     this.#nativeBlocksMin = blocksMin;
   }
 
@@ -85,6 +86,12 @@ export class FirstFitPolicy implements FreeListPolicy {
     const head = this.#head();
     if (head === 0 || block < head) {
       this.#linkBetween(0, block, head);
+      return;
+    }
+    if (this.#native !== null && this.#count >= this.#nativeBlocksMin) {
+      const previous = this.#native.predecessor(block, after, this.#count);
+      if (previous < 0) this.#corrupt(after || head, "the free list is longer than its count");
+      this.#linkBetween(previous, block, previous === 0 ? head : blocks.next(previous));
       return;
     }
     let current = after !== 0 ? after : head;
@@ -130,8 +137,8 @@ export class FirstFitPolicy implements FreeListPolicy {
   }
 
   find(blockSizeBytes: number, alignBytes: number): number {
-    if (this.#nativeFind !== null && this.#count >= this.#nativeBlocksMin) {
-      return this.#nativeFind(blockSizeBytes, alignBytes, this.#count);
+    if (this.#native !== null && this.#count >= this.#nativeBlocksMin) {
+      return this.#native.find(blockSizeBytes, alignBytes, this.#count);
     }
     const blocks = this.#blocks;
     let block = this.#head();

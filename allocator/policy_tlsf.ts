@@ -40,6 +40,8 @@ import type { FreeListPolicy, PolicyName } from "./policy.ts";
 export const FALLBACK_SCAN_MAX = 32;
 
 const TWO_POW_32 = 4294967296;
+const TWO_POW_31 = 2147483648;
+const TWO_POW_30 = 1073741824;
 
 /** floor(log2(value)) for an integer 1 <= value < 2^53. */
 export function floorLog2(value: number): number {
@@ -50,6 +52,12 @@ export function floorLog2(value: number): number {
 /** The class `fl * SL_COUNT + sl` a free block of `sizeBytes` is listed in. */
 export function classOf(sizeBytes: number): number {
   if (sizeBytes < SMALL_BLOCK_BYTES) return sizeBytes >>> GRANULE_LOG2;
+  if (sizeBytes < TWO_POW_31) {
+    // The common case, in 32-bit integer arithmetic.
+    const log2 = 31 - Math.clz32(sizeBytes);
+    return ((log2 - (SL_LOG2 + GRANULE_LOG2) + 1) << SL_LOG2) +
+      (sizeBytes >>> (log2 - SL_LOG2)) - SL_COUNT;
+  }
   const log2 = floorLog2(sizeBytes);
   const fl = log2 - (SL_LOG2 + GRANULE_LOG2) + 1;
   const sl = Math.floor(sizeBytes / 2 ** (log2 - SL_LOG2)) - SL_COUNT;
@@ -59,6 +67,9 @@ export function classOf(sizeBytes: number): number {
 /** The class from which every block is at least `sizeBytes` (the size rounded up to its class). */
 export function searchClassOf(sizeBytes: number): number {
   if (sizeBytes < SMALL_BLOCK_BYTES) return sizeBytes >>> GRANULE_LOG2;
+  if (sizeBytes < TWO_POW_30) {
+    return classOf(sizeBytes + (1 << (31 - Math.clz32(sizeBytes) - SL_LOG2)) - 1);
+  }
   return classOf(sizeBytes + 2 ** (floorLog2(sizeBytes) - SL_LOG2) - 1);
 }
 
