@@ -5,7 +5,8 @@
  * deno run -A tools/trace/main.ts capture --out T.rep [--children] -- PROGRAM ARGS...
  * deno run -A tools/trace/main.ts replay [--policy tlsf|first-fit|all] [--native] [--backend buffer|identity] TRACE|DIR...
  * deno run -A tools/trace/main.ts score [--policies tlsf,first-fit] [--paths ts,native]
- *     [--backend buffer|identity] [--peers thing,glibc|none] [--json] [--svg PATH] [--budget-ms N] TRACE|DIR...
+ *     [--backend buffer|identity] [--peers thing,glibc|none] [--json] [--json-out PATH]
+ *     [--svg PATH] [--budget-ms N] [--heap-bytes N] [--quiet] TRACE|DIR...
  * ```
  *
  * Exit codes: 0 success, 1 a trace could not be read or a replay failed
@@ -33,8 +34,8 @@ const USAGE = `usage: main.ts capture --out FILE [--children] [--pid N] -- PROGR
        main.ts replay [--policy tlsf|first-fit|all] [--native] [--backend buffer|identity]
                       [--heap-bytes N] TRACE|DIR...
        main.ts score [--policies tlsf,first-fit] [--paths ts,native] [--backend buffer|identity]
-                     [--peers thing,glibc|none] [--json] [--svg PATH] [--budget-ms N]
-                     [--heap-bytes N] TRACE|DIR...`;
+                     [--peers thing,glibc|none] [--json] [--json-out PATH] [--svg PATH]
+                     [--budget-ms N] [--heap-bytes N] [--quiet] TRACE|DIR...`;
 
 /** A command-line mistake: reported with the usage, exit code 2. */
 class UsageError extends Error {}
@@ -124,7 +125,13 @@ async function replayMain(args: string[]): Promise<number> {
         console.log(
           `${trace.name} on ${target.name}: verified ${trace.opCount} operations, ${result.failedRequests} failed requests, utilization ${
             (result.utilization * 100).toFixed(1)
-          }%, check() passed`,
+          }%, check() passed${
+            result.nativeActive
+              ? ", native path active"
+              : values.native
+              ? ", NATIVE PATH NOT ACTIVE"
+              : ""
+          }`,
         );
       } catch (error) {
         failures++;
@@ -169,6 +176,7 @@ async function scoreMain(args: string[]): Promise<number> {
       backend: { type: "string", default: "buffer" },
       peers: { type: "string", default: "thing,glibc" },
       json: { type: "boolean", default: false },
+      "json-out": { type: "string" },
       svg: { type: "string" },
       "budget-ms": { type: "string" },
       "heap-bytes": { type: "string" },
@@ -188,21 +196,15 @@ async function scoreMain(args: string[]): Promise<number> {
   const ownDefault = targets.find((t) => t.own)?.name ?? "tlsf";
   const goals = evaluateGoals(rows, ownDefault);
   const command = `deno run -A tools/trace/main.ts score ${args.join(" ")}`;
+  const report = { command, date: new Date().toISOString(), deno: Deno.version.deno, rows, goals };
+  const json = JSON.stringify(
+    report,
+    (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v),
+    2,
+  );
+  if (values["json-out"] !== undefined) await Deno.writeTextFile(values["json-out"], json + "\n");
   if (values.json) {
-    const report = {
-      command,
-      date: new Date().toISOString(),
-      deno: Deno.version.deno,
-      rows,
-      goals,
-    };
-    console.log(
-      JSON.stringify(
-        report,
-        (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v),
-        2,
-      ),
-    );
+    console.log(json);
   } else {
     console.log(formatTable(rows));
     console.log(formatGoals(goals));

@@ -41,6 +41,8 @@ export interface VerifyResult {
   readonly utilization: number;
   /** Payload bytes written and verified. */
   readonly patternBytes: number;
+  /** True when the project's native path served the replay; undefined for peers. */
+  readonly nativeActive?: boolean;
 }
 
 /**
@@ -129,7 +131,7 @@ export function verifyReplay(
   try {
     const result = verifyOnHeap(heap, trace);
     heap.check();
-    return result;
+    return { ...result, nativeActive: heap.nativeActive };
   } finally {
     heap.close();
   }

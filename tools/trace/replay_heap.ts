@@ -17,6 +17,8 @@ import type { DecodedTrace } from "./decode.ts";
 
 /** One fresh heap of a replayed allocator. */
 export interface ReplayHeap {
+  /** True when the project's native (Zig) path serves this heap; undefined for peers. */
+  readonly nativeActive?: boolean;
   /** The address the footprint is measured from (the managed memory's first byte). */
   readonly baseAddress: number;
   /**

@@ -115,6 +115,9 @@ export function scoreTraces(
       const errors: string[] = [];
       try {
         verified = verifyReplay(target, trace, heapBytes);
+        if (target.name.includes("/native") && verified.nativeActive !== true) {
+          errors.push("the native path was requested but is not active");
+        }
       } catch (error) {
         errors.push(`verification: ${(error as Error).message}`);
       }

@@ -87,6 +87,7 @@ export function physicalTarget(options: PhysicalTargetOptions = {}): ReplayTarge
 
 class PhysicalHeap implements ReplayHeap {
   readonly baseAddress: number;
+  readonly nativeActive: boolean;
   readonly #allocator: PhysicalAllocator;
   readonly #words: Uint32Array;
   readonly #windowBase: number;
@@ -95,6 +96,7 @@ class PhysicalHeap implements ReplayHeap {
   constructor(allocator: PhysicalAllocator, memory: PhysicalMemory, slotCount: number) {
     const region = memory.regions[0];
     this.#allocator = allocator;
+    this.nativeActive = allocator.nativeActive;
     this.baseAddress = region.base;
     this.#windowBase = region.base - region.bytes.byteOffset;
     this.#words = new Uint32Array(region.bytes.buffer);
