@@ -11,6 +11,7 @@ const layout = @import("layout.zig");
 const fit = @import("fit.zig");
 const header = @import("header.zig");
 const Window = @import("window.zig").Window;
+const ControlBytes = @import("window.zig").ControlBytes;
 
 /// How far ahead of the scanned block the scan asks the CPU to read.
 const scan_prefetch_bytes = 4096;
@@ -20,17 +21,17 @@ const scan_prefetch_bytes = 4096;
 /// the first `steps_max` blocks does.
 pub fn find(
     window: Window,
-    control: u64,
+    control: ControlBytes,
     block_size_bytes: u64,
     align_bytes: u64,
     steps_max: u32,
 ) u64 {
     fit.assertRequest(block_size_bytes, align_bytes);
     if (std.debug.runtime_safety) {
-        assert(window.readU32(control + layout.control_magic_offset) == layout.control_magic);
-        assert(window.readU32(control + layout.control_policy_offset) == layout.policy_id_first_fit);
+        assert(control.readU32(layout.control_magic_offset) == layout.control_magic);
+        assert(control.readU32(layout.control_policy_offset) == layout.policy_id_first_fit);
     }
-    var block = window.readU64(control + layout.controlHeadsOffset(0));
+    var block = control.readU64(layout.controlHeadsOffset(0));
     var steps: u32 = 0;
     while (block != 0 and steps < steps_max) : (steps += 1) {
         // The list is in address order, so the blocks ahead lie at higher
@@ -52,10 +53,10 @@ pub fn find(
 /// block known to precede `block`, or 0 for the head) and mirrors the TS
 /// policy's `insert`; null if it takes more than `steps_max` + 1 steps (a
 /// corrupted list: the TS side reports it).
-pub fn predecessor(window: Window, control: u64, block: u64, after: u64, steps_max: u32) ?u64 {
+pub fn predecessor(window: Window, control: ControlBytes, block: u64, after: u64, steps_max: u32) ?u64 {
     assert(block != 0);
     assert(after < block);
-    const head = window.readU64(control + layout.controlHeadsOffset(0));
+    const head = control.readU64(layout.controlHeadsOffset(0));
     if (head == 0 or block < head) return 0;
     var current = if (after != 0) after else head;
     var next = window.readU64(current + layout.free_next_offset);
@@ -72,6 +73,10 @@ pub fn predecessor(window: Window, control: u64, block: u64, after: u64, steps_m
 
 const TestHeap = @import("test_heap.zig").TestHeap;
 
+fn testControl(window: Window) ControlBytes {
+    return ControlBytes.init(window, 0x1000);
+}
+
 fn testHeap(bytes: []align(8) u8) TestHeap {
     const heap = TestHeap{ .bytes = bytes, .base_address = 0x1000 };
     heap.writeControl(0x1000, layout.policy_id_first_fit, 0);
@@ -84,10 +89,10 @@ test "find returns the first block in list order that fits" {
     const head = heap.writeFreeList(&.{ 0x1040, 0x1100, 0x1200 }, &.{ 48, 128, 256 });
     heap.writeU64(0x1000 + layout.controlHeadsOffset(0), head);
     const window = heap.window();
-    try std.testing.expectEqual(@as(u64, 0x1040), find(window, 0x1000, 48, 8, 100));
-    try std.testing.expectEqual(@as(u64, 0x1100), find(window, 0x1000, 56, 8, 100));
-    try std.testing.expectEqual(@as(u64, 0x1200), find(window, 0x1000, 136, 8, 100));
-    try std.testing.expectEqual(@as(u64, 0), find(window, 0x1000, 264, 8, 100));
+    try std.testing.expectEqual(@as(u64, 0x1040), find(window, testControl(window), 48, 8, 100));
+    try std.testing.expectEqual(@as(u64, 0x1100), find(window, testControl(window), 56, 8, 100));
+    try std.testing.expectEqual(@as(u64, 0x1200), find(window, testControl(window), 136, 8, 100));
+    try std.testing.expectEqual(@as(u64, 0), find(window, testControl(window), 264, 8, 100));
 }
 
 test "find skips a block whose alignment gap leaves too little room" {
@@ -97,7 +102,7 @@ test "find skips a block whose alignment gap leaves too little room" {
     // 0x1040: payload 0x1050 -> 0x1080, gap 0x30, 0x30 + 48 > 64.
     const head = heap.writeFreeList(&.{ 0x1040, 0x1108 }, &.{ 64, 96 });
     heap.writeU64(0x1000 + layout.controlHeadsOffset(0), head);
-    try std.testing.expectEqual(@as(u64, 0x1108), find(heap.window(), 0x1000, 48, 64, 100));
+    try std.testing.expectEqual(@as(u64, 0x1108), find(heap.window(), testControl(heap.window()), 48, 64, 100));
 }
 
 test "find stops after steps_max blocks" {
@@ -105,14 +110,14 @@ test "find stops after steps_max blocks" {
     const heap = testHeap(&bytes);
     const head = heap.writeFreeList(&.{ 0x1040, 0x1100, 0x1200 }, &.{ 48, 128, 256 });
     heap.writeU64(0x1000 + layout.controlHeadsOffset(0), head);
-    try std.testing.expectEqual(@as(u64, 0), find(heap.window(), 0x1000, 136, 8, 2));
-    try std.testing.expectEqual(@as(u64, 0x1200), find(heap.window(), 0x1000, 136, 8, 3));
+    try std.testing.expectEqual(@as(u64, 0), find(heap.window(), testControl(heap.window()), 136, 8, 2));
+    try std.testing.expectEqual(@as(u64, 0x1200), find(heap.window(), testControl(heap.window()), 136, 8, 3));
 }
 
 test "find on an empty list returns 0" {
     var bytes align(8) = [_]u8{0} ** 256;
     const heap = testHeap(&bytes);
-    try std.testing.expectEqual(@as(u64, 0), find(heap.window(), 0x1000, 48, 8, 100));
+    try std.testing.expectEqual(@as(u64, 0), find(heap.window(), testControl(heap.window()), 48, 8, 100));
 }
 
 test "predecessor finds the listed block a free block follows" {
@@ -121,10 +126,10 @@ test "predecessor finds the listed block a free block follows" {
     const head = heap.writeFreeList(&.{ 0x1040, 0x1100, 0x1200 }, &.{ 48, 128, 256 });
     heap.writeU64(0x1000 + layout.controlHeadsOffset(0), head);
     const window = heap.window();
-    try std.testing.expectEqual(@as(?u64, 0), predecessor(window, 0x1000, 0x1020, 0, 10));
-    try std.testing.expectEqual(@as(?u64, 0x1040), predecessor(window, 0x1000, 0x10c0, 0, 10));
-    try std.testing.expectEqual(@as(?u64, 0x1100), predecessor(window, 0x1000, 0x11a0, 0, 10));
-    try std.testing.expectEqual(@as(?u64, 0x1200), predecessor(window, 0x1000, 0x1320, 0x1100, 10));
+    try std.testing.expectEqual(@as(?u64, 0), predecessor(window, testControl(window), 0x1020, 0, 10));
+    try std.testing.expectEqual(@as(?u64, 0x1040), predecessor(window, testControl(window), 0x10c0, 0, 10));
+    try std.testing.expectEqual(@as(?u64, 0x1100), predecessor(window, testControl(window), 0x11a0, 0, 10));
+    try std.testing.expectEqual(@as(?u64, 0x1200), predecessor(window, testControl(window), 0x1320, 0x1100, 10));
 }
 
 test "predecessor gives up on a walk longer than steps_max" {
@@ -132,6 +137,6 @@ test "predecessor gives up on a walk longer than steps_max" {
     const heap = testHeap(&bytes);
     const head = heap.writeFreeList(&.{ 0x1040, 0x1100, 0x1200 }, &.{ 48, 128, 256 });
     heap.writeU64(0x1000 + layout.controlHeadsOffset(0), head);
-    try std.testing.expectEqual(@as(?u64, null), predecessor(heap.window(), 0x1000, 0x1320, 0, 0));
-    try std.testing.expectEqual(@as(?u64, 0x1200), predecessor(heap.window(), 0x1000, 0x1320, 0, 1));
+    try std.testing.expectEqual(@as(?u64, null), predecessor(heap.window(), testControl(heap.window()), 0x1320, 0, 0));
+    try std.testing.expectEqual(@as(?u64, 0x1200), predecessor(heap.window(), testControl(heap.window()), 0x1320, 0, 1));
 }

@@ -181,6 +181,40 @@ export function bufferAddress(buffer: ArrayBuffer): number {
   return address;
 }
 
+/**
+ * The `control_address` argument of the native finds for a control block
+ * held in `words` at word `index`: its address in window coordinates,
+ * `baseAddress + (host pointer - windowAddress)`. For a control block inside
+ * the window this is its ordinary address; for one in a buffer of its own it
+ * may lie outside the window, below `baseAddress` or below 0, and the native
+ * side still reads it at the right host pointer. Needs `--allow-ffi`.
+ *
+ * @param windowAddress The window's host pointer ({@linkcode bufferAddress}).
+ * @param baseAddress The address window byte 0 stands for.
+ * @param words The words the control block lives in.
+ * @param index Index in `words` of the control block's first word.
+ * @returns The control block's address in window coordinates.
+ *
+ * @example A control block inside the window keeps its address
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { bufferAddress, controlAddressFor } from "./loader.ts";
+ *
+ * const window = new ArrayBuffer(4096);
+ * const words = new Uint32Array(window);
+ * assert.equal(controlAddressFor(bufferAddress(window), 0x1000, words, 16), 0x1040);
+ * ```
+ */
+export function controlAddressFor(
+  windowAddress: number,
+  baseAddress: number,
+  words: Uint32Array,
+  index: number,
+): number {
+  const host = bufferAddress(words.buffer as ArrayBuffer) + words.byteOffset + 4 * index;
+  return baseAddress + (host - windowAddress);
+}
+
 function isFailure(result: NativeSymbols | Failure): result is Failure {
   return "reason" in result;
 }

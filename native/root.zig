@@ -2,12 +2,14 @@
 //! `allocator/layout.ts`, called from Deno through `native/symbols.ts`.
 //!
 //! Only fixed-width scalars cross the boundary. Addresses and sizes travel as
-//! f64 (exact below 2^53), so a call costs no bigint and no pointer object;
-//! memory is reached through `window_address` (host pointer of window byte 0)
-//! and `base_address` (the address that byte stands for). No function
-//! allocates, keeps state, returns an error or panics across the boundary:
-//! "not found" is 0, and a broken precondition is an assertion that fires in
-//! Debug builds (`zig build test`) and is assumed in ReleaseFast.
+//! f64 (exact below 2^53), so a call costs no bigint and no pointer object.
+//! Memory is reached through `window_address` (host pointer of window byte 0)
+//! and `base_address` (the address that byte stands for); `control_address`
+//! is the control block's address in the same coordinates, which may lie
+//! outside the window (a detached control block, see `window.ControlBytes`).
+//! No function allocates, keeps state, returns an error or panics across the
+//! boundary: "not found" is 0, and a broken precondition is an assertion that
+//! fires in Debug builds (`zig build test`) and is assumed in ReleaseFast.
 
 const std = @import("std");
 const layout = @import("layout.zig");
@@ -17,12 +19,13 @@ const first_fit = @import("first_fit.zig");
 const tlsf = @import("tlsf.zig");
 const window_ = @import("window.zig");
 const Window = window_.Window;
+const ControlBytes = window_.ControlBytes;
 const fromNumber = window_.fromNumber;
 const toNumber = window_.toNumber;
 
 /// The ABI version `native/loader.ts` checks right after loading; bump it on
 /// any change of an export's signature or meaning, or of the layout.
-pub const abi_version: u32 = 1;
+pub const abi_version: u32 = 2;
 
 /// The ABI version of this library.
 export fn pma_abi_version() u32 {
@@ -75,7 +78,7 @@ export fn pma_first_fit_find(
     const window = Window.init(window_address, base_address);
     const block = first_fit.find(
         window,
-        fromNumber(control_address),
+        ControlBytes.init(window, control_address),
         fromNumber(block_size_bytes),
         fromNumber(align_bytes),
         steps_max,
@@ -97,7 +100,7 @@ export fn pma_first_fit_predecessor(
     const window = Window.init(window_address, base_address);
     const found = first_fit.predecessor(
         window,
-        fromNumber(control_address),
+        ControlBytes.init(window, control_address),
         fromNumber(block),
         fromNumber(after),
         steps_max,
@@ -117,7 +120,7 @@ export fn pma_tlsf_find(
     const window = Window.init(window_address, base_address);
     const block = tlsf.find(
         window,
-        fromNumber(control_address),
+        ControlBytes.init(window, control_address),
         fromNumber(block_size_bytes),
         fromNumber(align_bytes),
     );

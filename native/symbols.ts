@@ -7,7 +7,11 @@
  * call costs no bigint and no pointer object. Memory is reached through two
  * numbers: `window_address`, the host pointer of the memory window's byte 0,
  * and `base_address`, the address that byte stands for; the host pointer of
- * address `a` is `window_address + (a - base_address)`.
+ * address `a` is `window_address + (a - base_address)`. The control block is
+ * passed as `control_address` in the same coordinates; a control block kept
+ * outside the window (no region could hold it) is passed as
+ * `base_address + (its host pointer - window_address)`, which may be below
+ * `base_address` or negative: see {@linkcode controlAddressFor} in `loader.ts`.
  *
  * @module
  */
@@ -20,10 +24,10 @@
  * import assert from "node:assert/strict";
  * import { PMA_ABI_VERSION } from "./symbols.ts";
  *
- * assert.equal(PMA_ABI_VERSION, 1);
+ * assert.equal(PMA_ABI_VERSION, 2);
  * ```
  */
-export const PMA_ABI_VERSION = 1;
+export const PMA_ABI_VERSION = 2;
 
 /**
  * The names (as exported by `allocator/layout.ts`) of the layout constants,
@@ -136,7 +140,7 @@ export const NATIVE_SYMBOLS = {
     parameters: [
       "f64", // double window_address: host pointer of window byte 0
       "f64", // double base_address: the address window byte 0 stands for
-      "f64", // double control_address: the first-fit control block
+      "f64", // double control_address: the first-fit control block (window coordinates, may be outside it)
       "f64", // double block_size_bytes: the block to place, header included
       "f64", // double align_bytes: payload alignment, a power of two >= 8
       "u32", // uint32_t steps_max: the most blocks to inspect
@@ -148,7 +152,7 @@ export const NATIVE_SYMBOLS = {
     parameters: [
       "f64", // double window_address: host pointer of window byte 0
       "f64", // double base_address: the address window byte 0 stands for
-      "f64", // double control_address: the first-fit control block
+      "f64", // double control_address: the first-fit control block (window coordinates, may be outside it)
       "f64", // double block: the free block to be listed
       "f64", // double after: a listed block known to precede `block`, or 0 to walk from the head
       "u32", // uint32_t steps_max: the listed block count; a longer walk means corruption
@@ -160,7 +164,7 @@ export const NATIVE_SYMBOLS = {
     parameters: [
       "f64", // double window_address: host pointer of window byte 0
       "f64", // double base_address: the address window byte 0 stands for
-      "f64", // double control_address: the TLSF control block
+      "f64", // double control_address: the TLSF control block (window coordinates, may be outside it)
       "f64", // double block_size_bytes: the block to place, header included
       "f64", // double align_bytes: payload alignment, a power of two >= 8
     ],

@@ -20,6 +20,7 @@ const layout = @import("layout.zig");
 const fit = @import("fit.zig");
 const header = @import("header.zig");
 const Window = @import("window.zig").Window;
+const ControlBytes = @import("window.zig").ControlBytes;
 
 /// The most blocks the fallback walk of one class inspects.
 pub const fallback_steps_max: u32 = 32;
@@ -75,38 +76,36 @@ pub fn searchSizeBytes(block_size_bytes: u64, align_bytes: u64) u64 {
 
 /// A view of a TLSF control block.
 const Control = struct {
-    window: Window,
-    address: u64,
+    bytes: ControlBytes,
     fl_count: u32,
 
-    fn init(window: Window, address: u64) Control {
-        const fl_count = window.readU32(address + layout.control_fl_count_offset);
+    fn init(bytes: ControlBytes) Control {
+        const fl_count = bytes.readU32(layout.control_fl_count_offset);
         assert(fl_count >= 1);
         assert(fl_count <= layout.fl_count_max);
         if (std.debug.runtime_safety) {
-            assert(window.readU32(address + layout.control_magic_offset) == layout.control_magic);
-            assert(window.readU32(address + layout.control_policy_offset) == layout.policy_id_tlsf);
+            assert(bytes.readU32(layout.control_magic_offset) == layout.control_magic);
+            assert(bytes.readU32(layout.control_policy_offset) == layout.policy_id_tlsf);
         }
-        return .{ .window = window, .address = address, .fl_count = fl_count };
+        return .{ .bytes = bytes, .fl_count = fl_count };
     }
 
     fn flBitmap(self: Control) u64 {
-        const at = self.address + layout.control_fl_bitmap_offset;
-        const bitmap = self.window.readU64(at);
+        const bitmap = self.bytes.readU64(layout.control_fl_bitmap_offset);
         assert(bitmap >> @intCast(self.fl_count) == 0);
         return bitmap;
     }
 
     fn slBitmap(self: Control, fl: u32) u32 {
         assert(fl < self.fl_count);
-        return self.window.readU32(self.address + layout.control_sl_bitmaps_offset + 4 * @as(u64, fl));
+        return self.bytes.readU32(layout.control_sl_bitmaps_offset + 4 * @as(u64, fl));
     }
 
     fn head(self: Control, class: Class) u64 {
         assert(class.fl < self.fl_count);
         assert(class.sl < layout.sl_count);
         const index = @as(u64, class.fl) * layout.sl_count + class.sl;
-        return self.window.readU64(self.address + layout.controlHeadsOffset(self.fl_count) + 8 * index);
+        return self.bytes.readU64(layout.controlHeadsOffset(self.fl_count) + 8 * index);
     }
 
     /// The first non-empty class at or above `class`, if any.
@@ -125,8 +124,8 @@ const Control = struct {
 
 /// A free block that holds a block of `block_size_bytes` with its payload
 /// aligned to `align_bytes`, or 0 if the TLSF search finds none.
-pub fn find(window: Window, control_address: u64, block_size_bytes: u64, align_bytes: u64) u64 {
-    const control = Control.init(window, control_address);
+pub fn find(window: Window, control_bytes: ControlBytes, block_size_bytes: u64, align_bytes: u64) u64 {
+    const control = Control.init(control_bytes);
     const search_bytes = searchSizeBytes(block_size_bytes, align_bytes);
     if (control.findSuitableClass(mappingSearch(search_bytes))) |class| {
         const block = control.head(class);
@@ -201,10 +200,10 @@ test "find takes the head of the first non-empty class at or above the search cl
     testInsert(heap, 0x1500, 200);
     testInsert(heap, 0x1600, 600);
     const window = heap.window();
-    try std.testing.expectEqual(@as(u64, 0x1400), find(window, test_control, 48, 8));
-    try std.testing.expectEqual(@as(u64, 0x1500), find(window, test_control, 56, 8));
-    try std.testing.expectEqual(@as(u64, 0x1600), find(window, test_control, 208, 8));
-    try std.testing.expectEqual(@as(u64, 0), find(window, test_control, 608, 8));
+    try std.testing.expectEqual(@as(u64, 0x1400), find(window, ControlBytes.init(window, test_control), 48, 8));
+    try std.testing.expectEqual(@as(u64, 0x1500), find(window, ControlBytes.init(window, test_control), 56, 8));
+    try std.testing.expectEqual(@as(u64, 0x1600), find(window, ControlBytes.init(window, test_control), 208, 8));
+    try std.testing.expectEqual(@as(u64, 0), find(window, ControlBytes.init(window, test_control), 608, 8));
 }
 
 test "find falls back to walking the search size's own class" {
@@ -215,9 +214,9 @@ test "find falls back to walking the search size's own class" {
     testInsert(heap, 0x1500, 264);
     testInsert(heap, 0x1400, 256);
     const window = heap.window();
-    try std.testing.expectEqual(@as(u64, 0x1500), find(window, test_control, 264, 8));
-    try std.testing.expectEqual(@as(u64, 0x1400), find(window, test_control, 256, 8));
-    try std.testing.expectEqual(@as(u64, 0), find(window, test_control, 272, 8));
+    try std.testing.expectEqual(@as(u64, 0x1500), find(window, ControlBytes.init(window, test_control), 264, 8));
+    try std.testing.expectEqual(@as(u64, 0x1400), find(window, ControlBytes.init(window, test_control), 256, 8));
+    try std.testing.expectEqual(@as(u64, 0), find(window, ControlBytes.init(window, test_control), 272, 8));
 }
 
 test "find with alignment searches for room for the gap" {
@@ -226,12 +225,12 @@ test "find with alignment searches for room for the gap" {
     testInsert(heap, 0x1400, 96);
     testInsert(heap, 0x1500, 256);
     // search = 48 + 64 + 32 = 144 -> good fit is the 256 block.
-    try std.testing.expectEqual(@as(u64, 0x1500), find(heap.window(), test_control, 48, 64));
+    try std.testing.expectEqual(@as(u64, 0x1500), find(heap.window(), ControlBytes.init(heap.window(), test_control), 48, 64));
 }
 
 test "find refuses a search size past the control block's first levels" {
     var bytes align(8) = [_]u8{0} ** 4096;
     const heap = testHeap(&bytes);
     testInsert(heap, 0x1400, 1000);
-    try std.testing.expectEqual(@as(u64, 0), find(heap.window(), test_control, 1024, 8));
+    try std.testing.expectEqual(@as(u64, 0), find(heap.window(), ControlBytes.init(heap.window(), test_control), 1024, 8));
 }

@@ -11,7 +11,7 @@ import { ControlBlock } from "../allocator/control_block.ts";
 import type { FreeListPolicy } from "../allocator/policy.ts";
 import { FirstFitPolicy } from "../allocator/policy_first_fit.ts";
 import { TlsfPolicy } from "../allocator/policy_tlsf.ts";
-import { bufferAddress } from "../native/loader.ts";
+import { bufferAddress, controlAddressFor } from "../native/loader.ts";
 import type { NativeSymbols } from "../native/symbols.ts";
 import { Random } from "./support/random.ts";
 import { nativeOrSkip } from "./support/native_library.ts";
@@ -38,23 +38,27 @@ function buildHeap(
   random: Random,
   windowBytes: number,
   baseAddress: number,
+  detached = false,
 ): Heap {
   const buffer = new ArrayBuffer(windowBytes);
   const blocks = new BlockWords(buffer, baseAddress);
-  const controlAddress = baseAddress;
   // Sized for the most first levels; TLSF uses what the window needs.
-  const control = new ControlBlock(
-    blocks.words,
-    blocks.index(controlAddress),
-    controlAddress,
-    controlBytes(FL_COUNT_MAX),
+  const control = detached
+    ? ControlBlock.detached(controlBytes(FL_COUNT_MAX))
+    : new ControlBlock(blocks.words, 0, baseAddress, controlBytes(FL_COUNT_MAX));
+  const windowAddress = bufferAddress(buffer);
+  const controlAddress = controlAddressFor(
+    windowAddress,
+    baseAddress,
+    control.words,
+    control.index,
   );
   const policy = policyName === "tlsf"
     ? new TlsfPolicy(blocks, control, windowBytes)
     : new FirstFitPolicy(blocks, control);
   policy.initControl();
   const end = baseAddress + windowBytes;
-  let block = controlAddress + Math.ceil(policy.controlBytes / 64) * 64;
+  let block = detached ? baseAddress : baseAddress + Math.ceil(policy.controlBytes / 64) * 64;
   let previousFree = 0;
   let freeCount = 0;
   const used: number[] = [];
@@ -78,7 +82,7 @@ function buildHeap(
   }
   return {
     policy,
-    windowAddress: bufferAddress(buffer),
+    windowAddress,
     baseAddress,
     controlAddress,
     freeCount,
@@ -100,18 +104,26 @@ function nativeFind(lib: NativeSymbols, heap: Heap, blockSizeBytes: number, alig
     );
 }
 
+const layouts = [
+  { baseAddress: 0x1000, detached: false },
+  { baseAddress: 2 ** 40 + 0x2000, detached: false },
+  { baseAddress: 0x1000, detached: true },
+  { baseAddress: 2 ** 40 + 0x2000, detached: true },
+];
+
 for (const policyName of ["first-fit", "tlsf"] as const) {
-  for (const baseAddress of [0x1000, 2 ** 40 + 0x2000]) {
+  for (const { baseAddress, detached } of layouts) {
     Deno.test({
       name: `pma_${policyName.replace("-", "_")}_find() returns the block the TS policy finds ` +
-        `(base 0x${baseAddress.toString(16)})`,
+        `(base 0x${baseAddress.toString(16)}, control ${detached ? "detached" : "in the window"})`,
       ignore: native === null,
       fn() {
-        const random = new Random(0xf1d + baseAddress);
+        const random = new Random(0xf1d + baseAddress + (detached ? 1 : 0));
         let requests = 0;
         let found = 0;
         for (let heapIndex = 0; heapIndex < 20; heapIndex++) {
-          const heap = buildHeap(policyName, random, 1 << random.int(12, 20), baseAddress);
+          const windowBytes = 1 << random.int(12, 20);
+          const heap = buildHeap(policyName, random, windowBytes, baseAddress, detached);
           for (let i = 0; i < 500; i++) {
             const sizeBytes = random.int(1, random.next() < 0.2 ? 1 << 16 : 512);
             const alignBytes = 2 ** (random.next() < 0.5 ? 3 : random.int(3, 14));
