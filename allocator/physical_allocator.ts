@@ -20,6 +20,7 @@ import {
 } from "./errors.ts";
 import { ControlBlock } from "./control_block.ts";
 import { checkHeap } from "./heap_check.ts";
+import { DebugGuard, GUARD_BYTES_MIN } from "./debug_guard.ts";
 import {
   ALIGN_BYTES_MAX,
   controlBytes as controlBytesOf,
@@ -60,6 +61,16 @@ export interface AllocatorOptions {
    * @default {"auto"}
    */
   native?: NativeMode;
+  /**
+   * Debug mode (allocator/debug_guard.ts): every payload is followed by at
+   * least 16 guard bytes, verified at `free`, `realloc` and `check()`, and
+   * free memory is poisoned and verified when it is handed out again and at
+   * `check()`, so overflows and writes after free throw HeapCorruptionError.
+   * Guard bytes live in the block's slack and count as `overheadBytes`.
+   *
+   * @default {false}
+   */
+  debug?: boolean;
 }
 
 /** Options of {@linkcode PhysicalAllocator.fromBuffer}. */
@@ -114,6 +125,10 @@ export class PhysicalAllocator implements Disposable {
   readonly #usableStarts: Float64Array;
   #nativeActive = false;
   #closed = false;
+  /** Guard and poison in debug mode, else null. */
+  readonly #debug: DebugGuard | null;
+  /** Bytes added to every request for its guard: GUARD_BYTES_MIN in debug mode, else 0. */
+  readonly #guardBytes: number;
 
   #freeBytes = 0;
   #freeBlocks = 0;
@@ -171,6 +186,13 @@ export class PhysicalAllocator implements Disposable {
     }
     this.#buffer = window.buffer;
     this.#blocks = new BlockWords(window.buffer, window.baseAddress);
+    if (options.debug !== undefined && typeof options.debug !== "boolean") {
+      throw new InvalidOptionError(
+        `Cannot create allocator with debug ${String(options.debug)}: expected true or false`,
+      );
+    }
+    this.#debug = options.debug === true ? new DebugGuard(this.#blocks, window.buffer) : null;
+    this.#guardBytes = options.debug === true ? GUARD_BYTES_MIN : 0;
     const largestArea = largestBlockArea(memory.regions);
     const controlBytes = policyName === "tlsf"
       ? controlBytesOf(TlsfPolicy.flCountFor(largestArea))
@@ -267,6 +289,7 @@ export class PhysicalAllocator implements Disposable {
     for (const region of this.#usable) {
       const size = region.blockEnd - region.blockStart;
       this.#blocks.writeFree(region.blockStart, size, FLAG_LAST);
+      this.#debug?.poisonFree(region.blockStart, region.blockStart, region.blockEnd);
       this.#policy.insert(region.blockStart, size, 0);
       this.#addFree(size);
     }
@@ -323,11 +346,15 @@ export class PhysicalAllocator implements Disposable {
     validateSize(sizeBytes, "allocate");
     validateAlignment(alignBytes, `allocate ${sizeBytes} bytes`);
     const align = alignBytes < GRANULE_BYTES ? GRANULE_BYTES : alignBytes;
-    const blockSize = blockSizeFor(sizeBytes);
+    const blockSize = blockSizeFor(sizeBytes + this.#guardBytes);
     if (blockSize > this.#layout.largestAreaBytes) return 0;
     const block = this.#policy.find(blockSize, align);
     if (block === 0) return 0;
-    return this.#carve(block, blockSize, align, sizeBytes);
+    if (this.#debug === null) return this.#carve(block, blockSize, align, sizeBytes);
+    this.#debug.verifyBeforeCarve(block, blockSize, align);
+    const address = this.#carve(block, blockSize, align, sizeBytes);
+    this.#debug.armUsed(address - HEADER_BYTES);
+    return address;
   }
 
   /** Turns part of the free block `block` into a used block; returns the payload address. */
@@ -398,6 +425,7 @@ export class PhysicalAllocator implements Disposable {
   free(address: number): void {
     this.#assertOpen("free");
     const block = this.#usedBlockAt(address, "free", InvalidFreeError);
+    this.#debug?.verifyUsed(block, "free");
     const blocks = this.#blocks;
     const size = blocks.size(block);
     const flags = blocks.flags(block);
@@ -434,6 +462,7 @@ export class PhysicalAllocator implements Disposable {
     blocks.writeFree(start, total, last);
     this.#addFree(total);
     if (last === 0) blocks.setFlag(start + total, FLAG_PREV_FREE, true);
+    this.#debug?.poisonFreed(start, block, size);
   }
 
   /**
@@ -465,17 +494,21 @@ export class PhysicalAllocator implements Disposable {
     this.#assertOpen("reallocate");
     const block = this.#usedBlockAt(address, "reallocate", InvalidFreeError);
     validateSize(sizeBytes, `reallocate ${hex(address)}`);
+    this.#debug?.verifyUsed(block, "reallocate");
     const blocks = this.#blocks;
     const size = blocks.size(block);
     const flags = blocks.flags(block);
     const next = (flags & FLAG_LAST) === 0 ? this.#checkedNeighbour(block + size, block) : 0;
-    const newBlockSize = blockSizeFor(sizeBytes);
+    const newBlockSize = blockSizeFor(sizeBytes + this.#guardBytes);
     if (newBlockSize <= size) {
       this.#shrinkInPlace(block, newBlockSize, sizeBytes, next);
+      this.#debug?.afterResize(block, block + size, this.#regionOf(block)!.blockEnd);
       return address;
     }
     if (next !== 0 && blocks.isFree(next) && size + blocks.size(next) >= newBlockSize) {
+      this.#debug?.verifyFree(next, next, block + newBlockSize + MIN_BLOCK_BYTES, "reallocate");
       this.#growInPlace(block, newBlockSize, sizeBytes, next);
+      this.#debug?.afterResize(block, block + size, this.#regionOf(block)!.blockEnd);
       return address;
     }
     const oldSizeBytes = size - HEADER_BYTES - blocks.slack(block);
@@ -691,6 +724,7 @@ export class PhysicalAllocator implements Disposable {
         slackBytes: this.#slackBytes,
       },
     });
+    this.#debug?.verifyHeap(this.#usable);
     const s = this.stats();
     if (s.totalBytes !== s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes) {
       throw new HeapCorruptionError(
@@ -813,6 +847,17 @@ export class PhysicalAllocator implements Disposable {
     const blocks = this.#blocks;
     if (!blocks.headerValid(block)) {
       const located = this.#locate(address, region);
+      if (
+        located !== null && located.block !== block && this.#debug !== null &&
+        ErrorClass === InvalidFreeError && blocks.isFree(located.block)
+      ) {
+        // Debug mode poisons tombstones away (debug_guard.ts): inside free memory means freed.
+        throw new DoubleFreeError(
+          `Cannot ${operation} address ${hex(address)}: it lies inside the free block at ${
+            hex(located.block)
+          }, so it was freed already`,
+        );
+      }
       if (located === null || located.block !== block) {
         throw new ErrorClass(
           `Cannot ${operation} address ${hex(address)}: ${

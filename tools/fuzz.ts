@@ -1,0 +1,204 @@
+/**
+ * The differential fuzzer:
+ *
+ * ```text
+ * deno task fuzz --seed S --ops N [--policy tlsf|first-fit|all] [--path ts|native|both]
+ *                [--check-every K] [--thorough] [--debug] [--replay FILE] [--shrink-seconds T]
+ * ```
+ *
+ * Runs the seed's operation stream (tools/fuzz/stream.ts: several size
+ * distributions, mixed alignments, realloc, exhaustion phases, five region
+ * layouts including a thousand tiny regions) on each policy, on the TS path,
+ * the native path or both in lockstep, and checks every answer
+ * (tools/fuzz/runner.ts documents which checks run every operation and which
+ * every K operations; `--thorough` runs all of them every operation).
+ *
+ * On the first failure it prints a one-line reproducer and the failing epoch
+ * shrunk by delta debugging (in the format `--replay` reads), and exits 1.
+ * Exit codes: 0 no failure, 1 a failure, 2 a usage error or a missing native library.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { loadNative } from "../native/loader.ts";
+import type { PolicyName } from "../mod.ts";
+import { type FuzzPath, type RunConfig, runOps } from "./fuzz/runner.ts";
+import { shrinkOps } from "./fuzz/shrink.ts";
+import { epochOf, formatOp, type FuzzOp, OpStream, parseOps } from "./fuzz/stream.ts";
+
+/** Default `--check-every`: `check()` costs O(heap), so it runs every this many operations. */
+export const CHECK_EVERY_DEFAULT = 256;
+
+const USAGE = `usage: fuzz.ts --seed S --ops N [--policy tlsf|first-fit|all] [--path ts|native|both]
+               [--check-every K] [--thorough] [--debug] [--replay FILE] [--shrink-seconds T]`;
+
+/** A command-line mistake (exit code 2). */
+class UsageError extends Error {}
+
+interface Settings {
+  readonly seed: number;
+  readonly ops: number;
+  readonly policies: PolicyName[];
+  readonly paths: FuzzPath[];
+  readonly pathName: string;
+  readonly checkEvery: number;
+  readonly thorough: boolean;
+  readonly debug: boolean;
+  readonly replay?: string;
+  readonly shrinkSeconds: number;
+}
+
+function integer(value: string, name: string, min: number): number {
+  const number = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(number) || number < min) {
+    throw new UsageError(`--${name} must be an integer of at least ${min}, got '${value}'`);
+  }
+  return number;
+}
+
+function parseSettings(args: readonly string[]): Settings {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...args],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        seed: { type: "string", default: "1" },
+        ops: { type: "string", default: "100000" },
+        policy: { type: "string", default: "all" },
+        path: { type: "string", default: "both" },
+        "check-every": { type: "string", default: String(CHECK_EVERY_DEFAULT) },
+        thorough: { type: "boolean", default: false },
+        debug: { type: "boolean", default: false },
+        replay: { type: "string" },
+        "shrink-seconds": { type: "string", default: "60" },
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message.split("\n")[0]);
+  }
+  const v = parsed.values;
+  const policy = v.policy;
+  if (policy !== "all" && policy !== "tlsf" && policy !== "first-fit") {
+    throw new UsageError(`--policy must be tlsf, first-fit or all, got '${policy}'`);
+  }
+  const path = v.path;
+  if (path !== "ts" && path !== "native" && path !== "both") {
+    throw new UsageError(`--path must be ts, native or both, got '${path}'`);
+  }
+  const thorough = v.thorough;
+  return {
+    seed: integer(v.seed, "seed", 0),
+    ops: integer(v.ops, "ops", 1),
+    policies: policy === "all" ? ["tlsf", "first-fit"] : [policy],
+    paths: path === "both" ? ["ts", "native"] : [path],
+    pathName: path,
+    checkEvery: thorough ? 1 : integer(v["check-every"], "check-every", 1),
+    thorough,
+    debug: v.debug,
+    replay: v.replay,
+    shrinkSeconds: integer(v["shrink-seconds"], "shrink-seconds", 0),
+  };
+}
+
+function* take(seed: number, count: number): Generator<FuzzOp> {
+  const stream = new OpStream(seed);
+  for (let i = 0; i < count; i++) yield stream.next();
+}
+
+/** The flags that reproduce a run, after `--seed` and `--ops`. */
+function flagsOf(settings: Settings, policy: PolicyName): string {
+  const flags = [`--policy ${policy}`, `--path ${settings.pathName}`];
+  if (settings.thorough) flags.push("--thorough");
+  else if (settings.checkEvery !== CHECK_EVERY_DEFAULT) {
+    flags.push(`--check-every ${settings.checkEvery}`);
+  }
+  if (settings.debug) flags.push("--debug");
+  return flags.join(" ");
+}
+
+/** Fuzzes one policy; prints a summary line, or the failure, reproducer and shrunk list. */
+function fuzzPolicy(settings: Settings, policy: PolicyName, replayOps: FuzzOp[] | null): boolean {
+  const config: RunConfig = {
+    policy,
+    paths: settings.paths,
+    checkEvery: settings.checkEvery,
+    thorough: settings.thorough,
+    debug: settings.debug,
+  };
+  const label = `${policy} ${settings.paths.join("+")}`;
+  const started = performance.now();
+  const ops = replayOps ?? take(settings.seed, settings.ops);
+  const result = runOps(ops, config);
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  if (result.failure === null) {
+    console.log(
+      `fuzz ${label}: seed ${settings.seed}, ${result.opsRun} ops, ${result.heapCalls} allocator calls, 0 failures, ${seconds} s${
+        result.nativeSkippedEpochs > 0
+          ? ` (${result.nativeSkippedEpochs} epochs TS only: control block outside the window)`
+          : ""
+      }`,
+    );
+    return true;
+  }
+  const { index, message } = result.failure;
+  console.log(`fuzz ${label}: FAILED at op ${index} after ${seconds} s: ${message}`);
+  const reproducer = replayOps === null
+    ? `deno task fuzz --seed ${settings.seed} --ops ${index + 1} ${flagsOf(settings, policy)}`
+    : `deno task fuzz --replay ${settings.replay} ${flagsOf(settings, policy)}`;
+  console.log(`${reproducer} # fails at op ${index}`);
+  const epoch = replayOps === null ? epochOf(settings.seed, index) : replayOps.slice(0, index + 1);
+  const shrinkConfig = { ...config, checkEvery: 1 };
+  const shrunk = shrinkOps(epoch, (candidate) => runOps(candidate, shrinkConfig).failure !== null, {
+    trialsMax: 10_000,
+    millisecondsMax: settings.shrinkSeconds * 1000,
+  });
+  const last = runOps(shrunk.ops, shrinkConfig).failure;
+  console.log(
+    `# shrunk from ${epoch.length} to ${shrunk.ops.length} operations in ${shrunk.trials} trials${
+      shrunk.minimal ? " (1-minimal)" : " (budget spent)"
+    }; replay with --replay FILE; it fails with: ${last?.message}`,
+  );
+  for (const op of shrunk.ops) console.log(formatOp(op));
+  return false;
+}
+
+/**
+ * Runs the fuzzer.
+ *
+ * @param args The command-line arguments.
+ * @returns The exit code: 0 no failure, 1 a failure, 2 a usage error or missing native library.
+ */
+export async function main(args: readonly string[]): Promise<number> {
+  let settings: Settings;
+  try {
+    settings = parseSettings(args);
+  } catch (error) {
+    console.error(`fuzz: ${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (settings.paths.includes("native") && loadNative("auto") === null) {
+    console.error(
+      "fuzz: the native library is not built: run `bash tools/zig.sh build -Doptimize=ReleaseFast`, or pass --path ts",
+    );
+    return 2;
+  }
+  const replayOps = settings.replay === undefined
+    ? null
+    : parseOps(await Deno.readTextFile(settings.replay));
+  let ok = true;
+  for (const policy of settings.policies) {
+    try {
+      ok = fuzzPolicy(settings, policy, replayOps) && ok;
+    } catch (error) {
+      console.error(`fuzz: ${(error as Error).message}`);
+      return 2;
+    }
+    if (!ok) break;
+  }
+  return ok ? 0 : 1;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
