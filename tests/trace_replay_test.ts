@@ -8,7 +8,7 @@ import type { ReplayHeap, ReplayTarget } from "../tools/trace/replay_heap.ts";
 import { evaluateGoals, scoreTraces } from "../tools/trace/score.ts";
 import { physicalTarget } from "../tools/trace/target_physical.ts";
 import { thingTarget } from "../tools/trace/target_thing.ts";
-import { glibcTarget } from "../tools/trace/target_glibc.ts";
+import { glibcTarget } from "../tools/trace/target_ffi.ts";
 
 /** Every quirk, reallocs that grow, shrink and move, and blocks left live at the end. */
 const TINY_REP = `0
@@ -156,6 +156,8 @@ Deno.test("main.ts exits 0 on a verified replay, 1 on a bad trace, 2 on a usage 
         "score",
         "--json",
         "--quiet",
+        "--peers",
+        "thing,glibc",
         "--budget-ms",
         "5",
         "--svg",

@@ -3,11 +3,16 @@
  *
  * ```text
  * deno run -A tools/trace/main.ts capture --out T.rep [--children] -- PROGRAM ARGS...
- * deno run -A tools/trace/main.ts replay [--policy tlsf|first-fit|all] [--native] [--backend buffer|identity] TRACE|DIR...
+ * deno run -A tools/trace/main.ts replay [--policy tlsf|first-fit|all] [--native]
+ *     [--backend buffer|identity] [--heap-bytes N] TRACE|DIR...
  * deno run -A tools/trace/main.ts score [--policies tlsf,first-fit] [--paths ts,native]
- *     [--backend buffer|identity] [--peers thing,glibc|none] [--json] [--json-out PATH]
- *     [--svg PATH] [--budget-ms N] [--heap-bytes N] [--quiet] TRACE|DIR...
+ *     [--backend buffer|identity] [--peers auto|none|thing,glibc,mimalloc]
+ *     [--json] [--json-out PATH] [--svg PATH] [--budget-ms N] [--heap-bytes N] [--quiet]
+ *     TRACE|DIR...
  * ```
+ *
+ * `--peers auto` (the default) is `@thi.ng/malloc`, glibc, and mimalloc when
+ * `libmimalloc.so.2` is installed.
  *
  * Exit codes: 0 success, 1 a trace could not be read or a replay failed
  * verification (a corrupted payload, a broken heap), 2 a usage error.
@@ -27,15 +32,15 @@ import type { ReplayTarget } from "./replay_heap.ts";
 import { formatGoals, formatSvg, formatTable } from "./report.ts";
 import { evaluateGoals, scoreTraces } from "./score.ts";
 import { type BackendName, physicalTarget } from "./target_physical.ts";
-import { glibcTarget } from "./target_glibc.ts";
+import { glibcTarget, mimallocTarget } from "./target_ffi.ts";
 import { thingTarget } from "./target_thing.ts";
 
 const USAGE = `usage: main.ts capture --out FILE [--children] [--pid N] -- PROGRAM ARGS...
        main.ts replay [--policy tlsf|first-fit|all] [--native] [--backend buffer|identity]
                       [--heap-bytes N] TRACE|DIR...
        main.ts score [--policies tlsf,first-fit] [--paths ts,native] [--backend buffer|identity]
-                     [--peers thing,glibc|none] [--json] [--json-out PATH] [--svg PATH]
-                     [--budget-ms N] [--heap-bytes N] [--quiet] TRACE|DIR...`;
+                     [--peers auto|none|thing,glibc,mimalloc] [--json] [--json-out PATH]
+                     [--svg PATH] [--budget-ms N] [--heap-bytes N] [--quiet] TRACE|DIR...`;
 
 /** A command-line mistake: reported with the usage, exit code 2. */
 class UsageError extends Error {}
@@ -142,6 +147,16 @@ async function replayMain(args: string[]): Promise<number> {
   return failures === 0 ? 0 : 1;
 }
 
+/** True when the shared library at `path` can be loaded (it defines no symbols we need here). */
+function libraryOpens(path: string): boolean {
+  try {
+    Deno.dlopen(path, {}).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function scoreTargets(values: {
   policies: string;
   paths: string;
@@ -158,10 +173,18 @@ function scoreTargets(values: {
       targets.push(physicalTarget({ policy, native: path === "native", backend }));
     }
   }
-  for (const peer of values.peers === "none" ? [] : values.peers.split(",")) {
+  const peers = values.peers === "none"
+    ? []
+    : values.peers === "auto"
+    ? ["thing", "glibc", ...(libraryOpens("libmimalloc.so.2") ? ["mimalloc"] : [])]
+    : values.peers.split(",");
+  for (const peer of peers) {
     if (peer === "thing") targets.push(thingTarget());
     else if (peer === "glibc") targets.push(glibcTarget());
-    else throw new UsageError(`unknown peer '${peer}', expected thing, glibc or none`);
+    else if (peer === "mimalloc") targets.push(mimallocTarget());
+    else {
+      throw new UsageError(`unknown peer '${peer}', expected thing, glibc, mimalloc, auto or none`);
+    }
   }
   return targets;
 }
@@ -174,7 +197,7 @@ async function scoreMain(args: string[]): Promise<number> {
       policies: { type: "string", default: "tlsf,first-fit" },
       paths: { type: "string", default: "ts" },
       backend: { type: "string", default: "buffer" },
-      peers: { type: "string", default: "thing,glibc" },
+      peers: { type: "string", default: "auto" },
       json: { type: "boolean", default: false },
       "json-out": { type: "string" },
       svg: { type: "string" },

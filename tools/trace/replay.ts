@@ -13,7 +13,8 @@
  *   released outside the timed span) with no checks; the JIT is warmed on a
  *   prefix first; repetitions continue until the middle half of the samples
  *   lies within 5% of the median (or a time budget runs out); the median
- *   is reported.
+ *   is reported. {@linkcode ReplayTimer} does the same one repetition at a
+ *   time, so a scoreboard can interleave targets.
  *
  * Heap size: {@linkcode heapBytesFor} gives 4 × the trace's peak live bytes
  * + 64 bytes per peak live block + 1 MiB. The footprint, not the heap size,
@@ -261,40 +262,120 @@ export function timeReplay(
   heapBytes: number,
   options: TimeOptions = {},
 ): TimeResult {
-  const warmup = prefix(trace, options.warmupOps ?? 50_000);
-  for (let run = 0; run < (options.warmupRuns ?? 3); run++) {
-    const heap = target.create(warmup, heapBytes);
-    heap.run(warmup);
-    heap.close();
+  const timer = new ReplayTimer(target, trace, heapBytes, options);
+  timer.warm();
+  while (!timer.done) timer.step();
+  return timer.result();
+}
+
+/**
+ * The throughput measurement of {@linkcode timeReplay} one repetition at a
+ * time, so a scoreboard can interleave the repetitions of several targets
+ * (round robin) and load from other processes falls on all of them alike.
+ *
+ * Before each repetition it runs the garbage collector when one is exposed
+ * (`--v8-flags=--expose-gc`), so a collection of earlier garbage is not
+ * timed as allocator work.
+ *
+ * @example Two targets, interleaved
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeTrace } from "./decode.ts";
+ * import { parseRep } from "./rep_format.ts";
+ * import { heapBytesFor, ReplayTimer } from "./replay.ts";
+ * import { physicalTarget } from "./target_physical.ts";
+ *
+ * const trace = decodeTrace(parseRep("0\n1\n2\n1\na 0 100\nf 0\n"), "t");
+ * const timers = ["tlsf", "first-fit"].map((policy) =>
+ *   new ReplayTimer(physicalTarget({ policy: policy as "tlsf" }), trace, heapBytesFor(trace), { budgetMs: 5 })
+ * );
+ * for (const timer of timers) timer.warm();
+ * while (timers.some((timer) => !timer.done)) for (const timer of timers) if (!timer.done) timer.step();
+ * assert.ok(timers.every((timer) => timer.result().opsPerSecond > 0));
+ * ```
+ */
+export class ReplayTimer {
+  readonly #target: ReplayTarget;
+  readonly #trace: DecodedTrace;
+  readonly #heapBytes: number;
+  readonly #options: TimeOptions;
+  readonly #samples: number[] = [];
+  #spentMs = 0;
+  #failed = 0;
+  #spread = Infinity;
+  #done = false;
+
+  /**
+   * Prepares a measurement; nothing runs until `warm` or `step`.
+   *
+   * @param target The allocator.
+   * @param trace The decoded trace.
+   * @param heapBytes The heap size of every repetition.
+   * @param options Warm-up, repetitions and budget.
+   */
+  constructor(
+    target: ReplayTarget,
+    trace: DecodedTrace,
+    heapBytes: number,
+    options: TimeOptions = {},
+  ) {
+    this.#target = target;
+    this.#trace = trace;
+    this.#heapBytes = heapBytes;
+    this.#options = options;
   }
-  const budgetMs = options.budgetMs ?? 3000;
-  const repetitionsMin = options.repetitionsMin ?? 5;
-  const samples: number[] = [];
-  const started = performance.now();
-  let failed = 0;
-  let spread = Infinity;
-  while (samples.length < (options.repetitionsMax ?? 40)) {
-    const heap = target.create(trace, heapBytes);
+
+  /** True when enough repetitions have run (stable, or out of budget). */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** Runs the unmeasured warm-up replays on a prefix of the trace. */
+  warm(): void {
+    const warmup = prefix(this.#trace, this.#options.warmupOps ?? 50_000);
+    for (let run = 0; run < (this.#options.warmupRuns ?? 3); run++) {
+      const heap = this.#target.create(warmup, this.#heapBytes);
+      heap.run(warmup);
+      heap.close();
+    }
+  }
+
+  /** Runs and times one repetition on a fresh heap, then decides whether more are needed. */
+  step(): void {
+    const options = this.#options;
+    const started = performance.now();
+    (globalThis as { gc?: () => void }).gc?.();
+    const heap = this.#target.create(this.#trace, this.#heapBytes);
     const begin = performance.now();
-    failed = heap.run(trace);
-    samples.push(performance.now() - begin);
+    this.#failed = heap.run(this.#trace);
+    this.#samples.push(performance.now() - begin);
     heap.close();
-    spread = spreadOf(samples);
-    const elapsed = performance.now() - started;
-    if (elapsed > 4 * budgetMs) break;
-    if (
-      samples.length >= repetitionsMin &&
-      (spread <= (options.spreadMax ?? 0.05) || elapsed > budgetMs)
-    ) break;
+    this.#spentMs += performance.now() - started;
+    this.#spread = spreadOf(this.#samples);
+    const budgetMs = options.budgetMs ?? 3000;
+    const count = this.#samples.length;
+    this.#done = count >= (options.repetitionsMax ?? 40) || this.#spentMs > 4 * budgetMs ||
+      (count >= (options.repetitionsMin ?? 5) &&
+        (this.#spread <= (options.spreadMax ?? 0.05) || this.#spentMs > budgetMs));
   }
-  const medianMs = quantile(samples, 0.5);
-  return {
-    opsPerSecond: trace.opCount / (medianMs / 1000),
-    medianMs,
-    samplesMs: samples,
-    spread,
-    failedRequests: failed,
-  };
+
+  /**
+   * The measurement so far.
+   *
+   * @returns The median throughput and the samples.
+   * @throws {RangeError} If no repetition has run.
+   */
+  result(): TimeResult {
+    if (this.#samples.length === 0) throw new RangeError("No repetition has run yet");
+    const medianMs = quantile(this.#samples, 0.5);
+    return {
+      opsPerSecond: this.#trace.opCount / (medianMs / 1000),
+      medianMs,
+      samplesMs: [...this.#samples],
+      spread: this.#spread,
+      failedRequests: this.#failed,
+    };
+  }
 }
 
 function prefix(trace: DecodedTrace, opCount: number): DecodedTrace {

@@ -64,7 +64,7 @@ export function formatTable(rows: readonly ScoreRow[]): string {
 }
 
 /**
- * Formats goal checks as lines `MET|SHORT goal (trace): measured`.
+ * Formats goal checks as lines `MET|SHORT|N/A goal (trace): measured`.
  *
  * @param checks The checks from `evaluateGoals`.
  * @returns The lines, ending with a newline (empty when there are none).
@@ -79,7 +79,8 @@ export function formatTable(rows: readonly ScoreRow[]): string {
  * ```
  */
 export function formatGoals(checks: readonly GoalCheck[]): string {
-  return checks.map((c) => `${c.met ? "MET  " : "SHORT"}  ${c.goal} (${c.trace}): ${c.measured}\n`)
+  const verdict = (met: boolean | null) => (met === null ? "N/A  " : met ? "MET  " : "SHORT");
+  return checks.map((c) => `${verdict(c.met)}  ${c.goal} (${c.trace}): ${c.measured}\n`)
     .join("");
 }
 

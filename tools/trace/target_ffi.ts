@@ -1,6 +1,10 @@
 /**
- * glibc's `malloc`, `free` and `realloc`, called through Deno FFI, as a
- * replay target: what a Deno program gets when it asks the C library.
+ * C allocators called through Deno FFI as replay targets: glibc's `malloc`,
+ * `free` and `realloc` (what a Deno program gets when it asks the C
+ * library), and mimalloc's `mi_malloc`, `mi_free` and `mi_realloc` (Debian's
+ * `libmimalloc2.0`). jemalloc (`libjemalloc2`) cannot be one: its
+ * initial-exec TLS makes `dlopen` fail with "cannot allocate memory in
+ * static TLS block", and preloading it would replace Deno's own malloc.
  *
  * The binding takes and returns `"pointer"`: in Deno 2 a `"usize"` or
  * `"u64"` result is always a BigInt, which measured slower here (3.6 M
@@ -8,9 +12,9 @@
  * loop keeps pointer objects in an array and never converts them. The
  * checked face converts to numbers for the verifying replay.
  *
- * glibc's blocks cannot be seen from outside and its heap is the process's,
- * not a fresh one, so `blockEnd` is NaN (no utilization score) and `close`
- * frees every block the replay left live.
+ * A C allocator's blocks cannot be seen from outside and its heap is the
+ * process's, not a fresh one, so `blockEnd` is NaN (no utilization score)
+ * and `close` frees every block the replay left live.
  *
  * @module
  */
@@ -18,14 +22,23 @@
 import { type DecodedTrace, REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "./decode.ts";
 import type { ReplayHeap, ReplayTarget } from "./replay_heap.ts";
 
-const SYMBOLS = {
-  /** void *malloc(size_t size); */
-  malloc: { parameters: ["usize"], result: "pointer" },
-  /** void free(void *ptr); */
-  free: { parameters: ["pointer"], result: "void" },
-  /** void *realloc(void *ptr, size_t size); */
-  realloc: { parameters: ["pointer", "usize"], result: "pointer" },
-} as const satisfies Deno.ForeignLibraryInterface;
+/** The names of an allocator's three functions in its library. */
+interface SymbolNames {
+  readonly malloc: string;
+  readonly free: string;
+  readonly realloc: string;
+}
+
+function symbolsOf(names: SymbolNames) {
+  return {
+    /** void *malloc(size_t size); */
+    malloc: { name: names.malloc, parameters: ["usize"], result: "pointer" },
+    /** void free(void *ptr); */
+    free: { name: names.free, parameters: ["pointer"], result: "void" },
+    /** void *realloc(void *ptr, size_t size); */
+    realloc: { name: names.realloc, parameters: ["pointer", "usize"], result: "pointer" },
+  } as const satisfies Deno.ForeignLibraryInterface;
+}
 
 /**
  * The symbols as called. Deno accepts a number for a `"usize"` parameter at
@@ -40,6 +53,8 @@ interface Libc {
 
 /** glibc's chunk header: the size word (the previous chunk's size overlaps its payload). */
 const GLIBC_HEADER_BYTES = 8;
+/** mimalloc keeps no per-block header (size classes live in page metadata). */
+const MIMALLOC_HEADER_BYTES = 0;
 
 /**
  * The glibc replay target; loads `libc.so.6` on first use.
@@ -53,7 +68,7 @@ const GLIBC_HEADER_BYTES = 8;
  * import assert from "node:assert/strict";
  * import { decodeTrace } from "./decode.ts";
  * import { parseRep } from "./rep_format.ts";
- * import { glibcTarget } from "./target_glibc.ts";
+ * import { glibcTarget } from "./target_ffi.ts";
  *
  * const trace = decodeTrace(parseRep("0\n1\n2\n1\na 0 100\nr 0 300\n"), "two");
  * const heap = glibcTarget().create(trace, 0);
@@ -62,19 +77,57 @@ const GLIBC_HEADER_BYTES = 8;
  * ```
  */
 export function glibcTarget(libraryPath = "libc.so.6"): ReplayTarget {
-  let libc: Libc | null = null;
+  return ffiTarget(
+    "glibc",
+    libraryPath,
+    { malloc: "malloc", free: "free", realloc: "realloc" },
+    GLIBC_HEADER_BYTES,
+  );
+}
+
+/**
+ * The mimalloc replay target; loads `libmimalloc.so.2` on first use.
+ *
+ * @param libraryPath The mimalloc library to load.
+ * @returns The target, named `mimalloc`.
+ * @throws {Deno.errors.NotFound} From `create` if the library is not installed.
+ *
+ * @example Skipped where mimalloc is not installed
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mimallocTarget } from "./target_ffi.ts";
+ *
+ * assert.equal(mimallocTarget().name, "mimalloc");
+ * ```
+ */
+export function mimallocTarget(libraryPath = "libmimalloc.so.2"): ReplayTarget {
+  return ffiTarget(
+    "mimalloc",
+    libraryPath,
+    { malloc: "mi_malloc", free: "mi_free", realloc: "mi_realloc" },
+    MIMALLOC_HEADER_BYTES,
+  );
+}
+
+function ffiTarget(
+  name: string,
+  libraryPath: string,
+  names: SymbolNames,
+  headerBytesPerBlock: number,
+): ReplayTarget {
+  let library: Libc | null = null;
   return {
-    name: "glibc",
+    name,
     own: false,
-    headerBytesPerBlock: GLIBC_HEADER_BYTES,
+    headerBytesPerBlock,
     create(trace: DecodedTrace): ReplayHeap {
-      libc ??= Deno.dlopen(libraryPath, SYMBOLS).symbols as unknown as Libc;
-      return new GlibcHeap(libc, trace.slotCount);
+      library ??= Deno.dlopen(libraryPath, symbolsOf(names)).symbols as unknown as Libc;
+      return new FfiHeap(library, trace.slotCount);
     },
   };
 }
 
-class GlibcHeap implements ReplayHeap {
+class FfiHeap implements ReplayHeap {
   readonly baseAddress = 0;
   readonly #libc: Libc;
   readonly #slots: (Deno.PointerObject | null)[];
