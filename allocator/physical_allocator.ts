@@ -14,6 +14,7 @@ import {
   InvalidAddressError,
   InvalidAlignmentError,
   InvalidFreeError,
+  InvalidMemoryError,
   InvalidOptionError,
   InvalidSizeError,
   OutOfMemoryError,
@@ -145,8 +146,10 @@ export class PhysicalAllocator implements Disposable {
    *
    * @param memory The regions to manage; all must view one window buffer.
    * @param options Policy, default alignment and native path.
-   * @throws {InvalidMemoryError} If the regions overlap, view different buffers or none can hold a block.
+   * @throws {InvalidMemoryError} If the regions overlap, view different buffers, start at an
+   *   address that is not a multiple of 8 or none can hold a block.
    * @throws {InvalidOptionError} If an option has an unknown value.
+   * @throws {InvalidAlignmentError} If the `align` option is not a power of two up to 1 GiB.
    * @throws {NativeUnavailableError} If `native: true` and the library cannot be loaded.
    *
    * @example Several regions, the first too small for any block
@@ -178,7 +181,7 @@ export class PhysicalAllocator implements Disposable {
 
     const window = resolveWindow(memory);
     if (window.baseAddress % GRANULE_BYTES !== 0) {
-      throw new InvalidOptionError(
+      throw new InvalidMemoryError(
         `Cannot create allocator: the window starts at address ${
           hex(window.baseAddress)
         }, not a multiple of ${GRANULE_BYTES}`,
@@ -875,6 +878,16 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     if (blocks.isFree(block)) {
+      // A stale free header (of a block since merged away) can lie inside a
+      // live payload: the walk tells a real free block from that.
+      const located = this.#locate(address, region);
+      if (located !== null && located.block !== block && !blocks.isFree(located.block)) {
+        throw new ErrorClass(
+          `Cannot ${operation} address ${hex(address)}: it lies inside the block at ${
+            hex(located.block)
+          }`,
+        );
+      }
       if (ErrorClass === InvalidAddressError) {
         throw new InvalidAddressError(
           `Cannot ${operation} address ${hex(address)}: the block is free`,
