@@ -910,7 +910,12 @@ export class PhysicalAllocator implements Disposable {
   /** Walks a region to find the block whose area holds `address`; for error messages only. */
   #locate(address: number, region: RegionLayout): Located | null {
     let block = region.blockStart;
-    while (block < region.blockEnd && this.#blocks.headerValid(block)) {
+    while (block < region.blockEnd) {
+      // A walk that stops at a damaged header exactly where `address`'s block
+      // should start has found that block: its header was overwritten.
+      if (!this.#blocks.headerValid(block)) {
+        return block === address - HEADER_BYTES ? { block, region } : null;
+      }
       const size = this.#blocks.size(block);
       if (size < MIN_BLOCK_BYTES) return null;
       if (address < block + size) return { block, region };
