@@ -4,6 +4,7 @@
  * ```text
  * deno task fuzz --seed S --ops N [--policy tlsf|first-fit|all] [--path ts|native|both]
  *                [--check-every K] [--thorough] [--debug] [--replay FILE] [--shrink-seconds T]
+ *                [--inject-live N]
  * ```
  *
  * Runs the seed's operation stream (tools/fuzz/stream.ts: several size
@@ -12,6 +13,9 @@
  * the native path or both in lockstep, and checks every answer
  * (tools/fuzz/runner.ts documents which checks run every operation and which
  * every K operations; `--thorough` runs all of them every operation).
+ *
+ * `--inject-live N` injects a failure after any free that leaves N live
+ * allocations: a known failure for testing the reproducer and the shrinker.
  *
  * On the first failure it prints a one-line reproducer and the failing epoch
  * shrunk by delta debugging (in the format `--replay` reads), and exits 1.
@@ -25,13 +29,14 @@ import { loadNative } from "../native/loader.ts";
 import type { PolicyName } from "../mod.ts";
 import { type FuzzPath, type RunConfig, runOps } from "./fuzz/runner.ts";
 import { shrinkOps } from "./fuzz/shrink.ts";
-import { epochOf, formatOp, type FuzzOp, OpStream, parseOps } from "./fuzz/stream.ts";
+import { epochOf, formatOp, type FuzzOp, OP_FREE, OpStream, parseOps } from "./fuzz/stream.ts";
 
 /** Default `--check-every`: `check()` costs O(heap), so it runs every this many operations. */
 export const CHECK_EVERY_DEFAULT = 256;
 
 const USAGE = `usage: fuzz.ts --seed S --ops N [--policy tlsf|first-fit|all] [--path ts|native|both]
-               [--check-every K] [--thorough] [--debug] [--replay FILE] [--shrink-seconds T]`;
+               [--check-every K] [--thorough] [--debug] [--replay FILE] [--shrink-seconds T]
+               [--inject-live N]`;
 
 /** A command-line mistake (exit code 2). */
 class UsageError extends Error {}
@@ -47,6 +52,7 @@ interface Settings {
   readonly debug: boolean;
   readonly replay?: string;
   readonly shrinkSeconds: number;
+  readonly injectLive?: number;
 }
 
 function integer(value: string, name: string, min: number): number {
@@ -74,6 +80,7 @@ function parseSettings(args: readonly string[]): Settings {
         debug: { type: "boolean", default: false },
         replay: { type: "string" },
         "shrink-seconds": { type: "string", default: "60" },
+        "inject-live": { type: "string" },
       },
     });
   } catch (error) {
@@ -100,6 +107,9 @@ function parseSettings(args: readonly string[]): Settings {
     debug: v.debug,
     replay: v.replay,
     shrinkSeconds: integer(v["shrink-seconds"], "shrink-seconds", 0),
+    injectLive: v["inject-live"] === undefined
+      ? undefined
+      : integer(v["inject-live"], "inject-live", 0),
   };
 }
 
@@ -116,7 +126,21 @@ function flagsOf(settings: Settings, policy: PolicyName): string {
     flags.push(`--check-every ${settings.checkEvery}`);
   }
   if (settings.debug) flags.push("--debug");
+  if (settings.injectLive !== undefined) flags.push(`--inject-live ${settings.injectLive}`);
   return flags.join(" ");
+}
+
+/**
+ * A fault for testing: fails after any free that leaves `liveCount` live allocations.
+ *
+ * @param liveCount The live count that triggers the failure.
+ * @returns The hook for `RunConfig.inject`.
+ */
+export function injectAtLive(liveCount: number): NonNullable<RunConfig["inject"]> {
+  return (op, live) =>
+    op.kind === OP_FREE && live === liveCount
+      ? `injected failure: a free left ${live} live allocations`
+      : null;
 }
 
 /** Fuzzes one policy; prints a summary line, or the failure, reproducer and shrunk list. */
@@ -127,6 +151,7 @@ function fuzzPolicy(settings: Settings, policy: PolicyName, replayOps: FuzzOp[] 
     checkEvery: settings.checkEvery,
     thorough: settings.thorough,
     debug: settings.debug,
+    inject: settings.injectLive === undefined ? undefined : injectAtLive(settings.injectLive),
   };
   const label = `${policy} ${settings.paths.join("+")}`;
   const started = performance.now();
