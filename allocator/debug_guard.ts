@@ -53,11 +53,55 @@ import {
 import { hex } from "./memory.ts";
 import type { RegionLayout } from "./regions.ts";
 
-/** Guard bytes every allocation gets at least, past its payload. */
+/**
+ * Guard bytes every allocation gets at least, past its payload.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PhysicalAllocator } from "../mod.ts";
+ * import { GUARD_BYTES_MIN } from "./debug_guard.ts";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096), { debug: true });
+ * const a = heap.alloc(24);
+ * const block = [...heap.blocks()].find((b) => b.address === a - 16)!;
+ * assert.ok(block.sizeBytes - 16 - 24 >= GUARD_BYTES_MIN);
+ * ```
+ */
 export const GUARD_BYTES_MIN = 16;
-/** The byte every guard byte holds. */
+/**
+ * The byte every guard byte holds (MSVC's "no man's land" value).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PhysicalAllocator } from "../mod.ts";
+ * import { GUARD_BYTE } from "./debug_guard.ts";
+ *
+ * const bytes = new Uint8Array(4096);
+ * const heap = PhysicalAllocator.fromBuffer(bytes, { debug: true });
+ * const a = heap.alloc(24);
+ * assert.equal(bytes[a - 0x1000 + 24], GUARD_BYTE);
+ * ```
+ */
 export const GUARD_BYTE = 0xfd;
-/** The byte every byte of a free block's body holds. */
+/**
+ * The byte every byte of a free block's body holds (MSVC's "dead" value).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PhysicalAllocator } from "../mod.ts";
+ * import { POISON_BYTE } from "./debug_guard.ts";
+ *
+ * const bytes = new Uint8Array(4096);
+ * const heap = PhysicalAllocator.fromBuffer(bytes, { debug: true });
+ * const a = heap.alloc(64);
+ * heap.alloc(8);
+ * heap.free(a);
+ * assert.equal(bytes[a - 0x1000 + 40], POISON_BYTE);
+ * ```
+ */
 export const POISON_BYTE = 0xdd;
 /** Offset of a free block's body: after the header and the two links. */
 const BODY_OFFSET = FREE_PREV_OFFSET + 8;

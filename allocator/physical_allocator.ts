@@ -307,6 +307,7 @@ export class PhysicalAllocator implements Disposable {
    * @throws {InvalidSizeError} If the size is not a positive safe integer.
    * @throws {InvalidAlignmentError} If the alignment is not a power of two up to 1 GiB.
    * @throws {OutOfMemoryError} If no free block fits; the message names the largest.
+   * @throws {HeapCorruptionError} In debug mode, if the memory handed out was written after it was freed.
    * @throws {AllocatorClosedError} If the allocator was closed.
    *
    * @example
@@ -408,7 +409,7 @@ export class PhysicalAllocator implements Disposable {
    * @param address A payload address returned by `alloc`, `tryAlloc` or `realloc`.
    * @throws {InvalidFreeError} If `address` is not the payload of a block.
    * @throws {DoubleFreeError} If the block is already free.
-   * @throws {HeapCorruptionError} If the block's or a neighbour's header is damaged.
+   * @throws {HeapCorruptionError} If the block's or a neighbour's header is damaged, or (debug mode) its guard bytes.
    * @throws {AllocatorClosedError} If the allocator was closed.
    *
    * @example Freeing everything restores one free block per region
@@ -480,6 +481,7 @@ export class PhysicalAllocator implements Disposable {
    * @throws {DoubleFreeError} If the block is free.
    * @throws {InvalidSizeError} If the size is not a positive safe integer.
    * @throws {OutOfMemoryError} If the payload must move and no block fits; the old block is kept.
+   * @throws {HeapCorruptionError} If a header is damaged, or (debug mode) the guard bytes or poison.
    *
    * @example
    * ```ts

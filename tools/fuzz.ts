@@ -31,7 +31,17 @@ import { type FuzzPath, type RunConfig, runOps } from "./fuzz/runner.ts";
 import { shrinkOps } from "./fuzz/shrink.ts";
 import { epochOf, formatOp, type FuzzOp, OP_FREE, OpStream, parseOps } from "./fuzz/stream.ts";
 
-/** Default `--check-every`: `check()` costs O(heap), so it runs every this many operations. */
+/**
+ * Default `--check-every`: `check()` costs O(heap), so it runs every this many operations.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CHECK_EVERY_DEFAULT } from "./fuzz.ts";
+ *
+ * assert.ok(CHECK_EVERY_DEFAULT > 1);
+ * ```
+ */
 export const CHECK_EVERY_DEFAULT = 256;
 
 const USAGE = `usage: fuzz.ts --seed S --ops N [--policy tlsf|first-fit|all] [--path ts|native|both]
@@ -135,6 +145,18 @@ function flagsOf(settings: Settings, policy: PolicyName): string {
  *
  * @param liveCount The live count that triggers the failure.
  * @returns The hook for `RunConfig.inject`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { injectAtLive } from "./fuzz.ts";
+ * import { runOps } from "./fuzz/runner.ts";
+ * import { streamOps } from "./fuzz/stream.ts";
+ *
+ * const config = { policy: "tlsf" as const, paths: ["ts" as const], checkEvery: 1 };
+ * const result = runOps(streamOps(1, 5000), { ...config, inject: injectAtLive(3) });
+ * assert.match(result.failure!.message, /injected failure/);
+ * ```
  */
 export function injectAtLive(liveCount: number): NonNullable<RunConfig["inject"]> {
   return (op, live) =>
@@ -195,6 +217,17 @@ function fuzzPolicy(settings: Settings, policy: PolicyName, replayOps: FuzzOp[] 
  *
  * @param args The command-line arguments.
  * @returns The exit code: 0 no failure, 1 a failure, 2 a usage error or missing native library.
+ *
+ * @example A usage error
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { main } from "./fuzz.ts";
+ *
+ * const error = console.error;
+ * console.error = () => {};
+ * assert.equal(await main(["--ops", "many"]), 2);
+ * console.error = error;
+ * ```
  */
 export async function main(args: readonly string[]): Promise<number> {
   let settings: Settings;

@@ -398,6 +398,17 @@ export class LaneRunner {
  * @param config Policy, paths and checks.
  * @param limit Stop after this many operations.
  * @returns Operations run, allocator calls and the first failure.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { runOps } from "./runner.ts";
+ * import { streamOps } from "./stream.ts";
+ *
+ * const result = runOps(streamOps(1, 2000), { policy: "tlsf", paths: ["ts"], checkEvery: 100 });
+ * assert.equal(result.failure, null);
+ * assert.equal(result.opsRun, 2000);
+ * ```
  */
 export function runOps(
   ops: Iterable<FuzzOp>,

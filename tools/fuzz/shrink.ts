@@ -36,6 +36,19 @@ export interface ShrinkResult {
  * @param fails Runs a candidate; true when it still fails.
  * @param budget Limits on trials and time.
  * @returns The smallest failing list found and how it was found.
+ *
+ * @example A failure that needs two particular operations
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { shrinkOps } from "./shrink.ts";
+ * import { streamOps } from "./stream.ts";
+ *
+ * const ops = streamOps(5, 300);
+ * const [x, y] = [ops[40], ops[250]];
+ * const result = shrinkOps(ops, (candidate) => candidate.includes(x) && candidate.includes(y));
+ * assert.deepEqual(result.ops, [x, y]);
+ * assert.ok(result.minimal);
+ * ```
  */
 export function shrinkOps(
   ops: readonly FuzzOp[],

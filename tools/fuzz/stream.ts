@@ -137,6 +137,15 @@ export class OpStream {
  * @param seed The stream's seed.
  * @param count How many operations.
  * @returns The operations, in order.
+ *
+ * @example The same seed gives the same stream, starting with a layout
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { OP_LAYOUT, streamOps } from "./stream.ts";
+ *
+ * assert.deepEqual(streamOps(1, 100), streamOps(1, 100));
+ * assert.equal(streamOps(1, 1)[0].kind, OP_LAYOUT);
+ * ```
  */
 export function streamOps(seed: number, count: number): FuzzOp[] {
   const stream = new OpStream(seed);
@@ -155,7 +164,20 @@ export function epochOf(seed: number, failedIndex: number): FuzzOp[] {
   return ops.slice(start);
 }
 
-/** One operation as a line of text (the format in the module doc). */
+/**
+ * One operation as a line of text (the format in the module doc).
+ *
+ * @param op The operation.
+ * @returns Its line, which {@linkcode parseOps} reads back.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatOp, OP_REALLOC } from "./stream.ts";
+ *
+ * assert.equal(formatOp({ kind: OP_REALLOC, size: 640, align: 0, pick: 7 }), "r 7 640");
+ * ```
+ */
 export function formatOp(op: FuzzOp): string {
   switch (op.kind) {
     case OP_LAYOUT:
@@ -175,7 +197,19 @@ export function formatOp(op: FuzzOp): string {
  * Parses operation lines written by {@linkcode formatOp} (blank lines and
  * `#` comments skipped), for replaying a shrunk list.
  *
+ * @param text The lines.
+ * @returns The operations.
  * @throws {Error} If a line is malformed, naming it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatOp, parseOps, streamOps } from "./stream.ts";
+ *
+ * const ops = streamOps(9, 50);
+ * assert.deepEqual(parseOps(ops.map(formatOp).join("\n")), ops);
+ * assert.throws(() => parseOps("a 1"), /line 1/);
+ * ```
  */
 export function parseOps(text: string): FuzzOp[] {
   const ops: FuzzOp[] = [];
