@@ -273,9 +273,10 @@ export function timeReplay(
  * time, so a scoreboard can interleave the repetitions of several targets
  * (round robin) and load from other processes falls on all of them alike.
  *
- * Before each repetition it runs the garbage collector when one is exposed
- * (`--v8-flags=--expose-gc`), so a collection of earlier garbage is not
- * timed as allocator work.
+ * It deliberately does not force a garbage collection between repetitions:
+ * measured here, calling `gc()` (under `--v8-flags=--expose-gc`) before each
+ * repetition made the TLSF replay of `gcc.rep` 2.7 times slower, as the
+ * forced full collections keep the replay loop from staying optimised.
  *
  * @example Two targets, interleaved
  * ```ts
@@ -344,7 +345,6 @@ export class ReplayTimer {
   step(): void {
     const options = this.#options;
     const started = performance.now();
-    (globalThis as { gc?: () => void }).gc?.();
     const heap = this.#target.create(this.#trace, this.#heapBytes);
     const begin = performance.now();
     this.#failed = heap.run(this.#trace);
