@@ -1,7 +1,12 @@
 // A small JSON and string workload for capturing node's allocation trace.
 const records = [];
 for (let i = 0; i < 20000; i++) {
-  records.push({ id: i, name: `item-${i}`, tags: [`t${i % 7}`, `u${i % 13}`], score: (i * 37) % 101 });
+  records.push({
+    id: i,
+    name: `item-${i}`,
+    tags: [`t${i % 7}`, `u${i % 13}`],
+    score: (i * 37) % 101,
+  });
 }
 const text = JSON.stringify(records);
 const parsed = JSON.parse(text);
