@@ -367,6 +367,13 @@ export class PhysicalAllocator implements Disposable {
     const size = blocks.size(block);
     const flags = blocks.flags(block);
     assert(blocks.isFree(block), block, "a block handed out by the policy is not free");
+    // Never trust a search result: a corrupted list link may point anywhere.
+    assert(
+      blocks.headerValid(block),
+      block,
+      "a block handed out by the policy has a damaged header",
+    );
+    this.#checkedLinks(block);
     const gap = align <= GRANULE_BYTES ? 0 : alignmentGap(block, align);
     const start = block + gap;
     const available = size - gap;
@@ -435,6 +442,8 @@ export class PhysicalAllocator implements Disposable {
     const flags = blocks.flags(block);
     const next = (flags & FLAG_LAST) === 0 ? this.#checkedNeighbour(block + size, block) : 0;
     const previous = (flags & FLAG_PREV_FREE) !== 0 ? this.#checkedPrevious(block) : 0;
+    if (next !== 0 && blocks.isFree(next)) this.#checkedLinks(next);
+    if (previous !== 0) this.#checkedLinks(previous);
 
     this.#usedBlocks--;
     this.#usedBytes -= size - HEADER_BYTES - blocks.slack(block);
@@ -505,6 +514,7 @@ export class PhysicalAllocator implements Disposable {
     const flags = blocks.flags(block);
     const next = (flags & FLAG_LAST) === 0 ? this.#checkedNeighbour(block + size, block) : 0;
     const newBlockSize = blockSizeFor(sizeBytes + this.#guardBytes);
+    if (next !== 0 && blocks.isFree(next)) this.#checkedLinks(next);
     if (newBlockSize <= size) {
       this.#shrinkInPlace(block, newBlockSize, sizeBytes, next);
       this.#debug?.afterResize(block, block + size, this.#regionOf(block)!.blockEnd);
@@ -959,6 +969,29 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     return previous;
+  }
+
+  /**
+   * Safe unlinking (glibc's `fd->bk == p && bk->fd == p`): before the policy
+   * rewrites the list neighbours of the free block `block`, they must point
+   * back at it, so a corrupted link is reported instead of followed into an
+   * arbitrary write. Reads past the window give undefined, never a match.
+   */
+  #checkedLinks(block: number): void {
+    const blocks = this.#blocks;
+    const next = blocks.next(block);
+    const previous = blocks.prev(block);
+    if (
+      (next !== 0 && blocks.prev(next) !== block) ||
+      (previous !== 0 && blocks.next(previous) !== block)
+    ) {
+      throw new HeapCorruptionError(
+        block,
+        `Heap corruption at free block ${hex(block)}: its list links (next ${hex(next)}, previous ${
+          hex(previous)
+        }) do not point back at it`,
+      );
+    }
   }
 
   #outOfMemory(sizeBytes: number, alignBytes: number): OutOfMemoryError {

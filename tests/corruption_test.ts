@@ -123,6 +123,41 @@ for (const policy of ["tlsf", "first-fit"] as const) {
     }
   });
 
+  Deno.test(`PhysicalAllocator (${policy}) does not carve a forged block a corrupted link points to`, () => {
+    const h = makeHeap(policy);
+    const victim = h.heap.alloc(200);
+    h.heap.alloc(8);
+    h.heap.free(h.b);
+    // A free header forged inside a live payload (4096 bytes, FLAG_FREE), and every list
+    // head or link that could lead a search to it.
+    const forged = victim + 16;
+    h.words[h.word(forged)] = 4096 | 1;
+    h.words[h.word(forged) + 1] = 0;
+    h.words[h.word(h.b - HEADER_BYTES + FREE_NEXT_OFFSET)] = forged;
+    const flCount = policy === "tlsf" ? h.words[h.word(BASE_ADDRESS + 8)] : 0;
+    const heads = BASE_ADDRESS + controlHeadsOffset(flCount);
+    for (let i = 0; i < (flCount === 0 ? 1 : flCount * 16); i++) {
+      if (h.words[h.word(heads + 8 * i)] !== 0) h.words[h.word(heads + 8 * i)] = forged;
+    }
+    assertCorruption(h.window, () => h.heap.alloc(64), forged, /damaged header/);
+    assertCorruption(h.window, () => h.heap.tryAlloc(64), forged, /damaged header/);
+  });
+
+  Deno.test(`PhysicalAllocator (${policy}) does not unlink a free neighbour whose links do not point back`, () => {
+    const h = makeHeap(policy);
+    h.heap.free(h.b);
+    const free = h.b - HEADER_BYTES;
+    // A write after free puts a live payload's address in b's next link: unlinking b
+    // would write b's previous link into that payload.
+    h.words[h.word(free + FREE_NEXT_OFFSET)] = h.c;
+    assertCorruption(h.window, () => h.heap.free(h.a), free, /do not point back/);
+    // First-fit lists c's free successor after b, so its back link is checked (and broken) first.
+    const tail = h.c - HEADER_BYTES + 40;
+    const reported = policy === "first-fit" ? tail : free;
+    assertCorruption(h.window, () => h.heap.free(h.c), reported, /do not point back/);
+    assertCorruption(h.window, () => h.heap.realloc(h.a, 48), free, /do not point back/);
+  });
+
   Deno.test(`PhysicalAllocator (${policy}) reports a corrupted list head in the control block`, () => {
     const h = makeHeap(policy);
     h.heap.free(h.b);
