@@ -123,9 +123,19 @@ function parseSettings(args: readonly string[]): Settings {
   };
 }
 
-function* take(seed: number, count: number): Generator<FuzzOp> {
+/** Long runs report progress on stderr every this many operations. */
+const PROGRESS_OPS = 5_000_000;
+
+function* take(seed: number, count: number, label: string): Generator<FuzzOp> {
   const stream = new OpStream(seed);
-  for (let i = 0; i < count; i++) yield stream.next();
+  const started = performance.now();
+  for (let i = 0; i < count; i++) {
+    if (i > 0 && i % PROGRESS_OPS === 0) {
+      const seconds = ((performance.now() - started) / 1000).toFixed(0);
+      console.error(`fuzz ${label}: ${i} ops, no failure so far, ${seconds} s`);
+    }
+    yield stream.next();
+  }
 }
 
 /** The flags that reproduce a run, after `--seed` and `--ops`. */
@@ -177,7 +187,7 @@ function fuzzPolicy(settings: Settings, policy: PolicyName, replayOps: FuzzOp[] 
   };
   const label = `${policy} ${settings.paths.join("+")}`;
   const started = performance.now();
-  const ops = replayOps ?? take(settings.seed, settings.ops);
+  const ops = replayOps ?? take(settings.seed, settings.ops, label);
   const result = runOps(ops, config);
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   if (result.failure === null) {
