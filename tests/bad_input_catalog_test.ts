@@ -39,6 +39,7 @@ import {
 } from "../allocator/memory_map_parse.ts";
 import { parseRep } from "../tools/trace/rep_format.ts";
 import { snapshot } from "./support/conformance.ts";
+import { nativeOrSkip } from "./support/native_library.ts";
 
 /** The number of distinct bad inputs below (each allocator case counts once, though it runs per policy). */
 const CATALOG_SIZE = 247;
@@ -72,9 +73,9 @@ interface Fixture {
 const BASE_ADDRESS = 0x1000;
 const HEAP_BYTES = 64 * 1024;
 
-function makeFixture(policy: PolicyName): Fixture {
+function makeFixture(policy: PolicyName, native: boolean): Fixture {
   const bytes = new Uint8Array(HEAP_BYTES);
-  const heap = PhysicalAllocator.fromBuffer(bytes, { policy, native: false });
+  const heap = PhysicalAllocator.fromBuffer(bytes, { policy, native });
   const a = () => heap.alloc(64);
   const p0 = a();
   const freedAlone = a();
@@ -350,25 +351,33 @@ function assertRejects(call: () => unknown, error: ErrorClass, names: string, wh
 const HEAP_CASES: HeapCase[] = [...addressCases(), ...valueCases()];
 const CLOSED_CASES: HeapCase[] = closedCases();
 
+/** The paths the allocator cases run on: TS, and native when the library is built. */
+const NATIVE_MODES = nativeOrSkip("the native-path runs of the bad-input catalog") === null
+  ? [false]
+  : [false, true];
+
 for (const policy of ["tlsf", "first-fit"] as const) {
-  Deno.test(`bad input catalog (${policy}): allocator calls are rejected without change`, async (t) => {
-    for (const c of HEAP_CASES) {
-      await t.step(c.what, () => {
-        const f = makeFixture(policy);
-        const before = snapshot(f.heap, f.live);
-        const raw = f.window.slice();
-        assertRejects(() => c.call(f), c.error, c.names(f), c.what);
-        f.heap.check();
-        assert.deepEqual(snapshot(f.heap, f.live), before, `${c.what}: heap changed`);
-        assert.deepEqual(f.window, raw, `${c.what}: memory bytes changed`);
-      });
-    }
-  });
+  for (const native of NATIVE_MODES) {
+    const label = `${policy}${native ? ", native" : ""}`;
+    Deno.test(`bad input catalog (${label}): allocator calls are rejected without change`, async (t) => {
+      for (const c of HEAP_CASES) {
+        await t.step(c.what, () => {
+          const f = makeFixture(policy, native);
+          const before = snapshot(f.heap, f.live);
+          const raw = f.window.slice();
+          assertRejects(() => c.call(f), c.error, c.names(f), c.what);
+          f.heap.check();
+          assert.deepEqual(snapshot(f.heap, f.live), before, `${c.what}: heap changed`);
+          assert.deepEqual(f.window, raw, `${c.what}: memory bytes changed`);
+        });
+      }
+    });
+  }
 
   Deno.test(`bad input catalog (${policy}): a closed allocator refuses every method`, async (t) => {
     for (const c of CLOSED_CASES) {
       await t.step(c.what, () => {
-        const f = makeFixture(policy);
+        const f = makeFixture(policy, false);
         f.heap.close();
         const raw = f.window.slice();
         assertRejects(() => c.call(f), c.error, c.names(f), c.what);
