@@ -207,11 +207,20 @@ function fuzzPolicy(settings: Settings, policy: PolicyName, replayOps: FuzzOp[] 
     : `deno task fuzz --replay ${settings.replay} ${flagsOf(settings, policy)}`;
   console.log(`${reproducer} # fails at op ${index}`);
   const epoch = replayOps === null ? epochOf(settings.seed, index) : replayOps.slice(0, index + 1);
+  // Two passes: with the run's own check interval while candidates are long (check() is
+  // O(heap), so checking every operation of a long epoch makes each trial slow), then with
+  // check() after every operation, so the final list fails where it is checked.
   const shrinkConfig = { ...config, checkEvery: 1 };
-  const shrunk = shrinkOps(epoch, (candidate) => runOps(candidate, shrinkConfig).failure !== null, {
-    trialsMax: 10_000,
-    millisecondsMax: settings.shrinkSeconds * 1000,
+  const halfBudget = { trialsMax: 5_000, millisecondsMax: settings.shrinkSeconds * 500 };
+  const coarse = shrinkOps(epoch, (candidate) => runOps(candidate, config).failure !== null, {
+    ...halfBudget,
   });
+  const fine = shrinkOps(
+    coarse.ops,
+    (candidate) => runOps(candidate, shrinkConfig).failure !== null,
+    halfBudget,
+  );
+  const shrunk = { ...fine, trials: coarse.trials + fine.trials };
   const last = runOps(shrunk.ops, shrinkConfig).failure;
   console.log(
     `# shrunk from ${epoch.length} to ${shrunk.ops.length} operations in ${shrunk.trials} trials${
