@@ -62,7 +62,8 @@ export const DEFAULT_BUFFER_BASE_ADDRESS = 0x1000;
  *
  * @param ranges The usable ranges; they must not overlap.
  * @returns Memory whose regions have exactly the given addresses.
- * @throws {InvalidMemoryError} If a range is empty, overlaps another or lies at address 0.
+ * @throws {InvalidMemoryError} If a range is empty, overlaps another or lies at address 0, or
+ *   the span from the lowest start to the highest end is too large to allocate.
  *
  * @example Two regions with a hole between them
  * ```ts
@@ -91,7 +92,18 @@ export function bufferMemory(ranges: readonly AddressRange[]): PhysicalMemory {
   // The window starts granule-aligned so that word access works for odd region bases.
   const windowStart = sorted[0].start - (sorted[0].start % 8);
   const last = sorted[sorted.length - 1];
-  const buffer = new ArrayBuffer(last.start + last.length - windowStart);
+  const spanBytes = last.start + last.length - windowStart;
+  let buffer: ArrayBuffer;
+  try {
+    buffer = new ArrayBuffer(spanBytes);
+  } catch (error) {
+    // A span the engine cannot allocate (a RangeError) is bad memory, not a crash.
+    throw new InvalidMemoryError(
+      `Cannot create memory spanning ${spanBytes} bytes from ${hex(windowStart)}: ${
+        (error as Error).message
+      }`,
+    );
+  }
   const regions = ranges.map((range) => ({
     base: range.start,
     bytes: new Uint8Array(buffer, range.start - windowStart, range.length),
@@ -117,6 +129,11 @@ export function bufferMemory(ranges: readonly AddressRange[]): PhysicalMemory {
  * ```
  */
 export function resolveWindow(memory: PhysicalMemory): MemoryWindow {
+  if (typeof memory !== "object" || memory === null || !Array.isArray(memory.regions)) {
+    throw new InvalidMemoryError(
+      `Cannot use memory ${String(memory)}: expected an object with a regions array`,
+    );
+  }
   const regions = memory.regions;
   if (regions.length === 0) throw new InvalidMemoryError("Cannot use memory: it has no regions");
   const first = regions[0];

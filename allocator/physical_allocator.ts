@@ -242,7 +242,7 @@ export class PhysicalAllocator implements Disposable {
    * @param bytes The memory to manage, written by the allocator from now on.
    * @param options Policy, alignment, native path and the buffer's base address.
    * @returns The allocator.
-   * @throws {InvalidMemoryError} If the buffer is too small for the control block and one block.
+   * @throws {InvalidMemoryError} If `bytes` is not a Uint8Array or ArrayBuffer, or too small for one block.
    * @throws {InvalidOptionError} If an option has an unknown value.
    *
    * @example
@@ -259,6 +259,11 @@ export class PhysicalAllocator implements Disposable {
     bytes: Uint8Array | ArrayBuffer,
     options: BufferAllocatorOptions = {},
   ): PhysicalAllocator {
+    if (!(bytes instanceof Uint8Array) && !(bytes instanceof ArrayBuffer)) {
+      throw new InvalidMemoryError(
+        `Cannot use ${String(bytes)} as memory: expected a Uint8Array or an ArrayBuffer`,
+      );
+    }
     const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
     const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
     if (

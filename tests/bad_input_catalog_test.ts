@@ -42,7 +42,7 @@ import { snapshot } from "./support/conformance.ts";
 import { nativeOrSkip } from "./support/native_library.ts";
 
 /** The number of distinct bad inputs below (each allocator case counts once, though it runs per policy). */
-const CATALOG_SIZE = 247;
+const CATALOG_SIZE = 251;
 
 type ErrorClass = new (...args: never[]) => AllocatorError;
 
@@ -443,6 +443,22 @@ function constructionCases(): (PlainCase & { readonly window?: Uint8Array })[] {
     );
   }
   option("baseAddress ending past 2^53", { baseAddress: 2 ** 53 - 8 }, InvalidMemoryError, "2^53");
+  cases.push({
+    what: "fromBuffer() of a number instead of a buffer",
+    call: () => PhysicalAllocator.fromBuffer(4096 as never),
+    error: InvalidMemoryError,
+    names: "4096",
+  });
+  {
+    const window = new Uint8Array(4096).fill(0x5a);
+    cases.push({
+      what: "fromBuffer() of a view at an odd byte offset",
+      call: () => PhysicalAllocator.fromBuffer(window.subarray(3)),
+      error: InvalidMemoryError,
+      names: "0xffd",
+      window,
+    });
+  }
   {
     const window = new Uint8Array(24);
     cases.push({
@@ -475,6 +491,7 @@ function constructionCases(): (PlainCase & { readonly window?: Uint8Array })[] {
     });
   };
   memoryCase("no regions", () => ({ regions: [] }), "no regions");
+  memoryCase("undefined instead of memory", () => undefined as never, "memory undefined");
   memoryCase("overlapping regions", (b) => ({
     regions: [region(b, 0x1000, 0, 4096), region(b, 0x1800, 0x800, 4096)],
   }), "0x1800 overlaps region 0x1000");
@@ -519,6 +536,10 @@ function constructionCases(): (PlainCase & { readonly window?: Uint8Array })[] {
   buffer("a range at 0", [{ start: 0, length: 4096 }], "at 0");
   buffer("a negative start", [{ start: -4096, length: 4096 }], "at -4096");
   buffer("a range past 2^53", [{ start: 2 ** 53 - 4096, length: 8192 }], "2^53");
+  buffer("ranges a petabyte apart (too large to allocate)", [
+    { start: 0x1000, length: 64 },
+    { start: 2 ** 50, length: 64 },
+  ], "spanning 1125899906838592 bytes");
   return cases;
 }
 
