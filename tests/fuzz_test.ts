@@ -13,6 +13,7 @@ import {
   OP_LAYOUT,
   OpStream,
   parseOps,
+  REGION_LAYOUTS,
   streamOps,
 } from "../tools/fuzz/stream.ts";
 import { CHECK_EVERY_DEFAULT, injectAtLive, main } from "../tools/fuzz.ts";
@@ -50,6 +51,9 @@ Deno.test("fuzz streams are a pure function of the seed and cover every operatio
   const kinds = new Set(ops.map((op) => op.kind));
   assert.equal(kinds.size, 5);
   assert.equal(ops[0].kind, OP_LAYOUT);
+  for (const layout of REGION_LAYOUTS) {
+    layout.forEach((range, i) => i === 0 || assert.ok(range.start >= layout[i - 1].start));
+  }
   const text = ops.slice(0, 500).map(formatOp).join("\n");
   assert.deepEqual(parseOps(text), ops.slice(0, 500));
 });

@@ -358,11 +358,18 @@ export class LaneRunner {
     return low;
   }
 
+  /** The layout range holding `address` (layouts list ranges in address order), or null. */
   #rangeOf(address: number): FuzzRange | null {
-    for (const range of this.#ranges) {
-      if (range.start <= address && address < range.start + range.length) return range;
+    const ranges = this.#ranges;
+    let low = 0;
+    let high = ranges.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >>> 1;
+      if (ranges[middle].start <= address) low = middle;
+      else high = middle - 1;
     }
-    return null;
+    const range = ranges[low];
+    return range.start <= address && address < range.start + range.length ? range : null;
   }
 
   /** Asserts, on every lane, that the first `length` bytes at `address` hold `entry`'s pattern. */

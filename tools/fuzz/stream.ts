@@ -54,7 +54,7 @@ export interface FuzzRange {
 }
 
 /**
- * The region layouts a stream cycles through: one large region, odd bases
+ * The region layouts a stream cycles through, each in ascending address order: one large region, odd bases
  * with a region too small for a block, many small regions, a thousand tiny
  * ones, and a mix. Small enough that exhaustion phases stay quick.
  */
