@@ -52,9 +52,17 @@ class UsageError extends Error {}
  * @returns The decoded traces, named by file name without `.rep`.
  * @throws {TraceFormatError} If a trace is malformed.
  *
- * @example
- * ```ts ignore
- * const traces = await loadTraces(["bench/traces"]);
+ * @example Loading a directory of traces
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loadTraces } from "./main.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/tiny.rep`, "0\n1\n2\n1\na 0 8\nf 0\n");
+ * const [trace] = await loadTraces([dir]);
+ * assert.equal(trace.name, "tiny");
+ * assert.equal(trace.opCount, 2);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function loadTraces(paths: readonly string[]): Promise<DecodedTrace[]> {

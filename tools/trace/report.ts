@@ -88,7 +88,8 @@ const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 
 /**
  * Draws the scoreboard as an SVG: per trace a group of bars, one per
- * target, for throughput (log scale) and for utilization.
+ * target, for throughput (log scale) and for utilization. A target that
+ * failed verification on a trace gets a red cross over its bar.
  *
  * @param rows The scoreboard.
  * @param title The chart's title (for example the command and date).
@@ -154,6 +155,17 @@ export function formatSvg(rows: readonly ScoreRow[], title: string): string {
       targets.forEach((target, k) => {
         const row = find(trace, target);
         const v = row === undefined ? NaN : panel.value(row);
+        if (row?.error !== undefined) {
+          // A target that failed verification: a red cross over its bar.
+          const h = Number.isFinite(v) ? Math.max(0, Math.min(1, v)) * panelHeight : 0;
+          parts.push(
+            `<text x="${x0 + k * barWidth + barWidth / 2 - 1}" y="${
+              bottom - h - 3
+            }" text-anchor="middle" fill="#d00" font-weight="bold">✗<title>${
+              escapeXml(row.error)
+            }</title></text>`,
+          );
+        }
         if (!Number.isFinite(v)) return;
         const h = Math.max(0, Math.min(1, v)) * panelHeight;
         parts.push(
@@ -171,6 +183,12 @@ export function formatSvg(rows: readonly ScoreRow[], title: string): string {
       );
     });
   });
+  if (rows.some((row) => row.error !== undefined)) {
+    const y = 60 + targets.length * 18 + 8;
+    parts.push(
+      `<text x="${width - 170}" y="${y + 10}" fill="#d00">✗ failed verification</text>`,
+    );
+  }
   targets.forEach((target, k) => {
     const y = 60 + k * 18;
     const x = width - 170;
