@@ -5,7 +5,8 @@
  * that nothing changed (for the allocator: `check()` passes and `snapshot()`
  * — stats, blocks and live payload bytes — and the raw memory are identical).
  *
- * Allocator cases run against both policies. `CATALOG_SIZE` is the number of
+ * Allocator cases run against both policies, on the TS path, the native
+ * path (when the library is built) and in debug mode. `CATALOG_SIZE` is the number of
  * distinct bad inputs; the last test keeps it honest.
  */
 import assert from "node:assert/strict";
@@ -73,9 +74,9 @@ interface Fixture {
 const BASE_ADDRESS = 0x1000;
 const HEAP_BYTES = 64 * 1024;
 
-function makeFixture(policy: PolicyName, native: boolean): Fixture {
+function makeFixture(policy: PolicyName, native: boolean, debug = false): Fixture {
   const bytes = new Uint8Array(HEAP_BYTES);
-  const heap = PhysicalAllocator.fromBuffer(bytes, { policy, native });
+  const heap = PhysicalAllocator.fromBuffer(bytes, { policy, native, debug });
   const a = () => heap.alloc(64);
   const p0 = a();
   const freedAlone = a();
@@ -131,6 +132,11 @@ interface HeapCase {
   readonly error: ErrorClass;
   /** Text the message must contain: the offending value. */
   readonly names: (f: Fixture) => string;
+  /**
+   * The class in debug mode, where it differs: debug mode poisons tombstones
+   * and so reports any free inside free memory as a double free.
+   */
+  readonly debugError?: ErrorClass;
 }
 
 const addressText = (value: unknown) =>
@@ -189,17 +195,20 @@ function addressCases(): HeapCase[] {
   const cases: HeapCase[] = [];
   for (const [what, value, error] of bad) {
     const names = (f: Fixture) => addressText(value(f));
+    const debugError = value === bad[0][1] ? DoubleFreeError : undefined;
     cases.push({
       what: `free() of ${what}`,
       call: (f) => f.heap.free(value(f) as number),
       error,
       names,
+      debugError,
     });
     cases.push({
       what: `realloc() of ${what}`,
       call: (f) => f.heap.realloc(value(f) as number, 32),
       error,
       names,
+      debugError,
     });
   }
   // bytes() and sizeOf() report every non-live address as INVALID_ADDRESS.
@@ -355,17 +364,20 @@ const CLOSED_CASES: HeapCase[] = closedCases();
 const NATIVE_MODES = nativeOrSkip("the native-path runs of the bad-input catalog") === null
   ? [false]
   : [false, true];
+/** [native, debug] configurations of the allocator cases. */
+const CONFIGS = [...NATIVE_MODES.map((native) => [native, false]), [false, true]] as const;
 
 for (const policy of ["tlsf", "first-fit"] as const) {
-  for (const native of NATIVE_MODES) {
-    const label = `${policy}${native ? ", native" : ""}`;
+  for (const [native, debug] of CONFIGS) {
+    const label = `${policy}${native ? ", native" : ""}${debug ? ", debug" : ""}`;
     Deno.test(`bad input catalog (${label}): allocator calls are rejected without change`, async (t) => {
       for (const c of HEAP_CASES) {
         await t.step(c.what, () => {
-          const f = makeFixture(policy, native);
+          const f = makeFixture(policy, native, debug);
           const before = snapshot(f.heap, f.live);
           const raw = f.window.slice();
-          assertRejects(() => c.call(f), c.error, c.names(f), c.what);
+          const error = debug ? c.debugError ?? c.error : c.error;
+          assertRejects(() => c.call(f), error, c.names(f), c.what);
           f.heap.check();
           assert.deepEqual(snapshot(f.heap, f.live), before, `${c.what}: heap changed`);
           assert.deepEqual(f.window, raw, `${c.what}: memory bytes changed`);
