@@ -22,8 +22,9 @@ const header = @import("header.zig");
 const Window = @import("window.zig").Window;
 const ControlBytes = @import("window.zig").ControlBytes;
 
-/// The most blocks the fallback walk of one class inspects.
-pub const fallback_steps_max: u32 = 32;
+/// The most blocks of the request's own class `find` inspects before the
+/// good-fit search (EXACT_SCAN_MAX on the TS side).
+pub const exact_steps_max: u32 = 8;
 
 /// A size class.
 pub const Class = struct {
@@ -127,20 +128,22 @@ const Control = struct {
 pub fn find(window: Window, control_bytes: ControlBytes, block_size_bytes: u64, align_bytes: u64) u64 {
     const control = Control.init(control_bytes);
     const search_bytes = searchSizeBytes(block_size_bytes, align_bytes);
-    if (control.findSuitableClass(mappingSearch(search_bytes))) |class| {
-        const block = control.head(class);
+    // The request's own class first: its fitting blocks are the tightest.
+    const class = mapping(search_bytes);
+    if (class.fl < control.fl_count) {
+        var block = control.head(class);
+        var steps: u32 = 0;
+        while (block != 0 and steps < exact_steps_max) : (steps += 1) {
+            const size_bytes = header.freeBlockSize(window, block);
+            if (fit.fits(block, size_bytes, block_size_bytes, align_bytes)) return block;
+            block = window.readU64(block + layout.free_next_offset);
+        }
+    }
+    if (control.findSuitableClass(mappingSearch(search_bytes))) |suitable| {
+        const block = control.head(suitable);
         assert(block != 0);
         assert(fit.fits(block, header.freeBlockSize(window, block), block_size_bytes, align_bytes));
         return block;
-    }
-    const class = mapping(search_bytes);
-    if (class.fl >= control.fl_count) return 0;
-    var block = control.head(class);
-    var steps: u32 = 0;
-    while (block != 0 and steps < fallback_steps_max) : (steps += 1) {
-        const size_bytes = header.freeBlockSize(window, block);
-        if (fit.fits(block, size_bytes, block_size_bytes, align_bytes)) return block;
-        block = window.readU64(block + layout.free_next_offset);
     }
     return 0;
 }
