@@ -37,9 +37,25 @@ export class ControlBlock {
     this.sizeBytes = sizeBytes;
   }
 
+  /**
+   * A control block of `sizeBytes` inside the window's words, narrow when
+   * every address it holds stays below 2^31.
+   */
+  static within(
+    words: Uint32Array,
+    index: number,
+    address: number,
+    sizeBytes: number,
+    narrow: boolean,
+  ): ControlBlock {
+    return narrow
+      ? new NarrowControlBlock(words, index, address, sizeBytes)
+      : new ControlBlock(words, index, address, sizeBytes);
+  }
+
   /** A control block of `sizeBytes` in a buffer of its own. */
-  static detached(sizeBytes: number): ControlBlock {
-    return new ControlBlock(new Uint32Array(Math.ceil(sizeBytes / 4)), 0, 0, sizeBytes);
+  static detached(sizeBytes: number, narrow = false): ControlBlock {
+    return ControlBlock.within(new Uint32Array(Math.ceil(sizeBytes / 4)), 0, 0, sizeBytes, narrow);
   }
 
   /** Reads the u32 at `offsetBytes`. */
@@ -63,5 +79,23 @@ export class ControlBlock {
     const i = this.index + offsetBytes / 4;
     this.words[i] = value >>> 0;
     this.words[i + 1] = Math.floor(value / TWO_POW_32);
+  }
+}
+
+/**
+ * A control block of a window that ends below 2^31 (see `NarrowBlockWords`):
+ * every head is an address below 2^31, so only low words are read.
+ */
+export class NarrowControlBlock extends ControlBlock {
+  /** Reads a u64 field whose high word is 0. */
+  override readU64(offsetBytes: number): number {
+    return this.words[this.index + offsetBytes / 4];
+  }
+
+  /** Writes a value below 2^31 as a u64 field. */
+  override writeU64(offsetBytes: number, value: number): void {
+    const i = this.index + offsetBytes / 4;
+    this.words[i] = value;
+    this.words[i + 1] = 0;
   }
 }

@@ -6,7 +6,14 @@
  * @module
  */
 
-import { alignmentGap, blockPtr, blockSizeFor, BlockWords } from "./block.ts";
+import {
+  alignmentGap,
+  blockPtr,
+  blockSizeFor,
+  BlockWords,
+  blockWordsFor,
+  NarrowBlockWords,
+} from "./block.ts";
 import {
   AllocatorClosedError,
   DoubleFreeError,
@@ -188,7 +195,7 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     this.#buffer = window.buffer;
-    this.#blocks = new BlockWords(window.buffer, window.baseAddress);
+    this.#blocks = blockWordsFor(window.buffer, window.baseAddress);
     if (options.debug !== undefined && typeof options.debug !== "boolean") {
       throw new InvalidOptionError(
         `Cannot create allocator with debug ${String(options.debug)}: expected true or false`,
@@ -202,12 +209,16 @@ export class PhysicalAllocator implements Disposable {
       : controlBytesOf(0);
     this.#layout = layoutRegions(memory.regions, controlBytes);
     const controlAddress = this.#layout.controlAddress;
-    this.#control = controlAddress === 0 ? ControlBlock.detached(controlBytes) : new ControlBlock(
-      this.#blocks.words,
-      this.#blocks.index(controlAddress),
-      controlAddress,
-      controlBytes,
-    );
+    const narrow = this.#blocks instanceof NarrowBlockWords;
+    this.#control = controlAddress === 0
+      ? ControlBlock.detached(controlBytes, narrow)
+      : ControlBlock.within(
+        this.#blocks.words,
+        this.#blocks.index(controlAddress),
+        controlAddress,
+        controlBytes,
+        narrow,
+      );
     this.#policy = policyName === "tlsf"
       ? new TlsfPolicy(this.#blocks, this.#control, largestArea)
       : new FirstFitPolicy(this.#blocks, this.#control);
@@ -353,7 +364,10 @@ export class PhysicalAllocator implements Disposable {
   tryAlloc(sizeBytes: number, alignBytes: number = this.defaultAlignBytes): number {
     this.#assertOpen("allocate");
     validateSize(sizeBytes, "allocate");
-    validateAlignment(alignBytes, `allocate ${sizeBytes} bytes`);
+    // The default alignment was validated when the allocator was made.
+    if (alignBytes !== this.defaultAlignBytes) {
+      validateAlignment(alignBytes, `allocate ${sizeBytes} bytes`);
+    }
     const align = alignBytes < GRANULE_BYTES ? GRANULE_BYTES : alignBytes;
     const blockSize = blockSizeFor(sizeBytes + this.#guardBytes);
     if (blockSize > this.#layout.largestAreaBytes) return 0;

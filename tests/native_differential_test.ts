@@ -26,6 +26,7 @@ const LAYOUTS: Record<string, AddressRange[]> = {
     { start: 0x2003, length: 50_000 },
     { start: 0x40000, length: 300_000 },
   ],
+  "above 4 GiB": [{ start: 2 ** 32 + 0x10000, length: 256 * 1024 }],
   "128 small regions": Array.from({ length: 128 }, (_, i) => ({
     start: 0x100000 + i * 4096,
     length: 300 + 23 * i,

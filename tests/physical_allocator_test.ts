@@ -2,3 +2,12 @@ import { defineConformanceSuite } from "./support/conformance.ts";
 
 defineConformanceSuite("tlsf", { policy: "tlsf", native: false });
 defineConformanceSuite("first-fit", { policy: "first-fit", native: false });
+
+// Addresses above 2^32: the general (wide) word access, with high words set.
+const ABOVE_4_GIB = 2 ** 32 + 0x10_0000;
+defineConformanceSuite("tlsf, above 4 GiB", { policy: "tlsf", native: false }, ABOVE_4_GIB);
+defineConformanceSuite(
+  "first-fit, above 4 GiB",
+  { policy: "first-fit", native: false },
+  ABOVE_4_GIB,
+);

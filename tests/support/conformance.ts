@@ -19,9 +19,17 @@ export function snapshot(heap: PhysicalAllocator, live: readonly number[] = []):
 }
 
 /** Registers the suite for allocators made with `options`. */
-export function defineConformanceSuite(label: string, options: AllocatorOptions): void {
+export function defineConformanceSuite(
+  label: string,
+  options: AllocatorOptions,
+  base = 0,
+): void {
   const make = (bytes: number, extra: AllocatorOptions = {}) =>
-    PhysicalAllocator.fromBuffer(new Uint8Array(bytes), { ...options, ...extra });
+    PhysicalAllocator.fromBuffer(new Uint8Array(bytes), {
+      ...options,
+      ...extra,
+      baseAddress: base + 0x1000,
+    });
 
   Deno.test(`PhysicalAllocator (${label}) allocates, frees and restores one free block`, () => {
     const heap = make(1 << 16);
@@ -141,8 +149,8 @@ export function defineConformanceSuite(label: string, options: AllocatorOptions)
 
   Deno.test(`PhysicalAllocator (${label}) skips a first region too small for any block`, () => {
     const memory = bufferMemory([
-      { start: 0x1000, length: 39 },
-      { start: 0x1100, length: 8192 },
+      { start: base + 0x1000, length: 39 },
+      { start: base + 0x1100, length: 8192 },
     ]);
     memory.regions[0].bytes.fill(0xee);
     const heap = new PhysicalAllocator(memory, options);
@@ -150,7 +158,7 @@ export function defineConformanceSuite(label: string, options: AllocatorOptions)
     assert.equal(stats.skippedRegions, 1);
     assert.equal(stats.skippedBytes, 39);
     const live = Array.from({ length: 20 }, () => heap.alloc(64));
-    for (const address of live) assert.ok(address >= 0x1100);
+    for (const address of live) assert.ok(address >= base + 0x1100);
     assert.ok(memory.regions[0].bytes.every((byte) => byte === 0xee), "skipped region written");
     heap.check();
   });
@@ -158,7 +166,7 @@ export function defineConformanceSuite(label: string, options: AllocatorOptions)
   Deno.test(`PhysicalAllocator (${label}) uses 1000 regions of 64 bytes`, () => {
     const ranges = Array.from(
       { length: 1000 },
-      (_, i) => ({ start: 0x1000 + i * 128, length: 64 }),
+      (_, i) => ({ start: base + 0x1000 + i * 128, length: 64 }),
     );
     const heap = new PhysicalAllocator(bufferMemory(ranges), options);
     assert.equal(heap.stats().skippedRegions, 0);
@@ -176,8 +184,8 @@ export function defineConformanceSuite(label: string, options: AllocatorOptions)
 
   Deno.test(`PhysicalAllocator (${label}) handles odd region bases and big alignments`, () => {
     const memory = bufferMemory([
-      { start: 0x1003, length: 1001 },
-      { start: 0x20007, length: 70_001 },
+      { start: base + 0x1003, length: 1001 },
+      { start: base + 0x20007, length: 70_001 },
     ]);
     const heap = new PhysicalAllocator(memory, options);
     const model = new HeapModel(
@@ -210,20 +218,28 @@ export function defineConformanceSuite(label: string, options: AllocatorOptions)
   });
 
   Deno.test(`PhysicalAllocator (${label}) survives 100k random operations against a model`, () => {
-    runModel(options, 20260526, 100_000);
+    runModel(options, 20260526, 100_000, base);
   });
 }
 
 /** A randomized run on several region layouts, checked against the model after each step. */
-export function runModel(options: AllocatorOptions, seed: number, operations: number): void {
+export function runModel(
+  options: AllocatorOptions,
+  seed: number,
+  operations: number,
+  base = 0,
+): void {
   const random = new Random(seed);
   const layouts = [
-    [{ start: 0x1000, length: 256 * 1024 }],
-    [{ start: 0x1000, length: 30 }, { start: 0x2003, length: 50_000 }, {
-      start: 0x40000,
+    [{ start: base + 0x1000, length: 256 * 1024 }],
+    [{ start: base + 0x1000, length: 30 }, { start: base + 0x2003, length: 50_000 }, {
+      start: base + 0x40000,
       length: 100_000,
     }],
-    Array.from({ length: 64 }, (_, i) => ({ start: 0x10000 + i * 8192, length: 200 + i * 100 })),
+    Array.from(
+      { length: 64 },
+      (_, i) => ({ start: base + 0x10000 + i * 8192, length: 200 + i * 100 }),
+    ),
   ];
   const perLayout = Math.ceil(operations / layouts.length);
   for (const ranges of layouts) {
