@@ -10,7 +10,7 @@ import {
   alignmentGap,
   blockPtr,
   blockSizeFor,
-  BlockWords,
+  type BlockWords,
   blockWordsFor,
   NarrowBlockWords,
 } from "./block.ts";
