@@ -294,6 +294,16 @@ export class NarrowBlockWords extends BlockWords {
     this.words[i + 1] = 0;
   }
 
+  /** Writes a whole header of a block below 2^31 (its high size word is 0). */
+  override writeHeader(block: number, sizeBytes: number, flags: number, slackBytes: number): void {
+    const i = (block - this.baseAddress) / 4;
+    const word0 = (sizeBytes | flags) >>> 0;
+    this.words[i] = word0;
+    this.words[i + 1] = 0;
+    this.words[i + 2] = slackBytes;
+    this.words[i + 3] = headerCheck(block, word0, 0, slackBytes);
+  }
+
   /** The size of the block at `block`, without flag bits. */
   override size(block: number): number {
     const word0 = this.words[(block - this.baseAddress) / 4];
