@@ -16,7 +16,6 @@ import {
 } from "./block.ts";
 import {
   AllocatorClosedError,
-  DoubleFreeError,
   HeapCorruptionError,
   InvalidAddressError,
   InvalidAlignmentError,
@@ -26,6 +25,7 @@ import {
   InvalidSizeError,
   OutOfMemoryError,
 } from "./errors.ts";
+import { BlockVerifier } from "./block_verifier.ts";
 import { ControlBlock } from "./control_block.ts";
 import { checkHeap } from "./heap_check.ts";
 import { DebugGuard, GUARD_BYTES_MIN } from "./debug_guard.ts";
@@ -91,12 +91,6 @@ export interface BufferAllocatorOptions extends AllocatorOptions {
   baseAddress?: number;
 }
 
-/** Where a payload address was found, for precise error messages. */
-interface Located {
-  readonly block: number;
-  readonly region: RegionLayout;
-}
-
 /**
  * A physical memory allocator over one or more regions.
  *
@@ -130,7 +124,7 @@ export class PhysicalAllocator implements Disposable {
   readonly #policy: FreeListPolicy;
   readonly #control: ControlBlock;
   readonly #usable: readonly RegionLayout[];
-  readonly #usableStarts: Float64Array;
+  readonly #verifier: BlockVerifier;
   #nativeActive = false;
   #closed = false;
   /** Guard and poison in debug mode, else null. */
@@ -223,7 +217,7 @@ export class PhysicalAllocator implements Disposable {
       ? new TlsfPolicy(this.#blocks, this.#control, largestArea)
       : new FirstFitPolicy(this.#blocks, this.#control);
     this.#usable = this.#layout.regions.filter((region) => !region.skipped);
-    this.#usableStarts = Float64Array.from(this.#usable, (region) => region.blockStart);
+    this.#verifier = new BlockVerifier(this.#blocks, this.#usable, options.debug === true);
 
     let total = 0;
     let skipped = 0;
@@ -392,7 +386,7 @@ export class PhysicalAllocator implements Disposable {
       block,
       "a block handed out by the policy has a damaged header",
     );
-    this.#checkedLinks(block);
+    this.#verifier.checkedLinks(block);
     const gap = align <= GRANULE_BYTES ? 0 : alignmentGap(block, align);
     const start = block + gap;
     const available = size - gap;
@@ -454,15 +448,17 @@ export class PhysicalAllocator implements Disposable {
    */
   free(address: number): void {
     this.#assertOpen("free");
-    const block = this.#usedBlockAt(address, "free", InvalidFreeError);
+    const block = this.#verifier.usedBlockAt(address, "free", InvalidFreeError);
     this.#debug?.verifyUsed(block, "free");
     const blocks = this.#blocks;
     const size = blocks.size(block);
     const flags = blocks.flags(block);
-    const next = (flags & FLAG_LAST) === 0 ? this.#checkedNeighbour(block + size, block) : 0;
-    const previous = (flags & FLAG_PREV_FREE) !== 0 ? this.#checkedPrevious(block) : 0;
-    if (next !== 0 && blocks.isFree(next)) this.#checkedLinks(next);
-    if (previous !== 0) this.#checkedLinks(previous);
+    const next = (flags & FLAG_LAST) === 0
+      ? this.#verifier.checkedNeighbour(block + size, block)
+      : 0;
+    const previous = (flags & FLAG_PREV_FREE) !== 0 ? this.#verifier.checkedPrevious(block) : 0;
+    if (next !== 0 && blocks.isFree(next)) this.#verifier.checkedLinks(next);
+    if (previous !== 0) this.#verifier.checkedLinks(previous);
 
     this.#usedBlocks--;
     this.#usedBytes -= size - HEADER_BYTES - blocks.slack(block);
@@ -525,24 +521,26 @@ export class PhysicalAllocator implements Disposable {
    */
   realloc(address: number, sizeBytes: number): number {
     this.#assertOpen("reallocate");
-    const block = this.#usedBlockAt(address, "reallocate", InvalidFreeError);
+    const block = this.#verifier.usedBlockAt(address, "reallocate", InvalidFreeError);
     validateSize(sizeBytes, `reallocate ${hex(address)}`);
     this.#debug?.verifyUsed(block, "reallocate");
     const blocks = this.#blocks;
     const size = blocks.size(block);
     const flags = blocks.flags(block);
-    const next = (flags & FLAG_LAST) === 0 ? this.#checkedNeighbour(block + size, block) : 0;
+    const next = (flags & FLAG_LAST) === 0
+      ? this.#verifier.checkedNeighbour(block + size, block)
+      : 0;
     const newBlockSize = blockSizeFor(sizeBytes + this.#guardBytes);
-    if (next !== 0 && blocks.isFree(next)) this.#checkedLinks(next);
+    if (next !== 0 && blocks.isFree(next)) this.#verifier.checkedLinks(next);
     if (newBlockSize <= size) {
       this.#shrinkInPlace(block, newBlockSize, sizeBytes, next);
-      this.#debug?.afterResize(block, block + size, this.#regionOf(block)!.blockEnd);
+      this.#debug?.afterResize(block, block + size, this.#verifier.regionOf(block)!.blockEnd);
       return address;
     }
     if (next !== 0 && blocks.isFree(next) && size + blocks.size(next) >= newBlockSize) {
       this.#debug?.verifyFree(next, next, block + newBlockSize + MIN_BLOCK_BYTES, "reallocate");
       this.#growInPlace(block, newBlockSize, sizeBytes, next);
-      this.#debug?.afterResize(block, block + size, this.#regionOf(block)!.blockEnd);
+      this.#debug?.afterResize(block, block + size, this.#verifier.regionOf(block)!.blockEnd);
       return address;
     }
     const oldSizeBytes = size - HEADER_BYTES - blocks.slack(block);
@@ -648,7 +646,7 @@ export class PhysicalAllocator implements Disposable {
    */
   bytes(address: number, lengthBytes?: number): Uint8Array {
     this.#assertOpen("view");
-    const block = this.#usedBlockAt(address, "view", InvalidAddressError);
+    const block = this.#verifier.usedBlockAt(address, "view", InvalidAddressError);
     const sizeBytes = this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
     const length = lengthBytes ?? sizeBytes;
     if (!Number.isSafeInteger(length) || length < 0 || length > sizeBytes) {
@@ -677,7 +675,7 @@ export class PhysicalAllocator implements Disposable {
    */
   sizeOf(address: number): number {
     this.#assertOpen("size");
-    const block = this.#usedBlockAt(address, "size", InvalidAddressError);
+    const block = this.#verifier.usedBlockAt(address, "size", InvalidAddressError);
     return this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
   }
 
@@ -841,176 +839,6 @@ export class PhysicalAllocator implements Disposable {
   #dropFree(sizeBytes: number): void {
     this.#freeBytes -= sizeBytes - HEADER_BYTES;
     this.#freeBlocks--;
-  }
-
-  /** The usable region whose block area contains `address`, or null. */
-  #regionOf(address: number): RegionLayout | null {
-    const starts = this.#usableStarts;
-    let low = 0;
-    let high = starts.length - 1;
-    while (low < high) {
-      const middle = (low + high + 1) >>> 1;
-      if (starts[middle] <= address) low = middle;
-      else high = middle - 1;
-    }
-    const region = this.#usable[low];
-    return region.blockStart <= address && address < region.blockEnd ? region : null;
-  }
-
-  /**
-   * The block whose payload starts at `address`, which must be a used block
-   * with an intact header. Reads nothing outside a usable region.
-   */
-  #usedBlockAt(
-    address: number,
-    operation: string,
-    ErrorClass: typeof InvalidFreeError | typeof InvalidAddressError,
-  ): number {
-    if (typeof address !== "number" || !Number.isSafeInteger(address) || address <= 0) {
-      throw new ErrorClass(
-        `Cannot ${operation} address ${String(address)}: it is not a positive integer address`,
-      );
-    }
-    const block = address - HEADER_BYTES;
-    const region = address % GRANULE_BYTES === 0 ? this.#regionOf(block) : null;
-    if (region === null || block + MIN_BLOCK_BYTES > region.blockEnd) {
-      throw new ErrorClass(
-        `Cannot ${operation} address ${hex(address)}: it is not the payload of any block`,
-      );
-    }
-    const blocks = this.#blocks;
-    if (!blocks.headerValid(block)) {
-      const located = this.#locate(address, region);
-      if (
-        located !== null && located.block !== block && this.#debug !== null &&
-        ErrorClass === InvalidFreeError && blocks.isFree(located.block)
-      ) {
-        // Debug mode poisons tombstones away (debug_guard.ts): inside free memory means freed.
-        throw new DoubleFreeError(
-          `Cannot ${operation} address ${hex(address)}: it lies inside the free block at ${
-            hex(located.block)
-          }, so it was freed already`,
-        );
-      }
-      if (located === null || located.block !== block) {
-        throw new ErrorClass(
-          `Cannot ${operation} address ${hex(address)}: ${
-            located === null
-              ? "it is not the payload of any block"
-              : `it lies inside the block at ${hex(located.block)}`
-          }`,
-        );
-      }
-      throw new HeapCorruptionError(
-        block,
-        `Cannot ${operation} address ${hex(address)}: the header at ${
-          hex(block)
-        } is corrupted (check word mismatch)`,
-      );
-    }
-    if (blocks.isFree(block)) {
-      // A stale free header (of a block since merged away) can lie inside a
-      // live payload: the walk tells a real free block from that.
-      const located = this.#locate(address, region);
-      if (located !== null && located.block !== block && !blocks.isFree(located.block)) {
-        throw new ErrorClass(
-          `Cannot ${operation} address ${hex(address)}: it lies inside the block at ${
-            hex(located.block)
-          }`,
-        );
-      }
-      if (ErrorClass === InvalidAddressError) {
-        throw new InvalidAddressError(
-          `Cannot ${operation} address ${hex(address)}: the block is free`,
-        );
-      }
-      throw new DoubleFreeError(
-        `Cannot ${operation} address ${hex(address)}: the block is already free`,
-      );
-    }
-    const size = blocks.size(block);
-    if (size < MIN_BLOCK_BYTES || block + size > region.blockEnd) {
-      throw new HeapCorruptionError(
-        block,
-        `Heap corruption at block ${hex(block)}: size ${size} leaves its region`,
-      );
-    }
-    return block;
-  }
-
-  /** Walks a region to find the block whose area holds `address`; for error messages only. */
-  #locate(address: number, region: RegionLayout): Located | null {
-    let block = region.blockStart;
-    while (block < region.blockEnd) {
-      // A walk that stops at a damaged header exactly where `address`'s block
-      // should start has found that block: its header was overwritten.
-      if (!this.#blocks.headerValid(block)) {
-        return block === address - HEADER_BYTES ? { block, region } : null;
-      }
-      const size = this.#blocks.size(block);
-      if (size < MIN_BLOCK_BYTES) return null;
-      if (address < block + size) return { block, region };
-      block += size;
-    }
-    return null;
-  }
-
-  /** The header at `next`, the physical successor of `block`, verified before use. */
-  #checkedNeighbour(next: number, block: number): number {
-    if (!this.#blocks.headerValid(next)) {
-      throw new HeapCorruptionError(
-        next,
-        `Heap corruption at block ${hex(next)} after ${
-          hex(block)
-        }: check word mismatch (a payload overflow?)`,
-      );
-    }
-    return next;
-  }
-
-  /** The free physical predecessor of `block`, found by its footer and verified. */
-  #checkedPrevious(block: number): number {
-    const blocks = this.#blocks;
-    const previousSize = blocks.previousFooter(block);
-    const previous = block - previousSize;
-    const region = this.#regionOf(block);
-    const sane = region !== null && previousSize >= MIN_BLOCK_BYTES &&
-      previousSize % GRANULE_BYTES === 0 && previous >= region.blockStart;
-    if (
-      !sane || !blocks.headerValid(previous) || !blocks.isFree(previous) ||
-      blocks.size(previous) !== previousSize
-    ) {
-      throw new HeapCorruptionError(
-        block,
-        `Heap corruption before block ${
-          hex(block)
-        }: its free predecessor's footer (${previousSize}) does not match a free header`,
-      );
-    }
-    return previous;
-  }
-
-  /**
-   * Safe unlinking (glibc's `fd->bk == p && bk->fd == p`): before the policy
-   * rewrites the list neighbours of the free block `block`, they must point
-   * back at it, so a corrupted link is reported instead of followed into an
-   * arbitrary write. Reads past the window give undefined, never a match.
-   */
-  #checkedLinks(block: number): void {
-    const blocks = this.#blocks;
-    const next = blocks.next(block);
-    const previous = blocks.prev(block);
-    if (
-      (next !== 0 && blocks.prev(next) !== block) ||
-      (previous !== 0 && blocks.next(previous) !== block)
-    ) {
-      throw new HeapCorruptionError(
-        block,
-        `Heap corruption at free block ${hex(block)}: its list links (next ${hex(next)}, previous ${
-          hex(previous)
-        }) do not point back at it`,
-      );
-    }
   }
 
   #outOfMemory(sizeBytes: number, alignBytes: number): OutOfMemoryError {
