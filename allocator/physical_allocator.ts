@@ -219,17 +219,10 @@ export class PhysicalAllocator implements Disposable {
     this.#usable = this.#layout.regions.filter((region) => !region.skipped);
     this.#verifier = new BlockVerifier(this.#blocks, this.#usable, options.debug === true);
 
-    let total = 0;
-    let skipped = 0;
-    let areas = 0;
-    for (const region of this.#layout.regions) {
-      total += region.lengthBytes;
-      if (region.skipped) skipped += region.lengthBytes;
-      else areas += region.blockEnd - region.blockStart;
-    }
-    this.#totalBytes = total;
-    this.#skippedBytes = skipped;
-    this.#fixedOverheadBytes = total - skipped - areas;
+    const totals = regionTotals(this.#layout.regions);
+    this.#totalBytes = totals.totalBytes;
+    this.#skippedBytes = totals.skippedBytes;
+    this.#fixedOverheadBytes = totals.totalBytes - totals.skippedBytes - totals.blockAreaBytes;
     this.#nativeActive = attachNative(
       options.native ?? "auto",
       this.#policy,
@@ -861,6 +854,23 @@ export interface HeapBlock {
   readonly free: boolean;
   /** The index of its region in address order. */
   readonly regionIndex: number;
+}
+
+/** Bytes of all regions, of skipped ones, and of the block areas (the rest is fixed overhead). */
+function regionTotals(regions: readonly RegionLayout[]): {
+  totalBytes: number;
+  skippedBytes: number;
+  blockAreaBytes: number;
+} {
+  let totalBytes = 0;
+  let skippedBytes = 0;
+  let blockAreaBytes = 0;
+  for (const region of regions) {
+    totalBytes += region.lengthBytes;
+    if (region.skipped) skippedBytes += region.lengthBytes;
+    else blockAreaBytes += region.blockEnd - region.blockStart;
+  }
+  return { totalBytes, skippedBytes, blockAreaBytes };
 }
 
 function validateSize(sizeBytes: number, operation: string): void {
