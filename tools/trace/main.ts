@@ -265,6 +265,13 @@ async function scoreMain(args: string[]): Promise<number> {
  */
 export async function main(args: readonly string[]): Promise<number> {
   const [command, ...rest] = args;
+  // `main.ts score --help` and the like (but not a captured program's own
+  // flags after `--`): every subcommand's flags are in USAGE.
+  const own = rest.includes("--") ? rest.slice(0, rest.indexOf("--")) : rest;
+  if (own.includes("--help") || own.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
   try {
     if (command === "capture") return await captureMain(rest);
     if (command === "replay") return await replayMain(rest);
