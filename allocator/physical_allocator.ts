@@ -120,6 +120,8 @@ export class PhysicalAllocator implements Disposable {
   readonly #memory: PhysicalMemory;
   readonly #blocks: BlockWords;
   readonly #buffer: ArrayBuffer;
+  /** The whole window as bytes, made once (realloc copies payloads through it). */
+  readonly #window: Uint8Array;
   readonly #layout: HeapLayout;
   readonly #policy: FreeListPolicy;
   readonly #control: ControlBlock;
@@ -189,6 +191,7 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     this.#buffer = window.buffer;
+    this.#window = new Uint8Array(window.buffer);
     this.#blocks = blockWordsFor(window.buffer, window.baseAddress);
     if (options.debug !== undefined && typeof options.debug !== "boolean") {
       throw new InvalidOptionError(
@@ -446,16 +449,14 @@ export class PhysicalAllocator implements Disposable {
     const blocks = this.#blocks;
     const size = blocks.size(block);
     const flags = blocks.flags(block);
-    const next = (flags & FLAG_LAST) === 0
-      ? this.#verifier.checkedNeighbour(block + size, block)
-      : 0;
+    const next = this.#checkedSuccessor(block, size, flags);
     const previous = (flags & FLAG_PREV_FREE) !== 0 ? this.#verifier.checkedPrevious(block) : 0;
-    if (next !== 0 && blocks.isFree(next)) this.#verifier.checkedLinks(next);
     if (previous !== 0) this.#verifier.checkedLinks(previous);
 
+    const slack = blocks.slack(block);
     this.#usedBlocks--;
-    this.#usedBytes -= size - HEADER_BYTES - blocks.slack(block);
-    this.#slackBytes -= blocks.slack(block);
+    this.#usedBytes -= size - HEADER_BYTES - slack;
+    this.#slackBytes -= slack;
     const nextFree = next !== 0 && blocks.isFree(next);
     let start = block;
     let total = size;
@@ -520,11 +521,8 @@ export class PhysicalAllocator implements Disposable {
     const blocks = this.#blocks;
     const size = blocks.size(block);
     const flags = blocks.flags(block);
-    const next = (flags & FLAG_LAST) === 0
-      ? this.#verifier.checkedNeighbour(block + size, block)
-      : 0;
+    const next = this.#checkedSuccessor(block, size, flags);
     const newBlockSize = blockSizeFor(sizeBytes + this.#guardBytes);
-    if (next !== 0 && blocks.isFree(next)) this.#verifier.checkedLinks(next);
     if (newBlockSize <= size) {
       this.#shrinkInPlace(block, newBlockSize, sizeBytes, next);
       this.#debug?.afterResize(block, block + size, this.#verifier.regionOf(block)!.blockEnd);
@@ -539,9 +537,12 @@ export class PhysicalAllocator implements Disposable {
     const oldSizeBytes = size - HEADER_BYTES - blocks.slack(block);
     const moved = this.tryAlloc(sizeBytes, this.defaultAlignBytes);
     if (moved === 0) throw this.#outOfMemory(sizeBytes, this.defaultAlignBytes);
-    const bytes = new Uint8Array(this.#buffer);
     const from = address - blocks.baseAddress;
-    bytes.copyWithin(moved - blocks.baseAddress, from, from + Math.min(oldSizeBytes, sizeBytes));
+    this.#window.copyWithin(
+      moved - blocks.baseAddress,
+      from,
+      from + Math.min(oldSizeBytes, sizeBytes),
+    );
     this.free(address);
     return moved;
   }
@@ -832,6 +833,18 @@ export class PhysicalAllocator implements Disposable {
   #dropFree(sizeBytes: number): void {
     this.#freeBytes -= sizeBytes - HEADER_BYTES;
     this.#freeBlocks--;
+  }
+
+  /**
+   * The verified physical successor of the used block `block` (0 when it is
+   * the last of its region); when that successor is free, its list links are
+   * verified too, since free and realloc are about to unlink it.
+   */
+  #checkedSuccessor(block: number, size: number, flags: number): number {
+    if ((flags & FLAG_LAST) !== 0) return 0;
+    const next = this.#verifier.checkedNeighbour(block + size, block);
+    if (this.#blocks.isFree(next)) this.#verifier.checkedLinks(next);
+    return next;
   }
 
   #outOfMemory(sizeBytes: number, alignBytes: number): OutOfMemoryError {
