@@ -28,6 +28,7 @@ import {
 import { BlockVerifier } from "./block_verifier.ts";
 import { ControlBlock } from "./control_block.ts";
 import { checkHeap } from "./heap_check.ts";
+import { HeapCounters } from "./heap_counters.ts";
 import { DebugGuard, GUARD_BYTES_MIN } from "./debug_guard.ts";
 import {
   ALIGN_BYTES_MAX,
@@ -44,6 +45,7 @@ import { attachNative, type NativeMode } from "./native_route.ts";
 import type { FreeListPolicy, PolicyName } from "./policy.ts";
 import { FirstFitPolicy } from "./policy_first_fit.ts";
 import { TlsfPolicy } from "./policy_tlsf.ts";
+import { FALLBACK, TlsfFastPath } from "./tlsf_fast_path.ts";
 import { type HeapLayout, largestBlockArea, layoutRegions, type RegionLayout } from "./regions.ts";
 import type { AllocatorStats, RegionStats } from "./stats.ts";
 
@@ -134,11 +136,9 @@ export class PhysicalAllocator implements Disposable {
   /** Bytes added to every request for its guard: GUARD_BYTES_MIN in debug mode, else 0. */
   readonly #guardBytes: number;
 
-  #freeBytes = 0;
-  #freeBlocks = 0;
-  #usedBytes = 0;
-  #usedBlocks = 0;
-  #slackBytes = 0;
+  readonly #counters = new HeapCounters();
+  /** The fused TLSF alloc/free for the common heap (see tlsf_fast_path.ts), else null. */
+  readonly #fast: TlsfFastPath | null;
   readonly #totalBytes: number;
   readonly #skippedBytes: number;
   readonly #fixedOverheadBytes: number;
@@ -216,9 +216,10 @@ export class PhysicalAllocator implements Disposable {
         controlBytes,
         narrow,
       );
-    this.#policy = policyName === "tlsf"
+    const tlsf = policyName === "tlsf"
       ? new TlsfPolicy(this.#blocks, this.#control, largestArea)
-      : new FirstFitPolicy(this.#blocks, this.#control);
+      : null;
+    this.#policy = tlsf ?? new FirstFitPolicy(this.#blocks, this.#control);
     this.#usable = this.#layout.regions.filter((region) => !region.skipped);
     this.#verifier = new BlockVerifier(this.#blocks, this.#usable, options.debug === true);
 
@@ -234,6 +235,18 @@ export class PhysicalAllocator implements Disposable {
       this.#control,
     );
     this.#initBlocks();
+    this.#fast = tlsf !== null && this.#debug === null && !this.#nativeActive &&
+        this.#usable.length === 1 && this.#blocks instanceof NarrowBlockWords
+      ? new TlsfFastPath({
+        words: this.#blocks.words,
+        baseAddress: window.baseAddress,
+        blockStart: this.#usable[0].blockStart,
+        blockEnd: this.#usable[0].blockEnd,
+        controlWords: this.#control.words,
+        controlIndex: this.#control.index,
+        flCount: tlsf.flCount,
+      }, this.#counters)
+      : null;
   }
 
   /**
@@ -300,7 +313,7 @@ export class PhysicalAllocator implements Disposable {
       this.#blocks.writeFree(region.blockStart, size, FLAG_LAST);
       this.#debug?.poisonFree(region.blockStart, region.blockStart, region.blockEnd);
       this.#policy.insert(region.blockStart, size, 0);
-      this.#addFree(size);
+      this.#counters.addFree(size);
     }
   }
 
@@ -361,6 +374,10 @@ export class PhysicalAllocator implements Disposable {
     const align = alignBytes < GRANULE_BYTES ? GRANULE_BYTES : alignBytes;
     const blockSize = blockSizeFor(sizeBytes + this.#guardBytes);
     if (blockSize > this.#layout.largestAreaBytes) return 0;
+    if (this.#fast !== null && align === GRANULE_BYTES) {
+      const address = this.#fast.alloc(blockSize, sizeBytes);
+      if (address !== FALLBACK) return address;
+    }
     const block = this.#policy.find(blockSize, align);
     if (block === 0) return 0;
     if (this.#debug === null) return this.#carve(block, blockSize, align, sizeBytes);
@@ -392,11 +409,11 @@ export class PhysicalAllocator implements Disposable {
     const usedSize = splitTail ? blockSize : available;
     const tail = start + usedSize;
 
-    this.#dropFree(size);
+    this.#counters.dropFree(size);
     if (gap > 0) {
       this.#policy.replace(block, size, block, gap);
       blocks.writeFree(block, gap, flags & FLAG_PREV_FREE);
-      this.#addFree(gap);
+      this.#counters.addFree(gap);
       if (splitTail) this.#policy.insert(tail, remainder, block);
     } else if (splitTail) {
       this.#policy.replace(block, size, tail, remainder);
@@ -405,7 +422,7 @@ export class PhysicalAllocator implements Disposable {
     }
     if (splitTail) {
       blocks.writeFree(tail, remainder, flags & FLAG_LAST);
-      this.#addFree(remainder);
+      this.#counters.addFree(remainder);
     } else if ((flags & FLAG_LAST) === 0) {
       blocks.setFlag(tail, FLAG_PREV_FREE, false);
     }
@@ -413,9 +430,7 @@ export class PhysicalAllocator implements Disposable {
     const last = splitTail ? 0 : flags & FLAG_LAST;
     const slack = usedSize - HEADER_BYTES - sizeBytes;
     blocks.writeHeader(start, usedSize, prevFree | last, slack);
-    this.#usedBlocks++;
-    this.#usedBytes += sizeBytes;
-    this.#slackBytes += slack;
+    this.#counters.addUsed(sizeBytes, slack);
     return blockPtr(start);
   }
 
@@ -444,6 +459,7 @@ export class PhysicalAllocator implements Disposable {
    */
   free(address: number): void {
     this.#assertOpen("free");
+    if (this.#fast !== null && this.#fast.free(address) !== FALLBACK) return;
     const block = this.#verifier.usedBlockAt(address, "free", InvalidFreeError);
     this.#debug?.verifyUsed(block, "free");
     const blocks = this.#blocks;
@@ -454,9 +470,7 @@ export class PhysicalAllocator implements Disposable {
     if (previous !== 0) this.#verifier.checkedLinks(previous);
 
     const slack = blocks.slack(block);
-    this.#usedBlocks--;
-    this.#usedBytes -= size - HEADER_BYTES - slack;
-    this.#slackBytes -= slack;
+    this.#counters.dropUsed(size - HEADER_BYTES - slack, slack);
     const nextFree = next !== 0 && blocks.isFree(next);
     let start = block;
     let total = size;
@@ -464,7 +478,7 @@ export class PhysicalAllocator implements Disposable {
     if (nextFree) {
       const nextSize = blocks.size(next);
       last = blocks.flags(next) & FLAG_LAST;
-      this.#dropFree(nextSize);
+      this.#counters.dropFree(nextSize);
       total += nextSize;
       if (previous !== 0) this.#policy.remove(next, nextSize);
       else this.#policy.replace(next, nextSize, block, total);
@@ -474,7 +488,7 @@ export class PhysicalAllocator implements Disposable {
       // again is reported as a double free rather than trusted.
       blocks.writeHeader(block, 0, FLAG_FREE, 0);
       const previousSize = blocks.size(previous);
-      this.#dropFree(previousSize);
+      this.#counters.dropFree(previousSize);
       start = previous;
       total += previousSize;
       this.#policy.replace(previous, previousSize, previous, total);
@@ -482,7 +496,7 @@ export class PhysicalAllocator implements Disposable {
       this.#policy.insert(block, total, 0);
     }
     blocks.writeFree(start, total, last);
-    this.#addFree(total);
+    this.#counters.addFree(total);
     if (last === 0) blocks.setFlag(start + total, FLAG_PREV_FREE, true);
     this.#debug?.poisonFreed(start, block, size);
   }
@@ -516,7 +530,8 @@ export class PhysicalAllocator implements Disposable {
   realloc(address: number, sizeBytes: number): number {
     this.#assertOpen("reallocate");
     const block = this.#verifier.usedBlockAt(address, "reallocate", InvalidFreeError);
-    validateSize(sizeBytes, `reallocate ${hex(address)}`);
+    // The address goes into the message only on error: building it costs more than a reallocation.
+    validateSize(sizeBytes, "reallocate", address);
     this.#debug?.verifyUsed(block, "reallocate");
     const blocks = this.#blocks;
     const size = blocks.size(block);
@@ -554,21 +569,21 @@ export class PhysicalAllocator implements Disposable {
     const flags = blocks.flags(block);
     const oldSlack = blocks.slack(block);
     const remainder = size - newBlockSize;
-    this.#usedBytes += sizeBytes - (size - HEADER_BYTES - oldSlack);
+    this.#counters.usedBytes += sizeBytes - (size - HEADER_BYTES - oldSlack);
     if (remainder > 0 && next !== 0 && blocks.isFree(next)) {
       const nextSize = blocks.size(next);
       const tail = block + newBlockSize;
       const nextLast = blocks.flags(next) & FLAG_LAST;
       this.#policy.replace(next, nextSize, tail, remainder + nextSize);
       blocks.writeFree(tail, remainder + nextSize, nextLast);
-      this.#dropFree(nextSize);
-      this.#addFree(remainder + nextSize);
+      this.#counters.dropFree(nextSize);
+      this.#counters.addFree(remainder + nextSize);
       this.#setUsedHeader(block, newBlockSize, flags & FLAG_PREV_FREE, sizeBytes, oldSlack);
     } else if (remainder >= MIN_BLOCK_BYTES) {
       const tail = block + newBlockSize;
       blocks.writeFree(tail, remainder, flags & FLAG_LAST);
       this.#policy.insert(tail, remainder, 0);
-      this.#addFree(remainder);
+      this.#counters.addFree(remainder);
       if (next !== 0) blocks.setFlag(next, FLAG_PREV_FREE, true);
       this.#setUsedHeader(block, newBlockSize, flags & FLAG_PREV_FREE, sizeBytes, oldSlack);
     } else {
@@ -585,13 +600,13 @@ export class PhysicalAllocator implements Disposable {
     const nextSize = blocks.size(next);
     const nextLast = blocks.flags(next) & FLAG_LAST;
     const remainder = size + nextSize - newBlockSize;
-    this.#usedBytes += sizeBytes - (size - HEADER_BYTES - oldSlack);
-    this.#dropFree(nextSize);
+    this.#counters.usedBytes += sizeBytes - (size - HEADER_BYTES - oldSlack);
+    this.#counters.dropFree(nextSize);
     if (remainder >= MIN_BLOCK_BYTES) {
       const tail = block + newBlockSize;
       this.#policy.replace(next, nextSize, tail, remainder);
       blocks.writeFree(tail, remainder, nextLast);
-      this.#addFree(remainder);
+      this.#counters.addFree(remainder);
       this.#setUsedHeader(block, newBlockSize, flags & FLAG_PREV_FREE, sizeBytes, oldSlack);
     } else {
       this.#policy.remove(next, nextSize);
@@ -615,7 +630,7 @@ export class PhysicalAllocator implements Disposable {
   ): void {
     const slack = blockSize - HEADER_BYTES - sizeBytes;
     this.#blocks.writeHeader(block, blockSize, flags, slack);
-    this.#slackBytes += slack - oldSlack;
+    this.#counters.slackBytes += slack - oldSlack;
   }
 
   /**
@@ -697,12 +712,12 @@ export class PhysicalAllocator implements Disposable {
       policy: this.policy,
       nativeActive: this.#nativeActive,
       totalBytes: this.#totalBytes,
-      freeBytes: this.#freeBytes,
-      usedBytes: this.#usedBytes,
+      freeBytes: this.#counters.freeBytes,
+      usedBytes: this.#counters.usedBytes,
       overheadBytes: this.#overheadBytes(),
       skippedBytes: this.#skippedBytes,
-      freeBlocks: this.#freeBlocks,
-      usedBlocks: this.#usedBlocks,
+      freeBlocks: this.#counters.freeBlocks,
+      usedBlocks: this.#counters.usedBlocks,
       largestFreeBytes: largest === 0 ? 0 : largest - HEADER_BYTES,
       skippedRegions: this.#layout.regions.length - this.#usable.length,
       regions: this.#layout.regions.map((region): RegionStats => ({
@@ -718,7 +733,8 @@ export class PhysicalAllocator implements Disposable {
   }
 
   #overheadBytes(): number {
-    return (this.#freeBlocks + this.#usedBlocks) * HEADER_BYTES + this.#slackBytes +
+    return (this.#counters.freeBlocks + this.#counters.usedBlocks) * HEADER_BYTES +
+      this.#counters.slackBytes +
       this.#fixedOverheadBytes;
   }
 
@@ -743,11 +759,11 @@ export class PhysicalAllocator implements Disposable {
       regions: this.#usable,
       policy: this.#policy,
       expected: {
-        freeBytes: this.#freeBytes,
-        freeBlocks: this.#freeBlocks,
-        usedBytes: this.#usedBytes,
-        usedBlocks: this.#usedBlocks,
-        slackBytes: this.#slackBytes,
+        freeBytes: this.#counters.freeBytes,
+        freeBlocks: this.#counters.freeBlocks,
+        usedBytes: this.#counters.usedBytes,
+        usedBlocks: this.#counters.usedBlocks,
+        slackBytes: this.#counters.slackBytes,
       },
     });
     this.#debug?.verifyHeap(this.#usable);
@@ -825,16 +841,6 @@ export class PhysicalAllocator implements Disposable {
     }
   }
 
-  #addFree(sizeBytes: number): void {
-    this.#freeBytes += sizeBytes - HEADER_BYTES;
-    this.#freeBlocks++;
-  }
-
-  #dropFree(sizeBytes: number): void {
-    this.#freeBytes -= sizeBytes - HEADER_BYTES;
-    this.#freeBlocks--;
-  }
-
   /**
    * The verified physical successor of the used block `block` (0 when it is
    * the last of its region); when that successor is free, its list links are
@@ -852,7 +858,7 @@ export class PhysicalAllocator implements Disposable {
     return new OutOfMemoryError(
       `Cannot allocate ${sizeBytes} bytes aligned to ${alignBytes}: no free block fits (largest free block holds ${
         largest === 0 ? 0 : largest - HEADER_BYTES
-      } bytes; ${this.#freeBytes} bytes free in ${this.#freeBlocks} blocks)`,
+      } bytes; ${this.#counters.freeBytes} bytes free in ${this.#counters.freeBlocks} blocks)`,
     );
   }
 }
@@ -886,10 +892,13 @@ function regionTotals(regions: readonly RegionLayout[]): {
   return { totalBytes, skippedBytes, blockAreaBytes };
 }
 
-function validateSize(sizeBytes: number, operation: string): void {
+function validateSize(sizeBytes: number, operation: string, address?: number): void {
   if (typeof sizeBytes !== "number" || !Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
+    const target = address === undefined ? "" : ` ${hex(address)}`;
     throw new InvalidSizeError(
-      `Cannot ${operation} ${String(sizeBytes)} bytes: the size must be a positive integer`,
+      `Cannot ${operation}${target} ${
+        String(sizeBytes)
+      } bytes: the size must be a positive integer`,
     );
   }
 }
