@@ -81,6 +81,16 @@ export interface AllocatorOptions {
    * @default {false}
    */
   debug?: boolean;
+  /**
+   * Whether the fused TLSF fast path (allocator/tlsf_fast_path.ts) may serve
+   * `alloc` and `free`. It serves them only where it applies (TLSF searched
+   * in TypeScript, one usable region, a window ending below 2^31, no debug
+   * mode) and makes exactly the general path's decisions; `false` forces
+   * the general path, to compare the two or to step through the general code.
+   *
+   * @default {true}
+   */
+  fastPath?: boolean;
 }
 
 /** Options of {@linkcode PhysicalAllocator.fromBuffer}. */
@@ -198,6 +208,11 @@ export class PhysicalAllocator implements Disposable {
         `Cannot create allocator with debug ${String(options.debug)}: expected true or false`,
       );
     }
+    if (options.fastPath !== undefined && typeof options.fastPath !== "boolean") {
+      throw new InvalidOptionError(
+        `Cannot create allocator with fastPath ${String(options.fastPath)}: expected true or false`,
+      );
+    }
     this.#debug = options.debug === true ? new DebugGuard(this.#blocks, window.buffer) : null;
     this.#guardBytes = options.debug === true ? GUARD_BYTES_MIN : 0;
     const largestArea = largestBlockArea(memory.regions);
@@ -235,7 +250,8 @@ export class PhysicalAllocator implements Disposable {
       this.#control,
     );
     this.#initBlocks();
-    this.#fast = tlsf !== null && this.#debug === null && !this.#nativeActive &&
+    this.#fast = options.fastPath !== false && tlsf !== null && this.#debug === null &&
+        !this.#nativeActive &&
         this.#usable.length === 1 && this.#blocks instanceof NarrowBlockWords
       ? new TlsfFastPath({
         words: this.#blocks.words,
@@ -299,6 +315,11 @@ export class PhysicalAllocator implements Disposable {
   /** True when the Zig library serves this allocator's searches. */
   get nativeActive(): boolean {
     return this.#nativeActive;
+  }
+
+  /** True when the fused TLSF fast path serves this allocator's `alloc` and `free` calls. */
+  get fastPathActive(): boolean {
+    return this.#fast !== null;
   }
 
   /** True once `close()` has run or the memory was closed. */
@@ -466,8 +487,7 @@ export class PhysicalAllocator implements Disposable {
     const size = blocks.size(block);
     const flags = blocks.flags(block);
     const next = this.#checkedSuccessor(block, size, flags);
-    const previous = (flags & FLAG_PREV_FREE) !== 0 ? this.#verifier.checkedPrevious(block) : 0;
-    if (previous !== 0) this.#verifier.checkedLinks(previous);
+    const previous = this.#checkedPredecessor(block, flags);
 
     const slack = blocks.slack(block);
     this.#counters.dropUsed(size - HEADER_BYTES - slack, slack);
@@ -529,6 +549,11 @@ export class PhysicalAllocator implements Disposable {
    */
   realloc(address: number, sizeBytes: number): number {
     this.#assertOpen("reallocate");
+    if (this.#fast !== null) {
+      const resized = this.#fast.resize(address, sizeBytes);
+      if (resized > 0) return resized;
+      if (resized === 0) return this.#move(address, address - HEADER_BYTES, sizeBytes);
+    }
     const block = this.#verifier.usedBlockAt(address, "reallocate", InvalidFreeError);
     // The address goes into the message only on error: building it costs more than a reallocation.
     validateSize(sizeBytes, "reallocate", address);
@@ -549,7 +574,18 @@ export class PhysicalAllocator implements Disposable {
       this.#debug?.afterResize(block, block + size, this.#verifier.regionOf(block)!.blockEnd);
       return address;
     }
-    const oldSizeBytes = size - HEADER_BYTES - blocks.slack(block);
+    return this.#move(address, block, sizeBytes);
+  }
+
+  /**
+   * Moves the verified live allocation at `address` (block `block`) to a new
+   * block of `sizeBytes` at the default alignment, like C's realloc.
+   */
+  #move(address: number, block: number, sizeBytes: number): number {
+    const blocks = this.#blocks;
+    // Verified before anything is written: the free() that ends the move must not throw.
+    this.#checkedPredecessor(block, blocks.flags(block));
+    const oldSizeBytes = blocks.size(block) - HEADER_BYTES - blocks.slack(block);
     const moved = this.tryAlloc(sizeBytes, this.defaultAlignBytes);
     if (moved === 0) throw this.#outOfMemory(sizeBytes, this.defaultAlignBytes);
     const from = address - blocks.baseAddress;
@@ -851,6 +887,18 @@ export class PhysicalAllocator implements Disposable {
     const next = this.#verifier.checkedNeighbour(block + size, block);
     if (this.#blocks.isFree(next)) this.#verifier.checkedLinks(next);
     return next;
+  }
+
+  /**
+   * The verified free physical predecessor of the used block `block` with
+   * header flags `flags`, or 0; its list links are verified too, since free
+   * is about to unlink it.
+   */
+  #checkedPredecessor(block: number, flags: number): number {
+    if ((flags & FLAG_PREV_FREE) === 0) return 0;
+    const previous = this.#verifier.checkedPrevious(block);
+    this.#verifier.checkedLinks(previous);
+    return previous;
   }
 
   #outOfMemory(sizeBytes: number, alignBytes: number): OutOfMemoryError {

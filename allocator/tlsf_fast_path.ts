@@ -22,6 +22,7 @@
  * @module
  */
 
+import { blockSizeFor } from "./block.ts";
 import type { HeapCounters } from "./heap_counters.ts";
 import {
   CONTROL_FL_BITMAP_OFFSET,
@@ -32,21 +33,36 @@ import {
   FLAG_PREV_FREE,
   FLAGS_MASK,
   FOOTER_BYTES,
+  FREE_NEXT_OFFSET,
+  FREE_PREV_OFFSET,
   HEADER_BYTES,
+  HEADER_CHECK_OFFSET,
+  HEADER_SLACK_OFFSET,
   headerCheck,
   MIN_BLOCK_BYTES,
   SL_COUNT,
   SL_LOG2,
 } from "./layout.ts";
-import { classOf, EXACT_SCAN_MAX, searchClassOf } from "./policy_tlsf.ts";
+import { classOfSmall, EXACT_SCAN_MAX, searchClassOf } from "./policy_tlsf.ts";
 
 /** Returned when the general path must run the operation instead. */
 export const FALLBACK = -1;
 
-/** Word offsets inside a block (see layout.ts). */
-const CHECK_WORD = 3;
-const NEXT_WORD = 4;
-const PREV_WORD = 6;
+/*
+ * V8 decides what to inline into a hot function by counting bytecode, and
+ * every imported constant costs a module-variable load and a hole check.
+ * This file therefore writes the layout's numbers as literals:
+ *   flags: FREE 1, PREV_FREE 2, LAST 4, all 7;
+ *   word offsets in a block: slack 2, check 3, next link 4, previous link 6;
+ *   HEADER_BYTES 16, MIN_BLOCK_BYTES 40, FOOTER_BYTES 8, SL_COUNT 16 (SL_LOG2 4);
+ * and proves them against layout.ts here, once, when the module loads.
+ */
+const LITERALS_MATCH_LAYOUT = FLAG_FREE === 1 && FLAG_PREV_FREE === 2 && FLAG_LAST === 4 &&
+  FLAGS_MASK === 7 && HEADER_SLACK_OFFSET === 8 && HEADER_CHECK_OFFSET === 12 &&
+  FREE_NEXT_OFFSET === 16 && FREE_PREV_OFFSET === 24 && HEADER_BYTES === 16 &&
+  MIN_BLOCK_BYTES === 40 && FOOTER_BYTES === 8 && SL_COUNT === 16 && SL_LOG2 === 4 &&
+  EXACT_SCAN_MAX === 8;
+if (!LITERALS_MATCH_LAYOUT) throw new Error("tlsf_fast_path.ts no longer matches layout.ts");
 
 /** Where the fast path's heap lives. */
 export interface TlsfFastPathLayout {
@@ -66,14 +82,15 @@ export interface TlsfFastPathLayout {
   readonly flCount: number;
 }
 
-/** `alloc` and `free` of the common TLSF heap, in one function each. */
+/** `alloc`, `free` and in-place `realloc` of the common TLSF heap. */
 export class TlsfFastPath {
-  readonly #words: Uint32Array;
+  /** The window's words as int32 (every value below 2^31 but check words; see headerIntact). */
+  readonly #words: Int32Array;
   readonly #base: number;
   readonly #start: number;
   readonly #end: number;
-  readonly #control: Uint32Array;
-  /** Index of the first-level bitmap, of the first second-level bitmap and of the first list head. */
+  readonly #control: Int32Array;
+  /** Index in `#control` of the first-level bitmap, of the first second-level bitmap, of the first list head. */
   readonly #flBitmap: number;
   readonly #slBitmaps: number;
   readonly #heads: number;
@@ -87,11 +104,12 @@ export class TlsfFastPath {
    * @param counters The totals the general path keeps too.
    */
   constructor(layout: TlsfFastPathLayout, counters: HeapCounters) {
-    this.#words = layout.words;
+    // Int32 views: V8 keeps their loads in 32-bit registers, where uint32 loads may become doubles.
+    this.#words = int32View(layout.words);
     this.#base = layout.baseAddress;
     this.#start = layout.blockStart;
     this.#end = layout.blockEnd;
-    this.#control = layout.controlWords;
+    this.#control = int32View(layout.controlWords);
     this.#flBitmap = layout.controlIndex + CONTROL_FL_BITMAP_OFFSET / 4;
     this.#slBitmaps = layout.controlIndex + CONTROL_SL_BITMAPS_OFFSET / 4;
     this.#heads = layout.controlIndex + controlHeadsOffset(layout.flCount) / 4;
@@ -101,175 +119,307 @@ export class TlsfFastPath {
 
   /**
    * Carves a block of `blockSize` bytes for a payload of `sizeBytes` at the
-   * default alignment.
+   * default alignment (general path: TlsfPolicy.find, then #carve).
    *
    * @param blockSize The block size, from `blockSizeFor(sizeBytes)`, at most the largest block area.
    * @param sizeBytes The payload size asked for.
    * @returns The payload address, 0 when no free block fits, or FALLBACK.
    */
   alloc(blockSize: number, sizeBytes: number): number {
-    const block = this.#find(blockSize);
-    if (block <= 0) return block;
-    if (block < this.#start || block >= this.#end || (block & 7) !== 0) return FALLBACK;
     const words = this.#words;
-    const i = (block - this.#base) >> 2;
+    const base = this.#base;
+    // TlsfPolicy.find at the default alignment: at most EXACT_SCAN_MAX
+    // blocks of the request's own class, then the head of the first
+    // non-empty class above it. Written out here rather than called so that
+    // this method is compiled on its own, with its helpers inlined.
+    const sizeClass = classOfSmall(blockSize);
+    let block = 0;
+    if (sizeClass < this.#classCount) {
+      let candidate = this.#control[this.#heads + 2 * sizeClass];
+      for (let steps = 0; candidate !== 0 && steps < 8; steps++) {
+        if (!this.#inRegion(candidate)) return FALLBACK;
+        const j = (candidate - base) >> 2;
+        if (words[j] - (words[j] & 7) >= blockSize) {
+          block = candidate;
+          break;
+        }
+        candidate = words[j + 4];
+      }
+    }
+    if (block === 0) {
+      block = this.#goodFit(searchClassOf(blockSize));
+      if (block === 0) return 0;
+    }
+    if (!this.#inRegion(block)) return FALLBACK;
+    const i = (block - base) >> 2;
     const word0 = words[i];
-    const size = word0 - (word0 & FLAGS_MASK);
+    const size = word0 - (word0 & 7);
     if (
-      (word0 & FLAG_FREE) === 0 || !this.#headerIntact(i, block) || !this.#linksIntact(i, block) ||
-      size < blockSize
+      (word0 & 1) === 0 || !headerIntact(words, i, block) ||
+      !this.#linksIntact(i, block) || size < blockSize
     ) {
       return FALLBACK;
     }
-    const flags = word0 & FLAGS_MASK;
-    const remainder = size - blockSize;
     const counters = this.#counters;
+    const remainder = size - blockSize;
     counters.dropFree(size);
     this.#unlink(i, size);
     let usedSize = size;
-    let last = flags & FLAG_LAST;
-    if (remainder >= MIN_BLOCK_BYTES) {
+    let last = word0 & 4;
+    if (remainder >= 40) {
       const tail = block + blockSize;
       this.#link(tail, remainder);
-      this.#writeFree(tail, remainder, last);
+      writeFree(words, i + (blockSize >> 2), tail, remainder, last);
       counters.addFree(remainder);
       usedSize = blockSize;
       last = 0;
     } else if (last === 0) {
-      this.#setFlags(block + size, words[(block + size - this.#base) >> 2] & ~FLAG_PREV_FREE);
+      const n = i + (size >> 2);
+      setFlags(words, n, block + size, words[n] & ~2);
     }
-    const slack = usedSize - HEADER_BYTES - sizeBytes;
-    this.#writeHeader(block, usedSize, (flags & FLAG_PREV_FREE) | last, slack);
+    const slack = usedSize - 16 - sizeBytes;
+    writeHeader(words, i, block, usedSize, (word0 & 2) | last, slack);
     counters.addUsed(sizeBytes, slack);
-    return block + HEADER_BYTES;
+    return block + 16;
   }
 
   /**
-   * Frees the payload at `address` and merges the block with free neighbours.
+   * Frees the payload at `address` and merges the block with its free
+   * neighbours (general path: PhysicalAllocator.free).
    *
    * @param address What the caller passed to `free`.
    * @returns 0 when freed, or FALLBACK (nothing was written).
    */
   free(address: number): number {
-    // An integer below 2^31 whose block lies inside the region; anything else is the general path's.
-    if (typeof address !== "number" || (address | 0) !== address || (address & 7) !== 0) {
-      return FALLBACK;
-    }
-    const block = address - HEADER_BYTES;
-    if (block < this.#start || block + MIN_BLOCK_BYTES > this.#end) return FALLBACK;
+    const block = this.#usedBlock(address);
+    if (block === 0) return FALLBACK;
     const words = this.#words;
-    const base = this.#base;
-    const i = (block - base) >> 2;
+    const i = (block - this.#base) >> 2;
     const word0 = words[i];
-    const size = word0 - (word0 & FLAGS_MASK);
-    if (
-      (word0 & FLAG_FREE) !== 0 || !this.#headerIntact(i, block) || size < MIN_BLOCK_BYTES ||
-      block + size > this.#end
-    ) {
-      return FALLBACK;
-    }
-    // The successor and predecessor, verified as the general path does, before any write.
-    let last = word0 & FLAG_LAST;
-    let next = 0;
-    let nextWord0 = 0;
-    if (last === 0) {
-      next = block + size;
-      if (next >= this.#end || !this.#headerIntact((next - base) >> 2, next)) return FALLBACK;
-      nextWord0 = words[(next - base) >> 2];
-      if ((nextWord0 & FLAG_FREE) !== 0 && !this.#linksIntact((next - base) >> 2, next)) {
-        return FALLBACK;
-      }
-    }
-    let previous = 0;
-    if ((word0 & FLAG_PREV_FREE) !== 0) {
-      previous = this.#freePredecessor(i, block);
-      if (previous === 0) return FALLBACK;
-    }
+    const size = word0 - (word0 & 7);
+    const nextWord0 = this.#successorWord0(i, block, size, word0);
+    if (nextWord0 === FALLBACK) return FALLBACK;
+    const previous = (word0 & 2) === 0 ? 0 : this.#freePredecessor(i, block);
+    if (previous === FALLBACK) return FALLBACK;
 
     const counters = this.#counters;
     const slack = words[i + 2];
-    counters.dropUsed(size - HEADER_BYTES - slack, slack);
+    counters.dropUsed(size - 16 - slack, slack);
     let start = block;
     let total = size;
-    if ((nextWord0 & FLAG_FREE) !== 0) {
-      const nextSize = nextWord0 - (nextWord0 & FLAGS_MASK);
-      last = nextWord0 & FLAG_LAST;
+    let last = word0 & 4;
+    if ((nextWord0 & 1) !== 0) {
+      const nextSize = nextWord0 - (nextWord0 & 7);
+      last = nextWord0 & 4;
       counters.dropFree(nextSize);
       total += nextSize;
-      this.#unlink((next - base) >> 2, nextSize);
-      if (previous === 0) this.#link(block, total);
+      this.#unlink(i + (size >> 2), nextSize);
     }
     if (previous !== 0) {
-      // The tombstone of the general path: freeing `address` again is a double free.
-      this.#writeHeader(block, 0, FLAG_FREE, 0);
+      // The general path's tombstone: freeing `address` again is a double free.
+      writeHeader(words, i, block, 0, 1, 0);
       const previousSize = block - previous;
       counters.dropFree(previousSize);
       start = previous;
       total += previousSize;
-      this.#unlink((previous - base) >> 2, previousSize);
-      this.#link(previous, total);
-    } else if ((nextWord0 & FLAG_FREE) === 0) {
-      this.#link(block, total);
+      this.#unlink(i - (previousSize >> 2), previousSize);
     }
-    this.#writeFree(start, total, last);
+    this.#link(start, total);
+    const s = (start - this.#base) >> 2;
+    writeFree(words, s, start, total, last);
     counters.addFree(total);
     if (last === 0) {
-      const after = start + total;
-      this.#setFlags(after, words[(after - base) >> 2] | FLAG_PREV_FREE);
+      const after = s + (total >> 2);
+      setFlags(words, after, start + total, words[after] | 2);
     }
     return 0;
   }
 
   /**
+   * Resizes the allocation at `address` in place where the general path
+   * would: shrinking, or growing into a free successor.
+   *
+   * @param address What the caller passed to `realloc`.
+   * @param sizeBytes The new payload size asked for.
+   * @returns `address` when resized in place, 0 when the payload must move
+   *   (the block and its successor are verified), or FALLBACK (nothing was written).
+   */
+  resize(address: number, sizeBytes: number): number {
+    if (typeof sizeBytes !== "number" || (sizeBytes | 0) !== sizeBytes || sizeBytes <= 0) {
+      return FALLBACK;
+    }
+    const block = this.#usedBlock(address);
+    if (block === 0) return FALLBACK;
+    const i = (block - this.#base) >> 2;
+    const word0 = this.#words[i];
+    const size = word0 - (word0 & 7);
+    const nextWord0 = this.#successorWord0(i, block, size, word0);
+    if (nextWord0 === FALLBACK) return FALLBACK;
+    const newBlockSize = blockSizeFor(sizeBytes);
+    if (newBlockSize <= size) {
+      this.#shrink(i, block, word0, newBlockSize, sizeBytes, nextWord0);
+      return address;
+    }
+    if ((nextWord0 & 1) !== 0 && size + nextWord0 - (nextWord0 & 7) >= newBlockSize) {
+      this.#grow(i, block, word0, newBlockSize, sizeBytes, nextWord0);
+      return address;
+    }
+    return 0;
+  }
+
+  /** Shrinks the used block `block` to `newBlockSize`, giving the rest back (general path: #shrinkInPlace). */
+  #shrink(
+    i: number,
+    block: number,
+    word0: number,
+    newBlockSize: number,
+    sizeBytes: number,
+    nextWord0: number,
+  ): void {
+    const words = this.#words;
+    const counters = this.#counters;
+    const size = word0 - (word0 & 7);
+    const oldSlack = words[i + 2];
+    const remainder = size - newBlockSize;
+    const tail = block + newBlockSize;
+    const t = i + (newBlockSize >> 2);
+    counters.usedBytes += sizeBytes - (size - 16 - oldSlack);
+    let usedSize = newBlockSize;
+    if (remainder > 0 && (nextWord0 & 1) !== 0) {
+      const nextSize = nextWord0 - (nextWord0 & 7);
+      this.#unlink(i + (size >> 2), nextSize);
+      this.#link(tail, remainder + nextSize);
+      writeFree(words, t, tail, remainder + nextSize, nextWord0 & 4);
+      counters.dropFree(nextSize);
+      counters.addFree(remainder + nextSize);
+    } else if (remainder >= 40) {
+      writeFree(words, t, tail, remainder, word0 & 4);
+      this.#link(tail, remainder);
+      counters.addFree(remainder);
+      if ((word0 & 4) === 0) setFlags(words, i + (size >> 2), block + size, nextWord0 | 2);
+    } else {
+      usedSize = size;
+    }
+    // A block that keeps its whole size keeps its LAST flag too.
+    const flags = usedSize === size ? word0 & 6 : word0 & 2;
+    this.#writeUsed(i, block, usedSize, flags, sizeBytes, oldSlack);
+  }
+
+  /** Grows the used block `block` into its free successor (general path: #growInPlace). */
+  #grow(
+    i: number,
+    block: number,
+    word0: number,
+    newBlockSize: number,
+    sizeBytes: number,
+    nextWord0: number,
+  ): void {
+    const words = this.#words;
+    const counters = this.#counters;
+    const size = word0 - (word0 & 7);
+    const nextSize = nextWord0 - (nextWord0 & 7);
+    const nextLast = nextWord0 & 4;
+    const oldSlack = words[i + 2];
+    const remainder = size + nextSize - newBlockSize;
+    counters.usedBytes += sizeBytes - (size - 16 - oldSlack);
+    counters.dropFree(nextSize);
+    this.#unlink(i + (size >> 2), nextSize);
+    if (remainder >= 40) {
+      const tail = block + newBlockSize;
+      this.#link(tail, remainder);
+      writeFree(words, i + (newBlockSize >> 2), tail, remainder, nextLast);
+      counters.addFree(remainder);
+      this.#writeUsed(i, block, newBlockSize, word0 & 2, sizeBytes, oldSlack);
+    } else {
+      if (nextLast === 0) {
+        const after = i + ((size + nextSize) >> 2);
+        setFlags(words, after, block + size + nextSize, words[after] & ~2);
+      }
+      this.#writeUsed(i, block, size + nextSize, (word0 & 2) | nextLast, sizeBytes, oldSlack);
+    }
+  }
+
+  /** Writes a used block's header for a payload of `sizeBytes` and books the slack change. */
+  #writeUsed(
+    i: number,
+    block: number,
+    blockSize: number,
+    flags: number,
+    sizeBytes: number,
+    oldSlack: number,
+  ): void {
+    const slack = blockSize - 16 - sizeBytes;
+    writeHeader(this.#words, i, block, blockSize, flags, slack);
+    this.#counters.slackBytes += slack - oldSlack;
+  }
+
+  /**
+   * The block of the live payload at `address`, verified as the general
+   * path's BlockVerifier.usedBlockAt does; 0 when any check fails.
+   */
+  #usedBlock(address: number): number {
+    // An integer below 2^31 on the granule; anything else is the general path's to report.
+    if (typeof address !== "number" || (address | 0) !== address || (address & 7) !== 0) return 0;
+    const block = address - 16;
+    if (block < this.#start || block + 40 > this.#end) return 0;
+    const words = this.#words;
+    const i = (block - this.#base) >> 2;
+    const word0 = words[i];
+    const size = word0 - (word0 & 7);
+    if (
+      (word0 & 1) !== 0 || !headerIntact(words, i, block) || size < 40 || block + size > this.#end
+    ) {
+      return 0;
+    }
+    return block;
+  }
+
+  /**
+   * The first header word of the physical successor of the used block at
+   * word `i`, verified (and its list links, when it is free); 0 when the
+   * block ends its region, FALLBACK when a check fails.
+   */
+  #successorWord0(i: number, block: number, size: number, word0: number): number {
+    if ((word0 & 4) !== 0) return 0;
+    const next = block + size;
+    if (next >= this.#end) return FALLBACK;
+    const n = i + (size >> 2);
+    const nextWord0 = this.#words[n];
+    if (
+      !headerIntact(this.#words, n, next) || ((nextWord0 & 1) !== 0 && !this.#linksIntact(n, next))
+    ) {
+      return FALLBACK;
+    }
+    return nextWord0;
+  }
+
+  /**
    * The free block before the block at word `i`, found by its footer and
-   * verified (header, free flag, size, list links); 0 when any check fails.
+   * verified (header, free flag, size, list links) as the general path's
+   * BlockVerifier.checkedPrevious and checkedLinks do; FALLBACK when a check fails.
    */
   #freePredecessor(i: number, block: number): number {
     const words = this.#words;
     const previousSize = words[i - 2];
     const previous = block - previousSize;
-    if (previousSize < MIN_BLOCK_BYTES || (previousSize & 7) !== 0 || previous < this.#start) {
-      return 0;
-    }
-    const p = (previous - this.#base) >> 2;
+    if (previousSize < 40 || (previousSize & 7) !== 0 || previous < this.#start) return FALLBACK;
+    const p = i - (previousSize >> 2);
     const word0 = words[p];
     if (
-      (word0 & FLAG_FREE) === 0 || word0 - (word0 & FLAGS_MASK) !== previousSize ||
-      !this.#headerIntact(p, previous) || !this.#linksIntact(p, previous)
+      (word0 & 1) === 0 || word0 - (word0 & 7) !== previousSize ||
+      !headerIntact(words, p, previous) || !this.#linksIntact(p, previous)
     ) {
-      return 0;
+      return FALLBACK;
     }
     return previous;
-  }
-
-  /**
-   * The policy's search: at most EXACT_SCAN_MAX blocks of the request's own
-   * class, then the head of the first non-empty class above it. Returns a
-   * block address, 0 when none fits, or FALLBACK when a list link leaves
-   * the region (the general path reports that).
-   */
-  #find(blockSize: number): number {
-    const words = this.#words;
-    const sizeClass = classOf(blockSize);
-    if (sizeClass < this.#classCount) {
-      let block = this.#control[this.#heads + 2 * sizeClass];
-      for (let steps = 0; block !== 0 && steps < EXACT_SCAN_MAX; steps++) {
-        if (block < this.#start || block >= this.#end || (block & 7) !== 0) return FALLBACK;
-        const j = (block - this.#base) >> 2;
-        const word0 = words[j];
-        if (word0 - (word0 & FLAGS_MASK) >= blockSize) return block;
-        block = words[j + NEXT_WORD];
-      }
-    }
-    return this.#goodFit(searchClassOf(blockSize));
   }
 
   /** The head of the first non-empty class at or above `sizeClass`, or 0. */
   #goodFit(sizeClass: number): number {
     if (sizeClass >= this.#classCount) return 0;
     const control = this.#control;
-    let fl = sizeClass >>> SL_LOG2;
-    let slMap = control[this.#slBitmaps + fl] & (~0 << (sizeClass & (SL_COUNT - 1)));
+    let fl = sizeClass >>> 4;
+    let slMap = control[this.#slBitmaps + fl] & (~0 << (sizeClass & 15));
     if (slMap === 0) {
       const from = fl + 1;
       let flMap = from < 32 ? control[this.#flBitmap] & (~0 << from) : 0;
@@ -282,104 +432,121 @@ export class TlsfFastPath {
       fl = flBase + lowestBit(flMap);
       slMap = control[this.#slBitmaps + fl];
     }
-    return control[this.#heads + 2 * ((fl << SL_LOG2) + lowestBit(slMap))];
+    return control[this.#heads + 2 * ((fl << 4) + lowestBit(slMap))];
   }
 
   /** Takes the free block at word `i` off its class list (TlsfPolicy.remove). */
   #unlink(i: number, size: number): void {
     const words = this.#words;
-    const base = this.#base;
-    const previous = words[i + PREV_WORD];
-    const next = words[i + NEXT_WORD];
-    if (next !== 0) setLink(words, ((next - base) >> 2) + PREV_WORD, previous);
-    if (previous !== 0) {
-      setLink(words, ((previous - base) >> 2) + NEXT_WORD, next);
-      return;
-    }
-    const sizeClass = classOf(size);
-    setLink(this.#control, this.#heads + 2 * sizeClass, next);
-    if (next === 0) {
-      const control = this.#control;
-      const fl = sizeClass >>> SL_LOG2;
-      const slMap = control[this.#slBitmaps + fl] & ~(1 << (sizeClass & (SL_COUNT - 1)));
-      control[this.#slBitmaps + fl] = slMap;
-      if (slMap === 0) control[this.#flBitmap + (fl >>> 5)] &= ~(1 << (fl & 31));
-    }
+    const previous = words[i + 6];
+    const next = words[i + 4];
+    if (next !== 0) setLink(words, this.#index(next) + 6, previous);
+    if (previous !== 0) setLink(words, this.#index(previous) + 4, next);
+    else this.#setHead(classOfSmall(size), next, next === 0);
   }
 
   /** Puts the free block `block` at the head of its class list (TlsfPolicy.insert). */
   #link(block: number, size: number): void {
     const words = this.#words;
-    const control = this.#control;
-    const sizeClass = classOf(size);
-    const head = control[this.#heads + 2 * sizeClass];
-    const i = (block - this.#base) >> 2;
-    setLink(words, i + PREV_WORD, 0);
-    setLink(words, i + NEXT_WORD, head);
-    if (head !== 0) {
-      setLink(words, ((head - this.#base) >> 2) + PREV_WORD, block);
-    } else {
-      const fl = sizeClass >>> SL_LOG2;
-      control[this.#slBitmaps + fl] |= 1 << (sizeClass & (SL_COUNT - 1));
-      control[this.#flBitmap + (fl >>> 5)] |= 1 << (fl & 31);
-    }
-    setLink(control, this.#heads + 2 * sizeClass, block);
-  }
-
-  /** True when the check word of the header at word `i` (address `block`) matches. */
-  #headerIntact(i: number, block: number): boolean {
-    const words = this.#words;
-    return words[i + CHECK_WORD] === headerCheck(block, words[i], words[i + 1], words[i + 2]);
+    const sizeClass = classOfSmall(size);
+    const head = this.#control[this.#heads + 2 * sizeClass];
+    const i = this.#index(block);
+    setLink(words, i + 6, 0);
+    setLink(words, i + 4, head);
+    if (head !== 0) setLink(words, this.#index(head) + 6, block);
+    this.#setHead(sizeClass, block, head === 0);
   }
 
   /**
-   * Safe unlinking: the list neighbours of the free block at word `i` lie
-   * in the region, on the granule, and point back at it.
+   * Makes `block` (0: none) the head of `sizeClass`; when `flips`, the
+   * class was empty or becomes empty, and its bitmap bits follow.
+   */
+  #setHead(sizeClass: number, block: number, flips: boolean): void {
+    setLink(this.#control, this.#heads + 2 * sizeClass, block);
+    if (flips) this.#flipClass(sizeClass, block !== 0);
+  }
+
+  /** Marks `sizeClass` non-empty or empty in the bitmaps (TlsfPolicy.#markNonEmpty, #markEmpty). */
+  #flipClass(sizeClass: number, nonEmpty: boolean): void {
+    const control = this.#control;
+    const sl = this.#slBitmaps + (sizeClass >>> 4);
+    const fl = this.#flBitmap + (sizeClass >>> 9);
+    if (nonEmpty) {
+      control[sl] |= 1 << (sizeClass & 15);
+      control[fl] |= 1 << (sizeClass >>> 4);
+    } else {
+      control[sl] &= ~(1 << (sizeClass & 15));
+      if (control[sl] === 0) control[fl] &= ~(1 << (sizeClass >>> 4));
+    }
+  }
+
+  /** The word index of `address` in the window. */
+  #index(address: number): number {
+    return (address - this.#base) >> 2;
+  }
+
+  /** True when `address` is a granule address inside the region's block area. */
+  #inRegion(address: number): boolean {
+    return address >= this.#start && address < this.#end && (address & 7) === 0;
+  }
+
+  /**
+   * Safe unlinking (BlockVerifier.checkedLinks): the list neighbours of the
+   * free block at word `i` lie in the region and point back at it.
    */
   #linksIntact(i: number, block: number): boolean {
     const words = this.#words;
-    const next = words[i + NEXT_WORD];
-    const previous = words[i + PREV_WORD];
-    return (next === 0 || this.#pointsBack(next, PREV_WORD, block)) &&
-      (previous === 0 || this.#pointsBack(previous, NEXT_WORD, block));
-  }
-
-  /** True when `neighbour` is a granule address in the region whose link at `linkWord` is `block`. */
-  #pointsBack(neighbour: number, linkWord: number, block: number): boolean {
-    return neighbour >= this.#start && neighbour < this.#end && (neighbour & 7) === 0 &&
-      this.#words[((neighbour - this.#base) >> 2) + linkWord] === block;
-  }
-
-  /** Writes a whole header (high size word 0: the window ends below 2^31). */
-  #writeHeader(block: number, size: number, flags: number, slack: number): void {
-    const words = this.#words;
-    const i = (block - this.#base) >> 2;
-    const word0 = (size | flags) >>> 0;
-    words[i] = word0;
-    words[i + 1] = 0;
-    words[i + 2] = slack;
-    words[i + CHECK_WORD] = headerCheck(block, word0, 0, slack);
-  }
-
-  /** Writes a free block's header and footer. */
-  #writeFree(block: number, size: number, last: number): void {
-    this.#writeHeader(block, size, FLAG_FREE | last, 0);
-    setLink(this.#words, (block + size - FOOTER_BYTES - this.#base) >> 2, size);
-  }
-
-  /** Replaces the flag bits of the header at `block` by those of `word0`, keeping it intact. */
-  #setFlags(block: number, word0: number): void {
-    const words = this.#words;
-    const i = (block - this.#base) >> 2;
-    words[i] = word0;
-    words[i + CHECK_WORD] = headerCheck(block, word0 >>> 0, words[i + 1], words[i + 2]);
+    const next = words[i + 4];
+    const previous = words[i + 6];
+    return (next === 0 ||
+      (this.#inRegion(next) && words[((next - this.#base) >> 2) + 6] === block)) &&
+      (previous === 0 ||
+        (this.#inRegion(previous) && words[((previous - this.#base) >> 2) + 4] === block));
   }
 }
 
+/** True when the check word of the header at word `i` (address `block`) matches. */
+function headerIntact(words: Int32Array, i: number, block: number): boolean {
+  return words[i + 3] === (headerCheck(block, words[i], words[i + 1], words[i + 2]) | 0);
+}
+
+/** Writes a whole header (high size word 0: the window ends below 2^31). */
+function writeHeader(
+  words: Int32Array,
+  i: number,
+  block: number,
+  size: number,
+  flags: number,
+  slack: number,
+): void {
+  const word0 = (size | flags) >>> 0;
+  words[i] = word0;
+  words[i + 1] = 0;
+  words[i + 2] = slack;
+  words[i + 3] = headerCheck(block, word0, 0, slack);
+}
+
+/** Writes a free block's header (FREE plus `last`) and its footer. */
+function writeFree(words: Int32Array, i: number, block: number, size: number, last: number): void {
+  writeHeader(words, i, block, size, 1 | last, 0);
+  setLink(words, i + (size >> 2) - 2, size);
+}
+
+/** Replaces the flag bits of the header at word `i` by those of `word0`, keeping it intact. */
+function setFlags(words: Int32Array, i: number, block: number, word0: number): void {
+  words[i] = word0;
+  words[i + 3] = headerCheck(block, word0, words[i + 1], words[i + 2]);
+}
+
 /** Writes a u64 link, head or footer below 2^31 at word `i`: the value, then a zero high word. */
-function setLink(words: Uint32Array, i: number, value: number): void {
+function setLink(words: Int32Array, i: number, value: number): void {
   words[i] = value;
   words[i + 1] = 0;
+}
+
+/** The same words as int32. */
+function int32View(words: Uint32Array): Int32Array {
+  return new Int32Array(words.buffer, words.byteOffset, words.length);
 }
 
 /** Index of the lowest set bit of a non-zero u32. */
