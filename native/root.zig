@@ -25,7 +25,7 @@ const toNumber = window_.toNumber;
 
 /// The ABI version `native/loader.ts` checks right after loading; bump it on
 /// any change of an export's signature or meaning, or of the layout.
-pub const abi_version: u32 = 2;
+pub const abi_version: u32 = 3;
 
 /// The ABI version of this library.
 export fn pma_abi_version() u32 {

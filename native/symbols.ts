@@ -27,7 +27,7 @@
  * assert.equal(PMA_ABI_VERSION, 2);
  * ```
  */
-export const PMA_ABI_VERSION = 2;
+export const PMA_ABI_VERSION = 3;
 
 /**
  * The names (as exported by `allocator/layout.ts`) of the layout constants,
