@@ -1,19 +1,30 @@
 /**
  * alloc+free pairs of each policy on the pure-TS path, side by side in one
- * run, on an empty heap and on a heap with 10^4 live blocks.
+ * run, on an empty heap and on a heap with 10^4 live blocks; TLSF both on its
+ * fast path (the default) and with `fastPath: false` (the general path).
  *
  *   deno bench --allow-ffi --allow-read --allow-env bench/allocator_bench.ts
  *
  * @module
  */
 
-import { PhysicalAllocator, type PolicyName } from "../mod.ts";
+import { type AllocatorOptions, PhysicalAllocator, type PolicyName } from "../mod.ts";
 
 const POLICIES: PolicyName[] = ["tlsf", "first-fit"];
 const SIZES = [16, 24, 40, 64, 100, 256, 1000, 4000];
 
-function heapWithLiveBlocks(policy: PolicyName, liveCount: number): PhysicalAllocator {
-  const heap = PhysicalAllocator.fromBuffer(new Uint8Array(32 << 20), { policy, native: false });
+/** The allocators compared: TLSF on each path, then first-fit. */
+const VARIANTS: { name: string; options: AllocatorOptions }[] = [
+  { name: "tlsf", options: { policy: "tlsf" } },
+  { name: "tlsf (general path)", options: { policy: "tlsf", fastPath: false } },
+  { name: "first-fit", options: { policy: "first-fit" } },
+];
+
+function heapWithLiveBlocks(options: AllocatorOptions, liveCount: number): PhysicalAllocator {
+  const heap = PhysicalAllocator.fromBuffer(new Uint8Array(32 << 20), {
+    ...options,
+    native: false,
+  });
   const live: number[] = [];
   for (let i = 0; i < liveCount; i++) live.push(heap.alloc(SIZES[i % SIZES.length]));
   // Free every third block so the free lists hold many small holes.
@@ -23,13 +34,13 @@ function heapWithLiveBlocks(policy: PolicyName, liveCount: number): PhysicalAllo
 
 for (const liveCount of [0, 10_000]) {
   const group = `alloc+free pair, ${liveCount} live blocks`;
-  for (const policy of POLICIES) {
-    const heap = heapWithLiveBlocks(policy, liveCount);
+  for (const variant of VARIANTS) {
+    const heap = heapWithLiveBlocks(variant.options, liveCount);
     let i = 0;
     Deno.bench({
-      name: `${policy} ${group}`,
+      name: `${variant.name} ${group}`,
       group,
-      baseline: policy === "tlsf",
+      baseline: variant.name === "tlsf",
       fn() {
         heap.free(heap.alloc(SIZES[i++ & 7]));
       },
@@ -39,7 +50,7 @@ for (const liveCount of [0, 10_000]) {
 
 const pageGroup = "page-aligned 4 KiB alloc+free pair";
 for (const policy of POLICIES) {
-  const heap = heapWithLiveBlocks(policy, 1000);
+  const heap = heapWithLiveBlocks({ policy }, 1000);
   Deno.bench({
     name: `${policy} ${pageGroup}`,
     group: pageGroup,

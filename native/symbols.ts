@@ -24,7 +24,7 @@
  * import assert from "node:assert/strict";
  * import { PMA_ABI_VERSION } from "./symbols.ts";
  *
- * assert.equal(PMA_ABI_VERSION, 2);
+ * assert.equal(PMA_ABI_VERSION, 3);
  * ```
  */
 export const PMA_ABI_VERSION = 3;
