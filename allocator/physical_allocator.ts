@@ -399,6 +399,11 @@ export class PhysicalAllocator implements Disposable {
       const address = this.#fast.alloc(blockSize, sizeBytes);
       if (address !== FALLBACK) return address;
     }
+    return this.#allocGeneral(blockSize, align, sizeBytes);
+  }
+
+  /** tryAlloc() on the general path (kept apart as #freeGeneral is). */
+  #allocGeneral(blockSize: number, align: number, sizeBytes: number): number {
     const block = this.#policy.find(blockSize, align);
     if (block === 0) return 0;
     if (this.#debug === null) return this.#carve(block, blockSize, align, sizeBytes);
@@ -480,7 +485,14 @@ export class PhysicalAllocator implements Disposable {
    */
   free(address: number): void {
     this.#assertOpen("free");
-    if (this.#fast !== null && this.#fast.free(address) !== FALLBACK) return;
+    if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
+  }
+
+  /**
+   * free() on the general path. Kept apart from free() so that free() stays
+   * small enough for V8 to inline into callers, in front of the fast path.
+   */
+  #freeGeneral(address: number): void {
     const block = this.#verifier.usedBlockAt(address, "free", InvalidFreeError);
     this.#debug?.verifyUsed(block, "free");
     const blocks = this.#blocks;
@@ -554,6 +566,11 @@ export class PhysicalAllocator implements Disposable {
       if (resized > 0) return resized;
       if (resized === 0) return this.#move(address, address - HEADER_BYTES, sizeBytes);
     }
+    return this.#reallocGeneral(address, sizeBytes);
+  }
+
+  /** realloc() on the general path (kept apart as #freeGeneral is). */
+  #reallocGeneral(address: number, sizeBytes: number): number {
     const block = this.#verifier.usedBlockAt(address, "reallocate", InvalidFreeError);
     // The address goes into the message only on error: building it costs more than a reallocation.
     validateSize(sizeBytes, "reallocate", address);

@@ -165,12 +165,24 @@ export class TlsfFastPath {
     const counters = this.#counters;
     const remainder = size - blockSize;
     counters.dropFree(size);
-    this.#unlink(i, size);
+    // #unlink(i, size), written out: the most frequent list update.
+    const previous = words[i + 6];
+    const next = words[i + 4];
+    if (next !== 0) setLink(words, ((next - base) >> 2) + 6, previous);
+    if (previous !== 0) setLink(words, ((previous - base) >> 2) + 4, next);
+    else this.#setHead(classOfSmall(size), next, next === 0);
     let usedSize = size;
     let last = word0 & 4;
     if (remainder >= 40) {
       const tail = block + blockSize;
-      this.#link(tail, remainder);
+      // #link(tail, remainder), written out.
+      const tailClass = classOfSmall(remainder);
+      const head = this.#control[this.#heads + 2 * tailClass];
+      const t = i + (blockSize >> 2);
+      setLink(words, t + 6, 0);
+      setLink(words, t + 4, head);
+      if (head !== 0) setLink(words, ((head - base) >> 2) + 6, tail);
+      this.#setHead(tailClass, tail, head === 0);
       writeFree(words, i + (blockSize >> 2), tail, remainder, last);
       counters.addFree(remainder);
       usedSize = blockSize;
@@ -226,8 +238,15 @@ export class TlsfFastPath {
       total += previousSize;
       this.#unlink(i - (previousSize >> 2), previousSize);
     }
-    this.#link(start, total);
-    const s = (start - this.#base) >> 2;
+    // #link(start, total), written out.
+    const base = this.#base;
+    const s = (start - base) >> 2;
+    const startClass = classOfSmall(total);
+    const head = this.#control[this.#heads + 2 * startClass];
+    setLink(words, s + 6, 0);
+    setLink(words, s + 4, head);
+    if (head !== 0) setLink(words, ((head - base) >> 2) + 6, start);
+    this.#setHead(startClass, start, head === 0);
     writeFree(words, s, start, total, last);
     counters.addFree(total);
     if (last === 0) {
