@@ -958,6 +958,8 @@ function regionTotals(regions: readonly RegionLayout[]): {
 }
 
 function validateSize(sizeBytes: number, operation: string, address?: number): void {
+  // A positive int32 (every size in practice) is valid without the general test.
+  if (typeof sizeBytes === "number" && (sizeBytes | 0) === sizeBytes && sizeBytes > 0) return;
   if (typeof sizeBytes !== "number" || !Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
     const target = address === undefined ? "" : ` ${hex(address)}`;
     throw new InvalidSizeError(
