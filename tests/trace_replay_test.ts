@@ -176,3 +176,38 @@ Deno.test("main.ts exits 0 on a verified replay, 1 on a bad trace, 2 on a usage 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("scoreTraces() keeps timing a steady target while another is still unsteady", () => {
+  // A replay that spins for the given milliseconds per repetition, in turn.
+  const spinning = (name: string, pattern: number[]): ReplayTarget => {
+    let repetition = 0;
+    return {
+      name,
+      own: false,
+      headerBytesPerBlock: 0,
+      create: (): ReplayHeap => ({
+        baseAddress: 0,
+        alloc: () => 0,
+        free: () => {},
+        realloc: () => 0,
+        view: () => new Uint8Array(0),
+        blockEnd: () => NaN,
+        check: () => {},
+        run: () => {
+          const until = performance.now() + pattern[repetition++ % pattern.length];
+          while (performance.now() < until) { /* spin */ }
+          return 0;
+        },
+        close: () => {},
+      }),
+    };
+  };
+  const rows = scoreTraces(
+    [tiny],
+    [spinning("steady", [2]), spinning("unsteady", [1, 4])],
+    { time: { budgetMs: 10_000, warmupRuns: 0, repetitionsMin: 5, repetitionsMax: 9 } },
+  );
+  // The unsteady target never settles, so it runs all 9 repetitions; the
+  // steady one, settled after 5, runs beside it in the same rounds.
+  assert.deepEqual(rows.map((r) => r.repetitions), [9, 9]);
+});

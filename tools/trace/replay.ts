@@ -331,6 +331,17 @@ export class ReplayTimer {
     return this.#done;
   }
 
+  /**
+   * True when no more repetitions may run: the most repetitions have, or
+   * the time spent exceeds four budgets. A done timer that is not exhausted
+   * can keep stepping beside others that are not done yet.
+   */
+  get exhausted(): boolean {
+    const options = this.#options;
+    return this.#samples.length >= (options.repetitionsMax ?? 40) ||
+      this.#spentMs > 4 * (options.budgetMs ?? 3000);
+  }
+
   /** Runs the unmeasured warm-up replays on a prefix of the trace. */
   warm(): void {
     const warmup = prefix(this.#trace, this.#options.warmupOps ?? 50_000);

@@ -146,7 +146,10 @@ export function scoreTraces(
 
 /**
  * Times every target on one trace, one repetition of each in turn (round
- * robin), so load from other processes falls on all targets alike.
+ * robin), so load from other processes falls on all targets alike. Until
+ * every target is done, a target that is done already keeps running (up to
+ * its own limits): the medians of targets compared side by side come from
+ * the same rounds, not from calmer or busier stretches of the run.
  */
 function timeInterleaved(
   trace: DecodedTrace,
@@ -171,7 +174,7 @@ function timeInterleaved(
   const limit = (time?.repetitionsMax ?? 40) + 1;
   for (; round < limit && timers.some((timer) => timer !== null && !timer.done); round++) {
     timers.forEach((timer, t) => {
-      if (timer === null || timer.done) return;
+      if (timer === null || timer.exhausted) return;
       try {
         timer.step();
         results[t] = timer.result();
