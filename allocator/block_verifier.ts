@@ -177,10 +177,13 @@ export class BlockVerifier {
   /** The free physical predecessor of `block`, found by its footer and verified. */
   checkedPrevious(block: number): number {
     const blocks = this.#blocks;
-    const previousSize = blocks.previousFooter(block);
-    const previous = block - previousSize;
     const region = this.regionOf(block);
-    const sane = region !== null && previousSize >= MIN_BLOCK_BYTES &&
+    // The footer is read only when it lies in the region: before the first
+    // block may be a hole that identity-mapped memory leaves unmapped.
+    const footerInRegion = region !== null && block - MIN_BLOCK_BYTES >= region.blockStart;
+    const previousSize = footerInRegion ? blocks.previousFooter(block) : 0;
+    const previous = block - previousSize;
+    const sane = footerInRegion && previousSize >= MIN_BLOCK_BYTES &&
       previousSize % GRANULE_BYTES === 0 && previous >= region.blockStart;
     if (
       !sane || !blocks.headerValid(previous) || !blocks.isFree(previous) ||
@@ -188,9 +191,11 @@ export class BlockVerifier {
     ) {
       throw new HeapCorruptionError(
         block,
-        `Heap corruption before block ${
-          hex(block)
-        }: its free predecessor's footer (${previousSize}) does not match a free header`,
+        `Heap corruption before block ${hex(block)}: ${
+          footerInRegion
+            ? `its free predecessor's footer (${previousSize}) does not match a free header`
+            : "it is flagged as following a free block, but no block fits before it in its region"
+        }`,
       );
     }
     return previous;

@@ -420,6 +420,8 @@ export class TlsfFastPath {
    * BlockVerifier.checkedPrevious and checkedLinks do; FALLBACK when a check fails.
    */
   #freePredecessor(i: number, block: number): number {
+    // The footer is read only when a free block can lie before this one in the region.
+    if (block - 40 < this.#start) return FALLBACK;
     const words = this.#words;
     const previousSize = words[i - 2];
     const previous = block - previousSize;

@@ -15,6 +15,7 @@ import {
   FREE_PREV_OFFSET,
   HEADER_BYTES,
   HEADER_SLACK_OFFSET,
+  headerCheck,
 } from "../allocator/layout.ts";
 
 const BASE_ADDRESS = 0x1000;
@@ -169,6 +170,26 @@ for (const policy of ["tlsf", "first-fit"] as const) {
       if (h.words[h.word(heads + 8 * i)] !== 0) h.words[h.word(heads + 8 * i)] = h.c - HEADER_BYTES;
     }
     assertCorruption(h.window, () => h.heap.check(), h.c - HEADER_BYTES, /listed block/);
+  });
+}
+
+for (const policy of ["tlsf", "first-fit"] as const) {
+  Deno.test(`PhysicalAllocator (${policy}) reports a region's first block forged to follow a free block`, () => {
+    // A header rewritten whole, check word included, to claim a free
+    // predecessor where none can be: the footer it would read lies before
+    // the region (in identity-mapped memory, possibly unmapped), so it must
+    // not be read at all.
+    const h = makeHeap(policy);
+    const first = h.a - HEADER_BYTES;
+    const i = h.word(first);
+    h.words[i] |= 2; // FLAG_PREV_FREE
+    h.words[i + 3] = headerCheck(first, h.words[i], h.words[i + 1], h.words[i + 2]);
+    assertCorruption(
+      h.window,
+      () => h.heap.free(h.a),
+      h.a - HEADER_BYTES,
+      /flagged as following a free block, but no block fits before it in its region/,
+    );
   });
 }
 
