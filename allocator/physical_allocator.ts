@@ -82,8 +82,8 @@ export interface AllocatorOptions {
    */
   debug?: boolean;
   /**
-   * Whether the fused TLSF fast path (allocator/tlsf_fast_path.ts) may serve
-   * `alloc` and `free`. It serves them only where it applies (TLSF searched
+   * Whether the TLSF fast path (allocator/tlsf_fast_path.ts) may serve
+   * `alloc`, `free` and `realloc`. It serves them only where it applies (TLSF searched
    * in TypeScript, one usable region, a window ending below 2^31, no debug
    * mode) and makes exactly the general path's decisions; `false` forces
    * the general path, to compare the two or to step through the general code.
@@ -147,7 +147,7 @@ export class PhysicalAllocator implements Disposable {
   readonly #guardBytes: number;
 
   readonly #counters = new HeapCounters();
-  /** The fused TLSF alloc/free for the common heap (see tlsf_fast_path.ts), else null. */
+  /** The TLSF fast path for the common heap (see tlsf_fast_path.ts), else null. */
   readonly #fast: TlsfFastPath | null;
   readonly #totalBytes: number;
   readonly #skippedBytes: number;
@@ -317,7 +317,7 @@ export class PhysicalAllocator implements Disposable {
     return this.#nativeActive;
   }
 
-  /** True when the fused TLSF fast path serves this allocator's `alloc` and `free` calls. */
+  /** True when the TLSF fast path serves this allocator's `alloc`, `free` and `realloc` calls. */
   get fastPathActive(): boolean {
     return this.#fast !== null;
   }

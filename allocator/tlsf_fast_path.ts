@@ -183,7 +183,7 @@ export class TlsfFastPath {
       setLink(words, t + 4, head);
       if (head !== 0) setLink(words, ((head - base) >> 2) + 6, tail);
       this.#setHead(tailClass, tail, head === 0);
-      writeFree(words, i + (blockSize >> 2), tail, remainder, last);
+      writeFree(words, t, tail, remainder, last);
       counters.addFree(remainder);
       usedSize = blockSize;
       last = 0;
@@ -492,14 +492,15 @@ export class TlsfFastPath {
   /** Marks `sizeClass` non-empty or empty in the bitmaps (TlsfPolicy.#markNonEmpty, #markEmpty). */
   #flipClass(sizeClass: number, nonEmpty: boolean): void {
     const control = this.#control;
-    const sl = this.#slBitmaps + (sizeClass >>> 4);
-    const fl = this.#flBitmap + (sizeClass >>> 9);
+    const fl = sizeClass >>> 4;
+    const sl = this.#slBitmaps + fl;
+    const flWord = this.#flBitmap + (fl >>> 5);
     if (nonEmpty) {
       control[sl] |= 1 << (sizeClass & 15);
-      control[fl] |= 1 << (sizeClass >>> 4);
+      control[flWord] |= 1 << (fl & 31);
     } else {
       control[sl] &= ~(1 << (sizeClass & 15));
-      if (control[sl] === 0) control[fl] &= ~(1 << (sizeClass >>> 4));
+      if (control[sl] === 0) control[flWord] &= ~(1 << (fl & 31));
     }
   }
 
