@@ -149,10 +149,11 @@ export class TlsfFastPath {
       }
     }
     if (block === 0) {
+      // A list head, unlike a scanned block, has not been bounds-checked yet.
       block = this.#goodFit(searchClassOf(blockSize));
       if (block === 0) return 0;
+      if (!this.#inRegion(block)) return FALLBACK;
     }
-    if (!this.#inRegion(block)) return FALLBACK;
     const i = (block - base) >> 2;
     const word0 = words[i];
     const size = word0 - (word0 & 7);

@@ -365,7 +365,7 @@ export class ReplayTimer {
     this.#spread = spreadOf(this.#samples);
     const budgetMs = options.budgetMs ?? 3000;
     const count = this.#samples.length;
-    this.#done = count >= (options.repetitionsMax ?? 40) || this.#spentMs > 4 * budgetMs ||
+    this.#done = this.exhausted ||
       (count >= (options.repetitionsMin ?? 5) &&
         (this.#spread <= (options.spreadMax ?? 0.05) || this.#spentMs > budgetMs));
   }
