@@ -23,15 +23,15 @@
  * @module
  */
 
-export * from "./allocator/physical_allocator.ts";
+export * from "./allocator/heap/physical_allocator.ts";
 export * from "./allocator/errors.ts";
-export * from "./allocator/memory.ts";
-export * from "./allocator/stats.ts";
-export type { PolicyName } from "./allocator/policy.ts";
-export type { NativeMode } from "./allocator/native_route.ts";
-export * from "./allocator/memory_map.ts";
-export * from "./allocator/memory_map_parse.ts";
-export * from "./allocator/memory_map_normalize.ts";
-export * from "./allocator/memory_map_samples.ts";
-export * from "./allocator/memory_map_host.ts";
-export * from "./allocator/identity_memory.ts";
+export * from "./allocator/memory/physical_memory.ts";
+export * from "./allocator/heap/stats.ts";
+export type { PolicyName } from "./allocator/heap/policy/policy.ts";
+export type { NativeMode } from "./allocator/heap/policy/native_route.ts";
+export * from "./allocator/memory_map/entry.ts";
+export * from "./allocator/memory_map/parse.ts";
+export * from "./allocator/memory_map/normalize.ts";
+export * from "./allocator/memory_map/samples.ts";
+export * from "./allocator/memory_map/host.ts";
+export * from "./allocator/memory/identity_memory.ts";

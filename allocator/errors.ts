@@ -28,7 +28,7 @@ export type AllocatorErrorCode =
  * @example Telling errors apart by code
  * ```ts
  * import assert from "node:assert/strict";
- * import { AllocatorError, PhysicalAllocator } from "../mod.ts";
+ * import { AllocatorError, PhysicalAllocator } from "@phys/allocator";
  *
  * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
  * assert.throws(() => heap.alloc(0), (e) => e instanceof AllocatorError && e.code === "INVALID_SIZE");

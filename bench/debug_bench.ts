@@ -1,5 +1,5 @@
 /**
- * The cost of debug mode (guard bytes and poison, allocator/debug_guard.ts):
+ * The cost of debug mode (guard bytes and poison, allocator/heap/check/debug_guard.ts):
  * alloc+free pairs with `debug: true` against the same pairs without, per
  * policy and payload size, on the TS path. Each pair runs on a heap holding
  * a few hundred live blocks so the searches are not trivially the first block.

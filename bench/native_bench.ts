@@ -16,13 +16,13 @@
  * @module
  */
 
-import { BlockWords } from "../allocator/block.ts";
-import { ControlBlock } from "../allocator/control_block.ts";
-import { controlBytes, FLAG_LAST, MIN_BLOCK_BYTES } from "../allocator/layout.ts";
-import { FirstFitPolicy } from "../allocator/policy_first_fit.ts";
-import { PhysicalAllocator } from "../allocator/physical_allocator.ts";
-import type { PolicyName } from "../allocator/policy.ts";
-import type { NativeMode } from "../allocator/native_route.ts";
+import { BlockWords } from "../allocator/heap/block.ts";
+import { ControlBlock } from "../allocator/heap/control_block.ts";
+import { controlBytes, FLAG_LAST, MIN_BLOCK_BYTES } from "../allocator/heap/layout.ts";
+import { FirstFitPolicy } from "../allocator/heap/policy/first_fit.ts";
+import { PhysicalAllocator } from "../allocator/heap/physical_allocator.ts";
+import type { PolicyName } from "../allocator/heap/policy/policy.ts";
+import type { NativeMode } from "../allocator/heap/policy/native_route.ts";
 import { bufferAddress, loadNative } from "../native/loader.ts";
 
 const native = loadNative("auto");

@@ -1,7 +1,7 @@
 //! Reading and checking block headers (layout in `layout.zig`).
 //!
 //! The check word is `headerCheck(B, word0, word1, slack)`, the same hash as
-//! `headerCheck` in `allocator/layout.ts`: Zig's wrapping `*%` on u32 is
+//! `headerCheck` in `allocator/heap/layout.ts`: Zig's wrapping `*%` on u32 is
 //! JavaScript's `Math.imul`, and the address contributes its low 32 bits.
 
 const std = @import("std");
@@ -70,7 +70,7 @@ pub fn freeBlockSize(window: Window, block: u64) u64 {
     return size_bytes;
 }
 
-test "headerCheck matches values computed by allocator/layout.ts" {
+test "headerCheck matches values computed by allocator/heap/layout.ts" {
     // headerCheck(0, 0, 0, 0) and headerCheck(0x1000, 41, 0, 0) from the TS side.
     try std.testing.expectEqual(@as(u32, 0x9655db6e), headerCheck(0, 0, 0, 0));
     try std.testing.expectEqual(@as(u32, 0x5829cacc), headerCheck(0x1000, 41, 0, 0));

@@ -1,6 +1,6 @@
 //! The in-memory format of blocks and of the allocator's control block.
 //!
-//! Mirrors `allocator/layout.ts` constant by constant; `tests/layout_test.ts`
+//! Mirrors `allocator/heap/layout.ts` constant by constant; `tests/layout_test.ts`
 //! reads every constant back through `pma_layout_value` and proves the two
 //! agree. Every field is little-endian.
 //!
@@ -157,7 +157,7 @@ pub fn controlBytes(fl_count: u32) u64 {
 }
 
 /// Ids of the constants `pma_layout_value` reports, in ABI order: each name is
-/// the TS constant's name in `allocator/layout.ts`. Append only; never reorder.
+/// the TS constant's name in `allocator/heap/layout.ts`. Append only; never reorder.
 pub const LayoutValueId = enum(u32) {
     GRANULE_BYTES,
     GRANULE_LOG2,

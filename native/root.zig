@@ -1,5 +1,5 @@
 //! The C ABI of `libpma`: the allocator's hot path over the block format of
-//! `allocator/layout.ts`, called from Deno through `native/symbols.ts`.
+//! `allocator/heap/layout.ts`, called from Deno through `native/symbols.ts`.
 //!
 //! Only fixed-width scalars cross the boundary. Addresses and sizes travel as
 //! f64 (exact below 2^53), so a call costs no bigint and no pointer object.

@@ -30,7 +30,7 @@
 export const PMA_ABI_VERSION = 3;
 
 /**
- * The names (as exported by `allocator/layout.ts`) of the layout constants,
+ * The names (as exported by `allocator/heap/layout.ts`) of the layout constants,
  * indexed by the id `pma_layout_value(id)` takes. Append only; never reorder.
  *
  * @example

@@ -12,7 +12,7 @@
 //! A "good fit" rounds the search size up to the next class boundary, so any
 //! block of that class or above fits. If no such class is non-empty, the
 //! class the search size itself falls in is walked (boundedly) for a block
-//! that fits exactly, mirroring `allocator/policy_tlsf.ts`.
+//! that fits exactly, mirroring `allocator/heap/policy/tlsf.ts`.
 
 const std = @import("std");
 const assert = std.debug.assert;

@@ -28,16 +28,16 @@ import {
   TraceFormatError,
 } from "../mod.ts";
 import { AllocatorClosedError } from "../allocator/errors.ts";
-import { hex } from "../allocator/memory.ts";
-import type { MemoryMapEntry } from "../allocator/memory_map.ts";
-import { MemoryMap, normalizeMemoryMap } from "../allocator/memory_map_normalize.ts";
+import { hex } from "../allocator/memory/physical_memory.ts";
+import type { MemoryMapEntry } from "../allocator/memory_map/entry.ts";
+import { MemoryMap, normalizeMemoryMap } from "../allocator/memory_map/normalize.ts";
 import {
   parseAddress,
   parseE820,
   parseMemoryMapJson,
   parseSysfsDump,
   parseSysfsMemmap,
-} from "../allocator/memory_map_parse.ts";
+} from "../allocator/memory_map/parse.ts";
 import { parseRep } from "../tools/trace/rep_format.ts";
 import { snapshot } from "./support/conformance.ts";
 import { nativeOrSkip } from "./support/native_library.ts";

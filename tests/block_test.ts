@@ -7,7 +7,7 @@ import {
   BlockWords,
   blockWordsFor,
   NarrowBlockWords,
-} from "../allocator/block.ts";
+} from "../allocator/heap/block.ts";
 import {
   FLAG_FREE,
   FLAG_LAST,
@@ -15,7 +15,7 @@ import {
   HEADER_BYTES,
   headerCheck,
   MIN_BLOCK_BYTES,
-} from "../allocator/layout.ts";
+} from "../allocator/heap/layout.ts";
 import { Random } from "./support/random.ts";
 
 Deno.test("alignUp() and alignDown() agree with the modulo definition for any size", () => {

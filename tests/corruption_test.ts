@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { HeapCorruptionError, PhysicalAllocator, type PolicyName } from "../mod.ts";
-import { hex } from "../allocator/memory.ts";
+import { hex } from "../allocator/memory/physical_memory.ts";
 import {
   CONTROL_FL_BITMAP_OFFSET,
   CONTROL_SL_BITMAPS_OFFSET,
@@ -16,7 +16,7 @@ import {
   HEADER_BYTES,
   HEADER_SLACK_OFFSET,
   headerCheck,
-} from "../allocator/layout.ts";
+} from "../allocator/heap/layout.ts";
 
 const BASE_ADDRESS = 0x1000;
 

@@ -1,13 +1,13 @@
 /**
- * Debug mode (`debug: true`, allocator/debug_guard.ts): guard bytes catch
+ * Debug mode (`debug: true`, allocator/heap/check/debug_guard.ts): guard bytes catch
  * payload overflows at free, realloc and check(); poison catches writes
  * after free when the memory is handed out again and at check(); the
  * accounting stays exact.
  */
 import assert from "node:assert/strict";
 import { HeapCorruptionError, PhysicalAllocator, type PolicyName } from "../mod.ts";
-import { GUARD_BYTES_MIN } from "../allocator/debug_guard.ts";
-import { hex } from "../allocator/memory.ts";
+import { GUARD_BYTES_MIN } from "../allocator/heap/check/debug_guard.ts";
+import { hex } from "../allocator/memory/physical_memory.ts";
 import { runModel } from "./support/conformance.ts";
 
 const BASE_ADDRESS = 0x1000;

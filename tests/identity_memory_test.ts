@@ -4,11 +4,11 @@ import {
   type IdentityMemory,
   mapIdentity,
   RELOCATION_ALIGN_BYTES,
-} from "../allocator/identity_memory.ts";
-import { resolveWindow } from "../allocator/memory.ts";
-import { normalizeMemoryMap } from "../allocator/memory_map_normalize.ts";
-import { sampleMemoryMap } from "../allocator/memory_map_samples.ts";
-import { PhysicalAllocator } from "../allocator/physical_allocator.ts";
+} from "../allocator/memory/identity_memory.ts";
+import { resolveWindow } from "../allocator/memory/physical_memory.ts";
+import { normalizeMemoryMap } from "../allocator/memory_map/normalize.ts";
+import { sampleMemoryMap } from "../allocator/memory_map/samples.ts";
+import { PhysicalAllocator } from "../allocator/heap/physical_allocator.ts";
 
 // Addresses from this machine's own usable RAM above 4 GiB (0x100000000-0x640000000):
 // far from where Linux puts a process's binary, heap, stack and libraries.

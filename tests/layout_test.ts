@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import * as layout from "../allocator/layout.ts";
-import { alignUp, blockPtr } from "../allocator/block.ts";
+import * as layout from "../allocator/heap/layout.ts";
+import { alignUp, blockPtr } from "../allocator/heap/block.ts";
 import { LAYOUT_VALUE_NAMES } from "../native/symbols.ts";
 import { Random } from "./support/random.ts";
 import { nativeOrSkip } from "./support/native_library.ts";
@@ -8,14 +8,14 @@ import { nativeOrSkip } from "./support/native_library.ts";
 const native = nativeOrSkip("tests/layout_test.ts (TS and Zig layout agreement)");
 const numericConstants = Object.entries(layout).filter(([, value]) => typeof value === "number");
 
-Deno.test("LAYOUT_VALUE_NAMES lists every numeric constant of allocator/layout.ts once", () => {
+Deno.test("LAYOUT_VALUE_NAMES lists every numeric constant of allocator/heap/layout.ts once", () => {
   const names = new Set<string>(LAYOUT_VALUE_NAMES);
   assert.equal(names.size, LAYOUT_VALUE_NAMES.length);
   assert.deepEqual([...names].sort(), numericConstants.map(([name]) => name).sort());
 });
 
 Deno.test({
-  name: "pma_layout_value() agrees with allocator/layout.ts constant by constant",
+  name: "pma_layout_value() agrees with allocator/heap/layout.ts constant by constant",
   ignore: native === null,
   fn() {
     const values = layout as unknown as Record<string, number>;

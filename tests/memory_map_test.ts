@@ -4,14 +4,14 @@ import {
   type MemoryMapEntry,
   type MemoryType,
   memoryTypeFromName,
-} from "../allocator/memory_map.ts";
+} from "../allocator/memory_map/entry.ts";
 import {
   parseAddress,
   parseE820,
   parseMemoryMapJson,
   parseSysfsDump,
   parseSysfsMemmap,
-} from "../allocator/memory_map_parse.ts";
+} from "../allocator/memory_map/parse.ts";
 import {
   type AccountedSpan,
   DEFAULT_MMAP_MIN_ADDRESS,
@@ -20,14 +20,14 @@ import {
   type NormalizedMemoryMap,
   normalizeMemoryMap,
   type Reservation,
-} from "../allocator/memory_map_normalize.ts";
-import { FRAGMENTED_REGION_COUNT, sampleMemoryMap } from "../allocator/memory_map_samples.ts";
+} from "../allocator/memory_map/normalize.ts";
+import { FRAGMENTED_REGION_COUNT, sampleMemoryMap } from "../allocator/memory_map/samples.ts";
 import {
   readMmapMinAddress,
   readSysfsMemmap,
   SYSFS_MEMMAP_DIRECTORY,
-} from "../allocator/memory_map_host.ts";
-import { HEADER_BYTES, MIN_BLOCK_BYTES } from "../allocator/layout.ts";
+} from "../allocator/memory_map/host.ts";
+import { HEADER_BYTES, MIN_BLOCK_BYTES } from "../allocator/heap/layout.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
 const readFixture = (name: string) => Deno.readTextFileSync(new URL(name, FIXTURES));

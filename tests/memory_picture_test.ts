@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { renderMemorySvg, renderMemoryTerminal } from "../tools/memory_picture.ts";
-import { normalizeMemoryMap } from "../allocator/memory_map_normalize.ts";
-import { sampleMemoryMap } from "../allocator/memory_map_samples.ts";
+import { normalizeMemoryMap } from "../allocator/memory_map/normalize.ts";
+import { sampleMemoryMap } from "../allocator/memory_map/samples.ts";
 
 const GIB = 2 ** 30;
 const ESC = "\x1b";

@@ -1,16 +1,16 @@
 import assert from "node:assert/strict";
-import { blockSizeFor, BlockWords } from "../allocator/block.ts";
+import { blockSizeFor, BlockWords } from "../allocator/heap/block.ts";
 import {
   controlBytes,
   FL_COUNT_MAX,
   FLAG_LAST,
   GRANULE_BYTES,
   MIN_BLOCK_BYTES,
-} from "../allocator/layout.ts";
-import { ControlBlock } from "../allocator/control_block.ts";
-import type { FreeListPolicy } from "../allocator/policy.ts";
-import { FirstFitPolicy } from "../allocator/policy_first_fit.ts";
-import { TlsfPolicy } from "../allocator/policy_tlsf.ts";
+} from "../allocator/heap/layout.ts";
+import { ControlBlock } from "../allocator/heap/control_block.ts";
+import type { FreeListPolicy } from "../allocator/heap/policy/policy.ts";
+import { FirstFitPolicy } from "../allocator/heap/policy/first_fit.ts";
+import { TlsfPolicy } from "../allocator/heap/policy/tlsf.ts";
 import { bufferAddress, controlAddressFor } from "../native/loader.ts";
 import type { NativeSymbols } from "../native/symbols.ts";
 import { Random } from "./support/random.ts";

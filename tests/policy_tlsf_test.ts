@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { classOf, flCountFor, floorLog2, searchClassOf } from "../allocator/policy_tlsf.ts";
-import { SL_COUNT } from "../allocator/layout.ts";
+import { classOf, flCountFor, floorLog2, searchClassOf } from "../allocator/heap/policy/tlsf.ts";
+import { SL_COUNT } from "../allocator/heap/layout.ts";
 import { Random } from "./support/random.ts";
 
 /** The smallest size of a class (the class's lower bound). */

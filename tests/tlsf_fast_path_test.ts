@@ -1,5 +1,5 @@
 /**
- * The TLSF fast path (allocator/tlsf_fast_path.ts) against the general path:
+ * The TLSF fast path (allocator/heap/policy/tlsf_fast_path.ts) against the general path:
  * where it is switched on, and that it makes exactly the general path's
  * decisions. Two heaps over separate buffers at the same base address, one
  * served by the fast path and one made with `fastPath: false`, run the same
@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { AllocatorError, bufferMemory, InvalidOptionError, PhysicalAllocator } from "../mod.ts";
-import { blockSizeFor } from "../allocator/block.ts";
+import { blockSizeFor } from "../allocator/heap/block.ts";
 import {
   CONTROL_FL_BITMAP_OFFSET,
   controlHeadsOffset,
@@ -24,9 +24,9 @@ import {
   HEADER_CHECK_OFFSET,
   HEADER_SLACK_OFFSET,
   headerCheck,
-} from "../allocator/layout.ts";
-import { classOf, EXACT_SCAN_MAX, TlsfPolicy } from "../allocator/policy_tlsf.ts";
-import { FALLBACK, TlsfFastPath } from "../allocator/tlsf_fast_path.ts";
+} from "../allocator/heap/layout.ts";
+import { classOf, EXACT_SCAN_MAX, TlsfPolicy } from "../allocator/heap/policy/tlsf.ts";
+import { FALLBACK, TlsfFastPath } from "../allocator/heap/policy/tlsf_fast_path.ts";
 import { Random } from "./support/random.ts";
 
 // ---------------------------------------------------------------------------

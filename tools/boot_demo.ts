@@ -20,20 +20,20 @@
 
 import { parseArgs } from "node:util";
 import { AllocatorError, OutOfMemoryError } from "../allocator/errors.ts";
-import { type IdentityMemory, mapIdentity } from "../allocator/identity_memory.ts";
-import { formatBytes, type MemoryMapEntry } from "../allocator/memory_map.ts";
-import { readMmapMinAddress, readSysfsMemmap } from "../allocator/memory_map_host.ts";
-import { MemoryMap, type NormalizedMemoryMap } from "../allocator/memory_map_normalize.ts";
+import { type IdentityMemory, mapIdentity } from "../allocator/memory/identity_memory.ts";
+import { formatBytes, type MemoryMapEntry } from "../allocator/memory_map/entry.ts";
+import { readMmapMinAddress, readSysfsMemmap } from "../allocator/memory_map/host.ts";
+import { MemoryMap, type NormalizedMemoryMap } from "../allocator/memory_map/normalize.ts";
 import {
   parseAddress,
   parseE820,
   parseMemoryMapJson,
   parseSysfsDump,
   parseSysfsMemmap,
-} from "../allocator/memory_map_parse.ts";
-import { SAMPLE_MAP_NAMES, sampleMemoryMap } from "../allocator/memory_map_samples.ts";
-import { PhysicalAllocator } from "../allocator/physical_allocator.ts";
-import type { AllocatorStats } from "../allocator/stats.ts";
+} from "../allocator/memory_map/parse.ts";
+import { SAMPLE_MAP_NAMES, sampleMemoryMap } from "../allocator/memory_map/samples.ts";
+import { PhysicalAllocator } from "../allocator/heap/physical_allocator.ts";
+import type { AllocatorStats } from "../allocator/heap/stats.ts";
 import {
   type DecodedTrace,
   decodeTrace,

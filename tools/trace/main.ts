@@ -22,7 +22,7 @@
  */
 
 import { parseArgs } from "node:util";
-import type { PolicyName } from "../../allocator/policy.ts";
+import type { PolicyName } from "../../allocator/heap/policy/policy.ts";
 import { captureMain } from "./capture.ts";
 import { type DecodedTrace, decodeTrace } from "./decode.ts";
 import { progressBar } from "./progress.ts";

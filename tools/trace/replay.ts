@@ -24,7 +24,7 @@
  */
 
 import { HeapCorruptionError } from "../../allocator/errors.ts";
-import { hex } from "../../allocator/memory.ts";
+import { hex } from "../../allocator/memory/physical_memory.ts";
 import { type DecodedTrace, REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "./decode.ts";
 import type { ReplayHeap, ReplayTarget } from "./replay_heap.ts";
 

@@ -4,22 +4,22 @@
  * or identity-mapped memory from `mapIdentity`).
  *
  * The footprint reads the block size from the header just before a payload
- * (the `allocator/layout.ts` byte contract), so it counts whole blocks.
+ * (the `allocator/heap/layout.ts` byte contract), so it counts whole blocks.
  *
  * @module
  */
 
 import { OutOfMemoryError } from "../../allocator/errors.ts";
-import { mapIdentity } from "../../allocator/identity_memory.ts";
+import { mapIdentity } from "../../allocator/memory/identity_memory.ts";
 import {
   FLAGS_MASK,
   HEADER_BYTES,
   HEADER_SIZE_HI_OFFSET,
   HEADER_SIZE_LO_OFFSET,
-} from "../../allocator/layout.ts";
-import { bufferMemory, type PhysicalMemory } from "../../allocator/memory.ts";
-import { PhysicalAllocator } from "../../allocator/physical_allocator.ts";
-import type { PolicyName } from "../../allocator/policy.ts";
+} from "../../allocator/heap/layout.ts";
+import { bufferMemory, type PhysicalMemory } from "../../allocator/memory/physical_memory.ts";
+import { PhysicalAllocator } from "../../allocator/heap/physical_allocator.ts";
+import type { PolicyName } from "../../allocator/heap/policy/policy.ts";
 import { type DecodedTrace, REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "./decode.ts";
 import type { ReplayHeap, ReplayTarget } from "./replay_heap.ts";
 

@@ -11,9 +11,9 @@
  * @module
  */
 
-import { alignmentGap, type BlockWords } from "./block.ts";
-import type { ControlBlock } from "./control_block.ts";
-import { HeapCorruptionError } from "./errors.ts";
+import { alignmentGap, type BlockWords } from "../block.ts";
+import type { ControlBlock } from "../control_block.ts";
+import { HeapCorruptionError } from "../../errors.ts";
 import {
   CONTROL_FL_COUNT_OFFSET,
   CONTROL_MAGIC,
@@ -23,8 +23,8 @@ import {
   controlHeadsOffset,
   GRANULE_BYTES,
   POLICY_ID_FIRST_FIT,
-} from "./layout.ts";
-import { hex } from "./memory.ts";
+} from "../layout.ts";
+import { hex } from "../../memory/physical_memory.ts";
 import type { FreeListPolicy, PolicyName } from "./policy.ts";
 
 /** The native walks of first-fit, mirroring `find` and the walk of `insert`. */

@@ -24,8 +24,8 @@
  * @module
  */
 
-import { MemoryMapError } from "./errors.ts";
-import { ADDRESS_LIMIT, type MemoryMapEntry, memoryTypeFromName } from "./memory_map.ts";
+import { MemoryMapError } from "../errors.ts";
+import { ADDRESS_LIMIT, type MemoryMapEntry, memoryTypeFromName } from "./entry.ts";
 
 /** The raw text of one `/sys/firmware/memmap/N` directory. */
 export interface SysfsMemmapText {
@@ -52,7 +52,7 @@ const ADDRESS_LIMIT_BIG = BigInt(ADDRESS_LIMIT);
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseAddress } from "./memory_map_parse.ts";
+ * import { parseAddress } from "./parse.ts";
  *
  * assert.equal(parseAddress(" 0x9fbff\n", "line 1"), 0x9fbff);
  * assert.equal(parseAddress("4096", "entry 0"), 4096);
@@ -106,7 +106,7 @@ function entryFromInclusive(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseSysfsMemmap } from "./memory_map_parse.ts";
+ * import { parseSysfsMemmap } from "./parse.ts";
  *
  * const entries = parseSysfsMemmap([
  *   { name: "1", start: "0x100000\n", end: "0xbfffffff\n", type: "System RAM\n" },
@@ -151,7 +151,7 @@ function directoryNumber(name: string): number {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseSysfsDump, parseSysfsMemmap } from "./memory_map_parse.ts";
+ * import { parseSysfsDump, parseSysfsMemmap } from "./parse.ts";
  *
  * const dump = "# this machine\n0 0x0 0x9fbff System RAM\n1 0x9fc00 0xfffff Reserved\n";
  * const entries = parseSysfsMemmap(parseSysfsDump(dump));
@@ -193,7 +193,7 @@ const E820_LEGACY_LINE = /BIOS-e820:\s*([0-9a-fA-F]+)\s*-\s*([0-9a-fA-F]+)\s*\((
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseE820 } from "./memory_map_parse.ts";
+ * import { parseE820 } from "./parse.ts";
  *
  * const entries = parseE820(
  *   "[    0.000000] BIOS-e820: [mem 0x0000000000100000-0x00000000bfffffff] usable\n" +
@@ -252,7 +252,7 @@ const JSON_KEYS = new Set(["start", "end", "length", "type"]);
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseMemoryMapJson } from "./memory_map_parse.ts";
+ * import { parseMemoryMapJson } from "./parse.ts";
  *
  * const entries = parseMemoryMapJson(
  *   '[{"start": "0x100000", "length": 1048576, "type": "usable"},' +

@@ -7,9 +7,9 @@
  */
 
 import { alignDown, alignUp } from "./block.ts";
-import { InvalidMemoryError } from "./errors.ts";
+import { InvalidMemoryError } from "../errors.ts";
 import { GRANULE_BYTES, MIN_BLOCK_BYTES } from "./layout.ts";
-import type { MemoryRegion } from "./memory.ts";
+import type { MemoryRegion } from "../memory/physical_memory.ts";
 
 /** Where one region's blocks live, or why it has none. */
 export interface RegionLayout {

@@ -95,7 +95,7 @@ const TYPE_NAMES: ReadonlyMap<string, MemoryType> = new Map([
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { memoryTypeFromName } from "./memory_map.ts";
+ * import { memoryTypeFromName } from "./entry.ts";
  *
  * assert.equal(memoryTypeFromName("System RAM"), "usable");
  * assert.equal(memoryTypeFromName("ACPI Non-volatile Storage"), "nvs");
@@ -116,7 +116,7 @@ export function memoryTypeFromName(name: string): MemoryType {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { entrySizeBytes } from "./memory_map.ts";
+ * import { entrySizeBytes } from "./entry.ts";
  *
  * assert.equal(entrySizeBytes({ start: 0x1000, end: 0x3000, type: "usable" }), 0x2000);
  * ```
@@ -134,7 +134,7 @@ export function entrySizeBytes(entry: MemoryMapEntry): number {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatBytes } from "./memory_map.ts";
+ * import { formatBytes } from "./entry.ts";
  *
  * assert.equal(formatBytes(655360), "640 KiB");
  * assert.equal(formatBytes(0xc0000000), "3 GiB");

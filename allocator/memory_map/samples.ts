@@ -12,8 +12,8 @@
  * @module
  */
 
-import { MemoryMapError } from "./errors.ts";
-import type { MemoryMapEntry, MemoryType } from "./memory_map.ts";
+import { MemoryMapError } from "../errors.ts";
+import type { MemoryMapEntry, MemoryType } from "./entry.ts";
 
 /** The names {@linkcode sampleMemoryMap} accepts. */
 export type SampleMapName = "qemu" | "fragmented";
@@ -92,7 +92,7 @@ function fragmentedSample(): MemoryMapEntry[] {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { sampleMemoryMap } from "./memory_map_samples.ts";
+ * import { sampleMemoryMap } from "./samples.ts";
  *
  * const qemu = sampleMemoryMap("qemu");
  * assert.equal(qemu.filter((e) => e.type === "usable").length, 3);

@@ -11,11 +11,11 @@
  * @module
  */
 
-import { MemoryMapError } from "./errors.ts";
-import type { MemoryMapEntry } from "./memory_map.ts";
-import { parseAddress, parseSysfsMemmap, type SysfsMemmapText } from "./memory_map_parse.ts";
-import { DEFAULT_MMAP_MIN_ADDRESS } from "./memory_map_normalize.ts";
-import { type Libc, openLibc, readTextFileViaLibc } from "./_libc.ts";
+import { MemoryMapError } from "../errors.ts";
+import type { MemoryMapEntry } from "./entry.ts";
+import { parseAddress, parseSysfsMemmap, type SysfsMemmapText } from "./parse.ts";
+import { DEFAULT_MMAP_MIN_ADDRESS } from "./normalize.ts";
+import { type Libc, openLibc, readTextFileViaLibc } from "../memory/_libc.ts";
 
 /** Where Linux publishes the firmware memory map. */
 export const SYSFS_MEMMAP_DIRECTORY = "/sys/firmware/memmap";
@@ -60,7 +60,7 @@ export interface HostMemoryMap {
  * @example Reading a directory laid out like sysfs
  * ```ts
  * import assert from "node:assert/strict";
- * import { readSysfsMemmap } from "./memory_map_host.ts";
+ * import { readSysfsMemmap } from "./host.ts";
  *
  * const directory = Deno.makeTempDirSync();
  * Deno.mkdirSync(`${directory}/0`);
@@ -166,7 +166,7 @@ function withLibc<T>(path: string, action: (libc: Libc) => T): T {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { readMmapMinAddress } from "./memory_map_host.ts";
+ * import { readMmapMinAddress } from "./host.ts";
  *
  * const address = readMmapMinAddress();
  * assert.ok(Number.isSafeInteger(address) && address >= 0);

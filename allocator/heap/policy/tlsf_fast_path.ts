@@ -24,8 +24,8 @@
  * @module
  */
 
-import { blockSizeFor } from "./block.ts";
-import type { HeapCounters } from "./heap_counters.ts";
+import { blockSizeFor } from "../block.ts";
+import type { HeapCounters } from "../counters.ts";
 import {
   CONTROL_FL_BITMAP_OFFSET,
   CONTROL_SL_BITMAPS_OFFSET,
@@ -44,8 +44,8 @@ import {
   MIN_BLOCK_BYTES,
   SL_COUNT,
   SL_LOG2,
-} from "./layout.ts";
-import { classOfSmall, EXACT_SCAN_MAX, searchClassOf } from "./policy_tlsf.ts";
+} from "../layout.ts";
+import { classOfSmall, EXACT_SCAN_MAX, searchClassOf } from "./tlsf.ts";
 
 /** Returned when the general path must run the operation instead. */
 export const FALLBACK = -1;

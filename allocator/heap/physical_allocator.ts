@@ -24,12 +24,12 @@ import {
   InvalidOptionError,
   InvalidSizeError,
   OutOfMemoryError,
-} from "./errors.ts";
-import { BlockVerifier } from "./block_verifier.ts";
+} from "../errors.ts";
+import { BlockVerifier } from "./check/block_verifier.ts";
 import { ControlBlock } from "./control_block.ts";
-import { checkHeap } from "./heap_check.ts";
-import { HeapCounters } from "./heap_counters.ts";
-import { DebugGuard, GUARD_BYTES_MIN } from "./debug_guard.ts";
+import { checkHeap } from "./check/heap_check.ts";
+import { HeapCounters } from "./counters.ts";
+import { DebugGuard, GUARD_BYTES_MIN } from "./check/debug_guard.ts";
 import {
   ALIGN_BYTES_MAX,
   controlBytes as controlBytesOf,
@@ -40,12 +40,17 @@ import {
   HEADER_BYTES,
   MIN_BLOCK_BYTES,
 } from "./layout.ts";
-import { DEFAULT_BUFFER_BASE_ADDRESS, hex, type PhysicalMemory, resolveWindow } from "./memory.ts";
-import { attachNative, type NativeMode } from "./native_route.ts";
-import type { FreeListPolicy, PolicyName } from "./policy.ts";
-import { FirstFitPolicy } from "./policy_first_fit.ts";
-import { TlsfPolicy } from "./policy_tlsf.ts";
-import { FALLBACK, TlsfFastPath } from "./tlsf_fast_path.ts";
+import {
+  DEFAULT_BUFFER_BASE_ADDRESS,
+  hex,
+  type PhysicalMemory,
+  resolveWindow,
+} from "../memory/physical_memory.ts";
+import { attachNative, type NativeMode } from "./policy/native_route.ts";
+import type { FreeListPolicy, PolicyName } from "./policy/policy.ts";
+import { FirstFitPolicy } from "./policy/first_fit.ts";
+import { TlsfPolicy } from "./policy/tlsf.ts";
+import { FALLBACK, TlsfFastPath } from "./policy/tlsf_fast_path.ts";
 import { type HeapLayout, largestBlockArea, layoutRegions, type RegionLayout } from "./regions.ts";
 import type { AllocatorStats, RegionStats } from "./stats.ts";
 
@@ -72,7 +77,7 @@ export interface AllocatorOptions {
    */
   native?: NativeMode;
   /**
-   * Debug mode (allocator/debug_guard.ts): every payload is followed by at
+   * Debug mode (allocator/heap/check/debug_guard.ts): every payload is followed by at
    * least 16 guard bytes, verified at `free`, `realloc` and `check()`, and
    * free memory is poisoned and verified when it is handed out again and at
    * `check()`, so overflows and writes after free throw HeapCorruptionError.
@@ -82,7 +87,7 @@ export interface AllocatorOptions {
    */
   debug?: boolean;
   /**
-   * Whether the TLSF fast path (allocator/tlsf_fast_path.ts) may serve
+   * Whether the TLSF fast path (allocator/heap/policy/tlsf_fast_path.ts) may serve
    * `alloc`, `free` and `realloc`. It serves them only where it applies (TLSF searched
    * in TypeScript, one usable region, a window ending below 2^31, no debug
    * mode) and makes exactly the general path's decisions; `false` forces
@@ -112,7 +117,7 @@ export interface BufferAllocatorOptions extends AllocatorOptions {
  * @example Allocate, use, free
  * ```ts
  * import assert from "node:assert/strict";
- * import { PhysicalAllocator } from "../mod.ts";
+ * import { PhysicalAllocator } from "@phys/allocator";
  *
  * using heap = PhysicalAllocator.fromBuffer(new Uint8Array(64 * 1024));
  * const page = heap.alloc(4096, 4096);
@@ -168,7 +173,7 @@ export class PhysicalAllocator implements Disposable {
    * @example Several regions, the first too small for any block
    * ```ts
    * import assert from "node:assert/strict";
-   * import { bufferMemory, PhysicalAllocator } from "../mod.ts";
+   * import { bufferMemory, PhysicalAllocator } from "@phys/allocator";
    *
    * const memory = bufferMemory([
    *   { start: 0x1000, length: 24 },
@@ -278,7 +283,7 @@ export class PhysicalAllocator implements Disposable {
    * @example
    * ```ts
    * import assert from "node:assert/strict";
-   * import { PhysicalAllocator } from "../mod.ts";
+   * import { PhysicalAllocator } from "@phys/allocator";
    *
    * const heap = PhysicalAllocator.fromBuffer(new ArrayBuffer(4096), { policy: "first-fit" });
    * const address = heap.alloc(16);
@@ -353,7 +358,7 @@ export class PhysicalAllocator implements Disposable {
    * @example
    * ```ts
    * import assert from "node:assert/strict";
-   * import { PhysicalAllocator } from "../mod.ts";
+   * import { PhysicalAllocator } from "@phys/allocator";
    *
    * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(1 << 16));
    * assert.equal(heap.alloc(100, 256) % 256, 0);
@@ -379,7 +384,7 @@ export class PhysicalAllocator implements Disposable {
    * @example
    * ```ts
    * import assert from "node:assert/strict";
-   * import { PhysicalAllocator } from "../mod.ts";
+   * import { PhysicalAllocator } from "@phys/allocator";
    *
    * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
    * assert.equal(heap.tryAlloc(1 << 20), 0);
@@ -472,7 +477,7 @@ export class PhysicalAllocator implements Disposable {
    * @example Freeing everything restores one free block per region
    * ```ts
    * import assert from "node:assert/strict";
-   * import { PhysicalAllocator } from "../mod.ts";
+   * import { PhysicalAllocator } from "@phys/allocator";
    *
    * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
    * const a = heap.alloc(64);
@@ -550,7 +555,7 @@ export class PhysicalAllocator implements Disposable {
    * @example
    * ```ts
    * import assert from "node:assert/strict";
-   * import { PhysicalAllocator } from "../mod.ts";
+   * import { PhysicalAllocator } from "@phys/allocator";
    *
    * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
    * const a = heap.alloc(8);
@@ -698,7 +703,7 @@ export class PhysicalAllocator implements Disposable {
    * @example
    * ```ts
    * import assert from "node:assert/strict";
-   * import { PhysicalAllocator } from "../mod.ts";
+   * import { PhysicalAllocator } from "@phys/allocator";
    *
    * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
    * const a = heap.alloc(10);
@@ -729,7 +734,7 @@ export class PhysicalAllocator implements Disposable {
    * @example
    * ```ts
    * import assert from "node:assert/strict";
-   * import { PhysicalAllocator } from "../mod.ts";
+   * import { PhysicalAllocator } from "@phys/allocator";
    *
    * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
    * assert.equal(heap.sizeOf(heap.alloc(13)), 13);
@@ -749,7 +754,7 @@ export class PhysicalAllocator implements Disposable {
    * @example
    * ```ts
    * import assert from "node:assert/strict";
-   * import { PhysicalAllocator } from "../mod.ts";
+   * import { PhysicalAllocator } from "@phys/allocator";
    *
    * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
    * heap.alloc(100);
@@ -798,7 +803,7 @@ export class PhysicalAllocator implements Disposable {
    *
    * @example
    * ```ts
-   * import { PhysicalAllocator } from "../mod.ts";
+   * import { PhysicalAllocator } from "@phys/allocator";
    *
    * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
    * heap.alloc(10);
@@ -838,7 +843,7 @@ export class PhysicalAllocator implements Disposable {
    * @example
    * ```ts
    * import assert from "node:assert/strict";
-   * import { PhysicalAllocator } from "../mod.ts";
+   * import { PhysicalAllocator } from "@phys/allocator";
    *
    * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
    * heap.alloc(100);
@@ -870,7 +875,7 @@ export class PhysicalAllocator implements Disposable {
    * @example
    * ```ts
    * import assert from "node:assert/strict";
-   * import { PhysicalAllocator } from "../mod.ts";
+   * import { PhysicalAllocator } from "@phys/allocator";
    *
    * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
    * heap.close();

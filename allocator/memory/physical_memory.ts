@@ -11,7 +11,7 @@
  * @module
  */
 
-import { InvalidMemoryError } from "./errors.ts";
+import { InvalidMemoryError } from "../errors.ts";
 
 /** One usable range of memory. */
 export interface MemoryRegion {
@@ -68,7 +68,7 @@ export const DEFAULT_BUFFER_BASE_ADDRESS = 0x1000;
  * @example Two regions with a hole between them
  * ```ts
  * import assert from "node:assert/strict";
- * import { bufferMemory } from "./memory.ts";
+ * import { bufferMemory } from "./physical_memory.ts";
  *
  * const memory = bufferMemory([{ start: 0x1000, length: 256 }, { start: 0x2000, length: 64 }]);
  * assert.equal(memory.regions.length, 2);
@@ -122,7 +122,7 @@ export function bufferMemory(ranges: readonly AddressRange[]): PhysicalMemory {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { bufferMemory, resolveWindow } from "./memory.ts";
+ * import { bufferMemory, resolveWindow } from "./physical_memory.ts";
  *
  * const window = resolveWindow(bufferMemory([{ start: 0x4000, length: 64 }]));
  * assert.equal(window.baseAddress, 0x4000);

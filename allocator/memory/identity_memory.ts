@@ -36,8 +36,13 @@
  * @module
  */
 
-import { InvalidMemoryError, MappingFailedError } from "./errors.ts";
-import { type AddressRange, hex, type MemoryRegion, type PhysicalMemory } from "./memory.ts";
+import { InvalidMemoryError, MappingFailedError } from "../errors.ts";
+import {
+  type AddressRange,
+  hex,
+  type MemoryRegion,
+  type PhysicalMemory,
+} from "./physical_memory.ts";
 import {
   DEFAULT_LIBC_PATH,
   errnoName,

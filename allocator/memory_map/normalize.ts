@@ -31,16 +31,16 @@
  * @module
  */
 
-import { MemoryMapError } from "./errors.ts";
-import { HEADER_BYTES, MIN_BLOCK_BYTES } from "./layout.ts";
-import type { AddressRange } from "./memory.ts";
+import { MemoryMapError } from "../errors.ts";
+import { HEADER_BYTES, MIN_BLOCK_BYTES } from "../heap/layout.ts";
+import type { AddressRange } from "../memory/physical_memory.ts";
 import {
   ADDRESS_LIMIT,
   MEMORY_TYPES,
   type MemoryMapEntry,
   type MemoryType,
   PAGE_BYTES,
-} from "./memory_map.ts";
+} from "./entry.ts";
 
 /** A range the allocator must never hand out, with the reason. */
 export interface Reservation {
@@ -190,7 +190,7 @@ export const OVERLAPS_LISTED_MAX = 64;
  * @example Reserved wins, edges are clipped, page 0 is dropped
  * ```ts
  * import assert from "node:assert/strict";
- * import { normalizeMemoryMap } from "./memory_map_normalize.ts";
+ * import { normalizeMemoryMap } from "./normalize.ts";
  *
  * const { usable, report } = normalizeMemoryMap([
  *   { start: 0, end: 0x9fc00, type: "usable" },
@@ -547,7 +547,7 @@ function buildReport(
  * @example Reserving the kernel image before allocation starts
  * ```ts
  * import assert from "node:assert/strict";
- * import { MemoryMap } from "./memory_map_normalize.ts";
+ * import { MemoryMap } from "./normalize.ts";
  *
  * const map = new MemoryMap([{ start: 0x100000, end: 0x1000000, type: "usable" }]);
  * map.reserve(0x100000, 0x200000, "kernel image");

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { BlockWords } from "./block.ts";
-import { HeapCorruptionError } from "./errors.ts";
+import type { BlockWords } from "../block.ts";
+import { HeapCorruptionError } from "../../errors.ts";
 import {
   FLAG_FREE,
   FLAG_LAST,
@@ -14,10 +14,10 @@ import {
   GRANULE_BYTES,
   HEADER_BYTES,
   MIN_BLOCK_BYTES,
-} from "./layout.ts";
-import { hex } from "./memory.ts";
-import type { FreeListPolicy } from "./policy.ts";
-import type { RegionLayout } from "./regions.ts";
+} from "../layout.ts";
+import { hex } from "../../memory/physical_memory.ts";
+import type { FreeListPolicy } from "../policy/policy.ts";
+import type { RegionLayout } from "../regions.ts";
 
 /** The counters the allocator keeps, to be proved against the walk. */
 export interface HeapCounters {

@@ -8,16 +8,16 @@
  * @module
  */
 
-import type { BlockWords } from "./block.ts";
+import type { BlockWords } from "../block.ts";
 import {
   DoubleFreeError,
   HeapCorruptionError,
   InvalidAddressError,
   InvalidFreeError,
-} from "./errors.ts";
-import { GRANULE_BYTES, HEADER_BYTES, MIN_BLOCK_BYTES } from "./layout.ts";
-import { hex } from "./memory.ts";
-import type { RegionLayout } from "./regions.ts";
+} from "../../errors.ts";
+import { GRANULE_BYTES, HEADER_BYTES, MIN_BLOCK_BYTES } from "../layout.ts";
+import { hex } from "../../memory/physical_memory.ts";
+import type { RegionLayout } from "../regions.ts";
 
 /** Where a payload address was found, for precise error messages. */
 interface Located {

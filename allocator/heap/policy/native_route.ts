@@ -19,11 +19,11 @@
  * @module
  */
 
-import type { ControlBlock } from "./control_block.ts";
-import { bufferAddress, controlAddressFor, loadNative } from "../native/loader.ts";
+import type { ControlBlock } from "../control_block.ts";
+import { bufferAddress, controlAddressFor, loadNative } from "../../../native/loader.ts";
 import type { FreeListPolicy } from "./policy.ts";
-import { FirstFitPolicy } from "./policy_first_fit.ts";
-import { TlsfPolicy } from "./policy_tlsf.ts";
+import { FirstFitPolicy } from "./first_fit.ts";
+import { TlsfPolicy } from "./tlsf.ts";
 
 /** `"auto"` uses the library where present and faster, `true` requires it, `false` never loads it. */
 export type NativeMode = "auto" | boolean;

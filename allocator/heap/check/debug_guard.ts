@@ -47,17 +47,17 @@
  * @module
  */
 
-import { alignmentGap, type BlockWords } from "./block.ts";
-import { HeapCorruptionError } from "./errors.ts";
+import { alignmentGap, type BlockWords } from "../block.ts";
+import { HeapCorruptionError } from "../../errors.ts";
 import {
   FOOTER_BYTES,
   FREE_PREV_OFFSET,
   GRANULE_BYTES,
   HEADER_BYTES,
   MIN_BLOCK_BYTES,
-} from "./layout.ts";
-import { hex } from "./memory.ts";
-import type { RegionLayout } from "./regions.ts";
+} from "../layout.ts";
+import { hex } from "../../memory/physical_memory.ts";
+import type { RegionLayout } from "../regions.ts";
 
 /**
  * Guard bytes every allocation gets at least, past its payload.
@@ -65,7 +65,7 @@ import type { RegionLayout } from "./regions.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { PhysicalAllocator } from "../mod.ts";
+ * import { PhysicalAllocator } from "@phys/allocator";
  * import { GUARD_BYTES_MIN } from "./debug_guard.ts";
  *
  * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096), { debug: true });
@@ -81,7 +81,7 @@ export const GUARD_BYTES_MIN = 16;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { PhysicalAllocator } from "../mod.ts";
+ * import { PhysicalAllocator } from "@phys/allocator";
  * import { GUARD_BYTE } from "./debug_guard.ts";
  *
  * const bytes = new Uint8Array(4096);
@@ -97,7 +97,7 @@ export const GUARD_BYTE = 0xfd;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { PhysicalAllocator } from "../mod.ts";
+ * import { PhysicalAllocator } from "@phys/allocator";
  * import { POISON_BYTE } from "./debug_guard.ts";
  *
  * const bytes = new Uint8Array(4096);
@@ -118,7 +118,7 @@ const BODY_OFFSET = FREE_PREV_OFFSET + 8;
  * @example Catching a payload overflow at free
  * ```ts
  * import assert from "node:assert/strict";
- * import { PhysicalAllocator } from "../mod.ts";
+ * import { PhysicalAllocator } from "@phys/allocator";
  *
  * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096), { debug: true });
  * const a = heap.alloc(10);

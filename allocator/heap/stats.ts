@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { PolicyName } from "./policy.ts";
+import type { PolicyName } from "./policy/policy.ts";
 
 /** One region as the allocator manages it. */
 export interface RegionStats {

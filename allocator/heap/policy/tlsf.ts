@@ -15,8 +15,8 @@
  * @module
  */
 
-import { alignmentGap, type BlockWords } from "./block.ts";
-import type { ControlBlock } from "./control_block.ts";
+import { alignmentGap, type BlockWords } from "../block.ts";
+import type { ControlBlock } from "../control_block.ts";
 import {
   CONTROL_FL_BITMAP_OFFSET,
   CONTROL_FL_COUNT_OFFSET,
@@ -33,9 +33,9 @@ import {
   SL_COUNT,
   SL_LOG2,
   SMALL_BLOCK_BYTES,
-} from "./layout.ts";
-import { HeapCorruptionError } from "./errors.ts";
-import { hex } from "./memory.ts";
+} from "../layout.ts";
+import { HeapCorruptionError } from "../../errors.ts";
+import { hex } from "../../memory/physical_memory.ts";
 import type { FreeListPolicy, PolicyName } from "./policy.ts";
 
 /** Blocks of the request's own class that `find` tries before the good-fit search. */
