@@ -6,10 +6,15 @@
  * (sysfs, E820, JSON) and identity-mapped memory obtained with `mmap` through
  * Deno FFI, so that the addresses the allocator hands out are physical ones.
  *
- * @example
+ * The layers, each in a folder of `allocator/`: `heap/` (the block allocator,
+ * its policies and checks), `memory/` (the memory it manages: ArrayBuffers or
+ * identity-mapped host memory), `memory_map/` (firmware maps: parse, normalize,
+ * reserve). This module exports what a user needs and nothing internal.
+ *
+ * @example Allocate, use and free
  * ```ts
  * import assert from "node:assert/strict";
- * import { PhysicalAllocator } from "./mod.ts";
+ * import { PhysicalAllocator } from "@phys/allocator";
  *
  * using heap = PhysicalAllocator.fromBuffer(new Uint8Array(1 << 20));
  * const a = heap.alloc(100);
@@ -23,15 +28,89 @@
  * @module
  */
 
-export * from "./allocator/heap/physical_allocator.ts";
-export * from "./allocator/errors.ts";
-export * from "./allocator/memory/physical_memory.ts";
-export * from "./allocator/heap/stats.ts";
+// The block allocator.
+export {
+  type AllocatorOptions,
+  type BufferAllocatorOptions,
+  type HeapBlock,
+  PhysicalAllocator,
+} from "./allocator/heap/physical_allocator.ts";
+export type { AllocatorStats, RegionStats } from "./allocator/heap/stats.ts";
 export type { PolicyName } from "./allocator/heap/policy/policy.ts";
 export type { NativeMode } from "./allocator/heap/policy/native_route.ts";
-export * from "./allocator/memory_map/entry.ts";
-export * from "./allocator/memory_map/parse.ts";
-export * from "./allocator/memory_map/normalize.ts";
-export * from "./allocator/memory_map/samples.ts";
-export * from "./allocator/memory_map/host.ts";
-export * from "./allocator/memory/identity_memory.ts";
+
+// Errors: every one carries a stable `code`.
+export {
+  AllocatorClosedError,
+  AllocatorError,
+  type AllocatorErrorCode,
+  DoubleFreeError,
+  HeapCorruptionError,
+  InvalidAddressError,
+  InvalidAlignmentError,
+  InvalidFreeError,
+  InvalidMemoryError,
+  InvalidOptionError,
+  InvalidSizeError,
+  MappingFailedError,
+  MemoryMapError,
+  NativeUnavailableError,
+  OutOfMemoryError,
+} from "./allocator/errors.ts";
+
+// The memory a heap manages.
+export {
+  type AddressRange,
+  bufferMemory,
+  DEFAULT_BUFFER_BASE_ADDRESS,
+  type MemoryRegion,
+  type PhysicalMemory,
+} from "./allocator/memory/physical_memory.ts";
+export {
+  type IdentityMapOptions,
+  type IdentityMemory,
+  mapIdentity,
+  type MappingKind,
+  type RegionMapping,
+  RELOCATION_ALIGN_BYTES,
+} from "./allocator/memory/identity_memory.ts";
+
+// Firmware memory maps.
+export {
+  formatBytes,
+  MEMORY_TYPES,
+  type MemoryMapEntry,
+  type MemoryType,
+  PAGE_BYTES,
+} from "./allocator/memory_map/entry.ts";
+export {
+  parseE820,
+  parseMemoryMapJson,
+  parseSysfsDump,
+  parseSysfsMemmap,
+  type SysfsMemmapText,
+} from "./allocator/memory_map/parse.ts";
+export {
+  type AccountedSpan,
+  type Disposition,
+  MemoryMap,
+  type MemoryMapReport,
+  type NormalizedMemoryMap,
+  normalizeMemoryMap,
+  type NormalizeOptions,
+  type OverlapRecord,
+  type ReasonTotal,
+  type Reservation,
+  type ReservationRecord,
+} from "./allocator/memory_map/normalize.ts";
+export {
+  type HostMemoryMap,
+  type HostReadOptions,
+  readMmapMinAddress,
+  readSysfsMemmap,
+} from "./allocator/memory_map/host.ts";
+export {
+  SAMPLE_MAP_NAMES,
+  type SampleMapName,
+  sampleMemoryMap,
+} from "./allocator/memory_map/samples.ts";

@@ -52,7 +52,19 @@ export class AllocatorError extends Error {
   }
 }
 
-/** No free block can hold the request. The message names the largest free block. */
+/**
+ * No free block can hold the request. The message names the largest free block.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { OutOfMemoryError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+ * assert.throws(() => heap.alloc(1 << 20), OutOfMemoryError);
+ * assert.equal(heap.tryAlloc(1 << 20), 0); // tryAlloc reports it as 0 instead
+ * ```
+ */
 export class OutOfMemoryError extends AllocatorError {
   /** Creates the error. @param message The request and the largest free block. */
   constructor(message: string) {
@@ -60,7 +72,19 @@ export class OutOfMemoryError extends AllocatorError {
   }
 }
 
-/** `free` or `realloc` of an address that is not the payload of a block. */
+/**
+ * `free` or `realloc` of an address that is not the payload of a block.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InvalidFreeError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+ * const a = heap.alloc(64);
+ * assert.throws(() => heap.free(a + 8), InvalidFreeError); // an interior address
+ * ```
+ */
 export class InvalidFreeError extends AllocatorError {
   /** Creates the error. @param message The address and what was found there. */
   constructor(message: string) {
@@ -68,7 +92,20 @@ export class InvalidFreeError extends AllocatorError {
   }
 }
 
-/** `free` or `realloc` of a block that is already free. */
+/**
+ * `free` or `realloc` of a block that is already free.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DoubleFreeError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+ * const a = heap.alloc(64);
+ * heap.free(a);
+ * assert.throws(() => heap.free(a), DoubleFreeError);
+ * ```
+ */
 export class DoubleFreeError extends AllocatorError {
   /** Creates the error. @param message The address freed twice. */
   constructor(message: string) {
@@ -76,7 +113,18 @@ export class DoubleFreeError extends AllocatorError {
   }
 }
 
-/** An address argument that is not a live allocation (for example to `bytes`). */
+/**
+ * An address argument that is not a live allocation (for example to `bytes`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InvalidAddressError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+ * assert.throws(() => heap.bytes(0x10), InvalidAddressError);
+ * ```
+ */
 export class InvalidAddressError extends AllocatorError {
   /** Creates the error. @param message The address and what was found there. */
   constructor(message: string) {
@@ -84,7 +132,19 @@ export class InvalidAddressError extends AllocatorError {
   }
 }
 
-/** A size that is not a positive safe integer, or a length past a payload. */
+/**
+ * A size that is not a positive safe integer, or a length past a payload.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InvalidSizeError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+ * assert.throws(() => heap.alloc(-1), InvalidSizeError);
+ * assert.throws(() => heap.bytes(heap.alloc(4), 5), InvalidSizeError);
+ * ```
+ */
 export class InvalidSizeError extends AllocatorError {
   /** Creates the error. @param message The size given. */
   constructor(message: string) {
@@ -92,7 +152,18 @@ export class InvalidSizeError extends AllocatorError {
   }
 }
 
-/** An alignment that is not a power of two within the supported range. */
+/**
+ * An alignment that is not a power of two within the supported range.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InvalidAlignmentError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+ * assert.throws(() => heap.alloc(16, 24), InvalidAlignmentError);
+ * ```
+ */
 export class InvalidAlignmentError extends AllocatorError {
   /** Creates the error. @param message The alignment given. */
   constructor(message: string) {
@@ -100,7 +171,22 @@ export class InvalidAlignmentError extends AllocatorError {
   }
 }
 
-/** An option with an unknown or out-of-range value. */
+/**
+ * An option with an unknown or out-of-range value.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InvalidOptionError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * assert.throws(
+ *   () => PhysicalAllocator.fromBuffer(new Uint8Array(4096), { align: 3 }),
+ *   (error) => error instanceof Error && error.name === "InvalidAlignmentError",
+ * );
+ * const options = JSON.parse('{ "policy": "best-fit" }'); // e.g. from a config file
+ * assert.throws(() => PhysicalAllocator.fromBuffer(new Uint8Array(4096), options), InvalidOptionError);
+ * ```
+ */
 export class InvalidOptionError extends AllocatorError {
   /** Creates the error. @param message The option and its value. */
   constructor(message: string) {
@@ -108,7 +194,17 @@ export class InvalidOptionError extends AllocatorError {
   }
 }
 
-/** Memory regions that cannot be managed: empty, overlapping or not in one window. */
+/**
+ * Memory regions that cannot be managed: empty, overlapping or not in one window.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InvalidMemoryError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * assert.throws(() => PhysicalAllocator.fromBuffer(new Uint8Array(8)), InvalidMemoryError);
+ * ```
+ */
 export class InvalidMemoryError extends AllocatorError {
   /** Creates the error. @param message The region at fault. */
   constructor(message: string) {
@@ -116,7 +212,21 @@ export class InvalidMemoryError extends AllocatorError {
   }
 }
 
-/** A header, footer or list link that breaks an invariant of the heap. */
+/**
+ * A header, footer or list link that breaks an invariant of the heap.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HeapCorruptionError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const memory = new Uint8Array(4096);
+ * const heap = PhysicalAllocator.fromBuffer(memory, { baseAddress: 0x1000 });
+ * const a = heap.alloc(24);
+ * memory.fill(0xff, a - 0x1000 + 24, a - 0x1000 + 48); // overflow into the next header
+ * assert.throws(() => heap.check(), HeapCorruptionError);
+ * ```
+ */
 export class HeapCorruptionError extends AllocatorError {
   /** The address of the block or structure found broken. */
   readonly address: number;
@@ -133,7 +243,19 @@ export class HeapCorruptionError extends AllocatorError {
   }
 }
 
-/** A call on an allocator (or memory) that has been closed. */
+/**
+ * A call on an allocator (or memory) that has been closed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AllocatorClosedError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+ * heap.close();
+ * assert.throws(() => heap.alloc(8), AllocatorClosedError);
+ * ```
+ */
 export class AllocatorClosedError extends AllocatorError {
   /** Creates the error. @param message The call refused. */
   constructor(message: string) {
@@ -141,7 +263,22 @@ export class AllocatorClosedError extends AllocatorError {
   }
 }
 
-/** The native library was required but could not be loaded. */
+/**
+ * The native library was required but could not be loaded.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NativeUnavailableError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * try {
+ *   PhysicalAllocator.fromBuffer(new Uint8Array(4096), { native: true }).close();
+ * } catch (error) {
+ *   // Without --allow-ffi, or before libpma is built.
+ *   assert.ok(error instanceof NativeUnavailableError);
+ * }
+ * ```
+ */
 export class NativeUnavailableError extends AllocatorError {
   /**
    * Creates the error.
@@ -154,7 +291,17 @@ export class NativeUnavailableError extends AllocatorError {
   }
 }
 
-/** A memory map (sysfs, E820 text or JSON) that cannot be parsed or normalised. */
+/**
+ * A memory map (sysfs, E820 text or JSON) that cannot be parsed or normalised.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryMapError, parseMemoryMapJson } from "@phys/allocator";
+ *
+ * assert.throws(() => parseMemoryMapJson("[{\"start\": 1}]"), MemoryMapError);
+ * ```
+ */
 export class MemoryMapError extends AllocatorError {
   /** Creates the error. @param message The line or entry at fault and why. */
   constructor(message: string) {
@@ -162,7 +309,18 @@ export class MemoryMapError extends AllocatorError {
   }
 }
 
-/** `mmap` or `munmap` of a region failed in a way no fallback covers. */
+/**
+ * `mmap` or `munmap` of a region failed in a way no fallback covers.
+ *
+ * @example Telling a failed mapping apart
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AllocatorError, MappingFailedError } from "@phys/allocator";
+ *
+ * const error: AllocatorError = new MappingFailedError("Cannot map 0x1000: ENOMEM");
+ * assert.equal(error.code, "MAPPING_FAILED");
+ * ```
+ */
 export class MappingFailedError extends AllocatorError {
   /** Creates the error. @param message The range and the errno. */
   constructor(message: string) {

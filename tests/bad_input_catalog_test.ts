@@ -25,9 +25,8 @@ import {
   PhysicalAllocator,
   type PhysicalMemory,
   type PolicyName,
-  TraceFormatError,
 } from "../mod.ts";
-import { AllocatorClosedError } from "../allocator/errors.ts";
+import { AllocatorClosedError, TraceFormatError } from "../allocator/errors.ts";
 import { hex } from "../allocator/memory/physical_memory.ts";
 import type { MemoryMapEntry } from "../allocator/memory_map/entry.ts";
 import { MemoryMap, normalizeMemoryMap } from "../allocator/memory_map/normalize.ts";

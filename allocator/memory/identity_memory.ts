@@ -115,7 +115,17 @@ export interface IdentityMapOptions {
   readonly relocationAttemptsMax?: number;
 }
 
-/** Relocation offsets are multiples of this, so 2 MiB alignment survives relocation. */
+/**
+ * Relocation offsets are multiples of this, so 2 MiB alignment survives relocation.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RELOCATION_ALIGN_BYTES } from "@phys/allocator";
+ *
+ * assert.equal(RELOCATION_ALIGN_BYTES, 2 * 1024 * 1024); // one x86-64 huge page
+ * ```
+ */
 export const RELOCATION_ALIGN_BYTES = 2 * 1024 * 1024;
 
 const PROTECTION = PROT_READ | PROT_WRITE;

@@ -53,7 +53,18 @@ export interface MemoryWindow {
   readonly baseAddress: number;
 }
 
-/** The default address of the first byte of buffer memory: page 0 is never handed out. */
+/**
+ * The default address of the first byte of buffer memory: page 0 is never handed out.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_BUFFER_BASE_ADDRESS, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096));
+ * assert.equal(heap.stats().regions[0].base, DEFAULT_BUFFER_BASE_ADDRESS);
+ * ```
+ */
 export const DEFAULT_BUFFER_BASE_ADDRESS = 0x1000;
 
 /**

@@ -29,7 +29,17 @@
  */
 export type MemoryType = "usable" | "reserved" | "acpi" | "nvs" | "unusable" | "unknown";
 
-/** Every {@linkcode MemoryType}, from weakest to strongest on overlap. */
+/**
+ * Every {@linkcode MemoryType}, from weakest to strongest on overlap.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MEMORY_TYPES } from "@phys/allocator";
+ *
+ * assert.equal(MEMORY_TYPES[0], "usable"); // any other type wins an overlap with usable memory
+ * ```
+ */
 export const MEMORY_TYPES: readonly MemoryType[] = [
   "usable",
   "reserved",
@@ -53,7 +63,18 @@ export interface MemoryMapEntry {
   readonly firmwareType?: string;
 }
 
-/** The page size the maps are normalised to: x86-64 and most arm64 kernels use 4 KiB pages. */
+/**
+ * The page size the maps are normalised to: x86-64 and most arm64 kernels use 4 KiB pages.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { normalizeMemoryMap, PAGE_BYTES } from "@phys/allocator";
+ *
+ * const map = normalizeMemoryMap([{ start: 0x10_0234, end: 0x20_0000, type: "usable" }]);
+ * assert.equal(map.usable[0].start % PAGE_BYTES, 0); // usable ranges start on a page boundary
+ * ```
+ */
 export const PAGE_BYTES = 4096;
 
 /** The largest address a map may hold: JavaScript numbers are exact up to 2^53. */

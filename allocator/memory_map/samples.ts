@@ -18,7 +18,17 @@ import type { MemoryMapEntry, MemoryType } from "./entry.ts";
 /** The names {@linkcode sampleMemoryMap} accepts. */
 export type SampleMapName = "qemu" | "fragmented";
 
-/** Every sample name, for help texts. */
+/**
+ * Every sample name, for help texts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SAMPLE_MAP_NAMES, sampleMemoryMap } from "@phys/allocator";
+ *
+ * for (const name of SAMPLE_MAP_NAMES) assert.ok(sampleMemoryMap(name).length > 0);
+ * ```
+ */
 export const SAMPLE_MAP_NAMES: readonly SampleMapName[] = ["qemu", "fragmented"];
 
 /** How many usable regions the `fragmented` sample has. */
