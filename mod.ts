@@ -36,7 +36,7 @@ export {
   PhysicalAllocator,
 } from "./allocator/heap/physical_allocator.ts";
 export type { AllocatorStats, RegionStats } from "./allocator/heap/stats.ts";
-export type { PolicyName } from "./allocator/heap/policy/policy.ts";
+export { isPolicyName, POLICY_NAMES, type PolicyName } from "./allocator/heap/policy/policy.ts";
 export type { NativeMode } from "./allocator/heap/policy/native_route.ts";
 
 // Errors: every one carries a stable `code`.

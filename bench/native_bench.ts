@@ -20,9 +20,7 @@ import { BlockWords } from "../allocator/heap/block.ts";
 import { ControlBlock } from "../allocator/heap/control_block.ts";
 import { controlBytes, FLAG_LAST, MIN_BLOCK_BYTES } from "../allocator/heap/layout.ts";
 import { FirstFitPolicy } from "../allocator/heap/policy/first_fit.ts";
-import { PhysicalAllocator } from "../allocator/heap/physical_allocator.ts";
-import type { PolicyName } from "../allocator/heap/policy/policy.ts";
-import type { NativeMode } from "../allocator/heap/policy/native_route.ts";
+import { type NativeMode, PhysicalAllocator, type PolicyName } from "../mod.ts";
 import { bufferAddress, loadNative } from "../native/loader.ts";
 
 const native = loadNative("auto");

@@ -19,11 +19,24 @@
  */
 
 import { parseArgs } from "node:util";
-import { AllocatorError, OutOfMemoryError } from "../allocator/errors.ts";
-import { type IdentityMemory, mapIdentity } from "../allocator/memory/identity_memory.ts";
-import { formatBytes, type MemoryMapEntry } from "../allocator/memory_map/entry.ts";
-import { readMmapMinAddress, readSysfsMemmap } from "../allocator/memory_map/host.ts";
-import { MemoryMap, type NormalizedMemoryMap } from "../allocator/memory_map/normalize.ts";
+import {
+  AllocatorError,
+  type AllocatorStats,
+  formatBytes,
+  type IdentityMemory,
+  mapIdentity,
+  MemoryMap,
+  type MemoryMapEntry,
+  type NormalizedMemoryMap,
+  OutOfMemoryError,
+  PhysicalAllocator,
+  POLICY_NAMES,
+  type PolicyName,
+  readMmapMinAddress,
+  readSysfsMemmap,
+  SAMPLE_MAP_NAMES,
+  sampleMemoryMap,
+} from "../mod.ts";
 import {
   parseAddress,
   parseE820,
@@ -31,9 +44,6 @@ import {
   parseSysfsDump,
   parseSysfsMemmap,
 } from "../allocator/memory_map/parse.ts";
-import { SAMPLE_MAP_NAMES, sampleMemoryMap } from "../allocator/memory_map/samples.ts";
-import { PhysicalAllocator } from "../allocator/heap/physical_allocator.ts";
-import type { AllocatorStats } from "../allocator/heap/stats.ts";
 import {
   type DecodedTrace,
   decodeTrace,
@@ -93,7 +103,7 @@ interface Settings {
   readonly mmapMinAddress?: number;
   readonly pageCount: number;
   readonly trace?: string;
-  readonly policy: "tlsf" | "first-fit";
+  readonly policy: PolicyName;
   readonly svg?: string;
   readonly widthColumns: number;
   readonly color: boolean;
@@ -131,7 +141,7 @@ function parseSettings(args: readonly string[]): Settings | "help" {
     throw new UsageError("Cannot use --map and --sample together: choose one map source");
   }
   oneOf("--format", v.format, ["auto", "json", "e820", "sysfs"]);
-  oneOf("--policy", v.policy, ["tlsf", "first-fit"]);
+  oneOf("--policy", v.policy, POLICY_NAMES);
   oneOf("--color", v.color, ["auto", "always", "never"]);
   if (v.sample !== undefined) oneOf("--sample", v.sample, SAMPLE_MAP_NAMES);
   return {
@@ -145,7 +155,7 @@ function parseSettings(args: readonly string[]): Settings | "help" {
       : numberFlag("--mmap-min-addr", v["mmap-min-addr"], 0),
     pageCount: numberFlag("--pages", v.pages, 0),
     trace: v.trace === "none" ? undefined : v.trace ?? decodeURIComponent(DEFAULT_TRACE.pathname),
-    policy: v.policy as "tlsf" | "first-fit",
+    policy: v.policy as PolicyName,
     svg: v.svg === "none" ? undefined : v.svg,
     widthColumns: numberFlag("--width", v.width, 40),
     color: v.color === "always" || (v.color === "auto" && wantsColor()),

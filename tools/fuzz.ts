@@ -26,7 +26,7 @@
 
 import { parseArgs } from "node:util";
 import { loadNative } from "../native/loader.ts";
-import type { PolicyName } from "../mod.ts";
+import { isPolicyName, POLICY_NAMES, type PolicyName } from "../mod.ts";
 import { type FuzzPath, type RunConfig, runOps } from "./fuzz/runner.ts";
 import { shrinkOps } from "./fuzz/shrink.ts";
 import { epochOf, formatOp, type FuzzOp, OP_FREE, OpStream, parseOps } from "./fuzz/stream.ts";
@@ -98,8 +98,8 @@ function parseSettings(args: readonly string[]): Settings {
   }
   const v = parsed.values;
   const policy = v.policy;
-  if (policy !== "all" && policy !== "tlsf" && policy !== "first-fit") {
-    throw new UsageError(`--policy must be tlsf, first-fit or all, got '${policy}'`);
+  if (policy !== "all" && !isPolicyName(policy)) {
+    throw new UsageError(`--policy must be ${POLICY_NAMES.join(", ")} or all, got '${policy}'`);
   }
   const path = v.path;
   if (path !== "ts" && path !== "native" && path !== "both") {
@@ -109,7 +109,7 @@ function parseSettings(args: readonly string[]): Settings {
   return {
     seed: integer(v.seed, "seed", 0),
     ops: integer(v.ops, "ops", 1),
-    policies: policy === "all" ? ["tlsf", "first-fit"] : [policy],
+    policies: policy === "all" ? [...POLICY_NAMES] : [policy],
     paths: path === "both" ? ["ts", "native"] : [path],
     pathName: path,
     checkEvery: thorough ? 1 : integer(v["check-every"], "check-every", 1),

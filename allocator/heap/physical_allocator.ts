@@ -32,7 +32,6 @@ import { HeapCounters } from "./counters.ts";
 import { DebugGuard, GUARD_BYTES_MIN } from "./check/debug_guard.ts";
 import {
   ALIGN_BYTES_MAX,
-  controlBytes as controlBytesOf,
   FLAG_FREE,
   FLAG_LAST,
   FLAG_PREV_FREE,
@@ -47,8 +46,8 @@ import {
   resolveWindow,
 } from "../memory/physical_memory.ts";
 import { attachNative, type NativeMode } from "./policy/native_route.ts";
-import type { FreeListPolicy, PolicyName } from "./policy/policy.ts";
-import { FirstFitPolicy } from "./policy/first_fit.ts";
+import { type FreeListPolicy, isPolicyName, POLICY_NAMES, type PolicyName } from "./policy/policy.ts";
+import { POLICIES } from "./policy/registry.ts";
 import { TlsfPolicy } from "./policy/tlsf.ts";
 import { FALLBACK, TlsfFastPath } from "./policy/tlsf_fast_path.ts";
 import { type HeapLayout, largestBlockArea, layoutRegions, type RegionLayout } from "./regions.ts";
@@ -185,10 +184,12 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   constructor(memory: PhysicalMemory, options: AllocatorOptions = {}) {
-    const policyName = options.policy ?? "tlsf";
-    if (policyName !== "tlsf" && policyName !== "first-fit") {
+    const policyName = options.policy ?? POLICY_NAMES[0];
+    if (!isPolicyName(policyName)) {
       throw new InvalidOptionError(
-        `Cannot create allocator with policy "${policyName}": expected "tlsf" or "first-fit"`,
+        `Cannot create allocator with policy "${String(policyName)}": expected ${
+          POLICY_NAMES.map((name) => `"${name}"`).join(" or ")
+        }`,
       );
     }
     const align = options.align ?? GRANULE_BYTES;
@@ -221,9 +222,8 @@ export class PhysicalAllocator implements Disposable {
     this.#debug = options.debug === true ? new DebugGuard(this.#blocks, window.buffer) : null;
     this.#guardBytes = options.debug === true ? GUARD_BYTES_MIN : 0;
     const largestArea = largestBlockArea(memory.regions);
-    const controlBytes = policyName === "tlsf"
-      ? controlBytesOf(TlsfPolicy.flCountFor(largestArea))
-      : controlBytesOf(0);
+    const policyEntry = POLICIES[policyName];
+    const controlBytes = policyEntry.controlBytes(largestArea);
     this.#layout = layoutRegions(memory.regions, controlBytes);
     const controlAddress = this.#layout.controlAddress;
     const narrow = this.#blocks instanceof NarrowBlockWords;
@@ -236,10 +236,8 @@ export class PhysicalAllocator implements Disposable {
         controlBytes,
         narrow,
       );
-    const tlsf = policyName === "tlsf"
-      ? new TlsfPolicy(this.#blocks, this.#control, largestArea)
-      : null;
-    this.#policy = tlsf ?? new FirstFitPolicy(this.#blocks, this.#control);
+    this.#policy = policyEntry.create(this.#blocks, this.#control, largestArea);
+    const tlsf = this.#policy instanceof TlsfPolicy ? this.#policy : null;
     this.#usable = this.#layout.regions.filter((region) => !region.skipped);
     this.#verifier = new BlockVerifier(this.#blocks, this.#usable, options.debug === true);
 

@@ -22,7 +22,7 @@
  */
 
 import { parseArgs } from "node:util";
-import type { PolicyName } from "../../allocator/heap/policy/policy.ts";
+import { isPolicyName, POLICY_NAMES, type PolicyName } from "../../mod.ts";
 import { captureMain } from "./capture.ts";
 import { type DecodedTrace, decodeTrace } from "./decode.ts";
 import { progressBar } from "./progress.ts";
@@ -87,13 +87,15 @@ export async function loadTraces(paths: readonly string[]): Promise<DecodedTrace
 }
 
 function policiesOf(value: string): PolicyName[] {
-  const names = value === "all" ? ["tlsf", "first-fit"] : value.split(",");
-  for (const name of names) {
-    if (name !== "tlsf" && name !== "first-fit") {
-      throw new UsageError(`unknown policy '${name}', expected tlsf, first-fit or all`);
+  const names = value === "all" ? [...POLICY_NAMES] : value.split(",");
+  return names.map((name) => {
+    if (!isPolicyName(name)) {
+      throw new UsageError(
+        `unknown policy '${name}', expected ${POLICY_NAMES.join(", ")} or all`,
+      );
     }
-  }
-  return names as PolicyName[];
+    return name;
+  });
 }
 
 function backendOf(value: string): BackendName {

@@ -23,7 +23,7 @@
  * @module
  */
 
-import { HeapCorruptionError } from "../../allocator/errors.ts";
+import { HeapCorruptionError } from "../../mod.ts";
 import { hex } from "../../allocator/memory/physical_memory.ts";
 import { type DecodedTrace, REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "./decode.ts";
 import type { ReplayHeap, ReplayTarget } from "./replay_heap.ts";

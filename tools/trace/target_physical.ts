@@ -9,17 +9,20 @@
  * @module
  */
 
-import { OutOfMemoryError } from "../../allocator/errors.ts";
-import { mapIdentity } from "../../allocator/memory/identity_memory.ts";
+import {
+  bufferMemory,
+  mapIdentity,
+  OutOfMemoryError,
+  PhysicalAllocator,
+  type PhysicalMemory,
+  type PolicyName,
+} from "../../mod.ts";
 import {
   FLAGS_MASK,
   HEADER_BYTES,
   HEADER_SIZE_HI_OFFSET,
   HEADER_SIZE_LO_OFFSET,
 } from "../../allocator/heap/layout.ts";
-import { bufferMemory, type PhysicalMemory } from "../../allocator/memory/physical_memory.ts";
-import { PhysicalAllocator } from "../../allocator/heap/physical_allocator.ts";
-import type { PolicyName } from "../../allocator/heap/policy/policy.ts";
 import { type DecodedTrace, REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "./decode.ts";
 import type { ReplayHeap, ReplayTarget } from "./replay_heap.ts";
 

@@ -7,8 +7,35 @@
  * @module
  */
 
-/** The names of the placement policies. */
-export type PolicyName = "tlsf" | "first-fit";
+/**
+ * The names of the placement policies, the default first: the one list every
+ * option check, help text and tool reads (registry.ts maps each to its class).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { POLICY_NAMES, PhysicalAllocator } from "@phys/allocator";
+ *
+ * for (const policy of POLICY_NAMES) {
+ *   const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4096), { policy });
+ *   assert.equal(heap.policy, policy);
+ * }
+ * ```
+ */
+export const POLICY_NAMES = ["tlsf", "first-fit"] as const;
+
+/** The name of a placement policy: one of {@linkcode POLICY_NAMES}. */
+export type PolicyName = typeof POLICY_NAMES[number];
+
+/**
+ * True when `value` names a placement policy.
+ *
+ * @param value Anything, for example a command-line argument.
+ * @returns Whether it is one of {@linkcode POLICY_NAMES}.
+ */
+export function isPolicyName(value: unknown): value is PolicyName {
+  return (POLICY_NAMES as readonly unknown[]).includes(value);
+}
 
 /** The free-list operations the allocator needs from a policy. */
 export interface FreeListPolicy {
