@@ -159,7 +159,7 @@ export const NATIVE_SYMBOLS = {
     ],
     result: "f64",
   },
-  /** TLSF search: a fitting free block (good fit, else a bounded walk of one class), or 0. */
+  /** TLSF search: a fitting free block (a bounded walk of the request's own class, else good fit), or 0. */
   pma_tlsf_find: {
     parameters: [
       "f64", // double window_address: host pointer of window byte 0

@@ -9,10 +9,14 @@
 //!                              sl = (s >> (f - sl_log2)) - sl_count
 //! ```
 //!
-//! A "good fit" rounds the search size up to the next class boundary, so any
-//! block of that class or above fits. If no such class is non-empty, the
-//! class the search size itself falls in is walked (boundedly) for a block
-//! that fits exactly, mirroring `allocator/heap/policy/tlsf.ts`.
+//! `find` first walks the request's own class (at most `exact_steps_max`
+//! blocks) for a block that fits: those are the tightest fits. Then it takes
+//! the head of the first non-empty class above a "good fit" (the search size
+//! rounded up to the next class boundary), where any block fits.
+//!
+//! Twins: `allocator/heap/policy/tlsf.ts` (TlsfPolicy.find, the TS general
+//! path) and `allocator/heap/policy/tlsf_fast_path.ts` (its written-out copy)
+//! make the same search; the differential tests prove the three agree.
 
 const std = @import("std");
 const assert = std.debug.assert;

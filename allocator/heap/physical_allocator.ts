@@ -6,14 +6,7 @@
  * @module
  */
 
-import {
-  alignmentGap,
-  blockPtr,
-  blockSizeFor,
-  type BlockWords,
-  blockWordsFor,
-  NarrowBlockWords,
-} from "./block.ts";
+import { blockSizeFor, type BlockWords, blockWordsFor, NarrowBlockWords } from "./block.ts";
 import {
   AllocatorClosedError,
   HeapCorruptionError,
@@ -25,20 +18,13 @@ import {
   InvalidSizeError,
   OutOfMemoryError,
 } from "../errors.ts";
+import { BlockEdits } from "./block_edits.ts";
 import { BlockVerifier } from "./check/block_verifier.ts";
 import { ControlBlock } from "./control_block.ts";
 import { checkHeap } from "./check/heap_check.ts";
 import { HeapCounters } from "./counters.ts";
 import { DebugGuard, GUARD_BYTES_MIN } from "./check/debug_guard.ts";
-import {
-  ALIGN_BYTES_MAX,
-  FLAG_FREE,
-  FLAG_LAST,
-  FLAG_PREV_FREE,
-  GRANULE_BYTES,
-  HEADER_BYTES,
-  MIN_BLOCK_BYTES,
-} from "./layout.ts";
+import { ALIGN_BYTES_MAX, GRANULE_BYTES, HEADER_BYTES, MIN_BLOCK_BYTES } from "./layout.ts";
 import {
   DEFAULT_BUFFER_BASE_ADDRESS,
   hex,
@@ -46,7 +32,12 @@ import {
   resolveWindow,
 } from "../memory/physical_memory.ts";
 import { attachNative, type NativeMode } from "./policy/native_route.ts";
-import { type FreeListPolicy, isPolicyName, POLICY_NAMES, type PolicyName } from "./policy/policy.ts";
+import {
+  type FreeListPolicy,
+  isPolicyName,
+  POLICY_NAMES,
+  type PolicyName,
+} from "./policy/policy.ts";
 import { POLICIES } from "./policy/registry.ts";
 import { TlsfPolicy } from "./policy/tlsf.ts";
 import { FALLBACK, TlsfFastPath } from "./policy/tlsf_fast_path.ts";
@@ -143,6 +134,8 @@ export class PhysicalAllocator implements Disposable {
   readonly #control: ControlBlock;
   readonly #usable: readonly RegionLayout[];
   readonly #verifier: BlockVerifier;
+  /** The general path's block edits (block_edits.ts). */
+  readonly #edits: BlockEdits;
   #nativeActive = false;
   #closed = false;
   /** Guard and poison in debug mode, else null. */
@@ -240,6 +233,13 @@ export class PhysicalAllocator implements Disposable {
     const tlsf = this.#policy instanceof TlsfPolicy ? this.#policy : null;
     this.#usable = this.#layout.regions.filter((region) => !region.skipped);
     this.#verifier = new BlockVerifier(this.#blocks, this.#usable, options.debug === true);
+    this.#edits = new BlockEdits(
+      this.#blocks,
+      this.#policy,
+      this.#counters,
+      this.#verifier,
+      this.#debug,
+    );
 
     const totals = regionTotals(this.#layout.regions);
     this.#totalBytes = totals.totalBytes;
@@ -252,7 +252,7 @@ export class PhysicalAllocator implements Disposable {
       window.baseAddress,
       this.#control,
     );
-    this.#initBlocks();
+    this.#edits.initRegions(this.#usable);
     this.#fast = options.fastPath !== false && tlsf !== null && this.#debug === null &&
         !this.#nativeActive &&
         this.#usable.length === 1 && this.#blocks instanceof NarrowBlockWords
@@ -330,17 +330,6 @@ export class PhysicalAllocator implements Disposable {
     return this.#closed || this.#memory.closed === true;
   }
 
-  #initBlocks(): void {
-    this.#policy.initControl();
-    for (const region of this.#usable) {
-      const size = region.blockEnd - region.blockStart;
-      this.#blocks.writeFree(region.blockStart, size, FLAG_LAST);
-      this.#debug?.poisonFree(region.blockStart, region.blockStart, region.blockEnd);
-      this.#policy.insert(region.blockStart, size, 0);
-      this.#counters.addFree(size);
-    }
-  }
-
   /**
    * Allocates a payload of `sizeBytes` aligned to `alignBytes`.
    *
@@ -409,58 +398,11 @@ export class PhysicalAllocator implements Disposable {
   #allocGeneral(blockSize: number, align: number, sizeBytes: number): number {
     const block = this.#policy.find(blockSize, align);
     if (block === 0) return 0;
-    if (this.#debug === null) return this.#carve(block, blockSize, align, sizeBytes);
+    if (this.#debug === null) return this.#edits.carve(block, blockSize, align, sizeBytes);
     this.#debug.verifyBeforeCarve(block, blockSize, align);
-    const address = this.#carve(block, blockSize, align, sizeBytes);
+    const address = this.#edits.carve(block, blockSize, align, sizeBytes);
     this.#debug.armUsed(address - HEADER_BYTES);
     return address;
-  }
-
-  /** Turns part of the free block `block` into a used block; returns the payload address. */
-  #carve(block: number, blockSize: number, align: number, sizeBytes: number): number {
-    const blocks = this.#blocks;
-    const size = blocks.size(block);
-    const flags = blocks.flags(block);
-    assert(blocks.isFree(block), block, "a block handed out by the policy is not free");
-    // Never trust a search result: a corrupted list link may point anywhere.
-    assert(
-      blocks.headerValid(block),
-      block,
-      "a block handed out by the policy has a damaged header",
-    );
-    this.#verifier.checkedLinks(block);
-    const gap = align <= GRANULE_BYTES ? 0 : alignmentGap(block, align);
-    const start = block + gap;
-    const available = size - gap;
-    assert(available >= blockSize, block, "a block handed out by the policy is too small");
-    const remainder = available - blockSize;
-    const splitTail = remainder >= MIN_BLOCK_BYTES;
-    const usedSize = splitTail ? blockSize : available;
-    const tail = start + usedSize;
-
-    this.#counters.dropFree(size);
-    if (gap > 0) {
-      this.#policy.replace(block, size, block, gap);
-      blocks.writeFree(block, gap, flags & FLAG_PREV_FREE);
-      this.#counters.addFree(gap);
-      if (splitTail) this.#policy.insert(tail, remainder, block);
-    } else if (splitTail) {
-      this.#policy.replace(block, size, tail, remainder);
-    } else {
-      this.#policy.remove(block, size);
-    }
-    if (splitTail) {
-      blocks.writeFree(tail, remainder, flags & FLAG_LAST);
-      this.#counters.addFree(remainder);
-    } else if ((flags & FLAG_LAST) === 0) {
-      blocks.setFlag(tail, FLAG_PREV_FREE, false);
-    }
-    const prevFree = gap > 0 ? FLAG_PREV_FREE : flags & FLAG_PREV_FREE;
-    const last = splitTail ? 0 : flags & FLAG_LAST;
-    const slack = usedSize - HEADER_BYTES - sizeBytes;
-    blocks.writeHeader(start, usedSize, prevFree | last, slack);
-    this.#counters.addUsed(sizeBytes, slack);
-    return blockPtr(start);
   }
 
   /**
@@ -498,42 +440,7 @@ export class PhysicalAllocator implements Disposable {
   #freeGeneral(address: number): void {
     const block = this.#verifier.usedBlockAt(address, "free", InvalidFreeError);
     this.#debug?.verifyUsed(block, "free");
-    const blocks = this.#blocks;
-    const size = blocks.size(block);
-    const flags = blocks.flags(block);
-    const next = this.#checkedSuccessor(block, size, flags);
-    const previous = this.#checkedPredecessor(block, flags);
-
-    const slack = blocks.slack(block);
-    this.#counters.dropUsed(size - HEADER_BYTES - slack, slack);
-    const nextFree = next !== 0 && blocks.isFree(next);
-    let start = block;
-    let total = size;
-    let last = flags & FLAG_LAST;
-    if (nextFree) {
-      const nextSize = blocks.size(next);
-      last = blocks.flags(next) & FLAG_LAST;
-      this.#counters.dropFree(nextSize);
-      total += nextSize;
-      if (previous !== 0) this.#policy.remove(next, nextSize);
-      else this.#policy.replace(next, nextSize, block, total);
-    }
-    if (previous !== 0) {
-      // Leave a tombstone (a free header of size 0) so that freeing `address`
-      // again is reported as a double free rather than trusted.
-      blocks.writeHeader(block, 0, FLAG_FREE, 0);
-      const previousSize = blocks.size(previous);
-      this.#counters.dropFree(previousSize);
-      start = previous;
-      total += previousSize;
-      this.#policy.replace(previous, previousSize, previous, total);
-    } else if (!nextFree) {
-      this.#policy.insert(block, total, 0);
-    }
-    blocks.writeFree(start, total, last);
-    this.#counters.addFree(total);
-    if (last === 0) blocks.setFlag(start + total, FLAG_PREV_FREE, true);
-    this.#debug?.poisonFreed(start, block, size);
+    this.#edits.free(block);
   }
 
   /**
@@ -581,16 +488,16 @@ export class PhysicalAllocator implements Disposable {
     const blocks = this.#blocks;
     const size = blocks.size(block);
     const flags = blocks.flags(block);
-    const next = this.#checkedSuccessor(block, size, flags);
+    const next = this.#edits.checkedSuccessor(block, size, flags);
     const newBlockSize = blockSizeFor(sizeBytes + this.#guardBytes);
     if (newBlockSize <= size) {
-      this.#shrinkInPlace(block, newBlockSize, sizeBytes, next);
+      this.#edits.shrinkInPlace(block, newBlockSize, sizeBytes, next);
       this.#debug?.afterResize(block, block + size, this.#verifier.regionOf(block)!.blockEnd);
       return address;
     }
     if (next !== 0 && blocks.isFree(next) && size + blocks.size(next) >= newBlockSize) {
       this.#debug?.verifyFree(next, next, block + newBlockSize + MIN_BLOCK_BYTES, "reallocate");
-      this.#growInPlace(block, newBlockSize, sizeBytes, next);
+      this.#edits.growInPlace(block, newBlockSize, sizeBytes, next);
       this.#debug?.afterResize(block, block + size, this.#verifier.regionOf(block)!.blockEnd);
       return address;
     }
@@ -604,7 +511,7 @@ export class PhysicalAllocator implements Disposable {
   #move(address: number, block: number, sizeBytes: number): number {
     const blocks = this.#blocks;
     // Verified before anything is written: the free() that ends the move must not throw.
-    this.#checkedPredecessor(block, blocks.flags(block));
+    this.#edits.checkedPredecessor(block, blocks.flags(block));
     const oldSizeBytes = blocks.size(block) - HEADER_BYTES - blocks.slack(block);
     const moved = this.tryAlloc(sizeBytes, this.defaultAlignBytes);
     if (moved === 0) throw this.#outOfMemory(sizeBytes, this.defaultAlignBytes);
@@ -616,77 +523,6 @@ export class PhysicalAllocator implements Disposable {
     );
     this.free(address);
     return moved;
-  }
-
-  /** Shrinks the used block `block` to `newBlockSize`, giving the rest back. */
-  #shrinkInPlace(block: number, newBlockSize: number, sizeBytes: number, next: number): void {
-    const blocks = this.#blocks;
-    const size = blocks.size(block);
-    const flags = blocks.flags(block);
-    const oldSlack = blocks.slack(block);
-    const remainder = size - newBlockSize;
-    this.#counters.usedBytes += sizeBytes - (size - HEADER_BYTES - oldSlack);
-    if (remainder > 0 && next !== 0 && blocks.isFree(next)) {
-      const nextSize = blocks.size(next);
-      const tail = block + newBlockSize;
-      const nextLast = blocks.flags(next) & FLAG_LAST;
-      this.#policy.replace(next, nextSize, tail, remainder + nextSize);
-      blocks.writeFree(tail, remainder + nextSize, nextLast);
-      this.#counters.dropFree(nextSize);
-      this.#counters.addFree(remainder + nextSize);
-      this.#setUsedHeader(block, newBlockSize, flags & FLAG_PREV_FREE, sizeBytes, oldSlack);
-    } else if (remainder >= MIN_BLOCK_BYTES) {
-      const tail = block + newBlockSize;
-      blocks.writeFree(tail, remainder, flags & FLAG_LAST);
-      this.#policy.insert(tail, remainder, 0);
-      this.#counters.addFree(remainder);
-      if (next !== 0) blocks.setFlag(next, FLAG_PREV_FREE, true);
-      this.#setUsedHeader(block, newBlockSize, flags & FLAG_PREV_FREE, sizeBytes, oldSlack);
-    } else {
-      this.#setUsedHeader(block, size, flags & (FLAG_PREV_FREE | FLAG_LAST), sizeBytes, oldSlack);
-    }
-  }
-
-  /** Grows the used block `block` into its free successor `next`. */
-  #growInPlace(block: number, newBlockSize: number, sizeBytes: number, next: number): void {
-    const blocks = this.#blocks;
-    const size = blocks.size(block);
-    const flags = blocks.flags(block);
-    const oldSlack = blocks.slack(block);
-    const nextSize = blocks.size(next);
-    const nextLast = blocks.flags(next) & FLAG_LAST;
-    const remainder = size + nextSize - newBlockSize;
-    this.#counters.usedBytes += sizeBytes - (size - HEADER_BYTES - oldSlack);
-    this.#counters.dropFree(nextSize);
-    if (remainder >= MIN_BLOCK_BYTES) {
-      const tail = block + newBlockSize;
-      this.#policy.replace(next, nextSize, tail, remainder);
-      blocks.writeFree(tail, remainder, nextLast);
-      this.#counters.addFree(remainder);
-      this.#setUsedHeader(block, newBlockSize, flags & FLAG_PREV_FREE, sizeBytes, oldSlack);
-    } else {
-      this.#policy.remove(next, nextSize);
-      if (nextLast === 0) blocks.setFlag(block + size + nextSize, FLAG_PREV_FREE, false);
-      this.#setUsedHeader(
-        block,
-        size + nextSize,
-        (flags & FLAG_PREV_FREE) | nextLast,
-        sizeBytes,
-        oldSlack,
-      );
-    }
-  }
-
-  #setUsedHeader(
-    block: number,
-    blockSize: number,
-    flags: number,
-    sizeBytes: number,
-    oldSlack: number,
-  ): void {
-    const slack = blockSize - HEADER_BYTES - sizeBytes;
-    this.#blocks.writeHeader(block, blockSize, flags, slack);
-    this.#counters.slackBytes += slack - oldSlack;
   }
 
   /**
@@ -897,30 +733,6 @@ export class PhysicalAllocator implements Disposable {
     }
   }
 
-  /**
-   * The verified physical successor of the used block `block` (0 when it is
-   * the last of its region); when that successor is free, its list links are
-   * verified too, since free and realloc are about to unlink it.
-   */
-  #checkedSuccessor(block: number, size: number, flags: number): number {
-    if ((flags & FLAG_LAST) !== 0) return 0;
-    const next = this.#verifier.checkedNeighbour(block + size, block);
-    if (this.#blocks.isFree(next)) this.#verifier.checkedLinks(next);
-    return next;
-  }
-
-  /**
-   * The verified free physical predecessor of the used block `block` with
-   * header flags `flags`, or 0; its list links are verified too, since free
-   * is about to unlink it.
-   */
-  #checkedPredecessor(block: number, flags: number): number {
-    if ((flags & FLAG_PREV_FREE) === 0) return 0;
-    const previous = this.#verifier.checkedPrevious(block);
-    this.#verifier.checkedLinks(previous);
-    return previous;
-  }
-
   #outOfMemory(sizeBytes: number, alignBytes: number): OutOfMemoryError {
     const largest = this.#policy.largestFree();
     return new OutOfMemoryError(
@@ -983,11 +795,5 @@ function validateAlignment(alignBytes: number, operation: string): void {
         String(alignBytes)
       }: the alignment must be a power of two from 1 to ${ALIGN_BYTES_MAX}`,
     );
-  }
-}
-
-function assert(condition: boolean, address: number, invariant: string): asserts condition {
-  if (!condition) {
-    throw new HeapCorruptionError(address, `Heap corruption at ${hex(address)}: ${invariant}`);
   }
 }

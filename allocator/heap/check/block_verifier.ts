@@ -8,6 +8,7 @@
  * @module
  */
 
+import { corruptionAt } from "./corruption.ts";
 import type { BlockWords } from "../block.ts";
 import {
   DoubleFreeError,
@@ -136,10 +137,7 @@ export class BlockVerifier {
     }
     const size = blocks.size(block);
     if (size < MIN_BLOCK_BYTES || block + size > region.blockEnd) {
-      throw new HeapCorruptionError(
-        block,
-        `Heap corruption at block ${hex(block)}: size ${size} leaves its region`,
-      );
+      throw corruptionAt(block, `size ${size} leaves its region`, "block ");
     }
     return block;
   }
@@ -217,11 +215,10 @@ export class BlockVerifier {
       (next !== 0 && (this.regionOf(next) === null || blocks.prev(next) !== block)) ||
       (previous !== 0 && (this.regionOf(previous) === null || blocks.next(previous) !== block))
     ) {
-      throw new HeapCorruptionError(
+      throw corruptionAt(
         block,
-        `Heap corruption at free block ${hex(block)}: its list links (next ${hex(next)}, previous ${
-          hex(previous)
-        }) do not point back at it`,
+        `its list links (next ${hex(next)}, previous ${hex(previous)}) do not point back at it`,
+        "free block ",
       );
     }
   }

@@ -5,8 +5,8 @@
  * @module
  */
 
+import { corruptionAt } from "./corruption.ts";
 import type { BlockWords } from "../block.ts";
-import { HeapCorruptionError } from "../../errors.ts";
 import {
   FLAG_FREE,
   FLAG_LAST,
@@ -15,7 +15,6 @@ import {
   HEADER_BYTES,
   MIN_BLOCK_BYTES,
 } from "../layout.ts";
-import { hex } from "../../memory/physical_memory.ts";
 import type { FreeListPolicy } from "../policy/policy.ts";
 import type { RegionLayout } from "../regions.ts";
 
@@ -46,7 +45,7 @@ export interface HeapCheckInput {
 }
 
 function corrupt(address: number, invariant: string): never {
-  throw new HeapCorruptionError(address, `Heap corruption at ${hex(address)}: ${invariant}`);
+  throw corruptionAt(address, invariant);
 }
 
 /**

@@ -11,9 +11,9 @@
  * @module
  */
 
+import { corruptionAt } from "../check/corruption.ts";
 import { alignmentGap, type BlockWords } from "../block.ts";
 import type { ControlBlock } from "../control_block.ts";
-import { HeapCorruptionError } from "../../errors.ts";
 import {
   CONTROL_FL_COUNT_OFFSET,
   CONTROL_MAGIC,
@@ -24,7 +24,6 @@ import {
   GRANULE_BYTES,
   POLICY_ID_FIRST_FIT,
 } from "../layout.ts";
-import { hex } from "../../memory/physical_memory.ts";
 import type { FreeListPolicy, PolicyName } from "./policy.ts";
 
 /** The native walks of first-fit, mirroring `find` and the walk of `insert`. */
@@ -183,9 +182,6 @@ export class FirstFitPolicy implements FreeListPolicy {
   }
 
   #corrupt(address: number, invariant: string): never {
-    throw new HeapCorruptionError(
-      address,
-      `Heap corruption at free block ${hex(address)}: ${invariant}`,
-    );
+    throw corruptionAt(address, invariant, "free block ");
   }
 }

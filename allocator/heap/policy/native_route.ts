@@ -5,14 +5,13 @@
  * TypeScript, so both paths produce byte-identical heaps whenever their
  * searches agree, and the differential tests prove they do.
  *
- * Routing under `"auto"` follows the measurements in `bench/native_bench.ts`:
- * a native first-fit walk already beats the TS walk at 2 listed blocks
- * (about 49 ns against 92 ns here), so first-fit walks go native once the
- * list holds NATIVE_WALK_BLOCKS_MIN blocks (a margin over that crossover).
- * A TLSF search is a constant handful of reads: on the six trace replays of
- * `bench/traces/scoreboard.txt` native TLSF searches were within ±5% of TS
- * (the alloc+free micro-bench favours native by 10-30%), so under `"auto"`
- * TLSF stays in TS, where it needs no library at all.
+ * Routing under `"auto"` follows `bench/native_bench.ts` (the figures are in
+ * the README): a native first-fit walk beats the TS walk from a couple of
+ * listed blocks on, so first-fit walks go native once the list holds
+ * NATIVE_WALK_BLOCKS_MIN blocks (a margin over that crossover). A TLSF search
+ * is a constant handful of reads that gains nothing from an FFI call, and the
+ * TS fast path serves TLSF only without the library, so under `"auto"` TLSF
+ * stays in TS, where it needs no library at all.
  * `native: true` sends every search of either policy to the library, which is
  * what the differential tests need.
  *

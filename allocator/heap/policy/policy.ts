@@ -46,7 +46,7 @@ export interface FreeListPolicy {
   /** Bytes of the control block this policy needs. */
   readonly controlBytes: number;
 
-  /** Writes an empty control block at `controlAddress`. */
+  /** Writes an empty control block over the policy's control block. */
   initControl(): void;
   /**
    * Adds the free block `block` (header already written) to the lists.

@@ -12,9 +12,15 @@
  * fail while a fitting block sits in its own class beyond that bound: TLSF's
  * price for constant time.
  *
+ * Twins: `tlsf_fast_path.ts` writes this search out for the fast path, and
+ * `native/tlsf.zig` implements it again for the native path; a change to the
+ * search is a change to all three (the differential and lockstep tests
+ * prove they agree).
+ *
  * @module
  */
 
+import { corruptionAt } from "../check/corruption.ts";
 import { alignmentGap, type BlockWords } from "../block.ts";
 import type { ControlBlock } from "../control_block.ts";
 import {
@@ -34,8 +40,6 @@ import {
   SL_LOG2,
   SMALL_BLOCK_BYTES,
 } from "../layout.ts";
-import { HeapCorruptionError } from "../../errors.ts";
-import { hex } from "../../memory/physical_memory.ts";
 import type { FreeListPolicy, PolicyName } from "./policy.ts";
 
 /** Blocks of the request's own class that `find` tries before the good-fit search. */
@@ -311,7 +315,7 @@ export class TlsfPolicy implements FreeListPolicy {
   }
 
   #corrupt(address: number, invariant: string): never {
-    throw new HeapCorruptionError(address, `Heap corruption at ${hex(address)}: ${invariant}`);
+    throw corruptionAt(address, invariant);
   }
 
   largestFree(): number {

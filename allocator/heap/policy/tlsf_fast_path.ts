@@ -5,8 +5,9 @@
  * TypeScript, no debug mode). `PhysicalAllocator` uses it where it applies
  * (`fastPathActive`); the option `fastPath: false` turns it off.
  *
- * It makes exactly the decisions of the general path (`PhysicalAllocator`
- * with `TlsfPolicy`) and writes exactly the same bytes, so the two can serve
+ * It makes exactly the decisions of the general path (`TlsfPolicy.find` in
+ * tlsf.ts, then the edits of `BlockEdits` in ../block_edits.ts) and writes
+ * exactly the same bytes, so the two can serve
  * the same heap in turns; `tests/tlsf_fast_path_test.ts` runs both side by
  * side and compares every result, every error and every byte. The general
  * path is built from small verified steps that V8 cannot inline into one
@@ -121,7 +122,7 @@ export class TlsfFastPath {
 
   /**
    * Carves a block of `blockSize` bytes for a payload of `sizeBytes` at the
-   * default alignment (general path: TlsfPolicy.find, then #carve).
+   * default alignment (general path: TlsfPolicy.find, then BlockEdits.carve in block_edits.ts).
    *
    * @param blockSize The block size, from `blockSizeFor(sizeBytes)`, at most the largest block area.
    * @param sizeBytes The payload size asked for.
@@ -289,7 +290,7 @@ export class TlsfFastPath {
     return 0;
   }
 
-  /** Shrinks the used block `block` to `newBlockSize`, giving the rest back (general path: #shrinkInPlace). */
+  /** Shrinks the used block `block` to `newBlockSize`, giving the rest back (general path: BlockEdits.shrinkInPlace). */
   #shrink(
     i: number,
     block: number,
@@ -327,7 +328,7 @@ export class TlsfFastPath {
     this.#writeUsed(i, block, usedSize, flags, sizeBytes, oldSlack);
   }
 
-  /** Grows the used block `block` into its free successor (general path: #growInPlace). */
+  /** Grows the used block `block` into its free successor (general path: BlockEdits.growInPlace). */
   #grow(
     i: number,
     block: number,
