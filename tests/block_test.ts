@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
+import { alignDown, alignUp } from "../allocator/_math.ts";
 import {
-  alignDown,
   alignmentGap,
-  alignUp,
   blockSizeFor,
   BlockWords,
   blockWordsFor,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as layout from "../allocator/heap/layout.ts";
-import { alignUp, blockPtr } from "../allocator/heap/block.ts";
+import { alignUp } from "../allocator/_math.ts";
+import { blockPtr } from "../allocator/heap/block.ts";
 import { LAYOUT_VALUE_NAMES } from "../native/symbols.ts";
 import { Random } from "./support/random.ts";
 import { nativeOrSkip } from "./support/native_library.ts";

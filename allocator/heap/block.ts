@@ -22,53 +22,7 @@ import {
   headerCheck,
   MIN_BLOCK_BYTES,
 } from "./layout.ts";
-
-const TWO_POW_32 = 4294967296;
-
-/**
- * Rounds `value` up to a multiple of `alignBytes`, a power of two.
- *
- * @param value A non-negative integer below 2^53.
- * @param alignBytes A power of two.
- * @returns The smallest multiple of `alignBytes` that is at least `value`.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { alignUp } from "./block.ts";
- *
- * assert.equal(alignUp(4097, 4096), 8192);
- * assert.equal(alignUp(8192, 4096), 8192);
- * ```
- */
-export function alignUp(value: number, alignBytes: number): number {
-  // Masks in 32-bit arithmetic where the result fits: an integer modulo is a
-  // slow division on the allocation path.
-  if (value <= 0x3fffffff && alignBytes <= 0x40000000) {
-    return (value + alignBytes - 1) & -alignBytes;
-  }
-  const remainder = value % alignBytes;
-  return remainder === 0 ? value : value + (alignBytes - remainder);
-}
-
-/**
- * Rounds `value` down to a multiple of `alignBytes`, a power of two.
- *
- * @param value A non-negative integer below 2^53.
- * @param alignBytes A power of two.
- * @returns The largest multiple of `alignBytes` that is at most `value`.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { alignDown } from "./block.ts";
- *
- * assert.equal(alignDown(4097, 4096), 4096);
- * ```
- */
-export function alignDown(value: number, alignBytes: number): number {
-  return value - (value % alignBytes);
-}
+import { alignUp, TWO_POW_32 } from "../_math.ts";
 
 /**
  * The payload address of the block at `blockAddress`: the seed's `block_ptr`,

@@ -9,7 +9,7 @@
  * @module
  */
 
-const TWO_POW_32 = 4294967296;
+import { TWO_POW_32 } from "../_math.ts";
 
 /** Word access to a control block, inside the window or detached from it. */
 export class ControlBlock {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { alignDown, alignUp } from "./block.ts";
+import { alignDown, alignUp } from "../_math.ts";
 import { InvalidMemoryError } from "../errors.ts";
 import { GRANULE_BYTES, MIN_BLOCK_BYTES } from "./layout.ts";
 import type { MemoryRegion } from "../memory/physical_memory.ts";

@@ -36,6 +36,7 @@
  * @module
  */
 
+import { alignUp } from "../_math.ts";
 import { InvalidMemoryError, MappingFailedError } from "../errors.ts";
 import {
   type AddressRange,
@@ -345,10 +346,6 @@ class Mapper {
       this.#libc.symbols.munmap(Deno.UnsafePointer.create(BigInt(base)), BigInt(lengthBytes));
     }
   }
-}
-
-function alignUp(value: number, alignBytes: number): number {
-  return Math.ceil(value / alignBytes) * alignBytes;
 }
 
 /** The memory handed to callers: regions over one window, unmapped once on close. */

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { lowestBit, TWO_POW_32 } from "../../_math.ts";
 import { corruptionAt } from "../check/corruption.ts";
 import { alignmentGap, type BlockWords } from "../block.ts";
 import type { ControlBlock } from "../control_block.ts";
@@ -45,7 +46,6 @@ import type { FreeListPolicy, PolicyName } from "./policy.ts";
 /** Blocks of the request's own class that `find` tries before the good-fit search. */
 export const EXACT_SCAN_MAX = 8;
 
-const TWO_POW_32 = 4294967296;
 const TWO_POW_31 = 2147483648;
 const TWO_POW_30 = 1073741824;
 
@@ -94,11 +94,6 @@ export function searchClassOf(sizeBytes: number): number {
 /** The number of first levels a heap whose largest block is `sizeBytes` needs. */
 export function flCountFor(sizeBytes: number): number {
   return Math.floor(classOf(sizeBytes) / SL_COUNT) + 1;
-}
-
-/** Index of the lowest set bit of a non-zero u32. */
-function lowestBit(value: number): number {
-  return 31 - Math.clz32(value & -value);
 }
 
 /** A native class search: `(blockSizeBytes, alignBytes) => block or 0`. */

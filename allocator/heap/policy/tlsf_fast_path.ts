@@ -25,6 +25,7 @@
  * @module
  */
 
+import { lowestBit } from "../../_math.ts";
 import { blockSizeFor } from "../block.ts";
 import type { HeapCounters } from "../counters.ts";
 import {
@@ -573,9 +574,4 @@ function setLink(words: Int32Array, i: number, value: number): void {
 /** The same words as int32. */
 function int32View(words: Uint32Array): Int32Array {
   return new Int32Array(words.buffer, words.byteOffset, words.length);
-}
-
-/** Index of the lowest set bit of a non-zero u32. */
-function lowestBit(value: number): number {
-  return 31 - Math.clz32(value & -value);
 }
