@@ -84,16 +84,21 @@ export {
   PAGE_BYTES,
 } from "./allocator/memory_map/entry.ts";
 export {
+  detectMemoryMapFormat,
+  MEMORY_MAP_FORMATS,
+  type MemoryMapFormat,
+  parseAddress,
   parseE820,
+  parseMemoryMap,
   parseMemoryMapJson,
   parseSysfsDump,
   parseSysfsMemmap,
   type SysfsMemmapText,
 } from "./allocator/memory_map/parse.ts";
+export { MemoryMap } from "./allocator/memory_map/memory_map.ts";
 export {
   type AccountedSpan,
   type Disposition,
-  MemoryMap,
   type MemoryMapReport,
   type NormalizedMemoryMap,
   normalizeMemoryMap,

@@ -4,17 +4,9 @@
 //! reads every constant back through `pma_layout_value` and proves the two
 //! agree. Every field is little-endian.
 //!
-//! ```text
-//! block address B (a multiple of granule_bytes)
-//! ┌────────────────────────┬────────────────┬────────────────┬────────────────┐
-//! │ +0 u32 size_lo | flags │ +4 u32 size_hi │ +8 u32 slack   │ +12 u32 check  │  header
-//! ├────────────────────────┴────────────────┴────────────────┴────────────────┤
-//! │ used block: payload at B + header_bytes (the seed's `block_ptr`)           │
-//! │ free block: +16 u64 next free block, +24 u64 previous free block (0 = none)│
-//! │             ...                                                            │
-//! │             B + size - 8: u64 size footer (boundary tag for coalescing)    │
-//! └────────────────────────────────────────────────────────────────────────────┘
-//! ```
+//! The block layout is drawn once, in `allocator/heap/layout.ts`: a 16-byte
+//! header (size with flag bits, slack, check word), then the payload; a free
+//! block holds its list links after the header and a size footer at its end.
 //!
 //! Control block (inside managed memory, at `control_address`):
 //!

@@ -29,7 +29,8 @@ import {
 import { AllocatorClosedError, TraceFormatError } from "../allocator/errors.ts";
 import { hex } from "../allocator/memory/physical_memory.ts";
 import type { MemoryMapEntry } from "../allocator/memory_map/entry.ts";
-import { MemoryMap, normalizeMemoryMap } from "../allocator/memory_map/normalize.ts";
+import { MemoryMap } from "../allocator/memory_map/memory_map.ts";
+import { normalizeMemoryMap } from "../allocator/memory_map/normalize.ts";
 import {
   parseAddress,
   parseE820,

@@ -15,12 +15,12 @@ import {
 import {
   type AccountedSpan,
   DEFAULT_MMAP_MIN_ADDRESS,
-  MemoryMap,
   MIN_REGION_BYTES,
   type NormalizedMemoryMap,
   normalizeMemoryMap,
   type Reservation,
 } from "../allocator/memory_map/normalize.ts";
+import { MemoryMap } from "../allocator/memory_map/memory_map.ts";
 import { FRAGMENTED_REGION_COUNT, sampleMemoryMap } from "../allocator/memory_map/samples.ts";
 import {
   readMmapMinAddress,

@@ -25,10 +25,14 @@ import {
   formatBytes,
   type IdentityMemory,
   mapIdentity,
+  MEMORY_MAP_FORMATS,
   MemoryMap,
   type MemoryMapEntry,
+  type MemoryMapFormat,
   type NormalizedMemoryMap,
   OutOfMemoryError,
+  parseAddress,
+  parseMemoryMap,
   PhysicalAllocator,
   POLICY_NAMES,
   type PolicyName,
@@ -37,13 +41,6 @@ import {
   SAMPLE_MAP_NAMES,
   sampleMemoryMap,
 } from "../mod.ts";
-import {
-  parseAddress,
-  parseE820,
-  parseMemoryMapJson,
-  parseSysfsDump,
-  parseSysfsMemmap,
-} from "../allocator/memory_map/parse.ts";
 import {
   type DecodedTrace,
   decodeTrace,
@@ -140,7 +137,7 @@ function parseSettings(args: readonly string[]): Settings | "help" {
   if (v.map !== undefined && v.sample !== undefined) {
     throw new UsageError("Cannot use --map and --sample together: choose one map source");
   }
-  oneOf("--format", v.format, ["auto", "json", "e820", "sysfs"]);
+  oneOf("--format", v.format, ["auto", ...MEMORY_MAP_FORMATS]);
   oneOf("--policy", v.policy, POLICY_NAMES);
   oneOf("--color", v.color, ["auto", "always", "never"]);
   if (v.sample !== undefined) oneOf("--sample", v.sample, SAMPLE_MAP_NAMES);
@@ -206,12 +203,7 @@ function loadMap(settings: Settings): LoadedMap {
   }
   if (settings.map !== undefined) {
     const text = Deno.readTextFileSync(settings.map);
-    const format = settings.format !== "auto" ? settings.format : detectFormat(text);
-    const entries = format === "json"
-      ? parseMemoryMapJson(text)
-      : format === "e820"
-      ? parseE820(text)
-      : parseSysfsMemmap(parseSysfsDump(text));
+    const { entries, format } = parseMemoryMap(text, settings.format as MemoryMapFormat | "auto");
     return { entries, source: `${settings.map} (${format})`, mmapMinAddress };
   }
   try {
@@ -232,12 +224,6 @@ function loadMap(settings: Settings): LoadedMap {
       mmapMinAddress,
     };
   }
-}
-
-/** E820 first: a dmesg log starts with "[    0.000000]", which also looks like JSON. */
-function detectFormat(text: string): string {
-  if (text.includes("BIOS-e820:")) return "e820";
-  return /^\s*[[{]/.test(text) ? "json" : "sysfs";
 }
 
 function hex(value: number): string {

@@ -650,13 +650,7 @@ export class PhysicalAllocator implements Disposable {
       blocks: this.#blocks,
       regions: this.#usable,
       policy: this.#policy,
-      expected: {
-        freeBytes: this.#counters.freeBytes,
-        freeBlocks: this.#counters.freeBlocks,
-        usedBytes: this.#counters.usedBytes,
-        usedBlocks: this.#counters.usedBlocks,
-        slackBytes: this.#counters.slackBytes,
-      },
+      expected: this.#counters,
     });
     this.#debug?.verifyHeap(this.#usable);
     const s = this.stats();

@@ -341,3 +341,63 @@ function describe(value: unknown): string {
   if (typeof value === "object") return "an object";
   return `${typeof value} ${JSON.stringify(value)}`;
 }
+
+/** The text formats {@linkcode parseMemoryMap} reads. */
+export type MemoryMapFormat = "json" | "e820" | "sysfs";
+
+/** Every {@linkcode MemoryMapFormat}, for option checks and help texts. */
+export const MEMORY_MAP_FORMATS: readonly MemoryMapFormat[] = ["json", "e820", "sysfs"];
+
+/**
+ * Which format a memory map text is in: E820 when it holds `BIOS-e820:`
+ * lines (checked first: a dmesg log starts with `[    0.000000]`, which
+ * also looks like JSON), JSON when it starts with `[` or `{`, else a sysfs
+ * dump.
+ *
+ * @param text A memory map as text.
+ * @returns The format to parse it with.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { detectMemoryMapFormat } from "@phys/allocator";
+ *
+ * assert.equal(detectMemoryMapFormat("BIOS-e820: [mem 0x0-0x9fbff] usable"), "e820");
+ * assert.equal(detectMemoryMapFormat('[{"start": 0, "end": 4095, "type": "usable"}]'), "json");
+ * ```
+ */
+export function detectMemoryMapFormat(text: string): MemoryMapFormat {
+  if (text.includes("BIOS-e820:")) return "e820";
+  return /^\s*[[{]/.test(text) ? "json" : "sysfs";
+}
+
+/**
+ * Parses a memory map in any supported text format.
+ *
+ * @param text JSON, E820 dmesg lines or a sysfs dump.
+ * @param format The format, or `"auto"` to detect it with {@linkcode detectMemoryMapFormat}.
+ * @returns The entries and the format they were read as.
+ * @throws {MemoryMapError} If the text is not a valid map in that format.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseMemoryMap } from "@phys/allocator";
+ *
+ * const { entries, format } = parseMemoryMap("BIOS-e820: [mem 0x0000000000100000-0x0000000000ffffff] usable");
+ * assert.equal(format, "e820");
+ * assert.equal(entries[0].start, 0x100000);
+ * ```
+ */
+export function parseMemoryMap(
+  text: string,
+  format: MemoryMapFormat | "auto" = "auto",
+): { entries: MemoryMapEntry[]; format: MemoryMapFormat } {
+  const resolved = format === "auto" ? detectMemoryMapFormat(text) : format;
+  const entries = resolved === "json"
+    ? parseMemoryMapJson(text)
+    : resolved === "e820"
+    ? parseE820(text)
+    : parseSysfsMemmap(parseSysfsDump(text));
+  return { entries, format: resolved };
+}

@@ -15,22 +15,9 @@ import {
   HEADER_BYTES,
   MIN_BLOCK_BYTES,
 } from "../layout.ts";
+import type { HeapCounters } from "../counters.ts";
 import type { FreeListPolicy } from "../policy/policy.ts";
 import type { RegionLayout } from "../regions.ts";
-
-/** The counters the allocator keeps, to be proved against the walk. */
-export interface HeapCounters {
-  /** Payload bytes of free blocks. */
-  readonly freeBytes: number;
-  /** Free blocks. */
-  readonly freeBlocks: number;
-  /** Requested bytes of used blocks. */
-  readonly usedBytes: number;
-  /** Used blocks. */
-  readonly usedBlocks: number;
-  /** Slack bytes of used blocks. */
-  readonly slackBytes: number;
-}
 
 /** What `checkHeap` walks. */
 export interface HeapCheckInput {
@@ -40,8 +27,8 @@ export interface HeapCheckInput {
   readonly regions: readonly RegionLayout[];
   /** The policy whose lists must match the walk. */
   readonly policy: FreeListPolicy;
-  /** The allocator's counters. */
-  readonly expected: HeapCounters;
+  /** The allocator's running totals, to be proved against the walk. */
+  readonly expected: Readonly<HeapCounters>;
 }
 
 function corrupt(address: number, invariant: string): never {
