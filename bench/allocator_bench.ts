@@ -8,9 +8,9 @@
  * @module
  */
 
-import { type AllocatorOptions, PhysicalAllocator, type PolicyName } from "../mod.ts";
+import { type AllocatorOptions, PhysicalAllocator, POLICY_NAMES, type PolicyName } from "../mod.ts";
 
-const POLICIES: PolicyName[] = ["tlsf", "first-fit"];
+const POLICIES: readonly PolicyName[] = POLICY_NAMES;
 const SIZES = [16, 24, 40, 64, 100, 256, 1000, 4000];
 
 /** The allocators compared: TLSF on each path, then first-fit. */

@@ -8,7 +8,7 @@
  * deno bench --allow-ffi --allow-read --allow-env bench/debug_bench.ts
  * ```
  */
-import { PhysicalAllocator, type PolicyName } from "../mod.ts";
+import { PhysicalAllocator, POLICY_NAMES, type PolicyName } from "../mod.ts";
 
 const HEAP_BYTES = 4 << 20;
 const LIVE_BLOCKS = 256;
@@ -27,7 +27,7 @@ function makeHeap(policy: PolicyName, debug: boolean): PhysicalAllocator {
   return heap;
 }
 
-for (const policy of ["tlsf", "first-fit"] as const) {
+for (const policy of POLICY_NAMES) {
   for (const sizeBytes of [64, 1024, 16384]) {
     const group = `alloc+free ${sizeBytes} B (${policy})`;
     for (const debug of [false, true]) {

@@ -24,6 +24,7 @@ import {
   OutOfMemoryError,
   PhysicalAllocator,
   type PhysicalMemory,
+  POLICY_NAMES,
   type PolicyName,
 } from "../mod.ts";
 import { AllocatorClosedError, TraceFormatError } from "../allocator/errors.ts";
@@ -367,7 +368,7 @@ const NATIVE_MODES = nativeOrSkip("the native-path runs of the bad-input catalog
 /** [native, debug] configurations of the allocator cases. */
 const CONFIGS = [...NATIVE_MODES.map((native) => [native, false]), [false, true]] as const;
 
-for (const policy of ["tlsf", "first-fit"] as const) {
+for (const policy of POLICY_NAMES) {
   for (const [native, debug] of CONFIGS) {
     const label = `${policy}${native ? ", native" : ""}${debug ? ", debug" : ""}`;
     Deno.test(`bad input catalog (${label}): allocator calls are rejected without change`, async (t) => {

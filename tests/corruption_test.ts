@@ -5,7 +5,7 @@
  * heap left exactly as it was found.
  */
 import assert from "node:assert/strict";
-import { HeapCorruptionError, PhysicalAllocator, type PolicyName } from "../mod.ts";
+import { HeapCorruptionError, PhysicalAllocator, POLICY_NAMES, type PolicyName } from "../mod.ts";
 import { hex } from "../allocator/memory/physical_memory.ts";
 import {
   CONTROL_FL_BITMAP_OFFSET,
@@ -56,7 +56,7 @@ function assertCorruption(
   assert.deepEqual(window, before, "the failing call modified the heap");
 }
 
-for (const policy of ["tlsf", "first-fit"] as const) {
+for (const policy of POLICY_NAMES) {
   Deno.test(`PhysicalAllocator (${policy}) reports a header overwritten by a payload overflow`, async (t) => {
     // Each overflow writes past the end of a's 24-byte payload into b's header.
     const overflows: [string, (h: ReturnType<typeof makeHeap>) => void][] = [
@@ -173,7 +173,7 @@ for (const policy of ["tlsf", "first-fit"] as const) {
   });
 }
 
-for (const policy of ["tlsf", "first-fit"] as const) {
+for (const policy of POLICY_NAMES) {
   Deno.test(`PhysicalAllocator (${policy}) reports a region's first block forged to follow a free block`, () => {
     // A header rewritten whole, check word included, to claim a free
     // predecessor where none can be: the footer it would read lies before

@@ -5,7 +5,7 @@
  * accounting stays exact.
  */
 import assert from "node:assert/strict";
-import { HeapCorruptionError, PhysicalAllocator, type PolicyName } from "../mod.ts";
+import { HeapCorruptionError, PhysicalAllocator, POLICY_NAMES, type PolicyName } from "../mod.ts";
 import { GUARD_BYTES_MIN } from "../allocator/heap/check/debug_guard.ts";
 import { hex } from "../allocator/memory/physical_memory.ts";
 import { runModel } from "./support/conformance.ts";
@@ -31,7 +31,7 @@ function assertCaught(window: Uint8Array, call: () => unknown, message: RegExp):
   assert.deepEqual(window, before, "the failing call modified the heap");
 }
 
-for (const policy of ["tlsf", "first-fit"] as const) {
+for (const policy of POLICY_NAMES) {
   Deno.test(`PhysicalAllocator (${policy}, debug) catches a one-byte payload overflow`, async (t) => {
     for (const [size, overflowBytes] of [[24, 1], [24, GUARD_BYTES_MIN], [100, 3], [1, 1]]) {
       await t.step(`${overflowBytes} bytes past a ${size}-byte payload`, () => {

@@ -4,7 +4,13 @@
  * byte-identical heap memory after every step, for every policy.
  */
 import assert from "node:assert/strict";
-import { type AddressRange, bufferMemory, PhysicalAllocator, type PolicyName } from "../mod.ts";
+import {
+  type AddressRange,
+  bufferMemory,
+  PhysicalAllocator,
+  POLICY_NAMES,
+  type PolicyName,
+} from "../mod.ts";
 import { loadNative } from "../native/loader.ts";
 import { defineConformanceSuite, runModel } from "./support/conformance.ts";
 import { Random } from "./support/random.ts";
@@ -99,7 +105,7 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-for (const policy of ["tlsf", "first-fit"] as const) {
+for (const policy of POLICY_NAMES) {
   Deno.test({
     name: `PhysicalAllocator (${policy}) gives identical results on the TS and native paths`,
     ignore: native === null,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HeapCorruptionError } from "../allocator/errors.ts";
+import { HeapCorruptionError, POLICY_NAMES } from "../mod.ts";
 import { decodeTrace } from "../tools/trace/decode.ts";
 import { main } from "../tools/trace/main.ts";
 import { parseRep } from "../tools/trace/rep_format.ts";
@@ -40,7 +40,7 @@ r 0 20
 const tiny = decodeTrace(parseRep(TINY_REP), "tiny");
 
 Deno.test("verifyReplay() replays a tiny trace on both policies and passes check()", async (t) => {
-  for (const policy of ["tlsf", "first-fit"] as const) {
+  for (const policy of POLICY_NAMES) {
     await t.step(policy, () => {
       const result = verifyReplay(physicalTarget({ policy }), tiny, heapBytesFor(tiny));
       assert.equal(result.failedRequests, 0);
