@@ -345,7 +345,17 @@ function describe(value: unknown): string {
 /** The text formats {@linkcode parseMemoryMap} reads. */
 export type MemoryMapFormat = "json" | "e820" | "sysfs";
 
-/** Every {@linkcode MemoryMapFormat}, for option checks and help texts. */
+/**
+ * Every {@linkcode MemoryMapFormat}, for option checks and help texts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MEMORY_MAP_FORMATS } from "@phys/allocator";
+ *
+ * assert.ok(MEMORY_MAP_FORMATS.includes("e820"));
+ * ```
+ */
 export const MEMORY_MAP_FORMATS: readonly MemoryMapFormat[] = ["json", "e820", "sysfs"];
 
 /**

@@ -32,6 +32,15 @@ export type PolicyName = typeof POLICY_NAMES[number];
  *
  * @param value Anything, for example a command-line argument.
  * @returns Whether it is one of {@linkcode POLICY_NAMES}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isPolicyName } from "@phys/allocator";
+ *
+ * assert.ok(isPolicyName("tlsf"));
+ * assert.ok(!isPolicyName("best-fit"));
+ * ```
  */
 export function isPolicyName(value: unknown): value is PolicyName {
   return (POLICY_NAMES as readonly unknown[]).includes(value);
