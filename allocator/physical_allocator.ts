@@ -23,6 +23,8 @@ import {
   InvalidMemoryError,
   InvalidOptionError,
   InvalidSizeError,
+  MemoryDetachedError,
+  MemoryInUseError,
   OutOfMemoryError,
 } from "./errors.ts";
 import { BlockVerifier } from "./block_verifier.ts";
@@ -32,6 +34,8 @@ import { HeapCounters } from "./heap_counters.ts";
 import { DebugGuard, GUARD_BYTES_MIN } from "./debug_guard.ts";
 import {
   ALIGN_BYTES_MAX,
+  CONTROL_MAGIC,
+  CONTROL_MAGIC_OFFSET,
   controlBytes as controlBytesOf,
   FLAG_FREE,
   FLAG_LAST,
@@ -40,7 +44,15 @@ import {
   HEADER_BYTES,
   MIN_BLOCK_BYTES,
 } from "./layout.ts";
-import { DEFAULT_BUFFER_BASE_ADDRESS, hex, type PhysicalMemory, resolveWindow } from "./memory.ts";
+import { drawHeaderKey, registerHeaderKeyReader } from "./_header_key.ts";
+import {
+  DEFAULT_BUFFER_BASE_ADDRESS,
+  describeValue,
+  hex,
+  type PhysicalMemory,
+  resolveWindow,
+} from "./memory.ts";
+import { claimMemory, type MemoryClaim } from "./memory_claims.ts";
 import { attachNative, type NativeMode } from "./native_route.ts";
 import type { FreeListPolicy, PolicyName } from "./policy.ts";
 import { FirstFitPolicy } from "./policy_first_fit.ts";
@@ -91,6 +103,19 @@ export interface AllocatorOptions {
    * @default {true}
    */
   fastPath?: boolean;
+  /**
+   * Whether to write a fresh heap over memory that already holds one. By
+   * default the constructor refuses (MemoryInUseError) memory that another
+   * open allocator of this process manages, or whose control block is
+   * initialised (a heap nobody closed). With `true` it overwrites that heap,
+   * and the open allocators over the same bytes are closed, so their next
+   * call throws AllocatorClosedError instead of corrupting the new heap.
+   * An existing heap cannot be adopted: its header key lives only in the
+   * allocator that wrote it, so its headers could not be verified.
+   *
+   * @default {false}
+   */
+  reinitialize?: boolean;
 }
 
 /** Options of {@linkcode PhysicalAllocator.fromBuffer}. */
@@ -131,9 +156,12 @@ export class PhysicalAllocator implements Disposable {
 
   readonly #memory: PhysicalMemory;
   readonly #blocks: BlockWords;
-  readonly #buffer: ArrayBuffer;
   /** The whole window as bytes, made once (realloc copies payloads through it). */
   readonly #window: Uint8Array;
+  /** The window's length when made: a different length now means a detached or shrunk buffer. */
+  readonly #windowBytes: number;
+  /** This heap's hold on its memory's bytes (see memory_claims.ts). */
+  readonly #claim: MemoryClaim;
   readonly #layout: HeapLayout;
   readonly #policy: FreeListPolicy;
   readonly #control: ControlBlock;
@@ -183,37 +211,23 @@ export class PhysicalAllocator implements Disposable {
     const policyName = options.policy ?? "tlsf";
     if (policyName !== "tlsf" && policyName !== "first-fit") {
       throw new InvalidOptionError(
-        `Cannot create allocator with policy "${policyName}": expected "tlsf" or "first-fit"`,
+        `Cannot create allocator with policy ${
+          describeValue(policyName)
+        }: expected "tlsf" or "first-fit"`,
       );
     }
     const align = options.align ?? GRANULE_BYTES;
     validateAlignment(align, "create allocator");
+    validateFlagOptions(options);
     this.policy = policyName;
     this.defaultAlignBytes = Math.max(align, GRANULE_BYTES);
     this.#memory = memory;
 
     const window = resolveWindow(memory);
-    if (window.baseAddress % GRANULE_BYTES !== 0) {
-      throw new InvalidMemoryError(
-        `Cannot create allocator: the window starts at address ${
-          hex(window.baseAddress)
-        }, not a multiple of ${GRANULE_BYTES}`,
-      );
-    }
-    this.#buffer = window.buffer;
-    this.#window = new Uint8Array(window.buffer);
-    this.#blocks = blockWordsFor(window.buffer, window.baseAddress);
-    if (options.debug !== undefined && typeof options.debug !== "boolean") {
-      throw new InvalidOptionError(
-        `Cannot create allocator with debug ${String(options.debug)}: expected true or false`,
-      );
-    }
-    if (options.fastPath !== undefined && typeof options.fastPath !== "boolean") {
-      throw new InvalidOptionError(
-        `Cannot create allocator with fastPath ${String(options.fastPath)}: expected true or false`,
-      );
-    }
-    this.#debug = options.debug === true ? new DebugGuard(this.#blocks, window.buffer) : null;
+    this.#window = window.bytes;
+    this.#windowBytes = window.bytes.byteLength;
+    this.#blocks = blockWordsFor(window.bytes, window.baseAddress, drawHeaderKey());
+    this.#debug = options.debug === true ? new DebugGuard(this.#blocks, window.bytes) : null;
     this.#guardBytes = options.debug === true ? GUARD_BYTES_MIN : 0;
     const largestArea = largestBlockArea(memory.regions);
     const controlBytes = policyName === "tlsf"
@@ -237,6 +251,15 @@ export class PhysicalAllocator implements Disposable {
     this.#policy = tlsf ?? new FirstFitPolicy(this.#blocks, this.#control);
     this.#usable = this.#layout.regions.filter((region) => !region.skipped);
     this.#verifier = new BlockVerifier(this.#blocks, this.#usable, options.debug === true);
+    if (
+      options.reinitialize !== true && this.#control.word(CONTROL_MAGIC_OFFSET) === CONTROL_MAGIC
+    ) {
+      throw new MemoryInUseError(
+        `Cannot create allocator over memory at ${hex(window.baseAddress)}: its control block at ${
+          hex(controlAddress)
+        } already holds a heap (close() that allocator, or pass reinitialize: true)`,
+      );
+    }
 
     const totals = regionTotals(this.#layout.regions);
     this.#totalBytes = totals.totalBytes;
@@ -245,9 +268,17 @@ export class PhysicalAllocator implements Disposable {
     this.#nativeActive = attachNative(
       options.native ?? "auto",
       this.#policy,
-      window.buffer,
+      window.bytes,
       window.baseAddress,
       this.#control,
+      this.#blocks.key,
+    );
+    // The last check, then the first write: a refused claim leaves the memory as it was.
+    this.#claim = claimMemory(
+      memory.regions,
+      options.reinitialize === true,
+      this,
+      PhysicalAllocator.#retire,
     );
     this.#initBlocks();
     this.#fast = options.fastPath !== false && tlsf !== null && this.#debug === null &&
@@ -261,6 +292,7 @@ export class PhysicalAllocator implements Disposable {
         controlWords: this.#control.words,
         controlIndex: this.#control.index,
         flCount: tlsf.flCount,
+        key: this.#blocks.key,
       }, this.#counters)
       : null;
   }
@@ -291,7 +323,12 @@ export class PhysicalAllocator implements Disposable {
   ): PhysicalAllocator {
     if (!(bytes instanceof Uint8Array) && !(bytes instanceof ArrayBuffer)) {
       throw new InvalidMemoryError(
-        `Cannot use ${String(bytes)} as memory: expected a Uint8Array or an ArrayBuffer`,
+        `Cannot use ${describeValue(bytes)} as memory: expected a Uint8Array or an ArrayBuffer`,
+      );
+    }
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidOptionError(
+        `Cannot create allocator with options ${describeValue(options)}: expected an object`,
       );
     }
     const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
@@ -300,7 +337,9 @@ export class PhysicalAllocator implements Disposable {
       !Number.isSafeInteger(baseAddress) || baseAddress <= 0 || baseAddress % GRANULE_BYTES !== 0
     ) {
       throw new InvalidOptionError(
-        `Cannot use base address ${baseAddress}: it must be a positive multiple of ${GRANULE_BYTES}`,
+        `Cannot use base address ${
+          describeValue(baseAddress)
+        }: it must be a positive multiple of ${GRANULE_BYTES}`,
       );
     }
     const memory: PhysicalMemory = {
@@ -713,10 +752,17 @@ export class PhysicalAllocator implements Disposable {
     const length = lengthBytes ?? sizeBytes;
     if (!Number.isSafeInteger(length) || length < 0 || length > sizeBytes) {
       throw new InvalidSizeError(
-        `Cannot view ${length} bytes at ${hex(address)}: the allocation holds ${sizeBytes} bytes`,
+        `Cannot view ${describeValue(length)} bytes at ${
+          hex(address)
+        }: the allocation holds ${sizeBytes} bytes`,
       );
     }
-    return new Uint8Array(this.#buffer, address - this.#blocks.baseAddress, length);
+    const window = this.#window;
+    return new Uint8Array(
+      window.buffer,
+      window.byteOffset + (address - this.#blocks.baseAddress),
+      length,
+    );
   }
 
   /**
@@ -850,6 +896,8 @@ export class PhysicalAllocator implements Disposable {
     for (const region of this.#usable) {
       let block = region.blockStart;
       while (block < region.blockEnd) {
+        // The caller may close the allocator (or lose the buffer) between two steps.
+        this.#assertOpen("walk");
         const sizeBytes = this.#blocks.size(block);
         if (sizeBytes < MIN_BLOCK_BYTES) return;
         yield {
@@ -880,7 +928,24 @@ export class PhysicalAllocator implements Disposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#claim.release();
+    // Clearing the magic lets a new allocator take the memory without reinitialize.
+    if (this.#memory.closed !== true && this.#window.byteLength === this.#windowBytes) {
+      this.#control.setWord(CONTROL_MAGIC_OFFSET, 0);
+    }
     if (this.#memory.closed !== true) this.#memory.close?.();
+  }
+
+  static {
+    registerHeaderKeyReader((heap) => heap.#blocks.key);
+  }
+
+  /**
+   * Closes an allocator whose memory a `reinitialize` took, without touching
+   * that memory (it holds the new heap now) or releasing it.
+   */
+  static #retire(allocator: PhysicalAllocator): void {
+    allocator.#closed = true;
   }
 
   /** Same as `close()`, for `using`. */
@@ -891,6 +956,14 @@ export class PhysicalAllocator implements Disposable {
   #assertOpen(operation: string): void {
     if (this.#closed || this.#memory.closed === true) {
       throw new AllocatorClosedError(`Cannot ${operation}: the allocator is closed`);
+    }
+    // A detached buffer has length 0, one shrunk below the window an out-of-bounds view of length 0.
+    if (this.#window.byteLength !== this.#windowBytes) {
+      throw new MemoryDetachedError(
+        `Cannot ${operation}: the memory's buffer was detached, transferred or shrunk (window of ${this.#windowBytes} bytes at ${
+          hex(this.#blocks.baseAddress)
+        } now has ${this.#window.byteLength})`,
+      );
     }
   }
 
@@ -957,6 +1030,18 @@ function regionTotals(regions: readonly RegionLayout[]): {
   return { totalBytes, skippedBytes, blockAreaBytes };
 }
 
+/** Checks the boolean options, naming any other value. */
+function validateFlagOptions(options: AllocatorOptions): void {
+  for (const name of ["debug", "fastPath", "reinitialize"] as const) {
+    const value = options[name];
+    if (value !== undefined && typeof value !== "boolean") {
+      throw new InvalidOptionError(
+        `Cannot create allocator with ${name} ${describeValue(value)}: expected true or false`,
+      );
+    }
+  }
+}
+
 function validateSize(sizeBytes: number, operation: string, address?: number): void {
   // A positive int32 (every size in practice) is valid without the general test.
   if (typeof sizeBytes === "number" && (sizeBytes | 0) === sizeBytes && sizeBytes > 0) return;
@@ -964,7 +1049,7 @@ function validateSize(sizeBytes: number, operation: string, address?: number): v
     const target = address === undefined ? "" : ` ${hex(address)}`;
     throw new InvalidSizeError(
       `Cannot ${operation}${target} ${
-        String(sizeBytes)
+        describeValue(sizeBytes)
       } bytes: the size must be a positive integer`,
     );
   }
@@ -977,7 +1062,7 @@ function validateAlignment(alignBytes: number, operation: string): void {
   ) {
     throw new InvalidAlignmentError(
       `Cannot ${operation} with alignment ${
-        String(alignBytes)
+        describeValue(alignBytes)
       }: the alignment must be a power of two from 1 to ${ALIGN_BYTES_MAX}`,
     );
   }

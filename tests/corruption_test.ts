@@ -5,6 +5,7 @@
  * heap left exactly as it was found.
  */
 import assert from "node:assert/strict";
+import { headerKeyOf } from "../allocator/_header_key.ts";
 import { HeapCorruptionError, PhysicalAllocator, type PolicyName } from "../mod.ts";
 import { hex } from "../allocator/memory.ts";
 import {
@@ -183,7 +184,13 @@ for (const policy of ["tlsf", "first-fit"] as const) {
     const first = h.a - HEADER_BYTES;
     const i = h.word(first);
     h.words[i] |= 2; // FLAG_PREV_FREE
-    h.words[i + 3] = headerCheck(first, h.words[i], h.words[i + 1], h.words[i + 2]);
+    h.words[i + 3] = headerCheck(
+      first,
+      h.words[i],
+      h.words[i + 1],
+      h.words[i + 2],
+      headerKeyOf(h.heap),
+    );
     assertCorruption(
       h.window,
       () => h.heap.free(h.a),

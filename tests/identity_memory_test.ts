@@ -80,7 +80,7 @@ const identityTest = (name: string, fn: () => void) =>
 function assertOneWindow(memory: IdentityMemory): void {
   const window = resolveWindow(memory);
   assert.equal(window.baseAddress, memory.windowBase);
-  assert.equal(window.buffer.byteLength, memory.windowBytes);
+  assert.equal(window.bytes.byteLength, memory.windowBytes);
   for (const region of memory.regions) {
     assert.equal(region.base - region.bytes.byteOffset, memory.windowBase);
   }
