@@ -331,6 +331,12 @@ export class PhysicalAllocator implements Disposable {
         `Cannot create allocator with options ${describeValue(options)}: expected an object`,
       );
     }
+    const buffer = bytes instanceof Uint8Array ? bytes.buffer : bytes;
+    if ((buffer as ArrayBuffer).detached === true) {
+      throw new InvalidMemoryError(
+        "Cannot use a detached (transferred) buffer as memory: it has no bytes any more",
+      );
+    }
     const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
     const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
     if (
