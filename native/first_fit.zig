@@ -38,7 +38,9 @@ pub fn find(
 ) WalkError!u64 {
     try fit.checkRequest(block_size_bytes, align_bytes);
     try checkControl(control);
-    var block = try control.readU64(layout.controlHeadsOffset(0));
+    // `fault` names the block whose header or link is at fault; 0 is the control block.
+    fault.block = 0;
+    var block = try window.checkLink(try control.readU64(layout.controlHeadsOffset(0)));
     var steps: u32 = 0;
     while (block != 0 and steps < steps_max) : (steps += 1) {
         fault.block = block;
@@ -48,7 +50,7 @@ pub fn find(
         // streaming from DRAM, measured 15-25% faster over 10^6 blocks.
         @prefetch(@as([*]const u8, try window.bytes(block, 1)) + scan_prefetch_bytes, .{ .locality = 0 });
         if (fit.fits(block, size_bytes, block_size_bytes, align_bytes)) return block;
-        const next = try window.readU64(block + layout.free_next_offset);
+        const next = try window.checkLink(try window.readU64(block + layout.free_next_offset));
         // Address order: a link never points backwards.
         if (next != 0 and next < block + size_bytes) return error.BadLink;
         block = next;
@@ -70,19 +72,21 @@ pub fn predecessor(
     fault: *Fault,
 ) WalkError!?u64 {
     if (block == 0 or after >= block) return error.InvalidArgument;
+    if (after != 0 and (window.checkLink(after) catch 0) != after) return error.InvalidArgument;
     try checkControl(control);
-    const head = try control.readU64(layout.controlHeadsOffset(0));
+    fault.block = 0;
+    const head = try window.checkLink(try control.readU64(layout.controlHeadsOffset(0)));
     if (head == 0 or block < head) return 0;
     var current = if (after != 0) after else head;
     fault.block = current;
-    var next = try window.readU64(current + layout.free_next_offset);
+    var next = try window.checkLink(try window.readU64(current + layout.free_next_offset));
     var steps: u64 = 0;
     while (next != 0 and next < block) : (steps += 1) {
         if (steps > steps_max) return null;
         if (next <= current) return error.BadLink;
         current = next;
         fault.block = current;
-        next = try window.readU64(current + layout.free_next_offset);
+        next = try window.checkLink(try window.readU64(current + layout.free_next_offset));
     }
     if (current >= block) return error.BadLink;
     return current;
@@ -178,7 +182,10 @@ test "find reports a link out of the window, a forged header and a backward link
     const control = heap.control(0x1000, 0);
     heap.writeU64(0x1040 + layout.free_next_offset, 0x7fff_0000);
     try std.testing.expectError(error.OutOfWindow, find(window, control, heap.key, 56, 8, 10, &fault));
-    try std.testing.expectEqual(@as(u64, 0x7fff_0000), fault.block);
+    try std.testing.expectEqual(@as(u64, 0x1040), fault.block);
+    heap.writeU64(0x1040 + layout.free_next_offset, std.math.maxInt(u64));
+    try std.testing.expectError(error.OutOfWindow, find(window, control, heap.key, 56, 8, 10, &fault));
+    try std.testing.expectEqual(@as(u64, 0x1040), fault.block);
     heap.writeU64(0x1040 + layout.free_next_offset, 0x1040);
     try std.testing.expectError(error.BadLink, find(window, control, heap.key, 56, 8, 10, &fault));
     heap.writeU64(0x1040 + layout.free_next_offset, 0x1100);

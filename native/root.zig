@@ -225,12 +225,14 @@ test "every export refuses numbers out of range instead of converting them" {
     try std.testing.expectEqual(result_invalid_argument, pma_first_fit_find(host, 256, 0x1000, host, 64, 0, 48, 8, 4));
 }
 
-test "a head outside the window is reported as corruption at that block" {
+test "a head outside the window is corruption of the control block, a bad link of its block" {
     var bytes align(8) = [_]u8{0} ** 256;
     const heap = @import("test_heap.zig").TestHeap{ .bytes = &bytes, .base_address = 0x1000 };
     heap.writeControl(0x1000, layout.policy_id_first_fit, 0);
     heap.writeU64(0x1000 + layout.controlHeadsOffset(0), 0x2000);
     const host: f64 = @floatFromInt(@intFromPtr(&bytes));
-    const result = pma_first_fit_find(host, 256, 0x1000, host, 32, heap.key, 48, 8, 4);
-    try std.testing.expectEqual(result_corrupt_base - 0x2000, result);
+    try std.testing.expectEqual(result_corrupt_base, pma_first_fit_find(host, 256, 0x1000, host, 32, heap.key, 48, 8, 4));
+    heap.writeFreeBlock(0x1040, 48, std.math.maxInt(u64), 0);
+    heap.writeU64(0x1000 + layout.controlHeadsOffset(0), 0x1040);
+    try std.testing.expectEqual(result_corrupt_base - 0x1040, pma_first_fit_find(host, 256, 0x1000, host, 32, heap.key, 56, 8, 4));
 }

@@ -145,18 +145,21 @@ pub fn find(
     const search_bytes = searchSizeBytes(block_size_bytes, align_bytes);
     // The request's own class first: its fitting blocks are the tightest.
     const class = mapping(search_bytes);
+    // `fault` names the block whose header or link is at fault; 0 is the control block.
+    fault.block = 0;
     if (class.fl < control.fl_count) {
-        var block = try control.head(class);
+        var block = try window.checkLink(try control.head(class));
         var steps: u32 = 0;
         while (block != 0 and steps < exact_steps_max) : (steps += 1) {
             fault.block = block;
             const size_bytes = try header.freeBlockSize(window, block, key);
             if (fit.fits(block, size_bytes, block_size_bytes, align_bytes)) return block;
-            block = try window.readU64(block + layout.free_next_offset);
+            block = try window.checkLink(try window.readU64(block + layout.free_next_offset));
         }
     }
+    fault.block = 0;
     if (try control.findSuitableClass(mappingSearch(search_bytes))) |suitable| {
-        const block = try control.head(suitable);
+        const block = try window.checkLink(try control.head(suitable));
         if (block == 0) return error.BadControl;
         fault.block = block;
         const size_bytes = try header.freeBlockSize(window, block, key);

@@ -60,6 +60,17 @@ pub const Window = struct {
         return offset <= self.window_bytes and self.window_bytes - offset >= len;
     }
 
+    /// A free-list link read from the heap: 0 (none), or a granule-aligned
+    /// block whose minimal block lies in the window; anything else is
+    /// `error.OutOfWindow`, blamed on the block (or control block) holding the link.
+    pub fn checkLink(self: Window, link: u64) Error!u64 {
+        if (link == 0) return 0;
+        if (link % layout.granule_bytes != 0 or !self.contains(link, layout.min_block_bytes)) {
+            return error.OutOfWindow;
+        }
+        return link;
+    }
+
     /// The little-endian u32 at `address`.
     pub fn readU32(self: Window, address: u64) Error!u32 {
         return std.mem.readInt(u32, try self.bytes(address, 4), .little);
@@ -141,6 +152,17 @@ test "Window refuses every read outside its bytes" {
     try std.testing.expectError(error.OutOfWindow, window.readU32(0x1020));
     try std.testing.expectError(error.OutOfWindow, window.readU64(std.math.maxInt(u64) - 2));
     try std.testing.expectEqual(@as(u64, 0), try window.readU64(0x1018));
+}
+
+test "Window.checkLink accepts 0 and in-window granules only" {
+    var buffer = [_]u8{0} ** 64;
+    const window = try Window.init(toNumber(@intFromPtr(&buffer)), 64, 0x1000);
+    try std.testing.expectEqual(@as(u64, 0), try window.checkLink(0));
+    try std.testing.expectEqual(@as(u64, 0x1018), try window.checkLink(0x1018));
+    try std.testing.expectError(error.OutOfWindow, window.checkLink(0x101c));
+    try std.testing.expectError(error.OutOfWindow, window.checkLink(0x1020));
+    try std.testing.expectError(error.OutOfWindow, window.checkLink(0xff8));
+    try std.testing.expectError(error.OutOfWindow, window.checkLink(std.math.maxInt(u64) - 7));
 }
 
 test "Window.init refuses negative, fractional and non-finite numbers" {
