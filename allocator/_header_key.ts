@@ -5,16 +5,13 @@
  *
  * Internal: `mod.ts` does not export this module. Tests that compare two heaps
  * byte for byte (TS against native, fast against general path) build both
- * under one fixed key with {@linkcode withHeaderKey}, and tests that forge
- * headers read a heap's key with {@linkcode headerKeyOf}.
+ * under one fixed key with {@linkcode withHeaderKey}; tests that forge
+ * headers read a heap's key with `headerKeyOf` (`_inspect.ts`).
  *
  * @module
  */
 
-import type { PhysicalAllocator } from "./physical_allocator.ts";
-
 let fixedKey: number | null = null;
-let keyReader: ((heap: PhysicalAllocator) => number) | null = null;
 
 /**
  * A key for a new heap: a random u32, or the fixed one inside {@linkcode withHeaderKey}.
@@ -41,24 +38,4 @@ export function withHeaderKey<T>(key: number, make: () => T): T {
   } finally {
     fixedKey = saved;
   }
-}
-
-/**
- * Lets `physical_allocator.ts` (and only it) expose the key of a heap.
- *
- * @param reader Reads the key of a heap.
- */
-export function registerHeaderKeyReader(reader: (heap: PhysicalAllocator) => number): void {
-  keyReader = reader;
-}
-
-/**
- * The key of `heap`, for tests that forge headers.
- *
- * @param heap An allocator.
- * @returns Its header key.
- */
-export function headerKeyOf(heap: PhysicalAllocator): number {
-  if (keyReader === null) throw new Error("physical_allocator.ts is not loaded");
-  return keyReader(heap);
 }

@@ -44,7 +44,8 @@ import {
   HEADER_BYTES,
   MIN_BLOCK_BYTES,
 } from "./layout.ts";
-import { drawHeaderKey, registerHeaderKeyReader } from "./_header_key.ts";
+import { drawHeaderKey } from "./_header_key.ts";
+import { registerInspector } from "./_inspect.ts";
 import {
   DEFAULT_BUFFER_BASE_ADDRESS,
   describeValue,
@@ -943,7 +944,13 @@ export class PhysicalAllocator implements Disposable {
   }
 
   static {
-    registerHeaderKeyReader((heap) => heap.#blocks.key);
+    registerInspector((heap) => ({
+      key: heap.#blocks.key,
+      layout: heap.#layout,
+      window: heap.#window,
+      baseAddress: heap.#blocks.baseAddress,
+      controlBytes: heap.#control.sizeBytes,
+    }));
   }
 
   /**

@@ -5,7 +5,7 @@
  * heap left exactly as it was found.
  */
 import assert from "node:assert/strict";
-import { headerKeyOf } from "../allocator/_header_key.ts";
+import { headerKeyOf } from "../allocator/_inspect.ts";
 import { HeapCorruptionError, PhysicalAllocator, type PolicyName } from "../mod.ts";
 import { hex } from "../allocator/memory.ts";
 import {
