@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import {
   AllocatorClosedError,
+  HeapCorruptionError,
   InvalidFreeError,
   MemoryInUseError,
   PhysicalAllocator,
@@ -90,4 +91,14 @@ Deno.test("new PhysicalAllocator() refuses an initialised control block left by 
   const copy = bytes.slice(); // another process's heap, as far as this one knows
   assert.throws(() => PhysicalAllocator.fromBuffer(copy), MemoryInUseError);
   PhysicalAllocator.fromBuffer(copy, { reinitialize: true }).check();
+});
+
+Deno.test("PhysicalAllocator.stats() (tlsf) reports a cyclic free list instead of hanging", () => {
+  const bytes = new Uint8Array(1 << 16);
+  const heap = PhysicalAllocator.fromBuffer(bytes, { native: false });
+  heap.alloc(64);
+  // The largest free block (the one stats() walks first) links back at itself.
+  const block = [...heap.blocks()].filter((b) => b.free).at(-1)!.address;
+  new DataView(bytes.buffer).setUint32(block + 16 - 0x1000, block, true);
+  assert.throws(() => heap.stats(), HeapCorruptionError);
 });

@@ -244,8 +244,8 @@ export const MUTANTS: readonly Mutant[] = [
 type Outcome = "killed (targeted)" | "killed (suite)" | "survived" | "equivalent";
 
 const TEST_FLAGS = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-run", "--allow-env"];
-/** A test command that runs longer than this counts as a kill (a hang the mutant caused). */
-const COMMAND_TIMEOUT_MS = 8 * 60 * 1000;
+/** A command that runs longer than this counts as a kill (a hang the mutant caused). */
+const COMMAND_TIMEOUT_MS = 5 * 60 * 1000;
 
 async function run(cwd: string, command: string, args: string[]): Promise<boolean> {
   const child = new Deno.Command(command, {
