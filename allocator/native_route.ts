@@ -24,8 +24,9 @@ import { HeapCorruptionError, InvalidMemoryError, InvalidOptionError } from "./e
 import { describeValue, hex } from "./memory.ts";
 import { loadNative, NATIVE_RESULT, viewAddress } from "../native/loader.ts";
 import type { FreeListPolicy } from "./policy.ts";
-import { FirstFitPolicy } from "./policy_first_fit.ts";
-import { TlsfPolicy } from "./policy_tlsf.ts";
+import { FirstFitPolicy, type NativeFirstFit } from "./policy_first_fit.ts";
+import { type NativeTlsfFind, TlsfPolicy } from "./policy_tlsf.ts";
+import type { NativeSymbols } from "../native/symbols.ts";
 
 /** `"auto"` uses the library where present and faster, `true` requires it, `false` never loads it. */
 export type NativeMode = "auto" | boolean;
@@ -71,51 +72,87 @@ export function attachNative(
   if (symbols === null) return false;
   const pointers = hostPointers(mode, window, control);
   if (pointers === null) return false;
-  const { windowAddress, controlHost } = pointers;
-  const windowBytes = window.byteLength;
-  const controlBytes = control.sizeBytes;
+  const memory: NativeMemory = {
+    ...pointers,
+    windowBytes: window.byteLength,
+    baseAddress,
+    controlBytes: control.sizeBytes,
+    controlAddress: control.address,
+    key,
+  };
   if (policy instanceof FirstFitPolicy) {
-    const find = symbols.pma_first_fit_find;
-    const predecessor = symbols.pma_first_fit_predecessor;
     policy.useNative(
-      {
-        find: (blockSizeBytes, alignBytes, stepsMax) =>
-          checked(
-            find(
-              windowAddress,
-              windowBytes,
-              baseAddress,
-              controlHost,
-              controlBytes,
-              key,
-              blockSizeBytes,
-              alignBytes,
-              stepsMax,
-            ),
-            control.address,
-          ),
-        predecessor: (block, after, stepsMax) =>
-          checked(
-            predecessor(
-              windowAddress,
-              windowBytes,
-              baseAddress,
-              controlHost,
-              controlBytes,
-              block,
-              after,
-              stepsMax,
-            ),
-            control.address,
-          ),
-      },
+      firstFitWalks(symbols, memory),
       mode === true ? 0 : NATIVE_WALK_BLOCKS_MIN,
     );
     return true;
   }
   if (!(policy instanceof TlsfPolicy)) return false;
+  policy.useNative(tlsfFind(symbols, memory));
+  return true;
+}
+
+/** The numbers every native search of one heap gets. */
+interface NativeMemory {
+  readonly windowAddress: number;
+  readonly windowBytes: number;
+  readonly baseAddress: number;
+  readonly controlHost: number;
+  readonly controlBytes: number;
+  /** The control block's address in the heap (0 when it lives in a buffer of its own), for errors. */
+  readonly controlAddress: number;
+  readonly key: number;
+}
+
+/**
+ * The first-fit walks over `memory`. The numbers are copied into constants
+ * the closures capture, so a call costs no property loads; each argument list
+ * is spelled out (a spread would allocate on the hot path).
+ */
+function firstFitWalks(symbols: NativeSymbols, memory: NativeMemory): NativeFirstFit {
+  const { windowAddress, windowBytes, baseAddress, controlHost, controlBytes, key } = memory;
+  const { controlAddress } = memory;
+  const find = symbols.pma_first_fit_find;
+  const predecessor = symbols.pma_first_fit_predecessor;
+  return {
+    find: (blockSizeBytes, alignBytes, stepsMax) =>
+      checked(
+        find(
+          windowAddress,
+          windowBytes,
+          baseAddress,
+          controlHost,
+          controlBytes,
+          key,
+          blockSizeBytes,
+          alignBytes,
+          stepsMax,
+        ),
+        controlAddress,
+      ),
+    predecessor: (block, after, stepsMax) =>
+      checked(
+        predecessor(
+          windowAddress,
+          windowBytes,
+          baseAddress,
+          controlHost,
+          controlBytes,
+          block,
+          after,
+          stepsMax,
+        ),
+        controlAddress,
+      ),
+  };
+}
+
+/** The TLSF search over `memory` (see firstFitWalks). */
+function tlsfFind(symbols: NativeSymbols, memory: NativeMemory): NativeTlsfFind {
+  const { windowAddress, windowBytes, baseAddress, controlHost, controlBytes, key } = memory;
+  const { controlAddress } = memory;
   const find = symbols.pma_tlsf_find;
-  policy.useNative((blockSizeBytes, alignBytes) =>
+  return (blockSizeBytes, alignBytes) =>
     checked(
       find(
         windowAddress,
@@ -127,10 +164,8 @@ export function attachNative(
         blockSizeBytes,
         alignBytes,
       ),
-      control.address,
-    )
-  );
-  return true;
+      controlAddress,
+    );
 }
 
 /** The host pointers of the window and control block, or null under "auto" when Deno refuses them. */

@@ -252,15 +252,7 @@ export class PhysicalAllocator implements Disposable {
     this.#policy = tlsf ?? new FirstFitPolicy(this.#blocks, this.#control);
     this.#usable = this.#layout.regions.filter((region) => !region.skipped);
     this.#verifier = new BlockVerifier(this.#blocks, this.#usable, options.debug === true);
-    if (
-      options.reinitialize !== true && this.#control.word(CONTROL_MAGIC_OFFSET) === CONTROL_MAGIC
-    ) {
-      throw new MemoryInUseError(
-        `Cannot create allocator over memory at ${hex(window.baseAddress)}: its control block at ${
-          hex(controlAddress)
-        } already holds a heap (close() that allocator, or pass reinitialize: true)`,
-      );
-    }
+    if (options.reinitialize !== true) refuseLiveHeap(this.#control, window.baseAddress);
 
     const totals = regionTotals(this.#layout.regions);
     this.#totalBytes = totals.totalBytes;
@@ -1041,6 +1033,19 @@ function regionTotals(regions: readonly RegionLayout[]): {
     else blockAreaBytes += region.blockEnd - region.blockStart;
   }
   return { totalBytes, skippedBytes, blockAreaBytes };
+}
+
+/**
+ * Refuses memory whose control block is initialised: a heap some allocator
+ * (maybe of another process, or one never closed) may still use.
+ */
+function refuseLiveHeap(control: ControlBlock, baseAddress: number): void {
+  if (control.word(CONTROL_MAGIC_OFFSET) !== CONTROL_MAGIC) return;
+  throw new MemoryInUseError(
+    `Cannot create allocator over memory at ${hex(baseAddress)}: its control block at ${
+      hex(control.address)
+    } already holds a heap (close() that allocator, or pass reinitialize: true)`,
+  );
 }
 
 /** Checks the boolean options, naming any other value. */
