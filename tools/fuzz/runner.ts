@@ -13,9 +13,15 @@
  *   end of each epoch): `check()` (a full walk of every block and free list,
  *   O(heap)), the stats identity `total = free + used + overhead + skipped`,
  *   the ledger's live count and bytes against `stats()`, and `stats()` equal
- *   across lanes. `stats()` itself is O(regions) (it lists them) and O(free
+ *   across lanes, no byte outside the block areas and control block changed
+ *   (each heap is a view into a pattern-filled buffer, so this covers the
+ *   bytes around the view too), and bad-input probes (Symbol and bigint
+ *   arguments, a header forged inside a live payload) fail with typed errors
+ *   and change nothing. `stats()` itself is O(regions) (it lists them) and O(free
  *   blocks) for first-fit's largest block, so it is not cheap on the
  *   thousand-region layouts either.
+ * - At the end of each epoch: the bad-input probes of `verifyHeaps`, then each
+ *   lane's buffer is transferred away and calls must fail with MEMORY_DETACHED.
  * - `thorough`: `checkEvery` is 1 and each lane also drives the shared
  *   `HeapModel` (tests/support/heap_model.ts), whose `verifyAll` runs
  *   `check()` and the totals after every operation and whose overlap check is
@@ -29,11 +35,13 @@ import {
   AllocatorError,
   type AllocatorOptions,
   bufferMemory,
+  MemoryDetachedError,
   NativeUnavailableError,
   PhysicalAllocator,
   type PhysicalMemory,
   type PolicyName,
 } from "../../mod.ts";
+import { inspectHeap } from "../../allocator/_inspect.ts";
 import { headerCheck } from "../../allocator/layout.ts";
 import { HeapModel } from "../../tests/support/heap_model.ts";
 import { OutsideBytes } from "../../tests/support/outside_bytes.ts";
@@ -149,11 +157,33 @@ export class LaneRunner {
     this.#lanes = [];
   }
 
+  /**
+   * At the end of an epoch: transfers each lane's buffer away and checks
+   * that calls then fail with MemoryDetachedError before reading anything.
+   */
+  #detachLanes(): void {
+    for (const lane of this.#lanes) {
+      const buffer = inspectHeap(lane.heap).window.buffer as ArrayBuffer;
+      const address = this.#live[0] ?? 0x1000;
+      buffer.transfer();
+      for (const call of [() => lane.heap.alloc(8), () => lane.heap.free(address)]) {
+        try {
+          call();
+        } catch (error) {
+          if (error instanceof MemoryDetachedError) continue;
+          fail(`${lane.path}: a call after the buffer was transferred threw ${String(error)}`);
+        }
+        fail(`${lane.path}: a call after the buffer was transferred did not throw`);
+      }
+    }
+  }
+
   /** Runs one operation and the per-operation checks. @throws {CheckFailure} On a failed check. */
   run(op: FuzzOp, opIndex: number): void {
     switch (op.kind) {
       case OP_LAYOUT:
         this.verifyHeaps();
+        this.#detachLanes();
         this.#layout(op.size);
         break;
       case OP_ALLOC:
