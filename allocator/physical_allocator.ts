@@ -193,6 +193,7 @@ export class PhysicalAllocator implements Disposable {
    * @throws {InvalidOptionError} If an option has an unknown value.
    * @throws {InvalidAlignmentError} If the `align` option is not a power of two up to 1 GiB.
    * @throws {NativeUnavailableError} If `native: true` and the library cannot be loaded.
+   * @throws {MemoryInUseError} If the memory holds a live heap and `reinitialize` is not true.
    *
    * @example Several regions, the first too small for any block
    * ```ts
@@ -209,6 +210,7 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   constructor(memory: PhysicalMemory, options: AllocatorOptions = {}) {
+    checkOptionsObject(options);
     const policyName = options.policy ?? "tlsf";
     if (policyName !== "tlsf" && policyName !== "first-fit") {
       throw new InvalidOptionError(
@@ -319,11 +321,7 @@ export class PhysicalAllocator implements Disposable {
         `Cannot use ${describeValue(bytes)} as memory: expected a Uint8Array or an ArrayBuffer`,
       );
     }
-    if (typeof options !== "object" || options === null) {
-      throw new InvalidOptionError(
-        `Cannot create allocator with options ${describeValue(options)}: expected an object`,
-      );
-    }
+    checkOptionsObject(options);
     const buffer = bytes instanceof Uint8Array ? bytes.buffer : bytes;
     if ((buffer as ArrayBuffer).detached === true) {
       throw new InvalidMemoryError(
@@ -387,6 +385,7 @@ export class PhysicalAllocator implements Disposable {
    * @throws {OutOfMemoryError} If no free block fits; the message names the largest.
    * @throws {HeapCorruptionError} In debug mode, if the memory handed out was written after it was freed.
    * @throws {AllocatorClosedError} If the allocator was closed.
+   * @throws {MemoryDetachedError} If the memory's buffer was detached, transferred or shrunk.
    *
    * @example
    * ```ts
@@ -506,6 +505,7 @@ export class PhysicalAllocator implements Disposable {
    * @throws {DoubleFreeError} If the block is already free.
    * @throws {HeapCorruptionError} If the block's or a neighbour's header is damaged, or (debug mode) its guard bytes.
    * @throws {AllocatorClosedError} If the allocator was closed.
+   * @throws {MemoryDetachedError} If the memory's buffer was detached, transferred or shrunk.
    *
    * @example Freeing everything restores one free block per region
    * ```ts
@@ -1046,6 +1046,15 @@ function refuseLiveHeap(control: ControlBlock, baseAddress: number): void {
       hex(control.address)
     } already holds a heap (close() that allocator, or pass reinitialize: true)`,
   );
+}
+
+/** Refuses options that are not an object (null, a number, a string), naming them. */
+function checkOptionsObject(options: unknown): void {
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidOptionError(
+      `Cannot create allocator with options ${describeValue(options)}: expected an object`,
+    );
+  }
 }
 
 /** Checks the boolean options, naming any other value. */

@@ -45,7 +45,7 @@ import { snapshot } from "./support/conformance.ts";
 import { nativeOrSkip } from "./support/native_library.ts";
 
 /** The number of distinct bad inputs below (each allocator case counts once, though it runs per policy). */
-const CATALOG_SIZE = 280;
+const CATALOG_SIZE = 282;
 
 type ErrorClass = new (...args: never[]) => AllocatorError;
 
@@ -549,6 +549,16 @@ function constructionCases(): (PlainCase & { readonly window?: Uint8Array })[] {
     );
   }
   option("baseAddress ending past 2^53", { baseAddress: 2 ** 53 - 8 }, InvalidMemoryError, "2^53");
+  for (const options of [null, 42]) {
+    const window = new Uint8Array(4096).fill(0x5a);
+    cases.push({
+      what: `fromBuffer() with options ${String(options)}`,
+      call: () => PhysicalAllocator.fromBuffer(window, options as never),
+      error: InvalidOptionError,
+      names: `options ${String(options)}`,
+      window,
+    });
+  }
   cases.push({
     what: "fromBuffer() of a number instead of a buffer",
     call: () => PhysicalAllocator.fromBuffer(4096 as never),
