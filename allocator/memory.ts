@@ -209,7 +209,22 @@ function assertRegion(region: MemoryRegion): void {
   assertRange({ start: region.base, length: region.bytes.byteLength });
 }
 
-/** True when `buffer` has been detached (transferred, or released by its owner). */
+/**
+ * True when `buffer` has been detached (transferred, or released by its owner).
+ *
+ * @param buffer Any buffer.
+ * @returns Whether it is detached.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isDetached } from "./memory.ts";
+ *
+ * const buffer = new ArrayBuffer(8);
+ * buffer.transfer();
+ * assert.equal(isDetached(buffer), true);
+ * ```
+ */
 export function isDetached(buffer: ArrayBufferLike): boolean {
   return (buffer as ArrayBuffer).detached === true;
 }
@@ -220,6 +235,16 @@ export function isDetached(buffer: ArrayBufferLike): boolean {
  *
  * @param value Any value.
  * @returns A short description: `-16`, `12n`, `Symbol(x)`, `"tlsf"`, `an object`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeValue } from "./memory.ts";
+ *
+ * assert.equal(describeValue(Symbol("x")), "Symbol(x)");
+ * assert.equal(describeValue(12n), "12n");
+ * assert.equal(describeValue("8"), '"8"');
+ * ```
  */
 export function describeValue(value: unknown): string {
   switch (typeof value) {
