@@ -53,6 +53,8 @@ export {
   InvalidOptionError,
   InvalidSizeError,
   MappingFailedError,
+  MemoryDetachedError,
+  MemoryInUseError,
   MemoryMapError,
   NativeUnavailableError,
   OutOfMemoryError,

@@ -158,7 +158,7 @@ export function loadNative(
  *
  * @param buffer The memory window (not empty).
  * @returns The host pointer as a number.
- * @throws {NativeUnavailableError} If the buffer has no host pointer (it is empty).
+ * @throws {NativeUnavailableError} If the buffer has no host pointer (it is empty or detached).
  *
  * @example
  * ```ts
@@ -171,7 +171,7 @@ export function loadNative(
  * ```
  */
 export function bufferAddress(buffer: ArrayBuffer): number {
-  const pointer = Deno.UnsafePointer.of(buffer);
+  const pointer = buffer.detached ? null : Deno.UnsafePointer.of(buffer);
   const address = pointer === null ? 0 : Number(Deno.UnsafePointer.value(pointer));
   if (!Number.isSafeInteger(address) || address === 0) {
     throw new NativeUnavailableError(
@@ -182,38 +182,46 @@ export function bufferAddress(buffer: ArrayBuffer): number {
 }
 
 /**
- * The `control_address` argument of the native finds for a control block
- * held in `words` at word `index`: its address in window coordinates,
- * `baseAddress + (host pointer - windowAddress)`. For a control block inside
- * the window this is its ordinary address; for one in a buffer of its own it
- * may lie outside the window, below `baseAddress` or below 0, and the native
- * side still reads it at the right host pointer. Needs `--allow-ffi`.
+ * The host address of byte 0 of `view` (its buffer's host pointer plus its
+ * byte offset), as an exact number: the `window_address` and `control_host`
+ * arguments of the native finds. Needs `--allow-ffi` (not path-scoped).
  *
- * @param windowAddress The window's host pointer ({@linkcode bufferAddress}).
- * @param baseAddress The address window byte 0 stands for.
- * @param words The words the control block lives in.
- * @param index Index in `words` of the control block's first word.
- * @returns The control block's address in window coordinates.
+ * @param view A view over a non-empty, attached buffer.
+ * @returns The host pointer of the view's byte 0.
+ * @throws {NativeUnavailableError} If the buffer has no host pointer (it is empty or detached).
  *
- * @example A control block inside the window keeps its address
+ * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { bufferAddress, controlAddressFor } from "./loader.ts";
+ * import { bufferAddress, viewAddress } from "./loader.ts";
  *
- * const window = new ArrayBuffer(4096);
- * const words = new Uint32Array(window);
- * assert.equal(controlAddressFor(bufferAddress(window), 0x1000, words, 16), 0x1040);
+ * const buffer = new ArrayBuffer(64);
+ * assert.equal(viewAddress(new Uint8Array(buffer, 16)), bufferAddress(buffer) + 16);
  * ```
  */
-export function controlAddressFor(
-  windowAddress: number,
-  baseAddress: number,
-  words: Uint32Array,
-  index: number,
-): number {
-  const host = bufferAddress(words.buffer as ArrayBuffer) + words.byteOffset + 4 * index;
-  return baseAddress + (host - windowAddress);
+export function viewAddress(view: ArrayBufferView): number {
+  return bufferAddress(view.buffer as ArrayBuffer) + view.byteOffset;
 }
+
+/**
+ * What the negative results of the native finds mean (`native/root.zig`):
+ * `WALK_TOO_LONG` a first-fit walk ran past its step bound, `INVALID_ARGUMENT`
+ * a number out of range or a foreign control block, and `CORRUPT_BASE - B`
+ * (at most `CORRUPT_BASE`) a damaged heap at block B (0: the control block).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NATIVE_RESULT } from "./loader.ts";
+ *
+ * assert.equal(NATIVE_RESULT.CORRUPT_BASE - -0x1048, 0x1040);
+ * ```
+ */
+export const NATIVE_RESULT = {
+  WALK_TOO_LONG: -1,
+  INVALID_ARGUMENT: -2,
+  CORRUPT_BASE: -8,
+} as const;
 
 function isFailure(result: NativeSymbols | Failure): result is Failure {
   return "reason" in result;

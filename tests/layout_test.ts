@@ -50,11 +50,12 @@ Deno.test({
       const [word0, word1, slack] = i < 125
         ? [edges[i % 5], edges[Math.floor(i / 5) % 5], edges[Math.floor(i / 25) % 5]]
         : [word(), word(), word()];
-      const expected = layout.headerCheck(address, word0, word1, slack);
-      const actual = native!.pma_header_check(address, word0, word1, slack);
+      const key = i % 3 === 0 ? edges[i % 5] : word();
+      const expected = layout.headerCheck(address, word0, word1, slack, key);
+      const actual = native!.pma_header_check(address, word0, word1, slack, key);
       if (actual !== expected) {
         assert.fail(
-          `headerCheck(${address}, ${word0}, ${word1}, ${slack}): ${actual} != ${expected}`,
+          `headerCheck(${address}, ${word0}, ${word1}, ${slack}, ${key}): ${actual} != ${expected}`,
         );
       }
     }
