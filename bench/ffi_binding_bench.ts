@@ -1,0 +1,113 @@
+/**
+ * Which Deno FFI binding calls a C allocator fastest: the question behind
+ * `tools/trace/target_ffi.ts`. Each bench runs 1,000 `malloc`+`free` pairs
+ * of 16 to 79 bytes, on glibc and (where installed) mimalloc, in one run:
+ *
+ *   deno bench --allow-ffi --allow-read --allow-env bench/ffi_binding_bench.ts
+ *
+ * 1. `"usize"` parameters and results, values kept as BigInt (sizes
+ *    converted once, before timing): what the replay targets use;
+ * 2. `"usize"`, the result converted with `Number()` and back with `BigInt()`;
+ * 3. `"usize"` parameters passed as numbers (Deno converts each at run time);
+ * 4. `"pointer"` parameters and results (pointer objects).
+ *
+ * Every variant mallocs into the same warm process heap, so they differ only
+ * in the binding. A last group replays `bench/traces/git.rep` through the
+ * replay targets with each pointer binding: `FFI_BINDING` in
+ * `tools/trace/target_ffi.ts` must be the faster there.
+ *
+ * @module
+ */
+
+import { loadTraces } from "../tools/trace/main.ts";
+import { FFI_BINDING, glibcTarget, mimallocTarget } from "../tools/trace/target_ffi.ts";
+
+const PAIRS = 1000;
+const SIZES_BYTES = Array.from({ length: PAIRS }, (_, i) => 16 + (i * 37) % 64);
+const SIZES_BIG = SIZES_BYTES.map((size) => BigInt(size));
+
+/** The two bindings of one allocator: usize values and pointer objects. */
+function open(path: string, names: readonly [string, string]) {
+  const [malloc, free] = names;
+  const usize = Deno.dlopen(
+    path,
+    {
+      malloc: { name: malloc, parameters: ["usize"], result: "usize" },
+      free: { name: free, parameters: ["usize"], result: "void" },
+    } as const,
+  ).symbols;
+  const pointer = Deno.dlopen(
+    path,
+    {
+      malloc: { name: malloc, parameters: ["usize"], result: "pointer" },
+      free: { name: free, parameters: ["pointer"], result: "void" },
+    } as const,
+  ).symbols;
+  return { usize, pointer };
+}
+
+function opens(path: string): boolean {
+  try {
+    Deno.dlopen(path, {}).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const allocators: [string, string, readonly [string, string]][] = [
+  ["glibc", "libc.so.6", ["malloc", "free"]],
+  ["mimalloc", "libmimalloc.so.2", ["mi_malloc", "mi_free"]],
+];
+
+for (const [name, path, names] of allocators) {
+  if (!opens(path)) {
+    console.warn(`${path} not installed: the ${name} benches do not run`);
+    continue;
+  }
+  const { usize, pointer } = open(path, names);
+  const group = `${name}: 1000 malloc+free pairs`;
+  const bigSlots: bigint[] = new Array(PAIRS).fill(0n);
+  const numberSlots: number[] = new Array(PAIRS).fill(0);
+  const pointerSlots: Deno.PointerValue[] = new Array(PAIRS).fill(null);
+
+  Deno.bench(`${name}: usize, BigInt kept`, { group, baseline: true }, () => {
+    for (let i = 0; i < PAIRS; i++) bigSlots[i] = usize.malloc(SIZES_BIG[i]);
+    for (let i = 0; i < PAIRS; i++) usize.free(bigSlots[i]);
+  });
+
+  Deno.bench(`${name}: usize, Number() and BigInt() per call`, { group }, () => {
+    for (let i = 0; i < PAIRS; i++) numberSlots[i] = Number(usize.malloc(SIZES_BIG[i]));
+    for (let i = 0; i < PAIRS; i++) usize.free(BigInt(numberSlots[i]));
+  });
+
+  Deno.bench(`${name}: usize, numbers passed`, { group }, () => {
+    // Deno accepts numbers for "usize" parameters at run time; its types ask for BigInt.
+    const malloc = usize.malloc as unknown as (size: number) => bigint;
+    for (let i = 0; i < PAIRS; i++) bigSlots[i] = malloc(SIZES_BYTES[i]);
+    for (let i = 0; i < PAIRS; i++) usize.free(bigSlots[i]);
+  });
+
+  Deno.bench(`${name}: pointer objects`, { group }, () => {
+    for (let i = 0; i < PAIRS; i++) pointerSlots[i] = pointer.malloc(SIZES_BIG[i]);
+    for (let i = 0; i < PAIRS; i++) pointer.free(pointerSlots[i]);
+  });
+}
+
+// The same question on a real trace, through the replay targets themselves:
+// each binding replays bench/traces/git.rep on one warm heap per repetition.
+const trace = (await loadTraces([new URL("./traces/git.rep", import.meta.url).pathname]))[0];
+for (const [name, make] of [["glibc", glibcTarget], ["mimalloc", mimallocTarget]] as const) {
+  if (!opens(name === "glibc" ? "libc.so.6" : "libmimalloc.so.2")) continue;
+  for (const binding of ["pointer", "usize"] as const) {
+    const target = make({ binding });
+    Deno.bench(`${name}: git.rep replay, ${binding} binding`, {
+      group: `${name}: git.rep replay (${trace.opCount} operations)`,
+      baseline: binding === FFI_BINDING,
+    }, () => {
+      const heap = target.create(trace, 0);
+      heap.run(trace);
+      heap.close();
+    });
+  }
+}
