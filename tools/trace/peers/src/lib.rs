@@ -35,7 +35,9 @@ fn layout(size_bytes: usize) -> Option<Layout> {
 #[no_mangle]
 pub unsafe extern "C" fn rlsf_peer_init(arena: *mut u8, length: usize) -> u32 {
     let mut tlsf = Rlsf::new();
-    let Some(base) = NonNull::new(arena) else { return 0 };
+    let Some(base) = NonNull::new(arena) else {
+        return 0;
+    };
     let block = NonNull::slice_from_raw_parts(base, length);
     let created = tlsf.insert_free_block_ptr(block).is_some();
     RLSF = Some(tlsf);
@@ -48,7 +50,9 @@ pub unsafe extern "C" fn rlsf_peer_init(arena: *mut u8, length: usize) -> u32 {
 /// `rlsf_peer_init` must have succeeded.
 #[no_mangle]
 pub unsafe extern "C" fn rlsf_peer_malloc(size_bytes: usize) -> *mut u8 {
-    let (Some(tlsf), Some(layout)) = (RLSF.as_mut(), layout(size_bytes)) else { return null_mut() };
+    let (Some(tlsf), Some(layout)) = (RLSF.as_mut(), layout(size_bytes)) else {
+        return null_mut();
+    };
     tlsf.allocate(layout).map_or(null_mut(), NonNull::as_ptr)
 }
 
@@ -68,10 +72,19 @@ pub unsafe extern "C" fn rlsf_peer_free(ptr: *mut u8, _size_bytes: usize) {
 /// # Safety
 /// `ptr` must be a live block of the current heap, or NULL.
 #[no_mangle]
-pub unsafe extern "C" fn rlsf_peer_realloc(ptr: *mut u8, _old: usize, size_bytes: usize) -> *mut u8 {
-    let Some(block) = NonNull::new(ptr) else { return rlsf_peer_malloc(size_bytes) };
-    let (Some(tlsf), Some(layout)) = (RLSF.as_mut(), layout(size_bytes)) else { return null_mut() };
-    tlsf.reallocate(block, layout).map_or(null_mut(), NonNull::as_ptr)
+pub unsafe extern "C" fn rlsf_peer_realloc(
+    ptr: *mut u8,
+    _old: usize,
+    size_bytes: usize,
+) -> *mut u8 {
+    let Some(block) = NonNull::new(ptr) else {
+        return rlsf_peer_malloc(size_bytes);
+    };
+    let (Some(tlsf), Some(layout)) = (RLSF.as_mut(), layout(size_bytes)) else {
+        return null_mut();
+    };
+    tlsf.reallocate(block, layout)
+        .map_or(null_mut(), NonNull::as_ptr)
 }
 
 /// `int talc_peer_init(uint8_t *arena, size_t length)`: a fresh heap over the arena; 1 on success.
@@ -81,7 +94,9 @@ pub unsafe extern "C" fn rlsf_peer_realloc(ptr: *mut u8, _old: usize, size_bytes
 #[no_mangle]
 pub unsafe extern "C" fn talc_peer_init(arena: *mut u8, length: usize) -> u32 {
     let mut heap = talc::Talc::new(talc::ErrOnOom);
-    let claimed = heap.claim(talc::Span::from_base_size(arena, length)).is_ok();
+    let claimed = heap
+        .claim(talc::Span::from_base_size(arena, length))
+        .is_ok();
     TALC = Some(heap);
     claimed as u32
 }
@@ -92,7 +107,9 @@ pub unsafe extern "C" fn talc_peer_init(arena: *mut u8, length: usize) -> u32 {
 /// `talc_peer_init` must have succeeded.
 #[no_mangle]
 pub unsafe extern "C" fn talc_peer_malloc(size_bytes: usize) -> *mut u8 {
-    let (Some(heap), Some(layout)) = (TALC.as_mut(), layout(size_bytes)) else { return null_mut() };
+    let (Some(heap), Some(layout)) = (TALC.as_mut(), layout(size_bytes)) else {
+        return null_mut();
+    };
     heap.malloc(layout).map_or(null_mut(), NonNull::as_ptr)
 }
 
@@ -102,7 +119,8 @@ pub unsafe extern "C" fn talc_peer_malloc(size_bytes: usize) -> *mut u8 {
 /// `ptr` must be a live block of the current heap, allocated with `size`.
 #[no_mangle]
 pub unsafe extern "C" fn talc_peer_free(ptr: *mut u8, size_bytes: usize) {
-    let (Some(heap), Some(block), Some(layout)) = (TALC.as_mut(), NonNull::new(ptr), layout(size_bytes))
+    let (Some(heap), Some(block), Some(layout)) =
+        (TALC.as_mut(), NonNull::new(ptr), layout(size_bytes))
     else {
         return;
     };
@@ -114,12 +132,21 @@ pub unsafe extern "C" fn talc_peer_free(ptr: *mut u8, size_bytes: usize) {
 /// # Safety
 /// `ptr` must be a live block of the current heap allocated with `old_size`, or NULL.
 #[no_mangle]
-pub unsafe extern "C" fn talc_peer_realloc(ptr: *mut u8, old_bytes: usize, size_bytes: usize) -> *mut u8 {
-    let Some(block) = NonNull::new(ptr) else { return talc_peer_malloc(size_bytes) };
-    let (Some(heap), Some(old)) = (TALC.as_mut(), layout(old_bytes)) else { return null_mut() };
+pub unsafe extern "C" fn talc_peer_realloc(
+    ptr: *mut u8,
+    old_bytes: usize,
+    size_bytes: usize,
+) -> *mut u8 {
+    let Some(block) = NonNull::new(ptr) else {
+        return talc_peer_malloc(size_bytes);
+    };
+    let (Some(heap), Some(old)) = (TALC.as_mut(), layout(old_bytes)) else {
+        return null_mut();
+    };
     let new_bytes = size_bytes.max(1);
     if new_bytes > old.size() {
-        heap.grow(block, old, new_bytes).map_or(null_mut(), NonNull::as_ptr)
+        heap.grow(block, old, new_bytes)
+            .map_or(null_mut(), NonNull::as_ptr)
     } else {
         if new_bytes < old.size() {
             heap.shrink(block, old, new_bytes);
