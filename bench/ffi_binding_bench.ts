@@ -12,7 +12,8 @@
  * 4. `"pointer"` parameters and results (pointer objects).
  *
  * Every variant mallocs into the same warm process heap, so they differ only
- * in the binding. A last group replays `bench/traces/git.rep` through the
+ * in the binding, and every allocator runs its own compiled copy of each
+ * loop, so one allocator's calls do not make another's polymorphic. A last group replays `bench/traces/git.rep` through the
  * replay targets with each pointer binding: `FFI_BINDING` in
  * `tools/trace/target_ffi.ts` must be the faster there.
  *
@@ -20,6 +21,7 @@
  */
 
 import { loadTraces } from "../tools/trace/main.ts";
+import { freshCopy } from "../tools/trace/fresh_copy.ts";
 import { FFI_BINDING, glibcTarget, mimallocTarget } from "../tools/trace/target_ffi.ts";
 
 const PAIRS = 1000;
@@ -60,38 +62,57 @@ const allocators: [string, string, readonly [string, string]][] = [
   ["mimalloc", "libmimalloc.so.2", ["mi_malloc", "mi_free"]],
 ];
 
+/** The symbols and slots one variant works on. */
+interface Bench {
+  readonly usize: ReturnType<typeof open>["usize"];
+  readonly pointer: ReturnType<typeof open>["pointer"];
+  readonly bigSlots: bigint[];
+  readonly numberSlots: number[];
+  readonly pointerSlots: Deno.PointerValue[];
+}
+
+const variants: Record<string, (b: Bench) => void> = {
+  "usize, BigInt kept": (b) => {
+    for (let i = 0; i < PAIRS; i++) b.bigSlots[i] = b.usize.malloc(SIZES_BIG[i]);
+    for (let i = 0; i < PAIRS; i++) b.usize.free(b.bigSlots[i]);
+  },
+  "usize, Number() and BigInt() per call": (b) => {
+    for (let i = 0; i < PAIRS; i++) b.numberSlots[i] = Number(b.usize.malloc(SIZES_BIG[i]));
+    for (let i = 0; i < PAIRS; i++) b.usize.free(BigInt(b.numberSlots[i]));
+  },
+  "usize, numbers passed": (b) => {
+    // Deno accepts numbers for "usize" parameters at run time; its types ask for BigInt.
+    const malloc = b.usize.malloc as unknown as (size: number) => bigint;
+    for (let i = 0; i < PAIRS; i++) b.bigSlots[i] = malloc(SIZES_BYTES[i]);
+    for (let i = 0; i < PAIRS; i++) b.usize.free(b.bigSlots[i]);
+  },
+  "pointer objects": (b) => {
+    for (let i = 0; i < PAIRS; i++) b.pointerSlots[i] = b.pointer.malloc(SIZES_BIG[i]);
+    for (let i = 0; i < PAIRS; i++) b.pointer.free(b.pointerSlots[i]);
+  },
+};
+
 for (const [name, path, names] of allocators) {
   if (!opens(path)) {
     console.warn(`${path} not installed: the ${name} benches do not run`);
     continue;
   }
-  const { usize, pointer } = open(path, names);
+  const bench: Bench = {
+    ...open(path, names),
+    bigSlots: new Array(PAIRS).fill(0n),
+    numberSlots: new Array(PAIRS).fill(0),
+    pointerSlots: new Array(PAIRS).fill(null),
+  };
   const group = `${name}: 1000 malloc+free pairs`;
-  const bigSlots: bigint[] = new Array(PAIRS).fill(0n);
-  const numberSlots: number[] = new Array(PAIRS).fill(0);
-  const pointerSlots: Deno.PointerValue[] = new Array(PAIRS).fill(null);
-
-  Deno.bench(`${name}: usize, BigInt kept`, { group, baseline: true }, () => {
-    for (let i = 0; i < PAIRS; i++) bigSlots[i] = usize.malloc(SIZES_BIG[i]);
-    for (let i = 0; i < PAIRS; i++) usize.free(bigSlots[i]);
-  });
-
-  Deno.bench(`${name}: usize, Number() and BigInt() per call`, { group }, () => {
-    for (let i = 0; i < PAIRS; i++) numberSlots[i] = Number(usize.malloc(SIZES_BIG[i]));
-    for (let i = 0; i < PAIRS; i++) usize.free(BigInt(numberSlots[i]));
-  });
-
-  Deno.bench(`${name}: usize, numbers passed`, { group }, () => {
-    // Deno accepts numbers for "usize" parameters at run time; its types ask for BigInt.
-    const malloc = usize.malloc as unknown as (size: number) => bigint;
-    for (let i = 0; i < PAIRS; i++) bigSlots[i] = malloc(SIZES_BYTES[i]);
-    for (let i = 0; i < PAIRS; i++) usize.free(bigSlots[i]);
-  });
-
-  Deno.bench(`${name}: pointer objects`, { group }, () => {
-    for (let i = 0; i < PAIRS; i++) pointerSlots[i] = pointer.malloc(SIZES_BIG[i]);
-    for (let i = 0; i < PAIRS; i++) pointer.free(pointerSlots[i]);
-  });
+  for (const [variant, run] of Object.entries(variants)) {
+    // Each allocator gets its own copy of every loop (see tools/trace/fresh_copy.ts).
+    const copy = freshCopy(run, { PAIRS, SIZES_BIG, SIZES_BYTES });
+    Deno.bench(
+      `${name}: ${variant}`,
+      { group, baseline: variant === "usize, BigInt kept" },
+      () => copy(bench),
+    );
+  }
 }
 
 // The same question on a real trace, through the replay targets themselves:

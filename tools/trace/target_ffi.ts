@@ -26,6 +26,7 @@
  */
 
 import { type DecodedTrace, REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "./decode.ts";
+import { freshCopy } from "./fresh_copy.ts";
 import type { ReplayHeap, ReplayTarget } from "./replay_heap.ts";
 
 /**
@@ -203,6 +204,13 @@ function ffiTarget(
   const binding = shape.binding ?? FFI_BINDING;
   const sized = shape.arena === true;
   let library: NativeAllocator | null = null;
+  // A loop of its own, so its FFI calls stay monomorphic (see fresh_copy.ts).
+  const loop = freshCopy(sized ? runSized : runUnsized, {
+    REPLAY_ALLOC,
+    REPLAY_FREE,
+    REPLAY_REALLOC,
+    bigSizes,
+  });
   // One arena for every heap of the same size: memory touched before.
   let arena: ArrayBuffer | null = null;
   return {
@@ -220,7 +228,7 @@ function ffiTarget(
           throw new RangeError(`${name} cannot make a heap of ${lengthBytes} bytes`);
         }
       }
-      return new FfiHeap(library, binding, sized, trace);
+      return new FfiHeap(library, binding, sized, loop, trace);
     },
   };
 }
@@ -242,15 +250,23 @@ class FfiHeap implements ReplayHeap {
   readonly #native: NativeAllocator;
   readonly #nil: Native;
   readonly #sized: boolean;
+  readonly #loop: RunLoop;
   readonly #slots: Native[];
   readonly #slotSizes: bigint[];
   /** Live blocks of the checked face, by address: the native value and the size. */
   readonly #blocks = new Map<number, { value: Native; sizeBytes: bigint }>();
 
-  constructor(native: NativeAllocator, binding: FfiBinding, sized: boolean, trace: DecodedTrace) {
+  constructor(
+    native: NativeAllocator,
+    binding: FfiBinding,
+    sized: boolean,
+    loop: RunLoop,
+    trace: DecodedTrace,
+  ) {
     this.#native = native;
     this.#nil = binding === "pointer" ? null : 0n;
     this.#sized = sized;
+    this.#loop = loop;
     this.#slots = new Array(trace.slotCount).fill(this.#nil);
     this.#slotSizes = new Array(trace.slotCount).fill(0n);
   }
@@ -288,64 +304,7 @@ class FfiHeap implements ReplayHeap {
   check(): void {}
 
   run(trace: DecodedTrace): number {
-    return this.#sized ? this.#runSized(trace) : this.#runUnsized(trace);
-  }
-
-  #runUnsized(trace: DecodedTrace): number {
-    const { malloc, free, realloc } = this.#native;
-    const slots = this.#slots;
-    const nil = this.#nil;
-    const sizes = bigSizes(trace);
-    const { kinds, ids, opCount } = trace;
-    let failed = 0;
-    for (let i = 0; i < opCount; i++) {
-      const kind = kinds[i];
-      const id = ids[i];
-      if (kind === REPLAY_ALLOC) {
-        const pointer = malloc(sizes[i]);
-        if (pointer === nil) failed++;
-        slots[id] = pointer;
-      } else if (kind === REPLAY_FREE) {
-        free(slots[id]);
-        slots[id] = nil;
-      } else if (kind === REPLAY_REALLOC) {
-        const moved = realloc(slots[id], sizes[i]);
-        if (moved === nil) failed++;
-        else slots[id] = moved;
-      }
-    }
-    return failed;
-  }
-
-  #runSized(trace: DecodedTrace): number {
-    const { malloc, free, realloc } = this.#native;
-    const slots = this.#slots;
-    const slotSizes = this.#slotSizes;
-    const nil = this.#nil;
-    const sizes = bigSizes(trace);
-    const { kinds, ids, opCount } = trace;
-    let failed = 0;
-    for (let i = 0; i < opCount; i++) {
-      const kind = kinds[i];
-      const id = ids[i];
-      if (kind === REPLAY_ALLOC) {
-        const pointer = malloc(sizes[i]);
-        if (pointer === nil) failed++;
-        slots[id] = pointer;
-        slotSizes[id] = sizes[i];
-      } else if (kind === REPLAY_FREE) {
-        if (slots[id] !== nil) free(slots[id], slotSizes[id]);
-        slots[id] = nil;
-      } else if (kind === REPLAY_REALLOC) {
-        const moved = realloc(slots[id], slotSizes[id], sizes[i]);
-        if (moved === nil) failed++;
-        else {
-          slots[id] = moved;
-          slotSizes[id] = sizes[i];
-        }
-      }
-    }
-    return failed;
+    return this.#loop(this.#native, this.#nil, this.#slots, this.#slotSizes, trace);
   }
 
   close(): void {
@@ -374,6 +333,81 @@ class FfiHeap implements ReplayHeap {
     this.#blocks.delete(address);
     return block;
   }
+}
+
+/** A timed loop: replays `trace` through `native`, returns the failed requests. */
+type RunLoop = (
+  native: NativeAllocator,
+  nil: Native,
+  slots: Native[],
+  slotSizes: bigint[],
+  trace: DecodedTrace,
+) => number;
+
+/** The timed loop of C-style allocators: `free(ptr)`, `realloc(ptr, size)`. */
+function runUnsized(
+  native: NativeAllocator,
+  nil: Native,
+  slots: Native[],
+  _slotSizes: bigint[],
+  trace: DecodedTrace,
+): number {
+  const { malloc, free, realloc } = native;
+  const sizes = bigSizes(trace);
+  const { kinds, ids, opCount } = trace;
+  let failed = 0;
+  for (let i = 0; i < opCount; i++) {
+    const kind = kinds[i];
+    const id = ids[i];
+    if (kind === REPLAY_ALLOC) {
+      const pointer = malloc(sizes[i]);
+      if (pointer === nil) failed++;
+      slots[id] = pointer;
+    } else if (kind === REPLAY_FREE) {
+      free(slots[id]);
+      slots[id] = nil;
+    } else if (kind === REPLAY_REALLOC) {
+      const moved = realloc(slots[id], sizes[i]);
+      if (moved === nil) failed++;
+      else slots[id] = moved;
+    }
+  }
+  return failed;
+}
+
+/** The timed loop of sized allocators: `free(ptr, size)`, `realloc(ptr, old, size)`. */
+function runSized(
+  native: NativeAllocator,
+  nil: Native,
+  slots: Native[],
+  slotSizes: bigint[],
+  trace: DecodedTrace,
+): number {
+  const { malloc, free, realloc } = native;
+  const sizes = bigSizes(trace);
+  const { kinds, ids, opCount } = trace;
+  let failed = 0;
+  for (let i = 0; i < opCount; i++) {
+    const kind = kinds[i];
+    const id = ids[i];
+    if (kind === REPLAY_ALLOC) {
+      const pointer = malloc(sizes[i]);
+      if (pointer === nil) failed++;
+      slots[id] = pointer;
+      slotSizes[id] = sizes[i];
+    } else if (kind === REPLAY_FREE) {
+      if (slots[id] !== nil) free(slots[id], slotSizes[id]);
+      slots[id] = nil;
+    } else if (kind === REPLAY_REALLOC) {
+      const moved = realloc(slots[id], slotSizes[id], sizes[i]);
+      if (moved === nil) failed++;
+      else {
+        slots[id] = moved;
+        slotSizes[id] = sizes[i];
+      }
+    }
+  }
+  return failed;
 }
 
 function pointerOf(value: Native): Deno.PointerValue {
