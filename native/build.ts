@@ -78,7 +78,7 @@ export interface BuildOptions {
  * @example Building needs Zig and a writable cache, so this only checks the entry point
  * ```ts
  * import assert from "node:assert/strict";
- * import { buildNative } from "./build.ts";
+ * import { buildNative } from "@phys/allocator/build-native";
  *
  * assert.equal(typeof buildNative, "function");
  * ```
@@ -167,7 +167,7 @@ async function fetchSources(packageRoot: URL, work: string): Promise<string[]> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { zigImports } from "./build.ts";
+ * import { zigImports } from "@phys/allocator/build-native";
  *
  * const source = 'const std = @import("std");\nconst fit = @import("fit.zig");';
  * assert.deepEqual(zigImports(source), ["fit.zig"]);
@@ -187,7 +187,7 @@ export function zigImports(source: string): string[] {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { pinnedZigVersion } from "./build.ts";
+ * import { pinnedZigVersion } from "@phys/allocator/build-native";
  *
  * assert.equal(pinnedZigVersion('.{ .minimum_zig_version = "0.15.2" }'), "0.15.2");
  * ```

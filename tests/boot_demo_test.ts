@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 
 const ROOT = new URL("../", import.meta.url);
 const FIXTURES = new URL("./fixtures/", import.meta.url);

@@ -2,7 +2,7 @@
  * The command lines' help, run as a user would: without `-A` (help must not
  * need the npm peer or any permission), `--help` and `-h` on every command.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { CHECK_EVERY_DEFAULT } from "../tools/fuzz.ts";
 
 const FUZZ = new URL("../tools/fuzz.ts", import.meta.url).pathname;

@@ -6,7 +6,7 @@
  * the TS path. Zig is the toolchain already installed (on PATH or in
  * `.zig/ziglang`), linked into the temporary cache so nothing is downloaded twice.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { CACHE_DIR_ENV } from "../native/cache.ts";
 import { pinnedZigVersion } from "../native/build.ts";
 import { NATIVE_LIB_ENV, nativeLibraryFileName } from "../native/loader.ts";
@@ -173,5 +173,17 @@ Deno.test("a registry user builds the native path over http and it matches the T
     controller.abort();
     await server.finished;
     await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test("README.md links and pictures point only at published files", async () => {
+  const files = await publishedFiles();
+  const readme = await Deno.readTextFile(new URL("README.md", repoRoot));
+  const targets = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((match) => match[1]);
+  assert.ok(targets.some((target) => target.endsWith(".svg")), "the README shows a picture");
+  for (const target of targets) {
+    if (/^(https?:|mailto:|#)/.test(target)) continue;
+    const path = target.replace(/^\.\//, "").replace(/#.*$/, "");
+    assert.ok(files.includes(path), `README links to ${target}, which is not published`);
   }
 });

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import * as layout from "../allocator/layout.ts";
 import { alignUp, blockPtr } from "../allocator/block.ts";
 import { LAYOUT_VALUE_NAMES } from "../native/symbols.ts";

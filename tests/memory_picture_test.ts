@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { renderMemorySvg, renderMemoryTerminal } from "../tools/memory_picture.ts";
 import { normalizeMemoryMap } from "../allocator/memory_map_normalize.ts";
 import { sampleMemoryMap } from "../allocator/memory_map_samples.ts";

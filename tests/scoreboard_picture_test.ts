@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { formatSvg, wrapWords } from "../tools/trace/report.ts";
 import type { ScoreRow } from "../tools/trace/score.ts";
 

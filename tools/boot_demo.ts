@@ -18,7 +18,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseArgs } from "#cli";
 import { AllocatorError, OutOfMemoryError } from "../allocator/errors.ts";
 import { type IdentityMemory, mapIdentity } from "../allocator/identity_memory.ts";
 import { formatBytes, type MemoryMapEntry } from "../allocator/memory_map.ts";

@@ -25,7 +25,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseArgs } from "#cli";
 import { loadNative } from "../native/loader.ts";
 import type { PolicyName } from "../mod.ts";
 import { type FuzzPath, type RunConfig, runOps } from "./fuzz/runner.ts";

@@ -3,7 +3,7 @@
  * no overlap, payloads inside usable regions and aligned, payload bytes
  * intact, `check()` passing and the stats identity holding.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import type { PhysicalAllocator } from "../../mod.ts";
 
 /** One live allocation the model tracks. */

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseArgs } from "#cli";
 import { TraceFormatError } from "../../allocator/errors.ts";
 import { formatRep, type RepTrace } from "./rep_format.ts";
 import { convertValgrindLog, type ValgrindAnomalies } from "./valgrind_log.ts";
