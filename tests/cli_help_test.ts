@@ -102,3 +102,31 @@ Deno.test("fuzz.ts without --allow-ffi says so, not that the library is not buil
   assert.equal(ts.code, 0, ts.stderr);
   assert.match(ts.stdout, /0 failures/);
 });
+
+Deno.test("main.ts score without cargo skips rlsf and talc with a one-line note", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/tiny.rep`, "0\n1\n2\n1\na 0 8\nf 0\n");
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        TRACE_MAIN,
+        "score",
+        ...["--policies", "tlsf", "--peers", "rlsf,talc", "--budget-ms", "5", "--quiet"],
+        `${dir}/tiny.rep`,
+      ],
+      env: { PATH: dir, NO_COLOR: "1" }, // an empty folder: no cargo
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(output.stdout);
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 0, stderr);
+    assert.match(stderr, /^rlsf and talc skipped: cannot run cargo \(.+\)\n$/);
+    assert.match(stdout, /\ntiny +2 +tlsf /);
+    assert.ok(!/rlsf|talc/.test(stdout), stdout);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
