@@ -22,7 +22,12 @@
 
 import { loadTraces } from "../tools/trace/main.ts";
 import { freshCopy } from "../tools/trace/fresh_copy.ts";
-import { FFI_BINDING, glibcTarget, mimallocTarget } from "../tools/trace/target_ffi.ts";
+import {
+  FFI_BINDING,
+  glibcTarget,
+  libraryOpens,
+  mimallocTarget,
+} from "../tools/trace/target_ffi.ts";
 
 const PAIRS = 1000;
 const SIZES_BYTES = Array.from({ length: PAIRS }, (_, i) => 16 + (i * 37) % 64);
@@ -46,15 +51,6 @@ function open(path: string, names: readonly [string, string]) {
     } as const,
   ).symbols;
   return { usize, pointer };
-}
-
-function opens(path: string): boolean {
-  try {
-    Deno.dlopen(path, {}).close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const allocators: [string, string, readonly [string, string]][] = [
@@ -93,7 +89,7 @@ const variants: Record<string, (b: Bench) => void> = {
 };
 
 for (const [name, path, names] of allocators) {
-  if (!opens(path)) {
+  if (!libraryOpens(path)) {
     console.warn(`${path} not installed: the ${name} benches do not run`);
     continue;
   }
@@ -119,7 +115,7 @@ for (const [name, path, names] of allocators) {
 // each binding replays bench/traces/git.rep on one warm heap per repetition.
 const trace = (await loadTraces([new URL("./traces/git.rep", import.meta.url).pathname]))[0];
 for (const [name, make] of [["glibc", glibcTarget], ["mimalloc", mimallocTarget]] as const) {
-  if (!opens(name === "glibc" ? "libc.so.6" : "libmimalloc.so.2")) continue;
+  if (!libraryOpens(name === "glibc" ? "libc.so.6" : "libmimalloc.so.2")) continue;
   for (const binding of ["pointer", "usize"] as const) {
     const target = make({ binding });
     Deno.bench(`${name}: git.rep replay, ${binding} binding`, {

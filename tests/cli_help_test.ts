@@ -4,23 +4,13 @@
  */
 import assert from "#assert";
 import { CHECK_EVERY_DEFAULT } from "../tools/fuzz.ts";
+import { runDeno } from "./support/run_deno.ts";
 
 const FUZZ = new URL("../tools/fuzz.ts", import.meta.url).pathname;
 const TRACE_MAIN = new URL("../tools/trace/main.ts", import.meta.url).pathname;
 
-async function run(permissions: string[], script: string, args: string[]) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...permissions, script, ...args],
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+function run(permissions: string[], script: string, args: string[]) {
+  return runDeno(["run", "--no-prompt", ...permissions, script, ...args]);
 }
 
 /** Every flag a command's parser takes, as its help must list it. */
@@ -107,22 +97,15 @@ Deno.test("main.ts score without cargo skips rlsf and talc with a one-line note"
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${dir}/tiny.rep`, "0\n1\n2\n1\na 0 8\nf 0\n");
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        TRACE_MAIN,
-        "score",
-        ...["--policies", "tlsf", "--peers", "rlsf,talc", "--budget-ms", "5", "--quiet"],
-        `${dir}/tiny.rep`,
-      ],
-      env: { PATH: dir, NO_COLOR: "1" }, // an empty folder: no cargo
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(output.stdout);
-    const stderr = new TextDecoder().decode(output.stderr);
-    assert.equal(output.code, 0, stderr);
+    const { code, stdout, stderr } = await runDeno([
+      "run",
+      "-A",
+      TRACE_MAIN,
+      "score",
+      ...["--policies", "tlsf", "--peers", "rlsf,talc", "--budget-ms", "5", "--quiet"],
+      `${dir}/tiny.rep`,
+    ], { env: { PATH: dir } }); // an empty folder: no cargo
+    assert.equal(code, 0, stderr);
     assert.match(stderr, /^rlsf and talc skipped: cannot run cargo \(.+\)\n$/);
     assert.match(stdout, /\ntiny +2 +tlsf /);
     assert.ok(!/rlsf|talc/.test(stdout), stdout);

@@ -11,6 +11,7 @@ import { CACHE_DIR_ENV } from "../native/cache.ts";
 import { pinnedZigVersion } from "../native/build.ts";
 import { NATIVE_LIB_ENV, nativeLibraryFileName } from "../native/loader.ts";
 import { PMA_ABI_VERSION } from "../native/symbols.ts";
+import { runDeno } from "./support/run_deno.ts";
 
 const repoRoot = new URL("../", import.meta.url);
 /** The server stops itself after this long even if a step hangs. */
@@ -72,19 +73,6 @@ async function shareZig(cacheDir: string): Promise<void> {
   await Deno.symlink(wheel, `${cacheDir}/zig-${version}`);
 }
 
-async function runDeno(args: string[], env: Record<string, string>, cwd: string) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd,
-    env: { ...env, NO_COLOR: "1", [NATIVE_LIB_ENV]: "" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(output.stdout);
-  const stderr = new TextDecoder().decode(output.stderr);
-  return { code: output.code, stdout, stderr };
-}
-
 const CONSUMER = `
 import { bufferMemory, PhysicalAllocator } from "BASE/mod.ts";
 const ranges = [{ start: 0x10000, length: 256 * 1024 }];
@@ -139,7 +127,9 @@ Deno.test("a registry user builds the native path over http and it matches the T
     const consumer = `${work}/consumer.ts`;
     await Deno.writeTextFile(consumer, CONSUMER.replace("BASE", base));
     const consumerArgs = ["run", "--no-config", "--no-lock", "--allow-import", "--allow-ffi"];
-    const consume = () => runDeno([...consumerArgs, "--allow-env", consumer], env, work);
+    // PMA_NATIVE_LIB empty: the loader must find the library in the cache alone.
+    const runEnv = { env: { ...env, [NATIVE_LIB_ENV]: "" }, cwd: work };
+    const consume = () => runDeno([...consumerArgs, "--allow-env", consumer], runEnv);
 
     // Before the build: native: true fails and names the fix.
     const before = JSON.parse((await consume()).stdout);
@@ -147,7 +137,7 @@ Deno.test("a registry user builds the native path over http and it matches the T
     assert.ok(before.error.includes("(user cache)"), before.error);
     assert.ok(before.error.includes("deno run -A jsr:@phys/allocator/build-native"), before.error);
 
-    const build = await runDeno(["run", "-A", "--no-config", `${base}/native/build.ts`], env, work);
+    const build = await runDeno(["run", "-A", "--no-config", `${base}/native/build.ts`], runEnv);
     assert.equal(build.code, 0, build.stderr);
     const library = `${cacheDir}/abi-${PMA_ABI_VERSION}/${nativeLibraryFileName()}`;
     assert.ok(build.stdout.includes(`built ${library}`), build.stdout + build.stderr);

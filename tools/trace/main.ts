@@ -38,7 +38,7 @@ import { formatGoals, formatSvg, formatTable } from "./report.ts";
 import { evaluateGoals, scoreTraces } from "./score.ts";
 import { type BackendName, physicalTarget } from "./target_physical.ts";
 import { buildRustPeers, RUST_PEERS, rustTarget } from "./rust_peers.ts";
-import { glibcTarget, mimallocTarget } from "./target_ffi.ts";
+import { glibcTarget, libraryOpens, mimallocTarget } from "./target_ffi.ts";
 
 const USAGE = `usage: deno run -A tools/trace/main.ts COMMAND [OPTIONS]
 
@@ -191,16 +191,6 @@ async function replayMain(args: string[]): Promise<number> {
     }
   }
   return failures === 0 ? 0 : 1;
-}
-
-/** True when the shared library at `path` can be loaded (it defines no symbols we need here). */
-function libraryOpens(path: string): boolean {
-  try {
-    Deno.dlopen(path, {}).close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function scoreTargets(values: {

@@ -89,6 +89,29 @@ interface NativeAllocator {
   init(arena: ArrayBuffer, lengthBytes: bigint): number;
 }
 
+/**
+ * True when the shared library at `path` can be loaded (nothing is bound).
+ *
+ * @param path A library path or soname.
+ * @returns Whether `Deno.dlopen` succeeds.
+ *
+ * @example
+ * ```ts
+ * import assert from "#assert";
+ * import { libraryOpens } from "./target_ffi.ts";
+ *
+ * assert.equal(libraryOpens("/nonexistent/libnothing.so"), false);
+ * ```
+ */
+export function libraryOpens(path: string): boolean {
+  try {
+    Deno.dlopen(path, {}).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** glibc's chunk header: the size word (the previous chunk's size overlaps its payload). */
 const GLIBC_HEADER_BYTES = 8;
 /** mimalloc keeps no per-block header (size classes live in page metadata). */
