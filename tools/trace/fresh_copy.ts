@@ -25,7 +25,7 @@ let copyCount = 0;
  *
  * @example
  * ```ts
- * import assert from "#assert";
+ * import assert from "node:assert/strict";
  * import { freshCopy } from "./fresh_copy.ts";
  *
  * const FACTOR = 1; // what `scale` sees; its copy sees the scope's FACTOR instead

@@ -97,7 +97,7 @@ interface NativeAllocator {
  *
  * @example
  * ```ts
- * import assert from "#assert";
+ * import assert from "node:assert/strict";
  * import { libraryOpens } from "./target_ffi.ts";
  *
  * assert.equal(libraryOpens("/nonexistent/libnothing.so"), false);
