@@ -75,12 +75,18 @@ export interface BuildOptions {
  *   cannot be fetched, no Zig of the pinned version can be found or installed,
  *   the build fails, or the built library does not pass the handshake.
  *
- * @example Building needs Zig and a writable cache, so this only checks the entry point
+ * @example A package whose sources cannot be fetched is an error that names them
  * ```ts
  * import assert from "node:assert/strict";
+ * import { NativeUnavailableError } from "@phys/allocator";
  * import { buildNative } from "@phys/allocator/build-native";
  *
- * assert.equal(typeof buildNative, "function");
+ * await assert.rejects(
+ *   buildNative({ packageRoot: new URL("file:///nonexistent/pma/"), log: () => {} }),
+ *   (error) =>
+ *     error instanceof NativeUnavailableError &&
+ *     error.message.includes("file:///nonexistent/pma/build.zig"),
+ * );
  * ```
  */
 export async function buildNative(options: BuildOptions = {}): Promise<BuildResult> {
