@@ -5,7 +5,10 @@
  * 1. the path in the environment variable `PMA_NATIVE_LIB`, when it is set;
  * 2. `zig-out/lib/libpma.so` (`.dylib`, `pma.dll`) of the package this module
  *    belongs to, when the module is a local file (`bash tools/zig.sh build
- *    -Doptimize=ReleaseFast` puts it there).
+ *    -Doptimize=ReleaseFast` puts it there);
+ * 3. the per-user cache (see `cache.ts`), where
+ *    `deno run -A jsr:@phys/allocator/build-native` puts it for a package
+ *    imported from the registry or over http.
  *
  * The first candidate that opens and passes the handshake (`pma_abi_version`
  * equals {@linkcode PMA_ABI_VERSION}) wins; a stale library is refused, not
@@ -16,6 +19,7 @@
  */
 
 import { InvalidOptionError, NativeUnavailableError } from "../allocator/errors.ts";
+import { BUILD_NATIVE_COMMAND, nativeCacheLibraryPath, nativeCacheRoot } from "./cache.ts";
 import { NATIVE_SYMBOLS, type NativeSymbols, PMA_ABI_VERSION } from "./symbols.ts";
 
 /**
@@ -51,6 +55,7 @@ interface Attempt extends Failure {
 }
 
 const loaded = new Map<string, NativeSymbols>();
+const FFI_DENIED = "FFI permission not granted (run with --allow-ffi)";
 
 /**
  * The file name of the library on an operating system.
@@ -75,30 +80,47 @@ export function nativeLibraryFileName(os: typeof Deno.build.os = Deno.build.os):
 
 /**
  * The candidates of the lookup order, first to last. Reading the environment
- * variable needs `--allow-env=PMA_NATIVE_LIB`; without that permission the
- * variable is skipped, never prompted for.
+ * variables needs `--allow-env` (`PMA_NATIVE_LIB`, and for the cache
+ * `PMA_CACHE_DIR` and `XDG_CACHE_HOME`/`HOME` or `LOCALAPPDATA`); without that
+ * permission they are skipped, never prompted for.
  *
- * @returns The env variable's path (if set and readable), then the local build (if this module is a file).
+ * @returns The env variable's path (if set and readable), the local build (if
+ *   this module is a file), then the per-user cache (if its folder is known).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { nativeLibraryCandidates } from "./loader.ts";
  *
- * const last = nativeLibraryCandidates().at(-1);
- * assert.equal(last?.source, "local build");
+ * const sources = nativeLibraryCandidates().map((candidate) => candidate.source);
+ * assert.ok(sources.includes("local build"));
  * ```
  */
 export function nativeLibraryCandidates(): NativeCandidate[] {
+  return searchPlan().candidates;
+}
+
+/** The candidates, and notes on what could not be searched (for the error message). */
+function searchPlan(): { candidates: NativeCandidate[]; notes: string[] } {
   const candidates: NativeCandidate[] = [];
+  const notes: string[] = [];
   const env = Deno.permissions.querySync({ name: "env", variable: NATIVE_LIB_ENV });
   const envPath = env.state === "granted" ? Deno.env.get(NATIVE_LIB_ENV) : undefined;
   if (envPath !== undefined && envPath !== "") {
     candidates.push({ source: `env ${NATIVE_LIB_ENV}`, path: envPath });
+  } else if (env.state !== "granted") {
+    notes.push(`${NATIVE_LIB_ENV} not read: run with --allow-env to use it`);
   }
   const local = new URL(`../zig-out/lib/${nativeLibraryFileName()}`, import.meta.url);
   if (local.protocol === "file:") candidates.push({ source: "local build", path: local });
-  return candidates;
+  const cache = nativeCacheRoot();
+  if ("root" in cache) {
+    const path = nativeCacheLibraryPath(cache.root, nativeLibraryFileName());
+    candidates.push({ source: "user cache", path });
+  } else {
+    notes.push(`user cache ${cache.reason}`);
+  }
+  return { candidates, notes };
 }
 
 /**
@@ -134,7 +156,7 @@ export function nativeLibraryCandidates(): NativeCandidate[] {
  */
 export function loadNative(
   mode: "auto" | boolean,
-  candidates: readonly NativeCandidate[] = nativeLibraryCandidates(),
+  candidates?: readonly NativeCandidate[],
 ): NativeSymbols | null {
   if (mode === false) return null;
   if (mode !== "auto" && mode !== true) {
@@ -142,14 +164,15 @@ export function loadNative(
       `Cannot load the native library: mode must be "auto" or a boolean, got ${String(mode)}`,
     );
   }
+  const plan = candidates === undefined ? searchPlan() : { candidates, notes: [] };
   const attempts: Attempt[] = [];
-  for (const candidate of candidates) {
+  for (const candidate of plan.candidates) {
     const result = tryLoad(candidate);
     if (!isFailure(result)) return result;
     attempts.push({ candidate, ...result });
   }
   if (mode === "auto") return null;
-  throw unavailable(attempts);
+  throw unavailable(attempts, plan.notes);
 }
 
 /**
@@ -233,7 +256,7 @@ function tryLoad(candidate: NativeCandidate): NativeSymbols | Failure {
   if (cached !== undefined) return cached;
   const ffi = Deno.permissions.querySync({ name: "ffi", path: candidate.path });
   if (ffi.state !== "granted") {
-    return { reason: "FFI permission not granted (run with --allow-ffi)" };
+    return { reason: FFI_DENIED };
   }
   let library: Deno.DynamicLibrary<typeof NATIVE_SYMBOLS>;
   try {
@@ -250,15 +273,22 @@ function tryLoad(candidate: NativeCandidate): NativeSymbols | Failure {
   return library.symbols;
 }
 
-function unavailable(attempts: readonly Attempt[]): NativeUnavailableError {
+function unavailable(
+  attempts: readonly Attempt[],
+  notes: readonly string[],
+): NativeUnavailableError {
   const cause = attempts.find((attempt) => attempt.error !== undefined)?.error;
-  const tried = attempts.length === 0
-    ? "no path to try (set PMA_NATIVE_LIB)"
-    : attempts.map((attempt) =>
-      `${displayPath(attempt.candidate.path)} (${attempt.candidate.source}): ${attempt.reason}`
-    ).join("; ");
+  const tried = attempts.map((attempt) =>
+    `${displayPath(attempt.candidate.path)} (${attempt.candidate.source}): ${attempt.reason}`
+  );
+  const found = tried.length === 0 && notes.length === 0 ? ["no path to try"] : [];
+  const build =
+    `build it with \`${BUILD_NATIVE_COMMAND}\` (in a clone of the repository: \`bash tools/zig.sh build -Doptimize=ReleaseFast\`)`;
+  const fix = attempts.some((attempt) => attempt.reason === FFI_DENIED)
+    ? `run with --allow-ffi, and if the library is not built yet, ${build}`
+    : build;
   return new NativeUnavailableError(
-    `Cannot load the native library: ${tried}; build it with \`bash tools/zig.sh build -Doptimize=ReleaseFast\``,
+    `Cannot load the native library: ${[...found, ...tried, ...notes].join("; ")}; ${fix}`,
     cause === undefined ? undefined : { cause },
   );
 }

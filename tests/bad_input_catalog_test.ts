@@ -9,7 +9,7 @@
  * path (when the library is built) and in debug mode. `CATALOG_SIZE` is the number of
  * distinct bad inputs; the last test keeps it honest.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import {
   type AllocatorError,
   bufferMemory,

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { alignDown, alignUp } from "../allocator/_math.ts";
 import {
   alignmentGap,

@@ -4,7 +4,7 @@
  * `check()` and reported as HEAP_CORRUPTION naming the address, with the
  * heap left exactly as it was found.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { headerKeyOf } from "../allocator/heap/_inspect.ts";
 import { HeapCorruptionError, PhysicalAllocator, POLICY_NAMES, type PolicyName } from "../mod.ts";
 import { hex } from "../allocator/memory/physical_memory.ts";

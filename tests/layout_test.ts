@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import * as layout from "../allocator/heap/layout.ts";
 import { alignUp } from "../allocator/_math.ts";
 import { blockPtr } from "../allocator/heap/block.ts";

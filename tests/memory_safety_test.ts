@@ -3,7 +3,7 @@
  * (on the TS and native paths), forged headers are refused, and memory that
  * holds a live heap is refused unless `reinitialize` asks otherwise.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import {
   AllocatorClosedError,
   HeapCorruptionError,

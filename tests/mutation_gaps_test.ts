@@ -2,7 +2,7 @@
  * Tests that kill the mutants issue 15 found surviving the suite (finding 5):
  * each pins one behaviour a realistic one-line change would break.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { bufferMemory, HeapCorruptionError, PhysicalAllocator } from "../mod.ts";
 import { HEADER_BYTES } from "../allocator/heap/layout.ts";
 import { OutsideBytes } from "./support/outside_bytes.ts";

@@ -3,7 +3,7 @@
  * TS path and the native path give identical addresses, identical stats and
  * byte-identical heap memory after every step, for every policy.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { withHeaderKey } from "../allocator/heap/_header_key.ts";
 import {
   type AddressRange,

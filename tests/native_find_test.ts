@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { blockSizeFor, BlockWords } from "../allocator/heap/block.ts";
 import {
   controlBytes,

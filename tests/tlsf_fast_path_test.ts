@@ -8,7 +8,7 @@
  * of the two buffers must be equal. On corrupted heaps the two must fail
  * alike, and the failed call must write nothing.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { withHeaderKey } from "../allocator/heap/_header_key.ts";
 import { AllocatorError, bufferMemory, InvalidOptionError, PhysicalAllocator } from "../mod.ts";
 import { blockSizeFor } from "../allocator/heap/block.ts";

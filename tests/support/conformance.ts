@@ -2,7 +2,7 @@
  * The conformance suite every policy and path must pass, like Zig's
  * `std.heap.testAllocator`: registered once per configuration.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import {
   type AllocatorOptions,
   type AllocatorStats,

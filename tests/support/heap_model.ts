@@ -4,7 +4,7 @@
  * intact, `check()` passing, the stats identity holding, and no byte outside
  * the block areas and control block changed (tests/support/outside_bytes.ts).
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import type { PhysicalAllocator } from "../../mod.ts";
 import { OutsideBytes } from "./outside_bytes.ts";
 

@@ -9,7 +9,7 @@
  * buffer (so use it on buffer-backed test memory, not on a mapped window of
  * gigabytes); `verify()` compares them again and names the first one that changed.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { inspectHeap } from "../../allocator/heap/_inspect.ts";
 import type { PhysicalAllocator } from "../../mod.ts";
 

@@ -30,7 +30,7 @@
  * @module
  */
 
-import assert from "node:assert/strict";
+import assert from "#assert";
 import {
   AllocatorError,
   type AllocatorOptions,
