@@ -5,7 +5,7 @@
  * deno run -A tools/trace/main.ts capture --out T.rep [--children] -- PROGRAM ARGS...
  * deno run -A tools/trace/main.ts replay [--policy tlsf|first-fit|all] [--native]
  *     [--backend buffer|identity] [--heap-bytes N] TRACE|DIR...
- * deno run -A tools/trace/main.ts score [--policies tlsf,first-fit] [--paths ts,native]
+ * deno run -A tools/trace/main.ts score [--policies tlsf,first-fit] [--paths ts,native,blocks]
  *     [--backend buffer|identity] [--peers auto|none|thing,glibc,mimalloc]
  *     [--json] [--json-out PATH] [--svg PATH] [--budget-ms N] [--heap-bytes N] [--quiet]
  *     TRACE|DIR...
@@ -38,7 +38,7 @@ import { thingTarget } from "./target_thing.ts";
 const USAGE = `usage: main.ts capture --out FILE [--children] [--pid N] -- PROGRAM ARGS...
        main.ts replay [--policy tlsf|first-fit|all] [--native] [--backend buffer|identity]
                       [--heap-bytes N] TRACE|DIR...
-       main.ts score [--policies tlsf,first-fit] [--paths ts,native] [--backend buffer|identity]
+       main.ts score [--policies tlsf,first-fit] [--paths ts,native,blocks] [--backend buffer|identity]
                      [--peers auto|none|thing,glibc,mimalloc] [--json] [--json-out PATH]
                      [--svg PATH] [--budget-ms N] [--heap-bytes N] [--quiet] TRACE|DIR...`;
 
@@ -174,11 +174,13 @@ function scoreTargets(values: {
   const backend = backendOf(values.backend);
   const targets: ReplayTarget[] = [];
   for (const path of values.paths.split(",")) {
-    if (path !== "ts" && path !== "native") {
-      throw new UsageError(`unknown path '${path}', expected ts or native`);
+    if (path !== "ts" && path !== "native" && path !== "blocks") {
+      throw new UsageError(`unknown path '${path}', expected ts, native or blocks`);
     }
     for (const policy of policiesOf(values.policies)) {
-      targets.push(physicalTarget({ policy, native: path === "native", backend }));
+      // "blocks": the TS path with the page-frame and slab layers off.
+      const layers = path !== "blocks";
+      targets.push(physicalTarget({ policy, native: path === "native", backend, layers }));
     }
   }
   const peers = values.peers === "none"

@@ -34,6 +34,8 @@ export interface PhysicalTargetOptions {
   readonly native?: boolean | "auto";
   /** The memory backend. @default {"buffer"} */
   readonly backend?: BackendName;
+  /** Whether the page-frame and slab layers serve the heap (`false`: blocks alone). @default {true} */
+  readonly layers?: boolean;
 }
 
 /** Buffer heaps start at this address, as `PhysicalAllocator.fromBuffer` does. */
@@ -66,8 +68,9 @@ export function physicalTarget(options: PhysicalTargetOptions = {}): ReplayTarge
   const policy = options.policy ?? "tlsf";
   const native = options.native ?? false;
   const backend = options.backend ?? "buffer";
+  const layers = options.layers ?? true;
   const name = policy + (native === true ? "/native" : native === "auto" ? "/auto" : "") +
-    (backend === "identity" ? "/identity" : "");
+    (backend === "identity" ? "/identity" : "") + (layers ? "" : "/blocks");
   return {
     name,
     own: true,
@@ -79,7 +82,7 @@ export function physicalTarget(options: PhysicalTargetOptions = {}): ReplayTarge
         : bufferMemory([{ start: BUFFER_BASE_ADDRESS, length: lengthBytes }]);
       // Touch every page now so page faults are not timed as allocator work.
       memory.regions[0].bytes.fill(0);
-      const allocator = new PhysicalAllocator(memory, { policy, native });
+      const allocator = new PhysicalAllocator(memory, { policy, native, layers });
       return new PhysicalHeap(allocator, memory, trace.slotCount);
     },
   };
@@ -125,6 +128,7 @@ class PhysicalHeap implements ReplayHeap {
   }
 
   blockEnd(address: number): number {
+    if (this.#allocator.layersActive) return address + this.#allocator.capacityOf(address);
     const block = address - HEADER_BYTES;
     const word = (block - this.#windowBase) >>> 2;
     const sizeLow = this.#words[word + HEADER_SIZE_LO_OFFSET / 4] & ~FLAGS_MASK;
