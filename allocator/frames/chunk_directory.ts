@@ -95,7 +95,8 @@ export class ChunkDirectory {
    * @returns The chunk id or NONE.
    */
   find(offset: number): number {
-    if (!(offset >= 0 && offset < 2 ** 31)) return NONE;
+    // No range test up front: `>>>` maps a negative, huge or NaN offset to
+    // some slot (or past the end), and the bounds test below refuses it.
     const s = offset >>> SLOT_SHIFT;
     if (s >= this.#slotLo.length) return NONE;
     const a = this.#slotLo[s];
@@ -105,7 +106,7 @@ export class ChunkDirectory {
       if (b >= 0 && offset >= this.startOffset[b] && offset < this.endOffset[b]) return b;
       return NONE;
     }
-    if (a === NONE) return NONE;
+    if (a === NONE || !(offset >= 0)) return NONE;
     for (let id = 0; id < this.idLimit; id++) {
       if (offset >= this.startOffset[id] && offset < this.endOffset[id]) return id;
     }

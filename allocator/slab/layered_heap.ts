@@ -32,6 +32,7 @@ import {
   KIND_PAGES_TAIL,
   KIND_SLAB_HEAD,
   KIND_SLAB_TAIL,
+  LOCAL_MASK,
   NONE,
   ORDER_MAX,
   tagAux,
@@ -242,10 +243,40 @@ export class LayeredHeap {
    * @throws {HeapCorruptionError} If the frame table is inconsistent.
    */
   free(address: number, onlyCache: SlabCache | null = null): boolean {
-    if (this.frames.directory.count === 0 || typeof address !== "number") return false;
+    const frames = this.frames;
+    const dir = frames.directory;
+    if (dir.count === 0 || typeof address !== "number") return false;
     const offset = address - this.#baseAddress;
+    const id = dir.find(offset);
+    if (id === NONE) return false;
+    // The common case first: a live object of a slab, one entry (two for a tail frame) read.
+    const local = (offset - dir.startOffset[id]) >>> FRAME_SHIFT;
+    if (local < frames.chunkFrames[id] && onlyCache === null) {
+      const w = frames.words;
+      let headLocal = local;
+      let e = frames.chunkTableWord[id] + (local << 2);
+      if ((w[e + E_TAG] & KIND_MASK) === KIND_SLAB_TAIL) {
+        headLocal = w[e + E_NEXT] & LOCAL_MASK;
+        e = frames.chunkTableWord[id] + (headLocal << 2);
+      }
+      const t = w[e + E_TAG];
+      if ((t & KIND_MASK) === KIND_SLAB_HEAD) {
+        const cache = this.caches[tagAux(t)];
+        if (
+          cache.freeFast(offset, w[e + E_AUX], dir.startOffset[id] + (headLocal << FRAME_SHIFT))
+        ) {
+          this.live--;
+          if (cache.emptySlabs > 1 || this.live === 0) this.#trim();
+          return true;
+        }
+      }
+    }
+    return this.#freeChecked(address, offset, onlyCache);
+  }
+
+  /** free() when the common case does not apply: finds and reports what is wrong, or frees pages. */
+  #freeChecked(address: number, offset: number, onlyCache: SlabCache | null): boolean {
     const ref = this.frames.refAt(offset);
-    if (ref === NONE) return false;
     const slab = this.#slabOf(ref, address, "free");
     if (slab !== NONE) {
       const cache = this.caches[tagAux(this.frames.words[this.frames.entry(slab) + E_TAG])];

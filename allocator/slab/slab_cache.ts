@@ -131,6 +131,10 @@ export class SlabCache {
   readonly #descriptors: DescriptorSource;
   readonly #secret: number;
   readonly #bitmapWords: number;
+  /** Descriptor word index of the partial list's head (valid while it is not NONE). */
+  #currentDescriptor = 0;
+  /** Window offset of the partial list's head's first frame. */
+  #currentBase = 0;
 
   /**
    * Creates a cache; slabs come later, on demand.
@@ -184,40 +188,72 @@ export class SlabCache {
    * @throws {HeapCorruptionError} If the slab's free link was overwritten.
    */
   alloc(sizeBytes: number): number {
-    let slab = this.partialHead;
-    if (slab === NONE) {
-      slab = this.#refill();
-      if (slab === NONE) return -1;
-    }
+    if (this.partialHead === NONE && this.#refill() === NONE) return -1;
     const w = this.#words;
-    const d = w[this.#frames.entry(slab) + E_AUX];
-    const base = this.#frames.offsetOf(slab);
+    // The partial list's head, its descriptor and frame offset are kept in
+    // fields (set by #setHead): the common case reads no frame table entry.
+    const d = this.#currentDescriptor;
+    const base = this.#currentBase;
     const size = this.objectBytes;
+    const carved = w[d + D_CARVED];
     let index = w[d + D_FREE];
     let next = NONE;
-    if (index !== NONE) {
-      const offset = base + index * size;
-      next = w[offset >> 2] ^ this.#key(offset);
-      if (next !== NONE && (next >>> 0) >= w[d + D_CARVED]) this.#forged(offset, next);
-      if (next !== NONE && (w[d + D_BITMAP + (next >>> 5)] & (1 << (next & 31))) !== 0) {
-        this.#forged(offset, next);
-      }
+    if (index === NONE) {
+      index = carved;
     } else {
-      index = w[d + D_CARVED];
+      const offset = base + index * size;
+      next = w[offset >> 2] ^ this.#secret ^ Math.imul(offset, 0x9e3779b1);
+      if (
+        next !== NONE &&
+        ((next >>> 0) >= carved || (w[d + D_BITMAP + (next >>> 5)] & (1 << (next & 31))) !== 0)
+      ) this.#forged(offset, next);
     }
+    // Everything is verified before the first write: a throw changes nothing.
     const bitWord = d + D_BITMAP + (index >>> 5);
+    const bits = w[bitWord];
     const bit = 1 << (index & 31);
-    if ((w[bitWord] & bit) !== 0) this.#forged(base + index * size, index);
-    if (index === w[d + D_CARVED]) w[d + D_CARVED] = index + 1;
+    if ((bits & bit) !== 0 || index >= this.objectsPerSlab) {
+      this.#forged(base + index * size, index);
+    }
+    if (index === carved) w[d + D_CARVED] = carved + 1;
     else w[d + D_FREE] = next;
-    w[bitWord] |= bit;
+    w[bitWord] = bits | bit;
     if (this.keepsSizes) {
       this.#bytes[((d + D_BITMAP + this.#bitmapWords) << 2) + index] = size - sizeBytes;
     }
     this.activeObjects++;
     this.requestedBytes += sizeBytes;
-    if (++w[d + D_IN_USE] === this.objectsPerSlab) this.#move(slab, 1, 2);
+    if (++w[d + D_IN_USE] === this.objectsPerSlab) this.#move(this.partialHead, 1, 2);
     return base + index * size;
+  }
+
+  /**
+   * The common free: takes back the object at window offset `offset` of the
+   * slab whose descriptor is `d` and first frame is at offset `base`, when it
+   * is exactly a live object. Returns false, having written nothing, for
+   * anything else (the caller's `free` then finds and reports the error).
+   */
+  freeFast(offset: number, d: number, base: number): boolean {
+    const w = this.#words;
+    const size = this.objectBytes;
+    const from = offset - base;
+    const index = (from / size) | 0;
+    if (index * size !== from || index >= w[d + D_CARVED]) return false;
+    const bitWord = d + D_BITMAP + (index >>> 5);
+    const bits = w[bitWord];
+    const bit = 1 << (index & 31);
+    if ((bits & bit) === 0) return false;
+    w[bitWord] = bits & ~bit;
+    w[offset >> 2] = w[d + D_FREE] ^ this.#secret ^ Math.imul(offset, 0x9e3779b1);
+    w[d + D_FREE] = index;
+    this.activeObjects--;
+    this.requestedBytes -= this.keepsSizes
+      ? size - this.#bytes[((d + D_BITMAP + this.#bitmapWords) << 2) + index]
+      : size;
+    const inUse = --w[d + D_IN_USE];
+    if (inUse === this.objectsPerSlab - 1) this.#move(w[d + D_SLAB], 2, 1);
+    if (inUse === 0) this.#move(w[d + D_SLAB], 1, 3);
+    return true;
   }
 
   /** A slab for the partial list: an empty one or a new one; NONE when no frames. */
@@ -351,6 +387,10 @@ export class SlabCache {
     if (list === 1) {
       this.partialHead = ref;
       this.partialSlabs += delta;
+      if (ref !== NONE) {
+        this.#currentDescriptor = this.#words[this.#frames.entry(ref) + E_AUX];
+        this.#currentBase = this.#frames.offsetOf(ref);
+      }
     } else if (list === 2) {
       this.fullHead = ref;
       this.fullSlabs += delta;
