@@ -40,7 +40,7 @@ export const KMALLOC_SLACK_MAX = 255;
  * import { KMALLOC_CLASSES, KMALLOC_CLASS_BY_STEP } from "./kmalloc.ts";
  *
  * assert.equal(KMALLOC_CLASSES[KMALLOC_CLASS_BY_STEP[(100 + 7) >> 3]], 104);
- * assert.equal(KMALLOC_CLASSES[KMALLOC_CLASS_BY_STEP[(129 + 7) >> 3]], 160);
+ * assert.equal(KMALLOC_CLASSES[KMALLOC_CLASS_BY_STEP[(129 + 7) >> 3]], 144);
  * ```
  */
 export const KMALLOC_CLASS_BY_STEP: Uint8Array = (() => {
