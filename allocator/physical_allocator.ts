@@ -101,7 +101,8 @@ export interface AllocatorOptions {
    * serve `alloc` beside the blocks: small requests from kmalloc slab classes,
    * page-multiple requests aligned to at most 4096 from buddy page frames,
    * everything else from blocks. They serve only where they fit: a region of
-   * at least 1 MiB, a window below 2^31 bytes and no debug mode; `false`
+   * at least 1 MiB and a window below 2^31 bytes (in debug mode slab objects
+   * get guard bytes and free ones poison, as blocks do); `false`
    * gives the pure block allocator.
    *
    * @default {true}
@@ -332,7 +333,7 @@ export class PhysicalAllocator implements Disposable {
     }
     const largest = Math.max(0, ...this.#usable.map((r) => r.blockEnd - r.blockStart));
     if (
-      option === false || this.#debug !== null || buffer.byteLength >= 2 ** 31 ||
+      option === false || buffer.byteLength >= 2 ** 31 ||
       largest < LAYERS_MIN_AREA_BYTES
     ) return null;
     return new LayeredHeap(buffer, baseAddress, {
@@ -342,7 +343,7 @@ export class PhysicalAllocator implements Disposable {
         const largestFree = this.#policy.largestFree();
         return largestFree === 0 ? 0 : largestFree - HEADER_BYTES;
       },
-    });
+    }, this.#guardBytes);
   }
 
   /** True when the page-frame and slab layers serve this allocator. */
@@ -1042,14 +1043,15 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     const step = Math.max(align, GRANULE_BYTES);
-    return this.#cacheHandle(this.#layers.createCache(name, Math.ceil(objectBytes / step) * step));
+    const rounded = Math.ceil(objectBytes / step) * step;
+    return this.#cacheHandle(this.#layers.createCache(name, rounded), rounded);
   }
 
-  #cacheHandle(cache: SlabCache): ObjectCache {
+  #cacheHandle(cache: SlabCache, objectBytes: number): ObjectCache {
     const layers = this.#layers!;
     return {
       name: cache.name,
-      objectBytes: cache.objectBytes,
+      objectBytes,
       alloc: () => {
         this.#assertOpen("allocate from a cache");
         let address = layers.cacheAlloc(cache);

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { PhysicalAllocator } from "../mod.ts";
+import { runModel } from "./support/conformance.ts";
 import { HeapModel } from "./support/heap_model.ts";
 import { Random } from "./support/random.ts";
 
@@ -153,7 +154,44 @@ Deno.test("PhysicalAllocator with layers: false is the block allocator alone", (
   assert.throws(() => heap.createCache("x", 64), { code: "INVALID_OPTION" });
   assert.throws(() => heapOf(8 * MIB, { layers: 1 }), { code: "INVALID_OPTION" });
   assert.equal(heapOf(512 * 1024).heap.layersActive, false, "a heap too small for chunks");
-  assert.equal(heapOf(8 * MIB, { debug: true }).heap.layersActive, false);
+});
+
+Deno.test("PhysicalAllocator in debug mode guards slab objects and poisons free ones", () => {
+  const { heap, window } = heapOf(8 * MIB, { debug: true });
+  assert.ok(heap.layersActive);
+  const a = heap.alloc(20);
+  const b = heap.alloc(20);
+  assert.ok(heap.capacityOf(a) >= 20 + 16, "the class holds the size and the guard");
+  heap.check();
+  // An overflow by one byte lands in the guard: reported at free, nothing changed.
+  window[a + 20 - 0x1000] = 0;
+  const raw = window.slice();
+  assert.throws(() => heap.free(a), { code: "HEAP_CORRUPTION" });
+  assert.ok(raw.every((byte, i) => byte === window[i]));
+  assert.throws(() => heap.check(), /guard byte was overwritten/);
+  window[a + 20 - 0x1000] = 0xfd;
+  heap.free(a);
+  // A write after free is reported when the object is handed out again.
+  window[a + 8 - 0x1000] = 1;
+  assert.throws(() => heap.check(), /written after it was freed/);
+  assert.throws(() => heap.alloc(20), { code: "HEAP_CORRUPTION" });
+  window[a + 8 - 0x1000] = 0xdd;
+  assert.equal(heap.alloc(20), a);
+  const inodes = heap.createCache("inode", 64);
+  assert.equal(inodes.objectBytes, 64);
+  const inode = inodes.alloc();
+  assert.equal(heap.sizeOf(inode), 64);
+  window[inode + 64 - 0x1000] = 7;
+  assert.throws(() => inodes.free(inode), { code: "HEAP_CORRUPTION" });
+  window[inode + 64 - 0x1000] = 0xfd;
+  inodes.free(inode);
+  heap.free(a);
+  heap.free(b);
+  heap.check();
+});
+
+Deno.test("PhysicalAllocator in debug mode with layers passes the model run", () => {
+  runModel({ debug: true }, 20261203, 12_000, 0, 4 * MIB);
 });
 
 Deno.test("PhysicalAllocator survives a random run mixing every layer against a model", () => {

@@ -115,6 +115,8 @@ export class LayeredHeap {
   readonly #source: BlockSource;
   readonly #baseAddress: number;
   readonly #seed: number;
+  /** Guard bytes every object gets in debug mode (GUARD_BYTES_MIN), else 0. */
+  readonly #guardBytes: number;
 
   /**
    * Creates the layers; nothing is taken from the block heap until needed.
@@ -122,9 +124,11 @@ export class LayeredHeap {
    * @param buffer The window buffer (below 2^31 bytes).
    * @param baseAddress The address of its byte 0.
    * @param source The block heap.
+   * @param guardBytes Debug mode: guard bytes past every object (0: no debug mode).
    */
-  constructor(buffer: ArrayBuffer, baseAddress: number, source: BlockSource) {
+  constructor(buffer: ArrayBuffer, baseAddress: number, source: BlockSource, guardBytes = 0) {
     this.#source = source;
+    this.#guardBytes = guardBytes;
     this.#baseAddress = baseAddress;
     const words = new Int32Array(buffer, 0, buffer.byteLength >> 2);
     this.frames = new FrameAllocator(words, baseAddress, {
@@ -161,21 +165,23 @@ export class LayeredHeap {
    */
   createCache(name: string, objectBytes: number, keepsSizes = false): SlabCache {
     const id = this.caches.length;
+    const debug = this.#guardBytes > 0;
+    // Debug mode: a named cache's objects grow by the guard, which their slack records.
+    const bytes = ((objectBytes + 7) & ~7) + (keepsSizes ? 0 : this.#guardBytes);
+    const descriptors = {
+      take: (sizeBytes: number) => this.#take(sizeBytes, 8),
+      give: (address: number) => this.#give(address, this.caches[id].descriptorBytes),
+    };
+    const secret = this.#seed ^ Math.imul(id + 1, 0x85ebca77);
     const cache = new SlabCache(
       id,
       name,
-      (objectBytes + 7) & ~7,
+      bytes,
       this.frames,
-      {
-        take: (sizeBytes) => this.#take(sizeBytes, 8),
-        give: (address) => {
-          this.blockCount--;
-          this.blockBytes -= this.caches[id].descriptorBytes;
-          this.#source.give(address);
-        },
-      },
-      keepsSizes,
-      this.#seed ^ Math.imul(id + 1, 0x85ebca77),
+      descriptors,
+      keepsSizes || debug,
+      secret,
+      debug,
     );
     this.caches.push(cache);
     return cache;
@@ -188,13 +194,15 @@ export class LayeredHeap {
    * @returns Its address, or 0 when no class fits or no slab can be had.
    */
   kmalloc(sizeBytes: number, alignBytes: number): number {
-    let index = KMALLOC_CLASS_BY_STEP[(sizeBytes + 7) >> 3];
+    const wanted = sizeBytes + this.#guardBytes;
+    if (wanted > KMALLOC_MAX_BYTES) return 0;
+    let index = KMALLOC_CLASS_BY_STEP[(wanted + 7) >> 3];
     if (alignBytes > 8) {
       for (; index < KMALLOC_CLASSES.length; index++) {
         if (classAlignBytes(KMALLOC_CLASSES[index]) >= alignBytes) break;
       }
       if (index === KMALLOC_CLASSES.length) return 0;
-      if (KMALLOC_CLASSES[index] - sizeBytes > KMALLOC_SLACK_MAX) return 0;
+      if (KMALLOC_CLASSES[index] - wanted > KMALLOC_SLACK_MAX) return 0;
     }
     const offset = this.caches[index].alloc(sizeBytes);
     if (offset < 0) return 0;
@@ -208,7 +216,7 @@ export class LayeredHeap {
    * @returns Its address, or 0 when no slab can be had.
    */
   cacheAlloc(cache: SlabCache): number {
-    const offset = cache.alloc(cache.objectBytes);
+    const offset = cache.alloc(cache.objectBytes - this.#guardBytes);
     if (offset < 0) return 0;
     this.live++;
     return this.#baseAddress + offset;
@@ -406,7 +414,8 @@ export class LayeredHeap {
    * @returns True when done in place.
    */
   resizeInPlace(address: number, sizeBytes: number): boolean {
-    if (sizeBytes > KMALLOC_MAX_BYTES) return false;
+    const wanted = sizeBytes + this.#guardBytes;
+    if (wanted > KMALLOC_MAX_BYTES) return false;
     const offset = address - this.#baseAddress;
     const ref = this.frames.refAt(offset);
     const w = this.frames.words;
@@ -414,7 +423,7 @@ export class LayeredHeap {
     if (kind !== KIND_SLAB_HEAD && kind !== KIND_SLAB_TAIL) return false;
     const slab = kind === KIND_SLAB_TAIL ? w[this.frames.entry(ref) + E_NEXT] : ref;
     const cache = this.caches[tagAux(w[this.frames.entry(slab) + E_TAG])];
-    if (!cache.keepsSizes || cache !== this.caches[KMALLOC_CLASS_BY_STEP[(sizeBytes + 7) >> 3]]) {
+    if (cache !== this.caches[KMALLOC_CLASS_BY_STEP[(wanted + 7) >> 3]]) {
       return false;
     }
     const d = cache.descriptorOf(slab);

@@ -21,12 +21,18 @@
  *   costs no free-list build.
  * - The bitmap holds each object's state: double frees and frees of objects
  *   never handed out are told apart from state, not guessed.
+ * - Debug mode: a new slab is filled with POISON_BYTE and a freed object is
+ *   poisoned again after its link word; the poison is verified when the
+ *   object is handed out and at `check()`. A live object's bytes past the size
+ *   asked for (at least GUARD_BYTES_MIN: the class is chosen for the size plus
+ *   the guard) hold GUARD_BYTE, verified at free, realloc and `check()`.
  *
  * @module
  */
 
 import { DoubleFreeError, HeapCorruptionError, InvalidFreeError } from "../errors.ts";
 import { hex } from "../memory.ts";
+import { GUARD_BYTE, POISON_BYTE } from "../debug_guard.ts";
 import type { FrameAllocator } from "../frames/buddy.ts";
 import { E_AUX, E_NEXT, E_PREV, FRAME_BYTES, KIND_SLAB_HEAD, NONE } from "../frames/frame_table.ts";
 
@@ -131,6 +137,8 @@ export class SlabCache {
   readonly #descriptors: DescriptorSource;
   readonly #secret: number;
   readonly #bitmapWords: number;
+  /** Debug mode: poison and guard bytes (see the module doc). */
+  readonly #debug: boolean;
   /** Descriptor word index of the partial list's head (valid while it is not NONE). */
   #currentDescriptor = 0;
   /** Window offset of the partial list's head's first frame. */
@@ -146,6 +154,7 @@ export class SlabCache {
    * @param descriptors Where descriptors come from.
    * @param keepsSizes Whether each object's requested size is kept.
    * @param secret The free-link key.
+   * @param debug Whether objects get guard bytes and free objects poison.
    */
   constructor(
     id: number,
@@ -155,7 +164,9 @@ export class SlabCache {
     descriptors: DescriptorSource,
     keepsSizes: boolean,
     secret: number,
+    debug = false,
   ) {
+    this.#debug = debug;
     this.id = id;
     this.name = name;
     this.objectBytes = objectBytes;
@@ -215,6 +226,7 @@ export class SlabCache {
     if ((bits & bit) !== 0 || index >= this.objectsPerSlab) {
       this.#forged(base + index * size, index);
     }
+    if (this.#debug) this.#verifyPoison(base + index * size, "allocate");
     if (index === carved) w[d + D_CARVED] = carved + 1;
     else w[d + D_FREE] = next;
     w[bitWord] = bits | bit;
@@ -223,6 +235,10 @@ export class SlabCache {
     }
     this.activeObjects++;
     this.requestedBytes += sizeBytes;
+    if (this.#debug) {
+      const offset = base + index * size;
+      this.#bytes.fill(GUARD_BYTE, offset + sizeBytes, offset + size);
+    }
     if (++w[d + D_IN_USE] === this.objectsPerSlab) this.#move(this.partialHead, 1, 2);
     return base + index * size;
   }
@@ -234,6 +250,7 @@ export class SlabCache {
    * anything else (the caller's `free` then finds and reports the error).
    */
   freeFast(offset: number, d: number, base: number): boolean {
+    if (this.#debug) return false;
     const w = this.#words;
     const size = this.objectBytes;
     const from = offset - base;
@@ -272,6 +289,10 @@ export class SlabCache {
     }
     const dw = (d - this.#frames.baseAddress) >> 2;
     const w = this.#words;
+    if (this.#debug) {
+      const start = this.#frames.offsetOf(slab);
+      this.#bytes.fill(POISON_BYTE, start, start + (FRAME_BYTES << this.slabOrder));
+    }
     w.fill(0, dw, dw + (this.descriptorBytes >> 2));
     w[dw + D_FREE] = NONE;
     w[dw + D_SLAB] = slab;
@@ -301,9 +322,11 @@ export class SlabCache {
         `Cannot free ${hex(address)}: the ${this.name} object is already free`,
       );
     }
+    if (this.#debug) this.verifyGuard(offset, d, index, "free");
     w[bitWord] &= ~bit;
     w[offset >> 2] = w[d + D_FREE] ^ this.#key(offset);
     w[d + D_FREE] = index;
+    if (this.#debug) this.#bytes.fill(POISON_BYTE, offset + 4, offset + this.objectBytes);
     this.activeObjects--;
     this.requestedBytes -= this.objectBytes - this.slackOf(d, index);
     const inUse = --w[d + D_IN_USE];
@@ -345,8 +368,55 @@ export class SlabCache {
   /** Records a new requested size for a live kmalloc object (realloc in place). */
   resize(d: number, index: number, sizeBytes: number): void {
     const old = this.objectBytes - this.slackOf(d, index);
+    if (this.#debug) {
+      const offset = this.#objectOffset(d, index);
+      this.verifyGuard(offset, d, index, "reallocate");
+      this.#bytes.fill(GUARD_BYTE, offset + sizeBytes, offset + this.objectBytes);
+    }
     this.#bytes[((d + D_BITMAP + this.#bitmapWords) << 2) + index] = this.objectBytes - sizeBytes;
     this.requestedBytes += sizeBytes - old;
+  }
+
+  /** Window offset of object `index` of the slab with descriptor `d`. */
+  #objectOffset(d: number, index: number): number {
+    return this.#frames.offsetOf(this.#words[d + D_SLAB]) + index * this.objectBytes;
+  }
+
+  /**
+   * Debug mode: verifies that the live object at `offset` still holds
+   * GUARD_BYTE past the size asked for.
+   *
+   * @throws {HeapCorruptionError} Naming the first overwritten guard byte.
+   */
+  verifyGuard(offset: number, d: number, index: number, operation: string): void {
+    const bytes = this.#bytes;
+    const end = offset + this.objectBytes;
+    for (let at = end - this.slackOf(d, index); at < end; at++) {
+      if (bytes[at] === GUARD_BYTE) continue;
+      const address = this.#frames.baseAddress + at;
+      throw new HeapCorruptionError(
+        address,
+        `Heap corruption at ${hex(address)}: cannot ${operation} the ${this.name} object at ${
+          hex(this.#frames.baseAddress + offset)
+        }: its guard byte was overwritten (written past its size)`,
+      );
+    }
+  }
+
+  /** Debug mode: verifies the poison of the free object at `offset` (after its link word). */
+  #verifyPoison(offset: number, operation: string): void {
+    const bytes = this.#bytes;
+    const end = offset + this.objectBytes;
+    for (let at = offset + 4; at < end; at++) {
+      if (bytes[at] === POISON_BYTE) continue;
+      const address = this.#frames.baseAddress + at;
+      throw new HeapCorruptionError(
+        address,
+        `Heap corruption at ${hex(address)}: cannot ${operation}: the free ${this.name} object at ${
+          hex(this.#frames.baseAddress + offset)
+        } was written after it was freed`,
+      );
+    }
   }
 
   /** Gives empty slabs back to the frames, keeping `keep` of them. */
@@ -521,7 +591,16 @@ export class SlabCache {
       index = w[offset >> 2] ^ this.#key(offset);
     }
     let bits = 0;
-    for (let i = 0; i < this.objectsPerSlab; i++) if (this.inUse(d, i)) bits++;
+    for (let i = 0; i < this.objectsPerSlab; i++) {
+      if (!this.inUse(d, i)) {
+        if (this.#debug && (i >= carved || seen[i] === 1)) {
+          this.#verifyPoison(base + i * this.objectBytes, "check");
+        }
+        continue;
+      }
+      bits++;
+      if (this.#debug) this.verifyGuard(base + i * this.objectBytes, d, i, "check");
+    }
     this.#assert(bits + free === carved, slab, `bitmap ${bits} + free ${free} != carved ${carved}`);
     this.#assert(bits === w[d + D_IN_USE], slab, "in-use count differs from the bitmap");
     return bits;
