@@ -101,7 +101,7 @@ export interface AllocatorOptions {
    * serve `alloc` beside the blocks: small requests from kmalloc slab classes,
    * page-multiple requests aligned to at most 4096 from buddy page frames,
    * everything else from blocks. They serve only where they fit: a region of
-   * at least 1 MiB and a window below 2^31 bytes (in debug mode slab objects
+   * at least 1 MiB; chunks lie in the window's first 2 GiB (in debug mode slab objects
    * get guard bytes and free ones poison, as blocks do); `false`
    * gives the pure block allocator.
    *
@@ -333,7 +333,7 @@ export class PhysicalAllocator implements Disposable {
     }
     const largest = Math.max(0, ...this.#usable.map((r) => r.blockEnd - r.blockStart));
     if (
-      option === false || buffer.byteLength >= 2 ** 31 ||
+      option === false ||
       largest < LAYERS_MIN_AREA_BYTES
     ) return null;
     return new LayeredHeap(buffer, baseAddress, {

@@ -4,7 +4,7 @@
  * mixes every layer.
  */
 import assert from "node:assert/strict";
-import { PhysicalAllocator } from "../mod.ts";
+import { mapIdentity, PhysicalAllocator } from "../mod.ts";
 import { runModel } from "./support/conformance.ts";
 import { HeapModel } from "./support/heap_model.ts";
 import { Random } from "./support/random.ts";
@@ -233,4 +233,26 @@ Deno.test("PhysicalAllocator survives a random run mixing every layer against a 
   }
   model.verifyAll();
   assert.equal(heap.stats().freeBlocks, 1);
+});
+
+Deno.test("PhysicalAllocator layers serve an identity-mapped window larger than 2 GiB", () => {
+  const GIB = 2 ** 30;
+  // Two regions 4 GiB apart at 72 GiB: the window spans 4 GiB, the layers use its first 2 GiB.
+  using memory = mapIdentity([
+    { start: 72 * GIB, length: 8 * MIB },
+    { start: 76 * GIB, length: 8 * MIB },
+  ]);
+  const heap = new PhysicalAllocator(memory);
+  assert.ok(heap.layersActive);
+  const small = Array.from({ length: 1000 }, (_, i) => heap.alloc(16 + (i % 100)));
+  const pages = Array.from({ length: 100 }, () => heap.alloc(4096, 4096));
+  for (const page of pages) assert.equal(page % 4096, 0);
+  assert.ok(heap.stats().layers!.chunks > 0);
+  for (const address of [...small, ...pages]) {
+    assert.ok(address >= 72 * GIB && address < 72 * GIB + 8 * MIB, "chunks lie in the first 2 GiB");
+  }
+  heap.check();
+  for (const address of [...small, ...pages]) heap.free(address);
+  heap.check();
+  assert.equal(heap.stats().layers!.chunks, 0);
 });

@@ -292,6 +292,22 @@ function printStats(label: string, stats: AllocatorStats): void {
       formatBytes(stats.largestFreeBytes)
     }, ${stats.skippedRegions} regions skipped (${formatBytes(stats.skippedBytes)})`,
   );
+  const layers = stats.layers;
+  if (layers === null) return;
+  console.log(
+    `  page frames: ${layers.chunks} chunks, ${layers.totalFrames} frames (${layers.freeFrames} free, ${layers.pageFrames} in page runs, ${layers.slabFrames} in slabs); buddyinfo ${
+      layers.buddyinfo.join(" ")
+    }`,
+  );
+  const active = layers.slabinfo.filter((line) => line.slabs > 0);
+  for (const line of active.slice(0, 6)) {
+    console.log(
+      `  slabinfo ${
+        line.name.padEnd(12)
+      } ${line.activeObjects}/${line.totalObjects} objects of ${line.objectBytes} B, ${line.objectsPerSlab} per slab of ${line.pagesPerSlab} pages, ${line.activeSlabs}/${line.slabs} slabs`,
+    );
+  }
+  if (active.length > 6) console.log(`  slabinfo … ${active.length - 6} more caches`);
 }
 
 /** Early boot: page-table pages (4 KiB aligned), one 2 MiB huge page, some pages given back. */

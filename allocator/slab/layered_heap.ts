@@ -56,6 +56,9 @@ export interface BlockSource {
   largestFreeBytes(): number;
 }
 
+/** The part of the window (from its start) where chunks and descriptors may lie: offsets stay below 2^31. */
+export const LAYER_WINDOW_BYTES = 2 ** 31 - 4096;
+
 /** Layers serve a heap only when its largest region has a block area at least this large. */
 export const LAYERS_MIN_AREA_BYTES = 1 << 20;
 
@@ -130,7 +133,9 @@ export class LayeredHeap {
     this.#source = source;
     this.#guardBytes = guardBytes;
     this.#baseAddress = baseAddress;
-    const words = new Int32Array(buffer, 0, buffer.byteLength >> 2);
+    // The layers' state is 32-bit window offsets: they view (and place chunks
+    // and descriptors in) the window's first LAYER_WINDOW_BYTES only.
+    const words = new Int32Array(buffer, 0, Math.min(buffer.byteLength, LAYER_WINDOW_BYTES) >> 2);
     this.frames = new FrameAllocator(words, baseAddress, {
       take: (payloadBytes) => this.#take(payloadBytes, FRAME_BYTES),
       give: (address, payloadBytes) => this.#give(address, payloadBytes),
@@ -142,6 +147,11 @@ export class LayeredHeap {
 
   #take(sizeBytes: number, alignBytes: number): number {
     const address = this.#source.take(sizeBytes, alignBytes);
+    if (address !== 0 && address - this.#baseAddress + sizeBytes > this.frames.words.byteLength) {
+      // Beyond the part of the window the layers address: not usable by them.
+      this.#source.give(address);
+      return 0;
+    }
     if (address !== 0) {
       this.blockCount++;
       this.blockBytes += sizeBytes;
