@@ -100,9 +100,9 @@ export interface AllocatorOptions {
    * Whether the page-frame and slab layers (allocator/frames/, allocator/slab/)
    * serve `alloc` beside the blocks: small requests from kmalloc slab classes,
    * page-multiple requests aligned to at most 4096 from buddy page frames,
-   * everything else from blocks. They serve only where they fit: a region of
-   * at least 1 MiB; chunks lie in the window's first 2 GiB (in debug mode slab objects
-   * get guard bytes and free ones poison, as blocks do); `false`
+   * everything else from blocks. They serve heaps with a region of at least
+   * 1 MiB, placing their chunks in the window's first 2 GiB; in debug mode
+   * slab objects get guard bytes and free ones poison, as blocks do. `false`
    * gives the pure block allocator.
    *
    * @default {true}
@@ -988,7 +988,7 @@ export class PhysicalAllocator implements Disposable {
    * header, and go back to the cache.
    *
    * @param name The cache's name (in slabinfo).
-   * @param objectBytes Bytes of each object, 1 to 32768 (rounded up to 8 and to the alignment).
+   * @param objectBytes Bytes of each object, 1 to 16384 (rounded up to 8 and to the alignment).
    * @param options The objects' alignment.
    * @returns The cache.
    * @throws {InvalidOptionError} If the layers do not serve this heap, or the name is not a string.
@@ -1035,11 +1035,12 @@ export class PhysicalAllocator implements Disposable {
         }: the alignment must be a power of two from 1 to ${FRAME_BYTES}`,
       );
     }
-    if (!Number.isInteger(objectBytes) || objectBytes <= 0 || objectBytes > FRAME_BYTES * 8) {
+    // At most 16 KiB: a slab of 8 frames holds two objects, or one with debug guards.
+    if (!Number.isInteger(objectBytes) || objectBytes <= 0 || objectBytes > FRAME_BYTES * 4) {
       throw new InvalidSizeError(
         `Cannot create cache ${name} of ${
           String(objectBytes)
-        } bytes: the size must be an integer from 1 to ${FRAME_BYTES * 8}`,
+        } bytes: the size must be an integer from 1 to ${FRAME_BYTES * 4}`,
       );
     }
     const step = Math.max(align, GRANULE_BYTES);

@@ -71,6 +71,7 @@ const cases: [string, string, (f: Fixture) => void][] = [
   ["bytes past a slab object's size", "INVALID_SIZE", (f) => f.heap.bytes(f.objects[0], 49)],
   ["createCache of 0 bytes", "INVALID_SIZE", (f) => f.heap.createCache("zero", 0)],
   ["createCache of 64 KiB objects", "INVALID_SIZE", (f) => f.heap.createCache("huge", 65536)],
+  ["createCache of 16 KiB + 1 bytes", "INVALID_SIZE", (f) => f.heap.createCache("big", 16385)],
   [
     "createCache aligned to 3",
     "INVALID_ALIGNMENT",

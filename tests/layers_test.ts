@@ -185,6 +185,11 @@ Deno.test("PhysicalAllocator in debug mode guards slab objects and poisons free 
   assert.throws(() => inodes.free(inode), { code: "HEAP_CORRUPTION" });
   window[inode + 64 - 0x1000] = 0xfd;
   inodes.free(inode);
+  const big = heap.createCache("big", 16384);
+  const bigObject = big.alloc();
+  assert.equal(big.info().objectsPerSlab, 1, "16 KiB + guard: one object in a slab of 8 frames");
+  assert.equal(heap.sizeOf(bigObject), 16384);
+  big.free(bigObject);
   heap.free(a);
   heap.free(b);
   heap.check();

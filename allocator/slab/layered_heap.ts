@@ -169,7 +169,7 @@ export class LayeredHeap {
    * Adds a cache of `objectBytes` objects.
    *
    * @param name Its name.
-   * @param objectBytes Object size: rounded up to 8, at most 32 KiB.
+   * @param objectBytes Object size: rounded up to 8, at most 16 KiB (plus the debug guard).
    * @param keepsSizes Whether requested sizes are kept (kmalloc classes).
    * @returns The cache.
    */
