@@ -49,7 +49,7 @@ import { TlsfPolicy } from "./policy_tlsf.ts";
 import { FALLBACK, TlsfFastPath } from "./tlsf_fast_path.ts";
 import { type HeapLayout, largestBlockArea, layoutRegions, type RegionLayout } from "./regions.ts";
 import type { AllocatorStats, RegionStats } from "./stats.ts";
-import { LayeredHeap, LAYERS_MIN_AREA_BYTES } from "./slab/layered_heap.ts";
+import { CACHE_COUNT_MAX, LayeredHeap, LAYERS_MIN_AREA_BYTES } from "./slab/layered_heap.ts";
 import { KMALLOC_MAX_BYTES } from "./slab/kmalloc.ts";
 import type { SlabCache, SlabInfo } from "./slab/slab_cache.ts";
 import { CHUNK_FRAMES_MAX, FRAME_BYTES, ORDER_MAX } from "./frames/frame_table.ts";
@@ -1044,6 +1044,11 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     const step = Math.max(align, GRANULE_BYTES);
+    if (this.#layers.caches.length >= CACHE_COUNT_MAX) {
+      throw new InvalidOptionError(
+        `Cannot create cache ${name}: the heap already holds ${CACHE_COUNT_MAX} caches`,
+      );
+    }
     const rounded = Math.ceil(objectBytes / step) * step;
     return this.#cacheHandle(this.#layers.createCache(name, rounded), rounded);
   }

@@ -18,7 +18,6 @@ import { DoubleFreeError, HeapCorruptionError, InvalidFreeError } from "../error
 import { hex } from "../memory.ts";
 import { FrameAllocator, IN_CHUNK_META } from "../frames/buddy.ts";
 import {
-  CHUNK_FRAMES_MAX,
   CHUNK_REF_SHIFT,
   E_AUX,
   E_NEXT,
@@ -34,7 +33,6 @@ import {
   KIND_SLAB_TAIL,
   LOCAL_MASK,
   NONE,
-  ORDER_MAX,
   tagAux,
 } from "../frames/frame_table.ts";
 import {
@@ -62,7 +60,7 @@ export const LAYER_WINDOW_BYTES = 2 ** 31 - 4096;
 /** Layers serve a heap only when its largest region has a block area at least this large. */
 export const LAYERS_MIN_AREA_BYTES = 1 << 20;
 
-/** The most caches (kmalloc classes included) one heap holds: ids fit a frame tag. */
+/** The most caches (kmalloc classes included) one heap holds: ids fit a frame tag's aux bits. */
 export const CACHE_COUNT_MAX = 1 << 16;
 
 /** What the layers hold, for `stats()`. */
@@ -510,10 +508,5 @@ export class LayeredHeap {
     if (live + this.pageRuns !== this.live) {
       fail(`live count ${this.live} != ${live} + ${this.pageRuns}`);
     }
-  }
-
-  /** The order of a run of `frameCount` frames, for callers of allocPages by order. */
-  static framesForOrder(order: number): number {
-    return order >= 0 && order <= ORDER_MAX ? 1 << order : CHUNK_FRAMES_MAX * 2;
   }
 }
