@@ -267,7 +267,7 @@ export class LayeredHeap {
     if (id === NONE) return false;
     // The common case first: a live object of a slab, one entry (two for a tail frame) read.
     const local = (offset - dir.startOffset[id]) >>> FRAME_SHIFT;
-    if (local < frames.chunkFrames[id] && onlyCache === null) {
+    if (local < frames.chunkFrames[id]) {
       const w = frames.words;
       let headLocal = local;
       let e = frames.chunkTableWord[id] + (local << 2);
@@ -279,6 +279,7 @@ export class LayeredHeap {
       if ((t & KIND_MASK) === KIND_SLAB_HEAD) {
         const cache = this.caches[tagAux(t)];
         if (
+          (onlyCache === null || onlyCache === cache) &&
           cache.freeFast(offset, w[e + E_AUX], dir.startOffset[id] + (headLocal << FRAME_SHIFT))
         ) {
           this.live--;
