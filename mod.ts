@@ -29,7 +29,7 @@ export * from "./allocator/memory.ts";
 export * from "./allocator/stats.ts";
 export type { PolicyName } from "./allocator/policy.ts";
 export type { NativeMode } from "./allocator/native_route.ts";
-export type { LayerStats } from "./allocator/slab/layered_heap.ts";
+export type { LayerRun, LayerStats } from "./allocator/slab/layered_heap.ts";
 export type { SlabInfo } from "./allocator/slab/slab_cache.ts";
 export * from "./allocator/memory_map.ts";
 export * from "./allocator/memory_map_parse.ts";

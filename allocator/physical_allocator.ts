@@ -49,7 +49,12 @@ import { TlsfPolicy } from "./policy_tlsf.ts";
 import { FALLBACK, TlsfFastPath } from "./tlsf_fast_path.ts";
 import { type HeapLayout, largestBlockArea, layoutRegions, type RegionLayout } from "./regions.ts";
 import type { AllocatorStats, RegionStats } from "./stats.ts";
-import { CACHE_COUNT_MAX, LayeredHeap, LAYERS_MIN_AREA_BYTES } from "./slab/layered_heap.ts";
+import {
+  CACHE_COUNT_MAX,
+  LayeredHeap,
+  type LayerRun,
+  LAYERS_MIN_AREA_BYTES,
+} from "./slab/layered_heap.ts";
 import { KMALLOC_MAX_BYTES } from "./slab/kmalloc.ts";
 import type { SlabCache, SlabInfo } from "./slab/slab_cache.ts";
 import { CHUNK_FRAMES_MAX, FRAME_BYTES, ORDER_MAX } from "./frames/frame_table.ts";
@@ -1220,6 +1225,31 @@ export class PhysicalAllocator implements Disposable {
         block += sizeBytes;
       }
     }
+  }
+
+  /**
+   * The runs of every chunk of the page-frame layer, in address order within
+   * each chunk (free frames, page runs, slabs, then the chunk's frame table):
+   * for pictures and teaching. Nothing when the layers do not serve the heap.
+   *
+   * @returns The runs with their addresses, sizes and kinds.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "../mod.ts";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4 << 20));
+   * heap.alloc(4096, 4096);
+   * heap.alloc(32);
+   * const kinds = [...heap.layerRuns()].map((run) => run.kind);
+   * assert.deepEqual(kinds.slice(0, 2), ["pages", "slab"]);
+   * assert.equal(kinds.at(-1), "table");
+   * ```
+   */
+  *layerRuns(): IterableIterator<LayerRun> {
+    this.#assertOpen("walk");
+    if (this.#layers !== null) yield* this.#layers.runs();
   }
 
   /**

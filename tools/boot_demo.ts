@@ -32,6 +32,7 @@ import {
   parseSysfsMemmap,
 } from "../allocator/memory_map_parse.ts";
 import { SAMPLE_MAP_NAMES, sampleMemoryMap } from "../allocator/memory_map_samples.ts";
+import { HEADER_BYTES } from "../allocator/layout.ts";
 import { PhysicalAllocator } from "../allocator/physical_allocator.ts";
 import type { AllocatorStats } from "../allocator/stats.ts";
 import {
@@ -388,12 +389,22 @@ function pictureOf(
   });
   // Blocks live at allocator addresses; draw them at their physical addresses.
   const blocks: PictureBlock[] = [];
+  const offsetOf = (address: number) =>
+    memory.mappings.find((m) => m.base <= address && address < m.base + m.lengthBytes)
+      ?.offsetBytes ?? 0;
+  // A chunk of the page-frame layer is one used block: draw its runs instead.
+  const runs = [...heap.layerRuns()];
+  const chunks = new Set(runs.map((run) => run.chunk));
   for (const block of heap.blocks()) {
-    const mapping = memory.mappings.find((m) =>
-      m.base <= block.address && block.address < m.base + m.lengthBytes
-    );
-    const offset = mapping?.offsetBytes ?? 0;
-    blocks.push({ address: block.address - offset, sizeBytes: block.sizeBytes, free: block.free });
+    const offset = offsetOf(block.address);
+    const chunk = !block.free && chunks.has(block.address + HEADER_BYTES);
+    const sizeBytes = chunk ? HEADER_BYTES : block.sizeBytes;
+    blocks.push({ address: block.address - offset, sizeBytes, free: block.free });
+  }
+  for (const run of runs) {
+    const layer = run.kind === "pages" ? "frames" : run.kind === "slab" ? "slab" : undefined;
+    const address = run.address - offsetOf(run.address);
+    blocks.push({ address, sizeBytes: run.sizeBytes, free: run.kind === "free", layer });
   }
   return { regions, blocks, title };
 }

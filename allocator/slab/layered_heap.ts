@@ -34,6 +34,7 @@ import {
   LOCAL_MASK,
   NONE,
   tagAux,
+  tagOrder,
 } from "../frames/frame_table.ts";
 import {
   classAlignBytes,
@@ -87,6 +88,18 @@ export interface LayerStats {
   readonly freeBytes: number;
   /** Of those, the rest: frame tables, descriptors, free and rounded slab space. */
   readonly overheadBytes: number;
+}
+
+/** A run of a chunk, as `PhysicalAllocator.layerRuns()` yields it. */
+export interface LayerRun {
+  /** The address of the run's first byte. */
+  readonly address: number;
+  /** Its bytes. */
+  readonly sizeBytes: number;
+  /** Free frames, a page run in use, a slab, or the chunk's frame table. */
+  readonly kind: "free" | "pages" | "slab" | "table";
+  /** The address of its chunk's first frame (the payload of the chunk's block). */
+  readonly chunk: number;
 }
 
 /** Where an address lives in the layers. */
@@ -438,6 +451,40 @@ export class LayeredHeap {
     const d = cache.descriptorOf(slab);
     cache.resize(d, cache.indexOf(offset, slab, address, "reallocate", d), sizeBytes);
     return true;
+  }
+
+  /** Every chunk's runs in address order: free blocks, page runs, slabs, then its table. */
+  *runs(): IterableIterator<LayerRun> {
+    const frames = this.frames;
+    const dir = frames.directory;
+    for (let id = 0; id < dir.idLimit; id++) {
+      if (dir.startOffset[id] === -1) continue;
+      const chunk = this.#baseAddress + dir.startOffset[id];
+      const count = frames.chunkFrames[id];
+      let local = 0;
+      for (let step = 0; local < count && step < count; step++) {
+        const ref = (id << CHUNK_REF_SHIFT) | local;
+        const t = frames.words[frames.entry(ref) + E_TAG];
+        const kind = t & KIND_MASK;
+        const runFrames = kind === KIND_PAGES_HEAD
+          ? frames.words[frames.entry(ref) + E_AUX]
+          : 1 << tagOrder(t);
+        yield {
+          address: chunk + local * FRAME_BYTES,
+          sizeBytes: runFrames * FRAME_BYTES,
+          kind: kind === KIND_FREE_HEAD ? "free" : kind === KIND_PAGES_HEAD ? "pages" : "slab",
+          chunk,
+        };
+        local += runFrames;
+      }
+      const tableStart = chunk + count * FRAME_BYTES;
+      yield {
+        address: tableStart,
+        sizeBytes: this.#baseAddress + dir.endOffset[id] - tableStart,
+        kind: "table",
+        chunk,
+      };
+    }
   }
 
   /** The layers' accounting. */
