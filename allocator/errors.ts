@@ -276,7 +276,7 @@ export class MemoryInUseError extends AllocatorError {
  * ```
  */
 export class HeapCorruptionError extends AllocatorError {
-  /** The address of the block or structure found broken. */
+  /** The address of the block or structure found broken, or -1 when it lies outside the window. */
   readonly address: number;
 
   /**

@@ -41,6 +41,16 @@ function fixture() {
 
 type Fixture = ReturnType<typeof fixture>;
 
+/** A slab descriptor: a small used block that no alloc handed out. */
+function descriptorOf(f: Fixture): number {
+  const users = new Set(f.live);
+  const internal = [...f.heap.blocks()].find((b) =>
+    !b.free && b.sizeBytes < 1000 && !users.has(b.address + 16)
+  );
+  assert.ok(internal !== undefined, "the fixture has a slab descriptor block");
+  return internal.address + 16;
+}
+
 const cases: [string, string, (f: Fixture) => void][] = [
   ["double free of a slab object", "DOUBLE_FREE", (f) => f.heap.free(f.freedObject)],
   ["free inside a slab object", "INVALID_FREE", (f) => f.heap.free(f.objects[0] + 8)],
@@ -87,6 +97,34 @@ const cases: [string, string, (f: Fixture) => void][] = [
     "free of a bigint in a slab",
     "INVALID_FREE",
     (f) => f.heap.free(BigInt(f.objects[0]) as unknown as number),
+  ],
+  // Found by the adversarial review: the layers' own metadata lives in blocks of the block heap.
+  ["free of a slab descriptor", "INVALID_FREE", (f) => f.heap.free(descriptorOf(f))],
+  ["realloc of a slab descriptor", "INVALID_FREE", (f) => f.heap.realloc(descriptorOf(f), 8)],
+  ["bytes of a slab descriptor", "INVALID_ADDRESS", (f) => f.heap.bytes(descriptorOf(f))],
+  ["sizeOf of a slab descriptor", "INVALID_ADDRESS", (f) => f.heap.sizeOf(descriptorOf(f))],
+  ["capacityOf of a slab descriptor", "INVALID_ADDRESS", (f) => f.heap.capacityOf(descriptorOf(f))],
+  [
+    "freePages of a slab object on a page boundary",
+    "INVALID_FREE",
+    (f) => f.heap.freePages(f.objects.find((a) => a % 4096 === 0)!),
+  ],
+  ["freePages of a block", "INVALID_FREE", (f) => f.heap.freePages(f.block - (f.block % 4096))],
+  [
+    "a cache named like a kmalloc class",
+    "INVALID_OPTION",
+    (f) => f.heap.createCache("kmalloc-64", 8),
+  ],
+  ["a second cache of a taken name", "INVALID_OPTION", (f) => f.heap.createCache("dentry", 8)],
+  [
+    "cache options that are not an object",
+    "INVALID_OPTION",
+    (f) => f.heap.createCache("x", 8, null as unknown as { align: number }),
+  ],
+  [
+    "free of an object without a primitive value",
+    "INVALID_FREE",
+    (f) => f.heap.free(Object.create(null)),
   ],
 ];
 
@@ -144,4 +182,29 @@ Deno.test("Layers detect a forged link that names a live object", () => {
   // The genuine link decodes to NONE (-1); flipping bits makes it decode to 0 (-1 ^ -1 = 0).
   view.setInt32(offset, genuine ^ -1, true);
   assert.throws(() => f.heap.alloc(48), { code: "HEAP_CORRUPTION" });
+});
+
+Deno.test("Layers keep debug-mode cache objects aligned to the cache's alignment", () => {
+  using heap = PhysicalAllocator.fromBuffer(new Uint8Array(4 << 20), { debug: true });
+  for (const [objectBytes, align] of [[40, 32], [40, 64], [100, 128], [200, 256], [4000, 4096]]) {
+    const cache = heap.createCache(`aligned-${align}`, objectBytes, { align });
+    const objects = [cache.alloc(), cache.alloc(), cache.alloc()];
+    assert.deepEqual(objects.map((address) => address % align), [0, 0, 0], `align ${align}`);
+    for (const address of objects) {
+      heap.bytes(address).fill(0x5a);
+      cache.free(address);
+    }
+  }
+  heap.check();
+});
+
+Deno.test("PhysicalAllocator.capacityOf() in debug mode is the size asked for: the rest is guard", () => {
+  using heap = PhysicalAllocator.fromBuffer(new Uint8Array(4 << 20), { debug: true });
+  for (const sizeBytes of [1, 100, 300, 5000]) {
+    const address = heap.alloc(sizeBytes);
+    assert.equal(heap.capacityOf(address), sizeBytes);
+    heap.bytes(address, heap.capacityOf(address)).fill(0x5a);
+    heap.free(address);
+  }
+  heap.check();
 });

@@ -161,7 +161,12 @@ Deno.test("PhysicalAllocator in debug mode guards slab objects and poisons free 
   assert.ok(heap.layersActive);
   const a = heap.alloc(20);
   const b = heap.alloc(20);
-  assert.ok(heap.capacityOf(a) >= 20 + 16, "the class holds the size and the guard");
+  const classBytes =
+    heap.stats().layers!.slabinfo.find((line) =>
+      line.activeObjects > 0 && line.name.startsWith("kmalloc-")
+    )!.objectBytes;
+  assert.ok(classBytes >= 20 + 16, "the class holds the size and the guard");
+  assert.equal(heap.capacityOf(a), 20, "debug mode: every byte past the size is guard");
   heap.check();
   // An overflow by one byte lands in the guard: reported at free, nothing changed.
   window[a + 20 - 0x1000] = 0;

@@ -23,7 +23,7 @@ import {
 } from "../errors.ts";
 import { corruptionAt } from "./check/corruption.ts";
 import { BlockEdits } from "./block_edits.ts";
-import { BlockVerifier } from "./check/block_verifier.ts";
+import { type AddressErrorClass, BlockVerifier } from "./check/block_verifier.ts";
 import { ControlBlock } from "./control_block.ts";
 import { checkHeap } from "./check/heap_check.ts";
 import { HeapCounters } from "./counters.ts";
@@ -580,7 +580,10 @@ export class PhysicalAllocator implements Disposable {
    */
   free(address: number): void {
     this.#assertOpen("free");
-    if (this.#layers !== null && this.#layers.free(address)) return;
+    if (this.#layers !== null) {
+      if (this.#layers.free(address)) return;
+      this.#refuseInternal(address, "free", InvalidFreeError);
+    }
     if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
   }
 
@@ -627,8 +630,9 @@ export class PhysicalAllocator implements Disposable {
    */
   realloc(address: number, sizeBytes: number): number {
     this.#assertOpen("reallocate");
-    if (this.#layers !== null && this.#layers.owns(address)) {
-      return this.#reallocLayered(address, sizeBytes);
+    if (this.#layers !== null) {
+      if (this.#layers.owns(address)) return this.#reallocLayered(address, sizeBytes);
+      this.#refuseInternal(address, "reallocate", InvalidFreeError);
     }
     if (this.#fast !== null) {
       const resized = this.#fast.resize(address, sizeBytes);
@@ -782,6 +786,8 @@ export class PhysicalAllocator implements Disposable {
    */
   capacityOf(address: number): number {
     this.#assertOpen("size");
+    // Debug mode: every byte past the size asked for is a guard byte.
+    if (this.#debug !== null) return this.#payloadBytes(address, "size");
     if (this.#layers !== null && this.#layers.owns(address)) {
       try {
         return this.#layers.ownerOf(address, "size").capacityBytes;
@@ -790,8 +796,43 @@ export class PhysicalAllocator implements Disposable {
         throw new InvalidAddressError(error.message);
       }
     }
+    this.#refuseInternal(address, "size", InvalidAddressError);
     const block = this.#verifier.usedBlockAt(address, "size", InvalidAddressError);
     return this.#blocks.size(block) - HEADER_BYTES;
+  }
+
+  /** True when `address` is the payload of a live block of the block heap. */
+  #isLiveBlock(address: number): boolean {
+    try {
+      this.#verifier.usedBlockAt(address, "free pages", InvalidFreeError);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** True when `address` is a live slab object (any question about it is free()'s to answer). */
+  #isSlabObject(address: number): boolean {
+    try {
+      return !this.#layers!.ownerOf(address, "free pages").pages;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Throws when `address` is a block the layers took for themselves (a chunk
+   * or a slab descriptor): alloc never handed it out, so no caller may free,
+   * resize or view it, although the block heap would find a used block there.
+   */
+  #refuseInternal(address: number, operation: string, ErrorClass: AddressErrorClass): void {
+    if (this.#layers !== null && this.#layers.isInternalBlock(address)) {
+      throw new ErrorClass(
+        `Cannot ${operation} address ${
+          hex(address)
+        }: it is not an allocation (the page-frame and slab layers keep their own metadata there)`,
+      );
+    }
   }
 
   /** The requested size of the live allocation at `address`, in any layer. */
@@ -804,6 +845,7 @@ export class PhysicalAllocator implements Disposable {
         throw new InvalidAddressError(error.message);
       }
     }
+    this.#refuseInternal(address, operation, InvalidAddressError);
     const block = this.#verifier.usedBlockAt(address, operation, InvalidAddressError);
     return this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
   }
@@ -869,6 +911,20 @@ export class PhysicalAllocator implements Disposable {
         }: the address is not a multiple of ${FRAME_BYTES}`,
       );
     }
+    const inChunk = this.#layers !== null && this.#layers.owns(address);
+    if (!inChunk && this.#isLiveBlock(address)) {
+      throw new InvalidFreeError(
+        `Cannot free pages at ${
+          hex(address)
+        }: it is a block, not a page run (allocPages or a page-sized alloc)`,
+      );
+    }
+    if (inChunk && this.#isSlabObject(address)) {
+      throw new InvalidFreeError(
+        `Cannot free pages at ${hex(address)}: it is a slab object, not a page run`,
+      );
+    }
+    // free() tells a live page run from a freed one (DOUBLE_FREE) or an interior address.
     this.free(address);
   }
 
@@ -881,7 +937,9 @@ export class PhysicalAllocator implements Disposable {
    * @param objectBytes Bytes of each object, 1 to 16384 (rounded up to 8 and to the alignment).
    * @param options The objects' alignment.
    * @returns The cache.
-   * @throws {InvalidOptionError} If the layers do not serve this heap, or the name is not a string.
+   * @throws {InvalidOptionError} If the layers do not serve this heap, the name is empty, not a
+   *   string or taken (the kmalloc classes are named `kmalloc-8` ... `kmalloc-256`), or the
+   *   options are not an object.
    * @throws {InvalidSizeError} If the object size is out of range.
    * @throws {InvalidAlignmentError} If the alignment is not a power of two up to 4096.
    *
@@ -912,7 +970,17 @@ export class PhysicalAllocator implements Disposable {
     }
     if (typeof name !== "string" || name.length === 0) {
       throw new InvalidOptionError(
-        `Cannot create cache ${describeValue(name)}: the name must be a string`,
+        `Cannot create cache ${describeValue(name)}: the name must be a non-empty string`,
+      );
+    }
+    if (this.#layers.caches.some((cache) => cache.name === name)) {
+      throw new InvalidOptionError(
+        `Cannot create cache ${describeValue(name)}: a cache of that name exists`,
+      );
+    }
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidOptionError(
+        `Cannot create cache ${name} with options ${describeValue(options)}: expected an object`,
       );
     }
     const align = options.align ?? GRANULE_BYTES;
@@ -940,7 +1008,7 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     const rounded = Math.ceil(objectBytes / step) * step;
-    return this.#cacheHandle(this.#layers.createCache(name, rounded), rounded);
+    return this.#cacheHandle(this.#layers.createCache(name, rounded, false, step), rounded);
   }
 
   #cacheHandle(cache: SlabCache, objectBytes: number): ObjectCache {

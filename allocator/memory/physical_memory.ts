@@ -96,6 +96,11 @@ export const DEFAULT_BUFFER_BASE_ADDRESS = 0x1000;
  * ```
  */
 export function bufferMemory(ranges: readonly AddressRange[]): PhysicalMemory {
+  if (!Array.isArray(ranges)) {
+    throw new InvalidMemoryError(
+      `Cannot create memory from ${describeValue(ranges)}: expected an array of { start, length }`,
+    );
+  }
   if (ranges.length === 0) throw new InvalidMemoryError("Cannot create memory: no regions given");
   for (const range of ranges) assertRange(range);
   const sorted = [...ranges].sort((a, b) => a.start - b.start);
@@ -276,6 +281,11 @@ export function describeValue(value: unknown): string {
 }
 
 function assertRange(range: AddressRange): void {
+  if (typeof range !== "object" || range === null) {
+    throw new InvalidMemoryError(
+      `Cannot use region ${describeValue(range)}: expected { start, length }`,
+    );
+  }
   const { start, length } = range;
   if (!Number.isSafeInteger(start) || start <= 0) {
     throw new InvalidMemoryError(

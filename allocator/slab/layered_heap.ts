@@ -108,7 +108,12 @@ export interface LayerOwner {
   readonly sizeBytes: number;
   /** Bytes it may hold. */
   readonly capacityBytes: number;
+  /** True for a page run (allocPages or a page-sized alloc), false for a slab object. */
+  readonly pages: boolean;
 }
+
+/** Debug mode: caches aligned to more than this get poison but no guard bytes (see createCache). */
+const DEBUG_GUARD_ALIGN_MAX = 128;
 
 /** The frames and slab layers of one heap. */
 export class LayeredHeap {
@@ -127,6 +132,14 @@ export class LayeredHeap {
   /** Requested bytes of those blocks. */
   blockBytes = 0;
   readonly #source: BlockSource;
+  /**
+   * Payload addresses of the blocks the layers took from the block heap
+   * (chunks, slab descriptors): the block heap must refuse them from users,
+   * since `alloc` never handed them out.
+   */
+  readonly #internalBlocks = new Set<number>();
+  /** Per cache id: the bytes a user object holds (its object size less the debug guard). */
+  readonly #requestedOf: number[] = [];
   readonly #baseAddress: number;
   readonly #seed: number;
   /** Guard bytes every object gets in debug mode (GUARD_BYTES_MIN), else 0. */
@@ -170,6 +183,7 @@ export class LayeredHeap {
     if (address !== 0) {
       this.blockCount++;
       this.blockBytes += sizeBytes;
+      this.#internalBlocks.add(address);
     }
     return address;
   }
@@ -177,7 +191,16 @@ export class LayeredHeap {
   #give(address: number, sizeBytes: number): void {
     this.blockCount--;
     this.blockBytes -= sizeBytes;
+    this.#internalBlocks.delete(address);
     this.#source.give(address);
+  }
+
+  /**
+   * True when `address` is the payload of a block the layers took for
+   * themselves (a chunk or a slab descriptor): never a user's allocation.
+   */
+  isInternalBlock(address: number): boolean {
+    return this.#internalBlocks.has(address);
   }
 
   /**
@@ -188,11 +211,25 @@ export class LayeredHeap {
    * @param keepsSizes Whether requested sizes are kept (kmalloc classes).
    * @returns The cache.
    */
-  createCache(name: string, objectBytes: number, keepsSizes = false): SlabCache {
+  createCache(
+    name: string,
+    objectBytes: number,
+    keepsSizes = false,
+    alignBytes = 8,
+  ): SlabCache {
     const id = this.caches.length;
     const debug = this.#guardBytes > 0;
-    // Debug mode: a named cache's objects grow by the guard, which their slack records.
-    const bytes = ((objectBytes + 7) & ~7) + (keepsSizes ? 0 : this.#guardBytes);
+    const requestedBytes = (objectBytes + 7) & ~7;
+    // Debug mode: a named cache's objects grow by the guard (rounded up to
+    // the cache's alignment, so objects stay aligned), which their u8 slack
+    // records; past DEBUG_GUARD_ALIGN_MAX that slack could not hold the
+    // rounded guard, so such caches get poison but no guard bytes.
+    const guardBytes = keepsSizes || alignBytes > DEBUG_GUARD_ALIGN_MAX ? 0 : this.#guardBytes;
+    const bytes = guardBytes === 0
+      ? requestedBytes
+      : Math.ceil((requestedBytes + guardBytes) / Math.max(alignBytes, 8)) *
+        Math.max(alignBytes, 8);
+    this.#requestedOf[id] = requestedBytes;
     const descriptors = {
       take: (sizeBytes: number) => this.#take(sizeBytes, 8),
       give: (address: number) => this.#give(address, this.caches[id].descriptorBytes),
@@ -241,7 +278,7 @@ export class LayeredHeap {
    * @returns Its address, or 0 when no slab can be had.
    */
   cacheAlloc(cache: SlabCache): number {
-    const offset = cache.alloc(cache.objectBytes - this.#guardBytes);
+    const offset = cache.alloc(this.#requestedOf[cache.id]);
     if (offset < 0) return 0;
     this.live++;
     return this.#baseAddress + offset;
@@ -418,7 +455,7 @@ export class LayeredHeap {
     const slab = this.#slabOf(ref, address, operation);
     if (slab === NONE) {
       const bytes = this.frames.words[this.frames.entry(ref) + E_AUX] << FRAME_SHIFT;
-      return { sizeBytes: bytes, capacityBytes: bytes };
+      return { sizeBytes: bytes, capacityBytes: bytes, pages: true };
     }
     const cache = this.caches[tagAux(this.frames.words[this.frames.entry(slab) + E_TAG])];
     const d = cache.descriptorOf(slab);
@@ -431,6 +468,7 @@ export class LayeredHeap {
     return {
       sizeBytes: cache.objectBytes - cache.slackOf(d, index),
       capacityBytes: cache.objectBytes,
+      pages: false,
     };
   }
 

@@ -17,7 +17,7 @@ import {
   InvalidFreeError,
 } from "../../errors.ts";
 import { GRANULE_BYTES, HEADER_BYTES, MIN_BLOCK_BYTES } from "../layout.ts";
-import { hex } from "../../memory/physical_memory.ts";
+import { describeValue, hex } from "../../memory/physical_memory.ts";
 import type { RegionLayout } from "../regions.ts";
 
 /** Where a payload address was found, for precise error messages. */
@@ -75,7 +75,9 @@ export class BlockVerifier {
   ): number {
     if (typeof address !== "number" || !Number.isSafeInteger(address) || address <= 0) {
       throw new ErrorClass(
-        `Cannot ${operation} address ${String(address)}: it is not a positive integer address`,
+        `Cannot ${operation} address ${
+          describeValue(address)
+        }: it is not a positive integer address`,
       );
     }
     const block = address - HEADER_BYTES;

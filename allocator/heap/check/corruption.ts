@@ -6,7 +6,7 @@
  */
 
 import { HeapCorruptionError } from "../../errors.ts";
-import { hex } from "../../memory/physical_memory.ts";
+import { describeValue, hex } from "../../memory/physical_memory.ts";
 
 /**
  * The error for a broken invariant at `address`.
@@ -17,6 +17,15 @@ import { hex } from "../../memory/physical_memory.ts";
  * @returns The error, for the caller to throw.
  */
 export function corruptionAt(address: number, invariant: string, what = ""): HeapCorruptionError {
+  // A link read from outside the window comes back undefined: say so rather than print it.
+  if (typeof address !== "number" || !Number.isFinite(address)) {
+    return new HeapCorruptionError(
+      -1,
+      `Heap corruption at ${what}an address outside the window (${
+        describeValue(address)
+      }): ${invariant}`,
+    );
+  }
   return new HeapCorruptionError(
     address,
     `Heap corruption at ${what}${hex(address)}: ${invariant}`,
