@@ -31,6 +31,7 @@
 // The block allocator.
 export {
   type AllocatorOptions,
+  type AttachOptions,
   type BufferAllocatorOptions,
   type HeapBlock,
   PhysicalAllocator,
@@ -46,16 +47,21 @@ export {
   type AllocatorErrorCode,
   DoubleFreeError,
   HeapCorruptionError,
+  HeapDetachedError,
   InvalidAddressError,
   InvalidAlignmentError,
   InvalidFreeError,
   InvalidMemoryError,
   InvalidOptionError,
   InvalidSizeError,
+  LockTimeoutError,
   MappingFailedError,
   MemoryMapError,
   NativeUnavailableError,
   OutOfMemoryError,
+  SharedHeapInvalidError,
+  SharedHeapVersionError,
+  WorkerSlotError,
 } from "./allocator/errors.ts";
 
 // The memory a heap manages.

@@ -17,7 +17,9 @@ import {
   InvalidOptionError,
   InvalidSizeError,
   OutOfMemoryError,
+  SharedHeapInvalidError,
 } from "../errors.ts";
+import { SharedHeapState, sharedOptions } from "../shared/shared_heap.ts";
 import { BlockEdits } from "./block_edits.ts";
 import { BlockVerifier } from "./check/block_verifier.ts";
 import { ControlBlock } from "./control_block.ts";
@@ -96,7 +98,36 @@ export interface BufferAllocatorOptions extends AllocatorOptions {
    * @default {4096}
    */
   baseAddress?: number;
+  /**
+   * Shared heaps only (a SharedArrayBuffer given): how many Workers may be
+   * attached at once, 1 to 255.
+   *
+   * @default {16}
+   */
+  workerSlots?: number;
+  /**
+   * Shared heaps only: how long a Worker waits for one hold of a lock by
+   * another Worker before it throws LockTimeoutError naming the holder.
+   *
+   * @default {5000}
+   */
+  lockTimeoutMs?: number;
 }
+
+/** Options of {@linkcode PhysicalAllocator.attach}. */
+export interface AttachOptions {
+  /**
+   * This Worker's lock timeout; defaults to the one the heap was created with.
+   */
+  lockTimeoutMs?: number;
+}
+
+/**
+ * The shared-heap state `fromBuffer` and `attach` hand to the constructor,
+ * keyed by the memory object they made (the constructor's signature stays
+ * the public one).
+ */
+const SHARED_BY_MEMORY = new WeakMap<PhysicalMemory, SharedHeapState>();
 
 /**
  * A physical memory allocator over one or more regions.
@@ -144,6 +175,8 @@ export class PhysicalAllocator implements Disposable {
   readonly #guardBytes: number;
 
   readonly #counters = new HeapCounters();
+  /** This Worker's handle on a shared heap, else null. */
+  readonly #shared: SharedHeapState | null;
   /** The TLSF fast path for the common heap (see tlsf_fast_path.ts), else null. */
   readonly #fast: TlsfFastPath | null;
   readonly #totalBytes: number;
@@ -190,6 +223,7 @@ export class PhysicalAllocator implements Disposable {
     this.policy = policyName;
     this.defaultAlignBytes = Math.max(align, GRANULE_BYTES);
     this.#memory = memory;
+    this.#shared = SHARED_BY_MEMORY.get(memory) ?? null;
 
     const window = resolveWindow(memory);
     if (window.baseAddress % GRANULE_BYTES !== 0) {
@@ -252,7 +286,8 @@ export class PhysicalAllocator implements Disposable {
       window.baseAddress,
       this.#control,
     );
-    this.#edits.initRegions(this.#usable);
+    // A Worker joining a shared heap finds it written; only its creator writes it.
+    if (this.#shared === null || this.#shared.creating) this.#edits.initRegions(this.#usable);
     this.#fast = options.fastPath !== false && tlsf !== null && this.#debug === null &&
         !this.#nativeActive &&
         this.#usable.length === 1 && this.#blocks instanceof NarrowBlockWords
@@ -266,6 +301,7 @@ export class PhysicalAllocator implements Disposable {
         flCount: tlsf.flCount,
       }, this.#counters)
       : null;
+    this.#shared?.publish(this.#counters);
   }
 
   /**
@@ -289,23 +325,25 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   static fromBuffer(
-    bytes: Uint8Array | ArrayBuffer,
+    bytes: Uint8Array | ArrayBuffer | SharedArrayBuffer,
     options: BufferAllocatorOptions = {},
   ): PhysicalAllocator {
-    if (!(bytes instanceof Uint8Array) && !(bytes instanceof ArrayBuffer)) {
+    if (
+      !(bytes instanceof Uint8Array) && !(bytes instanceof ArrayBuffer) &&
+      !(bytes instanceof SharedArrayBuffer)
+    ) {
       throw new InvalidMemoryError(
-        `Cannot use ${String(bytes)} as memory: expected a Uint8Array or an ArrayBuffer`,
+        `Cannot use ${
+          String(bytes)
+        } as memory: expected a Uint8Array, an ArrayBuffer or a SharedArrayBuffer`,
       );
     }
     const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-    const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
-    if (
-      !Number.isSafeInteger(baseAddress) || baseAddress <= 0 || baseAddress % GRANULE_BYTES !== 0
-    ) {
-      throw new InvalidOptionError(
-        `Cannot use base address ${baseAddress}: it must be a positive multiple of ${GRANULE_BYTES}`,
-      );
+    if (view.buffer instanceof SharedArrayBuffer) {
+      return PhysicalAllocator.#createShared(view, options);
     }
+    const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
+    validateBaseAddress(baseAddress);
     const memory: PhysicalMemory = {
       regions: [{
         base: baseAddress,
@@ -313,6 +351,107 @@ export class PhysicalAllocator implements Disposable {
       }],
     };
     return new PhysicalAllocator(memory, options);
+  }
+
+  /**
+   * Joins the shared heap another Worker created with `fromBuffer` over a
+   * SharedArrayBuffer (sent to this Worker with `postMessage`): validates the
+   * heap's header, claims a Worker slot and builds views; writes nothing
+   * else. Every Worker sees the same addresses and may free, realloc or read
+   * any allocation; `detach()` (or `close()`, `using`) gives the slot back.
+   *
+   * @param bytes The SharedArrayBuffer, or the same Uint8Array view of it the heap was created over.
+   * @param options This Worker's lock timeout.
+   * @returns This Worker's allocator over the shared heap.
+   * @throws {SharedHeapInvalidError} If the buffer holds no ready shared heap of the view's length.
+   * @throws {SharedHeapVersionError} If the heap was written by another format version.
+   * @throws {WorkerSlotError} If every Worker slot is taken.
+   * @throws {InvalidOptionError} If `lockTimeoutMs` is not a positive integer.
+   *
+   * @example Two handles on one heap (each Worker would hold one)
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const memory = new SharedArrayBuffer(1 << 16);
+   * using creator = PhysicalAllocator.fromBuffer(memory);
+   * using joiner = PhysicalAllocator.attach(memory);
+   * const a = joiner.alloc(100);
+   * creator.bytes(a).fill(7);
+   * creator.free(a);
+   * joiner.check();
+   * assert.equal(joiner.stats().usedBlocks, 0);
+   * ```
+   */
+  static attach(
+    bytes: SharedArrayBuffer | Uint8Array,
+    options: AttachOptions = {},
+  ): PhysicalAllocator {
+    const view = bytes instanceof SharedArrayBuffer ? new Uint8Array(bytes) : bytes;
+    if (!(view instanceof Uint8Array) || !(view.buffer instanceof SharedArrayBuffer)) {
+      throw new SharedHeapInvalidError(
+        `Cannot attach to ${String(bytes)}: expected a SharedArrayBuffer or a Uint8Array over one`,
+      );
+    }
+    const shared = SharedHeapState.attach(view, options?.lockTimeoutMs);
+    try {
+      return PhysicalAllocator.#overShared(view, shared, {
+        policy: POLICY_NAMES[shared.settings.policyIndex],
+        align: shared.settings.alignBytes,
+        debug: shared.settings.debug,
+        fastPath: shared.settings.fastPath,
+      });
+    } catch (error) {
+      shared.detach();
+      throw error;
+    }
+  }
+
+  static #createShared(view: Uint8Array, options: BufferAllocatorOptions): PhysicalAllocator {
+    const policy = options.policy ?? POLICY_NAMES[0];
+    if (policy !== "tlsf") {
+      throw new InvalidOptionError(
+        `Cannot create a shared heap with policy "${
+          String(policy)
+        }": shared heaps use "tlsf" (first-fit keeps its list length in the Worker)`,
+      );
+    }
+    if (options.native === true) {
+      throw new InvalidOptionError(
+        "Cannot create a shared heap with native: true: shared heaps search in TypeScript",
+      );
+    }
+    const { slotCount, lockTimeoutMs } = sharedOptions(options.workerSlots, options.lockTimeoutMs);
+    const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
+    validateBaseAddress(baseAddress);
+    const align = options.align ?? GRANULE_BYTES;
+    validateAlignment(align, "create allocator");
+    const shared = SharedHeapState.forCreation(view, {
+      baseAddress,
+      policyIndex: POLICY_NAMES.indexOf(policy),
+      alignBytes: Math.max(align, GRANULE_BYTES),
+      debug: options.debug === true,
+      fastPath: options.fastPath !== false,
+      slotCount,
+      lockTimeoutMs,
+    });
+    return PhysicalAllocator.#overShared(view, shared, { ...options, native: false });
+  }
+
+  /** The allocator over a shared heap's region (the window after its header). */
+  static #overShared(
+    view: Uint8Array,
+    shared: SharedHeapState,
+    options: AllocatorOptions,
+  ): PhysicalAllocator {
+    const memory: PhysicalMemory = {
+      regions: [{
+        base: shared.settings.baseAddress + shared.headerBytes,
+        bytes: view.subarray(shared.headerBytes),
+      }],
+    };
+    SHARED_BY_MEMORY.set(memory, shared);
+    return new PhysicalAllocator(memory, { ...options, native: false });
   }
 
   /** True when the Zig library serves this allocator's searches. */
@@ -323,6 +462,81 @@ export class PhysicalAllocator implements Disposable {
   /** True when the TLSF fast path serves this allocator's `alloc`, `free` and `realloc` calls. */
   get fastPathActive(): boolean {
     return this.#fast !== null;
+  }
+
+  /** True when the heap lives in a SharedArrayBuffer that several Workers may use. */
+  get shared(): boolean {
+    return this.#shared !== null;
+  }
+
+  /** The SharedArrayBuffer of a shared heap (to `postMessage` to Workers that attach), else null. */
+  get sharedBuffer(): SharedArrayBuffer | null {
+    return this.#shared?.buffer ?? null;
+  }
+
+  /** This Worker's slot in a shared heap (1 for its creator), 0 for an unshared heap. */
+  get workerSlot(): number {
+    return this.#shared?.slot ?? 0;
+  }
+
+  /** Workers attached to a shared heap now (1 for an unshared heap). */
+  get attachedWorkers(): number {
+    return this.#shared?.attachedWorkers() ?? 1;
+  }
+
+  /**
+   * Gives this Worker's slot in a shared heap back; the heap and every
+   * allocation stay for the other Workers. Later calls on this allocator
+   * throw HeapDetachedError. `close()` and `using` detach too.
+   *
+   * @throws {HeapDetachedError} If this Worker already detached.
+   * @throws {SharedHeapInvalidError} If the heap is not shared.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(1 << 16));
+   * heap.detach();
+   * assert.throws(() => heap.detach(), { code: "HEAP_DETACHED" });
+   * ```
+   */
+  detach(): void {
+    if (this.#shared === null) {
+      throw new SharedHeapInvalidError(
+        "Cannot detach: the heap is not shared (no SharedArrayBuffer)",
+      );
+    }
+    this.#shared.detach();
+  }
+
+  /**
+   * Frees the slot of a Worker that ended without detaching, after its
+   * owner called `terminate()` on it. Refused while the slot holds a lock:
+   * that Worker stopped inside an operation and the heap may be half-edited.
+   *
+   * @param slot The ended Worker's `workerSlot`.
+   * @throws {WorkerSlotError} If the slot is not attached, is this Worker's own, or holds a lock.
+   * @throws {SharedHeapInvalidError} If the heap is not shared.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const memory = new SharedArrayBuffer(1 << 16);
+   * const heap = PhysicalAllocator.fromBuffer(memory);
+   * const lost = PhysicalAllocator.attach(memory); // as if its Worker ended without detach()
+   * heap.reclaimSlot(lost.workerSlot);
+   * assert.equal(heap.attachedWorkers, 1);
+   * ```
+   */
+  reclaimSlot(slot: number): void {
+    if (this.#shared === null) {
+      throw new SharedHeapInvalidError("Cannot reclaim a slot: the heap is not shared");
+    }
+    this.#shared.reclaimSlot(slot);
   }
 
   /** True once `close()` has run or the memory was closed. */
@@ -378,7 +592,25 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   tryAlloc(sizeBytes: number, alignBytes: number = this.defaultAlignBytes): number {
+    if (this.#shared !== null) return this.#tryAllocShared(sizeBytes, alignBytes);
     this.#assertOpen("allocate");
+    return this.#tryAllocOwned(sizeBytes, alignBytes);
+  }
+
+  /** tryAlloc() of a shared heap: under the block lock. */
+  #tryAllocShared(sizeBytes: number, alignBytes: number): number {
+    const shared = this.#shared!;
+    shared.enter("allocate");
+    try {
+      this.#assertOpen("allocate");
+      return this.#tryAllocOwned(sizeBytes, alignBytes);
+    } finally {
+      shared.leave();
+    }
+  }
+
+  /** tryAlloc() once the heap is this caller's (unshared, or the block lock held). */
+  #tryAllocOwned(sizeBytes: number, alignBytes: number): number {
     validateSize(sizeBytes, "allocate");
     // The default alignment was validated when the allocator was made.
     if (alignBytes !== this.defaultAlignBytes) {
@@ -429,8 +661,21 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   free(address: number): void {
+    if (this.#shared !== null) return this.#freeShared(address);
     this.#assertOpen("free");
     if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
+  }
+
+  /** free() of a shared heap: under the block lock. */
+  #freeShared(address: number): void {
+    const shared = this.#shared!;
+    shared.enter("free");
+    try {
+      this.#assertOpen("free");
+      if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
+    } finally {
+      shared.leave();
+    }
   }
 
   /**
@@ -470,7 +715,25 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   realloc(address: number, sizeBytes: number): number {
+    if (this.#shared !== null) return this.#reallocShared(address, sizeBytes);
     this.#assertOpen("reallocate");
+    return this.#reallocOwned(address, sizeBytes);
+  }
+
+  /** realloc() of a shared heap: under the block lock (a move re-enters it). */
+  #reallocShared(address: number, sizeBytes: number): number {
+    const shared = this.#shared!;
+    shared.enter("reallocate");
+    try {
+      this.#assertOpen("reallocate");
+      return this.#reallocOwned(address, sizeBytes);
+    } finally {
+      shared.leave();
+    }
+  }
+
+  /** realloc() once the heap is this caller's. */
+  #reallocOwned(address: number, sizeBytes: number): number {
     if (this.#fast !== null) {
       const resized = this.#fast.resize(address, sizeBytes);
       if (resized > 0) return resized;
@@ -546,7 +809,10 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   bytes(address: number, lengthBytes?: number): Uint8Array {
-    this.#assertOpen("view");
+    return this.#locked("view", () => this.#bytesOwned(address, lengthBytes));
+  }
+
+  #bytesOwned(address: number, lengthBytes: number | undefined): Uint8Array {
     const block = this.#verifier.usedBlockAt(address, "view", InvalidAddressError);
     const sizeBytes = this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
     const length = lengthBytes ?? sizeBytes;
@@ -575,7 +841,10 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   sizeOf(address: number): number {
-    this.#assertOpen("size");
+    return this.#locked("size", () => this.#sizeOfOwned(address));
+  }
+
+  #sizeOfOwned(address: number): number {
     const block = this.#verifier.usedBlockAt(address, "size", InvalidAddressError);
     return this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
   }
@@ -598,7 +867,10 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   stats(): AllocatorStats {
-    this.#assertOpen("read stats of");
+    return this.#locked("read stats of", () => this.#statsOwned());
+  }
+
+  #statsOwned(): AllocatorStats {
     const largest = this.#policy.largestFree();
     return {
       policy: this.policy,
@@ -645,7 +917,10 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   check(): void {
-    this.#assertOpen("check");
+    this.#locked("check", () => this.#checkOwned());
+  }
+
+  #checkOwned(): void {
     checkHeap({
       blocks: this.#blocks,
       regions: this.#usable,
@@ -653,7 +928,7 @@ export class PhysicalAllocator implements Disposable {
       expected: this.#counters,
     });
     this.#debug?.verifyHeap(this.#usable);
-    const s = this.stats();
+    const s = this.#statsOwned();
     if (s.totalBytes !== s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes) {
       throw new HeapCorruptionError(
         this.#control.address,
@@ -678,8 +953,14 @@ export class PhysicalAllocator implements Disposable {
    * assert.deepEqual([...heap.blocks()].map((b) => b.free), [false, true]);
    * ```
    */
-  *blocks(): IterableIterator<HeapBlock> {
+  blocks(): IterableIterator<HeapBlock> {
+    // A shared heap is walked under its lock into a list: a generator would hold it across yields.
+    if (this.#shared !== null) return this.#locked("walk", () => [...this.#walk()]).values();
     this.#assertOpen("walk");
+    return this.#walk();
+  }
+
+  *#walk(): IterableIterator<HeapBlock> {
     for (const region of this.#usable) {
       let block = region.blockStart;
       while (block < region.blockEnd) {
@@ -712,6 +993,7 @@ export class PhysicalAllocator implements Disposable {
    */
   close(): void {
     if (this.#closed) return;
+    if (this.#shared !== null && !this.#shared.detached) this.#shared.detach();
     this.#closed = true;
     if (this.#memory.closed !== true) this.#memory.close?.();
   }
@@ -719,6 +1001,22 @@ export class PhysicalAllocator implements Disposable {
   /** Same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** Runs `body` with the heap this caller's: the block lock held when shared. */
+  #locked<T>(operation: string, body: () => T): T {
+    const shared = this.#shared;
+    if (shared === null) {
+      this.#assertOpen(operation);
+      return body();
+    }
+    shared.enter(operation);
+    try {
+      this.#assertOpen(operation);
+      return body();
+    } finally {
+      shared.leave();
+    }
   }
 
   #assertOpen(operation: string): void {
@@ -775,6 +1073,16 @@ function validateSize(sizeBytes: number, operation: string, address?: number): v
       `Cannot ${operation}${target} ${
         String(sizeBytes)
       } bytes: the size must be a positive integer`,
+    );
+  }
+}
+
+function validateBaseAddress(baseAddress: number): void {
+  if (
+    !Number.isSafeInteger(baseAddress) || baseAddress <= 0 || baseAddress % GRANULE_BYTES !== 0
+  ) {
+    throw new InvalidOptionError(
+      `Cannot use base address ${baseAddress}: it must be a positive multiple of ${GRANULE_BYTES}`,
     );
   }
 }
