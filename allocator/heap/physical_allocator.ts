@@ -518,6 +518,7 @@ export class PhysicalAllocator implements Disposable {
    *
    * @param slot The ended Worker's `workerSlot`.
    * @throws {WorkerSlotError} If the slot is not attached, is this Worker's own, or holds a lock.
+   * @throws {HeapDetachedError} If this Worker detached.
    * @throws {SharedHeapInvalidError} If the heap is not shared.
    *
    * @example

@@ -262,8 +262,14 @@ export class SharedHeapState {
    * operation may be half-done and nothing can finish it.
    *
    * @throws {WorkerSlotError} If `slot` is not attached, is this Worker's own, or holds a lock.
+   * @throws {HeapDetachedError} If this Worker detached.
    */
   reclaimSlot(slot: number): void {
+    if (this.#detached) {
+      throw new HeapDetachedError(
+        `Cannot reclaim slot ${String(slot)}: this Worker detached from the shared heap`,
+      );
+    }
     const views = this.#views;
     const count = this.settings.slotCount;
     if (!Number.isInteger(slot) || slot < 1 || slot > count || slot === this.slot) {
