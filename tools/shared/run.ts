@@ -46,6 +46,8 @@ export interface SharedRun {
   readonly exchanged: number[];
   /** The registry (keys, sizes). */
   readonly registry: SharedArrayBuffer;
+  /** Whether payloads carry patterns. */
+  readonly fill: boolean;
 }
 
 const BASE_ADDRESS = 0x1000;
@@ -94,7 +96,7 @@ export async function runSharedWorkers(options: SharedRunOptions): Promise<Share
     const results = await Promise.all(done);
     const wallMs = performance.now() - start;
     const exchanged = [...new Int32Array(exchange)].filter((address) => address !== 0);
-    return { heap, results, wallMs, exchanged, registry };
+    return { heap, results, wallMs, exchanged, registry, fill: options.fill };
   } finally {
     for (const worker of workers) worker.terminate();
   }
@@ -167,8 +169,10 @@ export function modelCheck(run: SharedRun): ModelReport {
   let usedBytes = 0;
   for (const address of live) {
     const slot = (address - BASE_ADDRESS) >>> 3;
-    const bad = verifyPattern(heap.bytes(address), keys[slot], sizes[slot]);
+    const bytes = heap.bytes(address);
+    const bad = run.fill ? verifyPattern(bytes, keys[slot], sizes[slot]) : -1;
     if (bad >= 0) problem(`live block ${address} differs at byte ${bad}`);
+    if (bytes.length !== sizes[slot]) problem(`live block ${address} holds ${bytes.length} bytes`);
     usedBytes += sizes[slot];
   }
   heap.check();
