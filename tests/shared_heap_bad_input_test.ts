@@ -9,7 +9,9 @@
 import assert from "node:assert/strict";
 import {
   type AllocatorError,
+  DoubleFreeError,
   HeapDetachedError,
+  InvalidAddressError,
   InvalidOptionError,
   LockTimeoutError,
   PhysicalAllocator,
@@ -252,4 +254,30 @@ Deno.test("shared bad input: a lock left held by a stopped Worker times out nami
   } finally {
     worker.terminate();
   }
+});
+
+Deno.test("shared bad input: a block in a Worker cache is freed, so every use of it is refused", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using a = PhysicalAllocator.fromBuffer(memory);
+  using b = PhysicalAllocator.attach(memory);
+  const block = a.alloc(64);
+  a.free(block);
+  const name = `0x${block.toString(16)}`;
+  assertRefused(memory, () => a.free(block), DoubleFreeError, "DOUBLE_FREE", name);
+  assertRefused(memory, () => b.free(block), DoubleFreeError, "DOUBLE_FREE", name);
+  assertRefused(memory, () => b.realloc(block, 10), DoubleFreeError, "DOUBLE_FREE", name);
+  assertRefused(memory, () => b.bytes(block), InvalidAddressError, "INVALID_ADDRESS", name);
+  assertRefused(memory, () => a.sizeOf(block), InvalidAddressError, "INVALID_ADDRESS", name);
+  assertRefused(
+    memory,
+    () =>
+      PhysicalAllocator.fromBuffer(new SharedArrayBuffer(4 << 20), {
+        debug: true,
+        workerCaches: true,
+      }),
+    InvalidOptionError,
+    "INVALID_OPTION",
+    "workerCaches true",
+  );
+  a.check();
 });

@@ -31,11 +31,11 @@ Deno.test("shared heap: 3 Workers with cross-Worker frees and reallocs leave a h
     assert.ok(received > 100, `only ${received} blocks crossed Workers`);
     assert.ok(reallocs > 100, `only ${reallocs} reallocs`);
     assert.deepEqual(run.results.map((result) => result.slot).sort(), [2, 3, 4]);
+    assert.equal(run.heap.attachedWorkers, 1, "every Worker detached");
     const report = modelCheck(run);
     assert.equal(report.firstProblem, "");
     assert.equal(report.corrupt, 0);
     assert.equal(report.operations, 18000);
-    assert.equal(run.heap.attachedWorkers, 1, "every Worker detached");
   } finally {
     run.heap.close();
   }
@@ -68,7 +68,7 @@ Deno.test("shared heap: two handles see the same addresses, payloads and books",
   assert.equal(a.workerSlot, 1);
   assert.equal(b.workerSlot, 2);
   assert.equal(a.attachedWorkers, 2);
-  assert.equal(b.stats().regions[0].base, 0x10000 + sharedHeaderBytes(16));
+  assert.equal(b.stats().regions[0].base, 0x10000 + sharedHeaderBytes(16, 1 << 18, false));
   const random = new Random(5);
   const live: number[] = [];
   for (let i = 0; i < 2000; i++) {
@@ -156,4 +156,65 @@ Deno.test("shared heap: reclaimSlot frees the slot of a Worker terminated withou
   heap.reclaimSlot(slot);
   using next = PhysicalAllocator.attach(memory);
   assert.equal(next.workerSlot, 2);
+});
+
+Deno.test("shared heap: Worker caches serve a freed small block again and give it back on detach", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  const heap = PhysicalAllocator.fromBuffer(memory);
+  using other = PhysicalAllocator.attach(memory);
+  const a = heap.alloc(100);
+  const before = other.stats();
+  heap.free(a);
+  // Cached by its freeing Worker: no longer used, counted as overhead, the heap's blocks unchanged.
+  const cached = other.stats();
+  assert.equal(cached.usedBlocks, before.usedBlocks - 1);
+  assert.equal(cached.usedBytes, before.usedBytes - 100);
+  assert.equal(cached.freeBlocks, before.freeBlocks);
+  assert.equal(cached.overheadBytes, before.overheadBytes + 100);
+  assert.equal(other.alloc(100) === a, false, "another Worker's cache is not used");
+  assert.equal(heap.alloc(100), a, "the freeing Worker's cache serves the same size");
+  assert.equal(heap.alloc(100) === a, false);
+  heap.free(a);
+  other.check();
+  heap.close();
+  const drained = other.stats();
+  const walked = [...other.blocks()].filter((block) => !block.free).length;
+  assert.equal(walked, 2, "the cached block went back to the heap");
+  assert.equal(drained.usedBlocks, 2, "the two blocks other and heap still hold");
+  other.check();
+});
+
+Deno.test("shared heap: a Worker's free goes to its own cache, whoever allocated the block", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using a = PhysicalAllocator.fromBuffer(memory);
+  using b = PhysicalAllocator.attach(memory);
+  const block = a.alloc(48);
+  b.free(block);
+  assert.notEqual(a.alloc(48), block);
+  assert.equal(b.alloc(48), block);
+  b.check();
+});
+
+Deno.test("shared heap: reclaimSlot drains the cache of a Worker that ended without detaching", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using heap = PhysicalAllocator.fromBuffer(memory);
+  const lost = PhysicalAllocator.attach(memory);
+  const blocks = Array.from({ length: 20 }, (_, i) => lost.alloc(16 + (i % 4)));
+  for (const block of blocks) lost.free(block);
+  assert.equal(heap.stats().usedBlocks, 0);
+  assert.ok(heap.stats().freeBlocks < 2 || heap.stats().overheadBytes > 0);
+  heap.reclaimSlot(lost.workerSlot);
+  assert.equal(heap.stats().freeBlocks, 1, "every cached block went back and merged");
+  heap.check();
+});
+
+Deno.test("shared heap: workerCaches false frees straight into the heap", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using heap = PhysicalAllocator.fromBuffer(memory, { workerCaches: false });
+  heap.free(heap.alloc(100));
+  assert.equal(heap.stats().freeBlocks, 1);
+  using debug = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(4 << 20), { debug: true });
+  debug.free(debug.alloc(100));
+  assert.equal(debug.stats().freeBlocks, 1);
+  debug.check();
 });

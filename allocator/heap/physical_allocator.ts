@@ -9,6 +9,7 @@
 import { blockSizeFor, type BlockWords, blockWordsFor, NarrowBlockWords } from "./block.ts";
 import {
   AllocatorClosedError,
+  DoubleFreeError,
   HeapCorruptionError,
   InvalidAddressError,
   InvalidAlignmentError,
@@ -20,6 +21,15 @@ import {
   SharedHeapInvalidError,
 } from "../errors.ts";
 import { SharedHeapState, sharedOptions } from "../shared/shared_heap.ts";
+import { workerCachesFit } from "../shared/shared_header.ts";
+import {
+  BIN_DEPTH,
+  CACHE_SIZE_MAX,
+  STATE_CACHED,
+  STATE_LIVE,
+  STATE_NONE,
+  type WorkerCache,
+} from "../shared/worker_cache.ts";
 import { BlockEdits } from "./block_edits.ts";
 import { BlockVerifier } from "./check/block_verifier.ts";
 import { ControlBlock } from "./control_block.ts";
@@ -112,6 +122,16 @@ export interface BufferAllocatorOptions extends AllocatorOptions {
    * @default {5000}
    */
   lockTimeoutMs?: number;
+  /**
+   * Shared heaps only: whether each Worker keeps a cache of the small blocks
+   * it frees (requested sizes up to 256 bytes, 8 blocks per size) and hands
+   * them out again without taking the lock. Cached blocks count as overhead
+   * in `stats()` until they are used again or the Worker detaches. Not with
+   * `debug`.
+   *
+   * @default {true when the caches take at most 1/8 of the buffer and debug is off}
+   */
+  workerCaches?: boolean;
 }
 
 /** Options of {@linkcode PhysicalAllocator.attach}. */
@@ -177,6 +197,11 @@ export class PhysicalAllocator implements Disposable {
   readonly #counters = new HeapCounters();
   /** This Worker's handle on a shared heap, else null. */
   readonly #shared: SharedHeapState | null;
+  /** This Worker's cache of freed small blocks (shared heaps), else null. */
+  readonly #cache: WorkerCache | null;
+  /** Payload addresses a Worker cache may hold: [low, high). */
+  #cacheLow = 0;
+  #cacheHigh = 0;
   /** The TLSF fast path for the common heap (see tlsf_fast_path.ts), else null. */
   readonly #fast: TlsfFastPath | null;
   readonly #totalBytes: number;
@@ -224,6 +249,7 @@ export class PhysicalAllocator implements Disposable {
     this.defaultAlignBytes = Math.max(align, GRANULE_BYTES);
     this.#memory = memory;
     this.#shared = SHARED_BY_MEMORY.get(memory) ?? null;
+    this.#cache = this.#shared?.cache ?? null;
 
     const window = resolveWindow(memory);
     if (window.baseAddress % GRANULE_BYTES !== 0) {
@@ -302,6 +328,10 @@ export class PhysicalAllocator implements Disposable {
       }, this.#counters)
       : null;
     this.#shared?.publish(this.#counters);
+    if (this.#cache !== null) {
+      this.#cacheLow = this.#usable[0].blockStart + HEADER_BYTES;
+      this.#cacheHigh = this.#usable[0].blockEnd;
+    }
   }
 
   /**
@@ -422,6 +452,14 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     const { slotCount, lockTimeoutMs } = sharedOptions(options.workerSlots, options.lockTimeoutMs);
+    const caches = options.workerCaches;
+    if ((caches !== undefined && typeof caches !== "boolean") || (caches && options.debug)) {
+      throw new InvalidOptionError(
+        `Cannot create a shared heap with workerCaches ${
+          String(caches)
+        }: expected true or false, and false in debug mode`,
+      );
+    }
     const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
     validateBaseAddress(baseAddress);
     const align = options.align ?? GRANULE_BYTES;
@@ -434,6 +472,8 @@ export class PhysicalAllocator implements Disposable {
       fastPath: options.fastPath !== false,
       slotCount,
       lockTimeoutMs,
+      workerCaches: caches ??
+        (options.debug !== true && workerCachesFit(slotCount, view.byteLength)),
     });
     return PhysicalAllocator.#overShared(view, shared, { ...options, native: false });
   }
@@ -508,7 +548,18 @@ export class PhysicalAllocator implements Disposable {
         "Cannot detach: the heap is not shared (no SharedArrayBuffer)",
       );
     }
-    this.#shared.detach();
+    this.#detachShared(this.#shared);
+  }
+
+  /** Drains this Worker's cache into the heap, then gives the slot back. */
+  #detachShared(shared: SharedHeapState): void {
+    const cache = this.#cache;
+    if (cache !== null && !shared.detached) {
+      this.#locked("detach", () => {
+        cache.drain(shared.slot, 0, BIN_DEPTH, (address) => this.#freeOwned(address));
+      });
+    }
+    shared.detach();
   }
 
   /**
@@ -537,7 +588,16 @@ export class PhysicalAllocator implements Disposable {
     if (this.#shared === null) {
       throw new SharedHeapInvalidError("Cannot reclaim a slot: the heap is not shared");
     }
-    this.#shared.reclaimSlot(slot);
+    const shared = this.#shared;
+    shared.checkReclaim(slot);
+    const cache = this.#cache;
+    if (cache !== null) {
+      this.#locked("reclaim a slot", () => {
+        cache.drain(slot, 0, BIN_DEPTH, (address) => this.#freeOwned(address));
+        cache.resetSlot(slot);
+      });
+    }
+    shared.releaseSlot(slot);
   }
 
   /** True once `close()` has run or the memory was closed. */
@@ -601,10 +661,21 @@ export class PhysicalAllocator implements Disposable {
   /** tryAlloc() of a shared heap: under the block lock. */
   #tryAllocShared(sizeBytes: number, alignBytes: number): number {
     const shared = this.#shared!;
+    const cache = this.#cache;
+    if (
+      cache !== null && alignBytes === this.defaultAlignBytes && typeof sizeBytes === "number" &&
+      sizeBytes > 0 && sizeBytes <= CACHE_SIZE_MAX && (sizeBytes | 0) === sizeBytes &&
+      !shared.detached
+    ) {
+      const cached = cache.pop(sizeBytes);
+      if (cached !== 0) return cached;
+    }
     shared.enter("allocate");
     try {
       this.#assertOpen("allocate");
-      return this.#tryAllocOwned(sizeBytes, alignBytes);
+      const address = this.#tryAllocOwned(sizeBytes, alignBytes);
+      if (address !== 0 && cache !== null) cache.setState(address, STATE_LIVE);
+      return address;
     } finally {
       shared.leave();
     }
@@ -670,12 +741,67 @@ export class PhysicalAllocator implements Disposable {
   /** free() of a shared heap: under the block lock. */
   #freeShared(address: number): void {
     const shared = this.#shared!;
+    const cache = this.#cache;
+    if (cache !== null && !shared.detached && this.#cacheFree(cache, address)) return;
     shared.enter("free");
     try {
       this.#assertOpen("free");
-      if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
+      this.#refuseCached(address, "free");
+      this.#freeOwned(address);
+      cache?.setState(address, STATE_NONE);
     } finally {
       shared.leave();
+    }
+  }
+
+  /** free() once the heap is this caller's, past any Worker cache. */
+  #freeOwned(address: number): void {
+    if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
+  }
+
+  /**
+   * Puts a live small payload into this Worker's cache without the lock;
+   * false when it is not one (the locked path then frees it or reports why).
+   * The header is read, never written: a torn read (a neighbour's edit under
+   * the lock) fails the check word and sends the call to the locked path.
+   */
+  #cacheFree(cache: WorkerCache, address: number): boolean {
+    if (
+      typeof address !== "number" || !(address >= this.#cacheLow && address < this.#cacheHigh) ||
+      address % this.defaultAlignBytes !== 0
+    ) return false;
+    const state = cache.state(address);
+    if (state === STATE_CACHED) {
+      throw new DoubleFreeError(
+        `Cannot free address ${hex(address)}: the block is already free (in a Worker cache)`,
+      );
+    }
+    const block = address - HEADER_BYTES;
+    const blocks = this.#blocks;
+    if (state !== STATE_LIVE || !blocks.headerValid(block) || blocks.isFree(block)) return false;
+    const sizeBytes = blocks.size(block) - HEADER_BYTES - blocks.slack(block);
+    if (sizeBytes > CACHE_SIZE_MAX || sizeBytes <= 0) return false;
+    if (cache.push(address, sizeBytes)) return true;
+    // The bin is full: half of it goes back to the heap in one hold of the lock.
+    this.#locked("free", () => {
+      cache.drain(this.#shared!.slot, sizeBytes, BIN_DEPTH / 2, (a) => this.#freeOwned(a));
+    });
+    return cache.push(address, sizeBytes);
+  }
+
+  /** Refuses an address sitting in a Worker cache (freed already), under the lock. */
+  #refuseCached(address: number, operation: string): void {
+    const cache = this.#cache;
+    if (
+      cache !== null && typeof address === "number" && address >= this.#cacheLow &&
+      address < this.#cacheHigh && cache.state(address) === STATE_CACHED
+    ) {
+      const message = `Cannot ${operation} address ${
+        hex(address)
+      }: the block is free (in a Worker cache)`;
+      throw operation === "free" || operation === "reallocate"
+        ? new DoubleFreeError(message)
+        : new InvalidAddressError(message);
     }
   }
 
@@ -727,7 +853,10 @@ export class PhysicalAllocator implements Disposable {
     shared.enter("reallocate");
     try {
       this.#assertOpen("reallocate");
-      return this.#reallocOwned(address, sizeBytes);
+      this.#refuseCached(address, "reallocate");
+      const resized = this.#reallocOwned(address, sizeBytes);
+      this.#cache?.setState(resized, STATE_LIVE);
+      return resized;
     } finally {
       shared.leave();
     }
@@ -814,6 +943,7 @@ export class PhysicalAllocator implements Disposable {
   }
 
   #bytesOwned(address: number, lengthBytes: number | undefined): Uint8Array {
+    this.#refuseCached(address, "view");
     const block = this.#verifier.usedBlockAt(address, "view", InvalidAddressError);
     const sizeBytes = this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
     const length = lengthBytes ?? sizeBytes;
@@ -846,6 +976,7 @@ export class PhysicalAllocator implements Disposable {
   }
 
   #sizeOfOwned(address: number): number {
+    this.#refuseCached(address, "size");
     const block = this.#verifier.usedBlockAt(address, "size", InvalidAddressError);
     return this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
   }
@@ -873,16 +1004,18 @@ export class PhysicalAllocator implements Disposable {
 
   #statsOwned(): AllocatorStats {
     const largest = this.#policy.largestFree();
+    // Blocks in Worker caches are used blocks to the heap and overhead to the caller.
+    const cached = this.#cache?.totals() ?? { blocks: 0, bytes: 0 };
     return {
       policy: this.policy,
       nativeActive: this.#nativeActive,
       totalBytes: this.#totalBytes,
       freeBytes: this.#counters.freeBytes,
-      usedBytes: this.#counters.usedBytes,
-      overheadBytes: this.#overheadBytes(),
+      usedBytes: this.#counters.usedBytes - cached.bytes,
+      overheadBytes: this.#overheadBytes() + cached.bytes,
       skippedBytes: this.#skippedBytes,
       freeBlocks: this.#counters.freeBlocks,
-      usedBlocks: this.#counters.usedBlocks,
+      usedBlocks: this.#counters.usedBlocks - cached.blocks,
       largestFreeBytes: largest === 0 ? 0 : largest - HEADER_BYTES,
       skippedRegions: this.#layout.regions.length - this.#usable.length,
       regions: this.#layout.regions.map((region): RegionStats => ({
@@ -994,7 +1127,7 @@ export class PhysicalAllocator implements Disposable {
    */
   close(): void {
     if (this.#closed) return;
-    if (this.#shared !== null && !this.#shared.detached) this.#shared.detach();
+    if (this.#shared !== null && !this.#shared.detached) this.#detachShared(this.#shared);
     this.#closed = true;
     if (this.#memory.closed !== true) this.#memory.close?.();
   }

@@ -20,13 +20,16 @@
  * +128  16 locks of 8 bytes: i32 owner (slot | generation << 8; 0 = free), i32 sleepers
  *       lock 0 guards the block layer; the others are reserved for the frame and slab layers
  * +256  i32 per Worker slot: 0 free, 1 attached
- * ...   padded to 64 bytes; the heap's one region (control block, blocks) starts here
+ * ...   padded to 64 bytes: the caches of every slot (worker_cache.ts), when the heap has them
+ * ...   the state map (worker_cache.ts), padded to 64 bytes
+ * ...   the heap's one region (control block, blocks)
  * ```
  *
  * @module
  */
 
 import { alignUp } from "../_math.ts";
+import { SLOT_CACHE_BYTES, stateMapBytes } from "./worker_cache.ts";
 
 /** "PMAS" read as a little-endian u32. */
 export const SHARED_MAGIC = 0x53414d50;
@@ -69,6 +72,8 @@ export const STATE_READY = 1;
 export const FLAG_DEBUG = 1;
 /** Option flag: the TLSF fast path is off. */
 export const FLAG_NO_FAST_PATH = 2;
+/** Option flag: Worker caches (worker_cache.ts) are on. */
+export const FLAG_WORKER_CACHES = 4;
 
 /** Slot ids fit the owner word's low byte, 0 meaning "no owner". */
 export const WORKER_SLOTS_MAX = 255;
@@ -77,9 +82,31 @@ export const WORKER_SLOTS_DEFAULT = 16;
 /** How long a waiter waits for one hold of a lock before it reports the owner. */
 export const LOCK_TIMEOUT_MS_DEFAULT = 5000;
 
-/** Bytes before the first byte the block heap may use, for `slotCount` slots. */
-export function sharedHeaderBytes(slotCount: number): number {
+/** Bytes of the header proper: the fields, the locks and the slot table. */
+export function slotTableEnd(slotCount: number): number {
   return alignUp(SH_SLOTS + 4 * slotCount, 64);
+}
+
+/**
+ * Bytes before the first byte the block heap may use: the header proper,
+ * then (with Worker caches) every slot's cache and the state map.
+ */
+export function sharedHeaderBytes(
+  slotCount: number,
+  windowBytes: number,
+  workerCaches: boolean,
+): number {
+  if (!workerCaches) return slotTableEnd(slotCount);
+  return alignUp(
+    slotTableEnd(slotCount) + slotCount * SLOT_CACHE_BYTES + stateMapBytes(windowBytes),
+    64,
+  );
+}
+
+/** Whether Worker caches fit a window by default: caches and state map take at most 1/8 of it. */
+export function workerCachesFit(slotCount: number, windowBytes: number): boolean {
+  return 8 * (sharedHeaderBytes(slotCount, windowBytes, true) - slotTableEnd(slotCount)) <=
+    windowBytes;
 }
 
 /** Typed views of a shared header (all over the same SharedArrayBuffer). */

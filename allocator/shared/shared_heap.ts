@@ -19,10 +19,12 @@ import {
 import type { HeapCounters } from "../heap/counters.ts";
 import { hex } from "../memory/physical_memory.ts";
 import { HeapLock } from "./heap_lock.ts";
+import { SLOT_CACHE_BYTES, stateMapBytes, WorkerCache } from "./worker_cache.ts";
 import {
   f64At,
   FLAG_DEBUG,
   FLAG_NO_FAST_PATH,
+  FLAG_WORKER_CACHES,
   headerViews,
   LOCK_BLOCKS,
   LOCK_COUNT,
@@ -48,6 +50,7 @@ import {
   SHARED_MAGIC,
   sharedHeaderBytes,
   type SharedHeaderViews,
+  slotTableEnd,
   slotWordAt,
   STATE_READY,
   wordAt,
@@ -71,6 +74,8 @@ export interface SharedHeapSettings {
   readonly slotCount: number;
   /** The lock timeout every Worker of the heap uses. */
   readonly lockTimeoutMs: number;
+  /** Whether each Worker caches freed small blocks (worker_cache.ts). */
+  readonly workerCaches: boolean;
 }
 
 /** A Worker's handle on a shared heap. */
@@ -87,6 +92,8 @@ export class SharedHeapState {
   readonly settings: SharedHeapSettings;
   /** True for the Worker that creates the heap, until `publish`. */
   readonly creating: boolean;
+  /** This Worker's cache of freed small blocks, or null when the heap has none. */
+  readonly cache: WorkerCache | null;
   readonly #views: SharedHeaderViews;
   readonly #lock: HeapLock;
   readonly #countersIndex: number;
@@ -106,7 +113,26 @@ export class SharedHeapState {
     this.settings = settings;
     this.slot = slot;
     this.creating = creating;
-    this.headerBytes = sharedHeaderBytes(settings.slotCount);
+    this.headerBytes = sharedHeaderBytes(
+      settings.slotCount,
+      view.byteLength,
+      settings.workerCaches,
+    );
+    const cachesOffset = view.byteOffset + slotTableEnd(settings.slotCount);
+    this.cache = settings.workerCaches
+      ? new WorkerCache(
+        this.buffer,
+        cachesOffset,
+        slot,
+        settings.slotCount,
+        new Uint8Array(
+          this.buffer,
+          cachesOffset + settings.slotCount * SLOT_CACHE_BYTES,
+          stateMapBytes(view.byteLength),
+        ),
+        settings.baseAddress,
+      )
+      : null;
     this.#countersIndex = f64At(this.#views, SH_COUNTERS);
     this.#lock = new HeapLock(
       this.#views.i32,
@@ -126,7 +152,11 @@ export class SharedHeapState {
    * @throws {InvalidMemoryError} If the view is misaligned or too small for the header.
    */
   static forCreation(view: Uint8Array, settings: SharedHeapSettings): SharedHeapState {
-    const headerBytes = sharedHeaderBytes(settings.slotCount);
+    const headerBytes = sharedHeaderBytes(
+      settings.slotCount,
+      view.byteLength,
+      settings.workerCaches,
+    );
     if (view.byteOffset % 8 !== 0 || view.byteLength < headerBytes) {
       throw new InvalidMemoryError(
         `Cannot create a shared heap over ${view.byteLength} bytes at buffer offset ${view.byteOffset}: it needs a multiple of 8 as offset and more than its ${headerBytes}-byte header`,
@@ -180,7 +210,8 @@ export class SharedHeapState {
     u32[wordAt(views, SH_POLICY)] = s.policyIndex;
     u32[wordAt(views, SH_ALIGN)] = s.alignBytes;
     u32[wordAt(views, SH_FLAGS)] = (s.debug ? FLAG_DEBUG : 0) |
-      (s.fastPath ? 0 : FLAG_NO_FAST_PATH);
+      (s.fastPath ? 0 : FLAG_NO_FAST_PATH) | (s.workerCaches ? FLAG_WORKER_CACHES : 0);
+    this.cache?.reset(stateMapBytes(this.windowBytes));
     u32[wordAt(views, SH_SLOT_COUNT)] = s.slotCount;
     u32[wordAt(views, SH_LOCK_TIMEOUT_MS)] = s.lockTimeoutMs;
     crypto.getRandomValues(u32.subarray(wordAt(views, SH_SECRET), wordAt(views, SH_SECRET) + 4));
@@ -257,14 +288,14 @@ export class SharedHeapState {
   }
 
   /**
-   * Frees the slot of a Worker that ended without detaching (after its
-   * owner's `terminate()`). Refused while that slot holds a lock: its
-   * operation may be half-done and nothing can finish it.
+   * Checks that slot `slot` may be reclaimed: another Worker's, attached,
+   * and holding no lock (a Worker that ended inside an operation may have
+   * left the heap half-edited; nothing can finish its operation).
    *
    * @throws {WorkerSlotError} If `slot` is not attached, is this Worker's own, or holds a lock.
    * @throws {HeapDetachedError} If this Worker detached.
    */
-  reclaimSlot(slot: number): void {
+  checkReclaim(slot: number): void {
     if (this.#detached) {
       throw new HeapDetachedError(
         `Cannot reclaim slot ${String(slot)}: this Worker detached from the shared heap`,
@@ -284,10 +315,17 @@ export class SharedHeapState {
         );
       }
     }
-    if (Atomics.compareExchange(views.i32, slotWordAt(views, slot), 1, 0) !== 1) {
+    if (Atomics.load(views.i32, slotWordAt(views, slot)) !== 1) {
       throw new WorkerSlotError(`Cannot reclaim slot ${slot}: no Worker is attached to it`);
     }
-    Atomics.sub(views.i32, wordAt(views, SH_ATTACHED), 1);
+  }
+
+  /** Frees slot `slot` (checked by `checkReclaim`, its cache drained). */
+  releaseSlot(slot: number): void {
+    const views = this.#views;
+    if (Atomics.compareExchange(views.i32, slotWordAt(views, slot), 1, 0) === 1) {
+      Atomics.sub(views.i32, wordAt(views, SH_ATTACHED), 1);
+    }
   }
 }
 
@@ -356,12 +394,14 @@ function readSettings(view: Uint8Array, lockTimeoutMs: unknown): SharedHeapSetti
     fastPath: (u32[wordAt(views, SH_FLAGS)] & FLAG_NO_FAST_PATH) === 0,
     slotCount: u32[wordAt(views, SH_SLOT_COUNT)],
     lockTimeoutMs: timeout ?? u32[wordAt(views, SH_LOCK_TIMEOUT_MS)],
+    workerCaches: (u32[wordAt(views, SH_FLAGS)] & FLAG_WORKER_CACHES) !== 0,
   };
   const windowBytes = f64[f64At(views, SH_WINDOW_BYTES)];
   if (
     windowBytes !== view.byteLength ||
     settings.slotCount < 1 || settings.slotCount > WORKER_SLOTS_MAX ||
-    u32[wordAt(views, SH_HEADER_BYTES)] !== sharedHeaderBytes(settings.slotCount) ||
+    u32[wordAt(views, SH_HEADER_BYTES)] !==
+      sharedHeaderBytes(settings.slotCount, windowBytes, settings.workerCaches) ||
     !Number.isSafeInteger(settings.baseAddress) || settings.baseAddress <= 0 ||
     settings.baseAddress % 8 !== 0 || settings.lockTimeoutMs < 1
   ) {
