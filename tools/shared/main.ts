@@ -68,8 +68,11 @@ async function scale(
   seed: number,
 ): Promise<void> {
   console.log(`workload ${workload}, ${operations} operations per Worker, best of ${repeat}`);
-  console.log("workers | total ops | wall ms | ops/s (millions) | vs 1 Worker");
+  console.log(
+    "workers | total ops | wall ms | ops/s (millions) | vs 1 Worker | ceiling (CPU-only Workers)",
+  );
   let single = 0;
+  let ceilingSingle = 0;
   for (const workers of counts) {
     let best = Infinity;
     for (let r = 0; r < repeat; r++) {
@@ -87,13 +90,40 @@ async function scale(
       best = Math.min(best, run.wallMs);
     }
     const rate = (workers * operations) / (best / 1000);
-    if (workers === 1) single = rate;
+    const ceilingRate = workers / (await cpuOnlyMs(workers));
+    if (workers === 1) {
+      single = rate;
+      ceilingSingle = ceilingRate;
+    }
     console.log(
       `${workers} | ${workers * operations} | ${best.toFixed(0)} | ${(rate / 1e6).toFixed(2)} | ${
         single === 0 ? "-" : (rate / single).toFixed(2) + "x"
-      }`,
+      } | ${ceilingSingle === 0 ? "-" : (ceilingRate / ceilingSingle).toFixed(2) + "x"}`,
     );
   }
+}
+
+const CPU_ONLY_WORKER = "self.onmessage = (e) => { let x = 0; " +
+  "for (let i = 0; i < e.data; i++) x = (x * 31 + i) | 0; self.postMessage(x); };";
+
+/**
+ * Wall time of `workers` Workers each running the same pure-CPU loop (no
+ * shared memory): the parallelism the machine gives right now, the
+ * ceiling of any heap's scaling (other processes share the cores).
+ */
+async function cpuOnlyMs(workers: number): Promise<number> {
+  const source = `data:text/javascript,${encodeURIComponent(CPU_ONLY_WORKER)}`;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: workers }, () =>
+    new Promise((resolve) => {
+      const worker = new Worker(source, { type: "module" });
+      worker.onmessage = () => {
+        worker.terminate();
+        resolve(0);
+      };
+      worker.postMessage(100_000_000);
+    })));
+  return performance.now() - started;
 }
 
 async function stress(

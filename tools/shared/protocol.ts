@@ -28,7 +28,7 @@ export interface SharedRunJob {
   readonly operations: number;
   /** The operation mix. */
   readonly workload: WorkloadName;
-  /** Whether payloads are filled and verified (off to measure the allocator alone). */
+  /** Whether payloads are filled and verified and the registry kept (off to measure the allocator alone). */
   readonly fill: boolean;
   /** Whether it detaches at the end (else the driver reclaims its slot). */
   readonly detach: boolean;
