@@ -56,6 +56,8 @@ export {
   InvalidSizeError,
   LockTimeoutError,
   MappingFailedError,
+  MemoryDetachedError,
+  MemoryInUseError,
   MemoryMapError,
   NativeUnavailableError,
   OutOfMemoryError,

@@ -15,6 +15,8 @@ export type AllocatorErrorCode =
   | "INVALID_ALIGNMENT"
   | "INVALID_OPTION"
   | "INVALID_MEMORY"
+  | "MEMORY_DETACHED"
+  | "MEMORY_IN_USE"
   | "HEAP_CORRUPTION"
   | "ALLOCATOR_CLOSED"
   | "NATIVE_UNAVAILABLE"
@@ -214,6 +216,52 @@ export class InvalidMemoryError extends AllocatorError {
   /** Creates the error. @param message The region at fault. */
   constructor(message: string) {
     super("INVALID_MEMORY", message);
+  }
+}
+
+/**
+ * The memory's buffer was detached (transferred with `ArrayBuffer.prototype.transfer`,
+ * posted to a worker) or shrunk below the heap's window after the allocator
+ * was made. Every later call throws this; nothing is read or written.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryDetachedError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const buffer = new ArrayBuffer(4096);
+ * const heap = PhysicalAllocator.fromBuffer(buffer);
+ * buffer.transfer(); // the heap's memory now belongs to someone else
+ * assert.throws(() => heap.alloc(8), MemoryDetachedError);
+ * ```
+ */
+export class MemoryDetachedError extends AllocatorError {
+  /** Creates the error. @param message The call refused and the window's buffer. */
+  constructor(message: string) {
+    super("MEMORY_DETACHED", message);
+  }
+}
+
+/**
+ * Memory that already holds a live heap: another allocator in this process
+ * manages it, or its control block is initialised. Pass `reinitialize: true`
+ * to overwrite it deliberately.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryInUseError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const memory = new Uint8Array(4096);
+ * PhysicalAllocator.fromBuffer(memory);
+ * assert.throws(() => PhysicalAllocator.fromBuffer(memory), MemoryInUseError);
+ * PhysicalAllocator.fromBuffer(memory, { reinitialize: true }); // deliberately
+ * ```
+ */
+export class MemoryInUseError extends AllocatorError {
+  /** Creates the error. @param message The memory and who holds it. */
+  constructor(message: string) {
+    super("MEMORY_IN_USE", message);
   }
 }
 

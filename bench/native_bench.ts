@@ -21,7 +21,7 @@ import { ControlBlock } from "../allocator/heap/control_block.ts";
 import { controlBytes, FLAG_LAST, MIN_BLOCK_BYTES } from "../allocator/heap/layout.ts";
 import { FirstFitPolicy } from "../allocator/heap/policy/first_fit.ts";
 import { type NativeMode, PhysicalAllocator, type PolicyName } from "../mod.ts";
-import { bufferAddress, loadNative } from "../native/loader.ts";
+import { loadNative, viewAddress } from "../native/loader.ts";
 
 const native = loadNative("auto");
 if (native === null) {
@@ -35,12 +35,15 @@ const BASE_ADDRESS = 0x1000;
  * a used block of the same size, except the last free block, which is one
  * granule larger: a request of its size is satisfied by it alone.
  */
+/** Any header key: the bench builds its heap image by hand. */
+const BENCH_KEY = 0x5eed1234;
+
 function scanHeap(freeCount: number) {
   const controlSizeBytes = controlBytes(0);
   const lastBytes = MIN_BLOCK_BYTES + 8;
   const windowBytes = controlSizeBytes + freeCount * 2 * MIN_BLOCK_BYTES + 8;
-  const buffer = new ArrayBuffer(windowBytes);
-  const blocks = new BlockWords(buffer, BASE_ADDRESS);
+  const window = new Uint8Array(windowBytes);
+  const blocks = new BlockWords(window, BASE_ADDRESS, BENCH_KEY);
   const control = new ControlBlock(blocks.words, 0, BASE_ADDRESS, controlSizeBytes);
   const policy = new FirstFitPolicy(blocks, control);
   policy.initControl();
@@ -60,7 +63,9 @@ function scanHeap(freeCount: number) {
     policy,
     lastBlock: previousFree,
     requestBytes: lastBytes,
-    windowAddress: native === null ? 0 : bufferAddress(buffer),
+    windowAddress: native === null ? 0 : viewAddress(window),
+    windowBytes,
+    controlBytes: controlSizeBytes,
   };
 }
 
@@ -86,8 +91,11 @@ for (const freeCount of [1e2, 1e4, 1e6]) {
         check(
           native.pma_first_fit_find(
             heap.windowAddress,
+            heap.windowBytes,
             BASE_ADDRESS,
-            BASE_ADDRESS,
+            heap.windowAddress,
+            heap.controlBytes,
+            BENCH_KEY,
             heap.requestBytes,
             8,
             freeCount,

@@ -1,7 +1,7 @@
 /**
  * `deno bench` view of the trace replays: the first 30,000 operations of
  * `bench/traces/git.rep` on every policy and peer, one fresh heap per
- * iteration. The full scoreboard (every trace, medians until stable,
+ * iteration over memory each target keeps (touched by earlier iterations). The full scoreboard (every trace, medians until stable,
  * utilization) is `deno run -A tools/trace/main.ts score bench/traces`.
  *
  * @module

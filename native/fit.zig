@@ -19,7 +19,9 @@ const layout = @import("layout.zig");
 /// `value` rounded up to a multiple of `align_bytes` (a power of two).
 pub fn alignUp(value: u64, align_bytes: u64) u64 {
     assert(std.math.isPowerOfTwo(align_bytes));
-    assert(value + align_bytes <= layout.address_limit);
+    // Blocks lie in a window below address_limit and alignments are at most
+    // align_bytes_max, so this sum never wraps.
+    assert(value <= layout.address_limit + layout.align_bytes_max);
     const aligned = (value + align_bytes - 1) & ~(align_bytes - 1);
     assert(aligned >= value);
     assert(aligned % align_bytes == 0);
@@ -33,13 +35,20 @@ pub fn blockPtr(block: u64) u64 {
     return block + layout.header_bytes;
 }
 
-/// Asserts what every fit test demands of a request.
-pub fn assertRequest(block_size_bytes: u64, align_bytes: u64) void {
-    assert(block_size_bytes >= layout.min_block_bytes);
-    assert(block_size_bytes % layout.granule_bytes == 0);
-    assert(std.math.isPowerOfTwo(align_bytes));
-    assert(align_bytes >= layout.granule_bytes);
-    assert(align_bytes <= layout.align_bytes_max);
+/// A request no fit test can take.
+pub const RequestError = error{InvalidArgument};
+
+/// The largest block size a request may ask for: with the worst alignment gap
+/// it still stays below `address_limit`, so no sum below overflows it.
+pub const block_size_bytes_max: u64 = layout.address_limit / 2;
+
+/// Checks, in every build mode, what every fit test demands of a request.
+pub fn checkRequest(block_size_bytes: u64, align_bytes: u64) RequestError!void {
+    if (block_size_bytes < layout.min_block_bytes) return error.InvalidArgument;
+    if (block_size_bytes > block_size_bytes_max) return error.InvalidArgument;
+    if (block_size_bytes % layout.granule_bytes != 0) return error.InvalidArgument;
+    if (!std.math.isPowerOfTwo(align_bytes)) return error.InvalidArgument;
+    if (align_bytes < layout.granule_bytes or align_bytes > layout.align_bytes_max) return error.InvalidArgument;
 }
 
 /// Bytes skipped at the start of the free block at `block` so that the

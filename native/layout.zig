@@ -15,7 +15,10 @@
 //! +24 u32 sl_bitmap[fl_count]  controlHeadsOffset(fl_count): u64 heads[max(1, fl_count * sl_count)]
 //! ```
 //!
-//! Invariants (asserted where they are read):
+//! The check word is `headerCheck(B, word0, word1, slack, key)` (`header.zig`),
+//! keyed with the heap's random secret; every call passes the key.
+//!
+//! Invariants (checked where they are read):
 //! - size is a multiple of granule_bytes and at least min_block_bytes, so the
 //!   flag bits fit in the low bits it leaves zero.
 //! - flag_free ⟹ the block is on exactly one free list and its footer equals its size.

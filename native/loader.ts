@@ -5,7 +5,10 @@
  * 1. the path in the environment variable `PMA_NATIVE_LIB`, when it is set;
  * 2. `zig-out/lib/libpma.so` (`.dylib`, `pma.dll`) of the package this module
  *    belongs to, when the module is a local file (`bash tools/zig.sh build
- *    -Doptimize=ReleaseFast` puts it there).
+ *    -Doptimize=ReleaseFast` puts it there);
+ * 3. the per-user cache (see `cache.ts`), where
+ *    `deno run -A jsr:@phys/allocator/build-native` puts it for a package
+ *    imported from the registry or over http.
  *
  * The first candidate that opens and passes the handshake (`pma_abi_version`
  * equals {@linkcode PMA_ABI_VERSION}) wins; a stale library is refused, not
@@ -16,6 +19,7 @@
  */
 
 import { InvalidOptionError, NativeUnavailableError } from "../allocator/errors.ts";
+import { BUILD_NATIVE_COMMAND, nativeCacheLibraryPath, nativeCacheRoot } from "./cache.ts";
 import { NATIVE_SYMBOLS, type NativeSymbols, PMA_ABI_VERSION } from "./symbols.ts";
 
 /**
@@ -51,6 +55,7 @@ interface Attempt extends Failure {
 }
 
 const loaded = new Map<string, NativeSymbols>();
+const FFI_DENIED = "FFI permission not granted (run with --allow-ffi)";
 
 /**
  * The file name of the library on an operating system.
@@ -75,30 +80,47 @@ export function nativeLibraryFileName(os: typeof Deno.build.os = Deno.build.os):
 
 /**
  * The candidates of the lookup order, first to last. Reading the environment
- * variable needs `--allow-env=PMA_NATIVE_LIB`; without that permission the
- * variable is skipped, never prompted for.
+ * variables needs `--allow-env` (`PMA_NATIVE_LIB`, and for the cache
+ * `PMA_CACHE_DIR` and `XDG_CACHE_HOME`/`HOME` or `LOCALAPPDATA`); without that
+ * permission they are skipped, never prompted for.
  *
- * @returns The env variable's path (if set and readable), then the local build (if this module is a file).
+ * @returns The env variable's path (if set and readable), the local build (if
+ *   this module is a file), then the per-user cache (if its folder is known).
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { nativeLibraryCandidates } from "./loader.ts";
  *
- * const last = nativeLibraryCandidates().at(-1);
- * assert.equal(last?.source, "local build");
+ * const sources = nativeLibraryCandidates().map((candidate) => candidate.source);
+ * assert.ok(sources.includes("local build"));
  * ```
  */
 export function nativeLibraryCandidates(): NativeCandidate[] {
+  return searchPlan().candidates;
+}
+
+/** The candidates, and notes on what could not be searched (for the error message). */
+function searchPlan(): { candidates: NativeCandidate[]; notes: string[] } {
   const candidates: NativeCandidate[] = [];
+  const notes: string[] = [];
   const env = Deno.permissions.querySync({ name: "env", variable: NATIVE_LIB_ENV });
   const envPath = env.state === "granted" ? Deno.env.get(NATIVE_LIB_ENV) : undefined;
   if (envPath !== undefined && envPath !== "") {
     candidates.push({ source: `env ${NATIVE_LIB_ENV}`, path: envPath });
+  } else if (env.state !== "granted") {
+    notes.push(`${NATIVE_LIB_ENV} not read: run with --allow-env to use it`);
   }
   const local = new URL(`../zig-out/lib/${nativeLibraryFileName()}`, import.meta.url);
   if (local.protocol === "file:") candidates.push({ source: "local build", path: local });
-  return candidates;
+  const cache = nativeCacheRoot();
+  if ("root" in cache) {
+    const path = nativeCacheLibraryPath(cache.root, nativeLibraryFileName());
+    candidates.push({ source: "user cache", path });
+  } else {
+    notes.push(`user cache ${cache.reason}`);
+  }
+  return { candidates, notes };
 }
 
 /**
@@ -134,7 +156,7 @@ export function nativeLibraryCandidates(): NativeCandidate[] {
  */
 export function loadNative(
   mode: "auto" | boolean,
-  candidates: readonly NativeCandidate[] = nativeLibraryCandidates(),
+  candidates?: readonly NativeCandidate[],
 ): NativeSymbols | null {
   if (mode === false) return null;
   if (mode !== "auto" && mode !== true) {
@@ -142,14 +164,15 @@ export function loadNative(
       `Cannot load the native library: mode must be "auto" or a boolean, got ${String(mode)}`,
     );
   }
+  const plan = candidates === undefined ? searchPlan() : { candidates, notes: [] };
   const attempts: Attempt[] = [];
-  for (const candidate of candidates) {
+  for (const candidate of plan.candidates) {
     const result = tryLoad(candidate);
     if (!isFailure(result)) return result;
     attempts.push({ candidate, ...result });
   }
   if (mode === "auto") return null;
-  throw unavailable(attempts);
+  throw unavailable(attempts, plan.notes);
 }
 
 /**
@@ -158,7 +181,7 @@ export function loadNative(
  *
  * @param buffer The memory window (not empty).
  * @returns The host pointer as a number.
- * @throws {NativeUnavailableError} If the buffer has no host pointer (it is empty).
+ * @throws {NativeUnavailableError} If the buffer has no host pointer (it is empty or detached).
  *
  * @example
  * ```ts
@@ -171,7 +194,7 @@ export function loadNative(
  * ```
  */
 export function bufferAddress(buffer: ArrayBuffer): number {
-  const pointer = Deno.UnsafePointer.of(buffer);
+  const pointer = buffer.detached ? null : Deno.UnsafePointer.of(buffer);
   const address = pointer === null ? 0 : Number(Deno.UnsafePointer.value(pointer));
   if (!Number.isSafeInteger(address) || address === 0) {
     throw new NativeUnavailableError(
@@ -182,38 +205,46 @@ export function bufferAddress(buffer: ArrayBuffer): number {
 }
 
 /**
- * The `control_address` argument of the native finds for a control block
- * held in `words` at word `index`: its address in window coordinates,
- * `baseAddress + (host pointer - windowAddress)`. For a control block inside
- * the window this is its ordinary address; for one in a buffer of its own it
- * may lie outside the window, below `baseAddress` or below 0, and the native
- * side still reads it at the right host pointer. Needs `--allow-ffi`.
+ * The host address of byte 0 of `view` (its buffer's host pointer plus its
+ * byte offset), as an exact number: the `window_address` and `control_host`
+ * arguments of the native finds. Needs `--allow-ffi` (not path-scoped).
  *
- * @param windowAddress The window's host pointer ({@linkcode bufferAddress}).
- * @param baseAddress The address window byte 0 stands for.
- * @param words The words the control block lives in.
- * @param index Index in `words` of the control block's first word.
- * @returns The control block's address in window coordinates.
+ * @param view A view over a non-empty, attached buffer.
+ * @returns The host pointer of the view's byte 0.
+ * @throws {NativeUnavailableError} If the buffer has no host pointer (it is empty or detached).
  *
- * @example A control block inside the window keeps its address
+ * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { bufferAddress, controlAddressFor } from "./loader.ts";
+ * import { bufferAddress, viewAddress } from "./loader.ts";
  *
- * const window = new ArrayBuffer(4096);
- * const words = new Uint32Array(window);
- * assert.equal(controlAddressFor(bufferAddress(window), 0x1000, words, 16), 0x1040);
+ * const buffer = new ArrayBuffer(64);
+ * assert.equal(viewAddress(new Uint8Array(buffer, 16)), bufferAddress(buffer) + 16);
  * ```
  */
-export function controlAddressFor(
-  windowAddress: number,
-  baseAddress: number,
-  words: Uint32Array,
-  index: number,
-): number {
-  const host = bufferAddress(words.buffer as ArrayBuffer) + words.byteOffset + 4 * index;
-  return baseAddress + (host - windowAddress);
+export function viewAddress(view: ArrayBufferView): number {
+  return bufferAddress(view.buffer as ArrayBuffer) + view.byteOffset;
 }
+
+/**
+ * What the negative results of the native finds mean (`native/root.zig`):
+ * `WALK_TOO_LONG` a first-fit walk ran past its step bound, `INVALID_ARGUMENT`
+ * a number out of range or a foreign control block, and `CORRUPT_BASE - B`
+ * (at most `CORRUPT_BASE`) a damaged heap at block B (0: the control block).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { NATIVE_RESULT } from "./loader.ts";
+ *
+ * assert.equal(NATIVE_RESULT.CORRUPT_BASE - -0x1048, 0x1040);
+ * ```
+ */
+export const NATIVE_RESULT = {
+  WALK_TOO_LONG: -1,
+  INVALID_ARGUMENT: -2,
+  CORRUPT_BASE: -8,
+} as const;
 
 function isFailure(result: NativeSymbols | Failure): result is Failure {
   return "reason" in result;
@@ -225,7 +256,7 @@ function tryLoad(candidate: NativeCandidate): NativeSymbols | Failure {
   if (cached !== undefined) return cached;
   const ffi = Deno.permissions.querySync({ name: "ffi", path: candidate.path });
   if (ffi.state !== "granted") {
-    return { reason: "FFI permission not granted (run with --allow-ffi)" };
+    return { reason: FFI_DENIED };
   }
   let library: Deno.DynamicLibrary<typeof NATIVE_SYMBOLS>;
   try {
@@ -242,15 +273,22 @@ function tryLoad(candidate: NativeCandidate): NativeSymbols | Failure {
   return library.symbols;
 }
 
-function unavailable(attempts: readonly Attempt[]): NativeUnavailableError {
+function unavailable(
+  attempts: readonly Attempt[],
+  notes: readonly string[],
+): NativeUnavailableError {
   const cause = attempts.find((attempt) => attempt.error !== undefined)?.error;
-  const tried = attempts.length === 0
-    ? "no path to try (set PMA_NATIVE_LIB)"
-    : attempts.map((attempt) =>
-      `${displayPath(attempt.candidate.path)} (${attempt.candidate.source}): ${attempt.reason}`
-    ).join("; ");
+  const tried = attempts.map((attempt) =>
+    `${displayPath(attempt.candidate.path)} (${attempt.candidate.source}): ${attempt.reason}`
+  );
+  const found = tried.length === 0 && notes.length === 0 ? ["no path to try"] : [];
+  const build =
+    `build it with \`${BUILD_NATIVE_COMMAND}\` (in a clone of the repository: \`bash tools/zig.sh build -Doptimize=ReleaseFast\`)`;
+  const fix = attempts.some((attempt) => attempt.reason === FFI_DENIED)
+    ? `run with --allow-ffi, and if the library is not built yet, ${build}`
+    : build;
   return new NativeUnavailableError(
-    `Cannot load the native library: ${tried}; build it with \`bash tools/zig.sh build -Doptimize=ReleaseFast\``,
+    `Cannot load the native library: ${[...found, ...tried, ...notes].join("; ")}; ${fix}`,
     cause === undefined ? undefined : { cause },
   );
 }

@@ -4,14 +4,15 @@
  * of the layout constants `pma_layout_value` reports.
  *
  * Addresses and sizes cross the boundary as `f64` (exact below 2^53), so a
- * call costs no bigint and no pointer object. Memory is reached through two
+ * call costs no bigint and no pointer object. Memory is reached through three
  * numbers: `window_address`, the host pointer of the memory window's byte 0,
- * and `base_address`, the address that byte stands for; the host pointer of
- * address `a` is `window_address + (a - base_address)`. The control block is
- * passed as `control_address` in the same coordinates; a control block kept
- * outside the window (no region could hold it) is passed as
- * `base_address + (its host pointer - window_address)`, which may be below
- * `base_address` or negative: see {@linkcode controlAddressFor} in `loader.ts`.
+ * `window_bytes`, its length, and `base_address`, the address that byte
+ * stands for; the host pointer of address `a` is
+ * `window_address + (a - base_address)`. The control block is passed as its
+ * own host pointer and length (it may live outside the window). libpma
+ * checks every argument and every read against these lengths in every build
+ * mode and answers a failed check with a negative result
+ * ({@linkcode NATIVE_RESULT} in `loader.ts`). `key` is the heap's check-word key.
  *
  * @module
  */
@@ -24,10 +25,10 @@
  * import assert from "node:assert/strict";
  * import { PMA_ABI_VERSION } from "./symbols.ts";
  *
- * assert.equal(PMA_ABI_VERSION, 3);
+ * assert.equal(PMA_ABI_VERSION, 4);
  * ```
  */
-export const PMA_ABI_VERSION = 3;
+export const PMA_ABI_VERSION = 4;
 
 /**
  * The names (as exported by `allocator/heap/layout.ts`) of the layout constants,
@@ -110,13 +111,14 @@ export const NATIVE_SYMBOLS = {
     ],
     result: "f64",
   },
-  /** `uint32_t pma_header_check(double address, uint32_t word0, uint32_t word1, uint32_t slack)`. */
+  /** `uint32_t pma_header_check(double address, uint32_t word0, uint32_t word1, uint32_t slack, uint32_t key)`. */
   pma_header_check: {
     parameters: [
       "f64", // double address: the block address, an integer below 2^53
       "u32", // uint32_t word0: size low bits | flags
       "u32", // uint32_t word1: size high bits
       "u32", // uint32_t slack: the slack word
+      "u32", // uint32_t key: the heap's check-word key
     ],
     result: "u32",
   },
@@ -135,36 +137,44 @@ export const NATIVE_SYMBOLS = {
     ],
     result: "f64",
   },
-  /** First-fit scan: the first fitting free block in list order, or 0. */
+  /** First-fit scan: the first fitting free block in list order, 0 if none, negative on a failed check. */
   pma_first_fit_find: {
     parameters: [
       "f64", // double window_address: host pointer of window byte 0
+      "f64", // double window_bytes: length of the window; no read leaves it
       "f64", // double base_address: the address window byte 0 stands for
-      "f64", // double control_address: the first-fit control block (window coordinates, may be outside it)
+      "f64", // double control_host: host pointer of the control block
+      "f64", // double control_bytes: length of the control block; no read leaves it
+      "u32", // uint32_t key: the heap's check-word key
       "f64", // double block_size_bytes: the block to place, header included
       "f64", // double align_bytes: payload alignment, a power of two >= 8
       "u32", // uint32_t steps_max: the most blocks to inspect
     ],
     result: "f64",
   },
-  /** First-fit insert position: the listed block a free block goes after (0: head), -1 if the walk runs past steps_max. */
+  /** First-fit insert position: the listed block a free block goes after (0: head), -1 if the walk runs past steps_max, other negatives on a failed check. */
   pma_first_fit_predecessor: {
     parameters: [
       "f64", // double window_address: host pointer of window byte 0
+      "f64", // double window_bytes: length of the window; no read leaves it
       "f64", // double base_address: the address window byte 0 stands for
-      "f64", // double control_address: the first-fit control block (window coordinates, may be outside it)
+      "f64", // double control_host: host pointer of the control block
+      "f64", // double control_bytes: length of the control block; no read leaves it
       "f64", // double block: the free block to be listed
       "f64", // double after: a listed block known to precede `block`, or 0 to walk from the head
       "u32", // uint32_t steps_max: the listed block count; a longer walk means corruption
     ],
     result: "f64",
   },
-  /** TLSF search: a fitting free block (a bounded walk of the request's own class, else good fit), or 0. */
+  /** TLSF search: a fitting free block (a bounded walk of the request's own class, else good fit), 0 if none, negative on a failed check. */
   pma_tlsf_find: {
     parameters: [
       "f64", // double window_address: host pointer of window byte 0
+      "f64", // double window_bytes: length of the window; no read leaves it
       "f64", // double base_address: the address window byte 0 stands for
-      "f64", // double control_address: the TLSF control block (window coordinates, may be outside it)
+      "f64", // double control_host: host pointer of the control block
+      "f64", // double control_bytes: length of the control block; no read leaves it
+      "u32", // uint32_t key: the heap's check-word key
       "f64", // double block_size_bytes: the block to place, header included
       "f64", // double align_bytes: payload alignment, a power of two >= 8
     ],

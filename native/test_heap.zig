@@ -6,11 +6,17 @@ const assert = std.debug.assert;
 const layout = @import("layout.zig");
 const headerCheck = @import("header.zig").headerCheck;
 const Window = @import("window.zig").Window;
+const ControlBytes = @import("window.zig").ControlBytes;
+
+/// The key the test heaps use: any value works, a non-zero one proves it is used.
+pub const test_key: u32 = 0x5eed_1234;
 
 /// A heap image in `bytes` whose byte 0 stands for `base_address`.
 pub const TestHeap = struct {
     bytes: []align(8) u8,
     base_address: u64,
+    /// The heap's check-word key.
+    key: u32 = test_key,
 
     /// The window the native functions see, as the two numbers TS passes.
     pub fn windowAddress(self: TestHeap) f64 {
@@ -24,7 +30,13 @@ pub const TestHeap = struct {
 
     /// The window over the heap.
     pub fn window(self: TestHeap) Window {
-        return Window.init(self.windowAddress(), self.baseAddress());
+        return Window.init(self.windowAddress(), @floatFromInt(self.bytes.len), self.baseAddress()) catch unreachable;
+    }
+
+    /// The control block at `control` with `fl_count` first levels, as the TS side passes it.
+    pub fn control(self: TestHeap, control_address: u64, fl_count: u32) ControlBytes {
+        const host = @intFromPtr(self.bytes.ptr) + (control_address - self.base_address);
+        return ControlBytes.init(@floatFromInt(host), @floatFromInt(layout.controlBytes(fl_count))) catch unreachable;
     }
 
     fn slice(self: TestHeap, address: u64, comptime len: usize) *[len]u8 {
@@ -50,7 +62,7 @@ pub const TestHeap = struct {
         self.writeU32(block + layout.header_size_lo_offset, word0);
         self.writeU32(block + layout.header_size_hi_offset, word1);
         self.writeU32(block + layout.header_slack_offset, slack);
-        self.writeU32(block + layout.header_check_offset, headerCheck(block, word0, word1, slack));
+        self.writeU32(block + layout.header_check_offset, headerCheck(block, word0, word1, slack, self.key));
     }
 
     /// Writes a free block: header, links and footer.
@@ -75,12 +87,12 @@ pub const TestHeap = struct {
 
     /// Writes a control block for `policy_id` with `fl_count` first levels,
     /// all lists empty.
-    pub fn writeControl(self: TestHeap, control: u64, policy_id: u32, fl_count: u32) void {
+    pub fn writeControl(self: TestHeap, control_address: u64, policy_id: u32, fl_count: u32) void {
         const control_bytes = layout.controlBytes(fl_count);
-        const offset = control - self.base_address;
+        const offset = control_address - self.base_address;
         @memset(self.bytes[offset..][0..control_bytes], 0);
-        self.writeU32(control + layout.control_magic_offset, layout.control_magic);
-        self.writeU32(control + layout.control_policy_offset, policy_id);
-        self.writeU32(control + layout.control_fl_count_offset, fl_count);
+        self.writeU32(control_address + layout.control_magic_offset, layout.control_magic);
+        self.writeU32(control_address + layout.control_policy_offset, policy_id);
+        self.writeU32(control_address + layout.control_fl_count_offset, fl_count);
     }
 };

@@ -23,8 +23,14 @@ const assert = std.debug.assert;
 const layout = @import("layout.zig");
 const fit = @import("fit.zig");
 const header = @import("header.zig");
-const Window = @import("window.zig").Window;
-const ControlBytes = @import("window.zig").ControlBytes;
+const window_ = @import("window.zig");
+const Window = window_.Window;
+const ControlBytes = window_.ControlBytes;
+const first_fit = @import("first_fit.zig");
+const Fault = first_fit.Fault;
+
+/// What a search can find besides a block; a damaged bitmap is `BadControl`.
+pub const FindError = first_fit.WalkError || error{BadControl};
 
 /// The most blocks of the request's own class `find` inspects before the
 /// good-fit search (EXACT_SCAN_MAX on the TS side).
@@ -74,39 +80,39 @@ fn classOf(size_bytes: u64) Class {
 /// The size a good-fit class must guarantee for a block of `block_size_bytes`
 /// whose payload is aligned to `align_bytes`: room for the worst alignment gap.
 pub fn searchSizeBytes(block_size_bytes: u64, align_bytes: u64) u64 {
-    fit.assertRequest(block_size_bytes, align_bytes);
+    assert(block_size_bytes <= fit.block_size_bytes_max);
+    assert(align_bytes <= layout.align_bytes_max);
     if (align_bytes <= layout.granule_bytes) return block_size_bytes;
     return block_size_bytes + align_bytes + layout.min_block_bytes - layout.granule_bytes;
 }
 
-/// A view of a TLSF control block.
+/// A view of a TLSF control block; every word it reads is checked before use.
 const Control = struct {
     bytes: ControlBytes,
     fl_count: u32,
 
-    fn init(bytes: ControlBytes) Control {
-        const fl_count = bytes.readU32(layout.control_fl_count_offset);
-        assert(fl_count >= 1);
-        assert(fl_count <= layout.fl_count_max);
-        if (std.debug.runtime_safety) {
-            assert(bytes.readU32(layout.control_magic_offset) == layout.control_magic);
-            assert(bytes.readU32(layout.control_policy_offset) == layout.policy_id_tlsf);
-        }
+    fn init(bytes: ControlBytes) FindError!Control {
+        if (try bytes.readU32(layout.control_magic_offset) != layout.control_magic) return error.InvalidArgument;
+        if (try bytes.readU32(layout.control_policy_offset) != layout.policy_id_tlsf) return error.InvalidArgument;
+        const fl_count = try bytes.readU32(layout.control_fl_count_offset);
+        if (fl_count < 1 or fl_count > layout.fl_count_max) return error.BadControl;
+        // The heads are read from here on: the bytes handed over must hold them all.
+        if (bytes.len_bytes < layout.controlBytes(fl_count)) return error.InvalidArgument;
         return .{ .bytes = bytes, .fl_count = fl_count };
     }
 
-    fn flBitmap(self: Control) u64 {
-        const bitmap = self.bytes.readU64(layout.control_fl_bitmap_offset);
-        assert(bitmap >> @intCast(self.fl_count) == 0);
+    fn flBitmap(self: Control) FindError!u64 {
+        const bitmap = try self.bytes.readU64(layout.control_fl_bitmap_offset);
+        if (bitmap >> @intCast(self.fl_count) != 0) return error.BadControl;
         return bitmap;
     }
 
-    fn slBitmap(self: Control, fl: u32) u32 {
+    fn slBitmap(self: Control, fl: u32) FindError!u32 {
         assert(fl < self.fl_count);
         return self.bytes.readU32(layout.control_sl_bitmaps_offset + 4 * @as(u64, fl));
     }
 
-    fn head(self: Control, class: Class) u64 {
+    fn head(self: Control, class: Class) FindError!u64 {
         assert(class.fl < self.fl_count);
         assert(class.sl < layout.sl_count);
         const index = @as(u64, class.fl) * layout.sl_count + class.sl;
@@ -114,39 +120,55 @@ const Control = struct {
     }
 
     /// The first non-empty class at or above `class`, if any.
-    fn findSuitableClass(self: Control, class: Class) ?Class {
+    fn findSuitableClass(self: Control, class: Class) FindError!?Class {
         if (class.fl >= self.fl_count) return null;
-        const sl_map = self.slBitmap(class.fl) & (~@as(u32, 0) << @intCast(class.sl));
+        const sl_map = try self.slBitmap(class.fl) & (~@as(u32, 0) << @intCast(class.sl));
         if (sl_map != 0) return .{ .fl = class.fl, .sl = @ctz(sl_map) };
-        const fl_map = self.flBitmap() & (~@as(u64, 0) << @intCast(class.fl + 1));
+        const fl_map = try self.flBitmap() & (~@as(u64, 0) << @intCast(class.fl + 1));
         if (fl_map == 0) return null;
         const fl: u32 = @ctz(fl_map);
-        const sl_bitmap = self.slBitmap(fl);
-        assert(sl_bitmap != 0);
+        const sl_bitmap = try self.slBitmap(fl);
+        if (sl_bitmap == 0) return error.BadControl;
         return .{ .fl = fl, .sl = @ctz(sl_bitmap) };
     }
 };
 
 /// A free block that holds a block of `block_size_bytes` with its payload
-/// aligned to `align_bytes`, or 0 if the TLSF search finds none.
-pub fn find(window: Window, control_bytes: ControlBytes, block_size_bytes: u64, align_bytes: u64) u64 {
-    const control = Control.init(control_bytes);
+/// aligned to `align_bytes`, or 0 if the TLSF search finds none. Every block
+/// it reads must have an intact free header under `key`.
+pub fn find(
+    window: Window,
+    control_bytes: ControlBytes,
+    key: u32,
+    block_size_bytes: u64,
+    align_bytes: u64,
+    fault: *Fault,
+) FindError!u64 {
+    try fit.checkRequest(block_size_bytes, align_bytes);
+    const control = try Control.init(control_bytes);
     const search_bytes = searchSizeBytes(block_size_bytes, align_bytes);
     // The request's own class first: its fitting blocks are the tightest.
     const class = mapping(search_bytes);
+    // `fault` names the block whose header or link is at fault; 0 is the control block.
+    fault.block = 0;
     if (class.fl < control.fl_count) {
-        var block = control.head(class);
+        var block = try window.checkLink(try control.head(class));
         var steps: u32 = 0;
         while (block != 0 and steps < exact_steps_max) : (steps += 1) {
-            const size_bytes = header.freeBlockSize(window, block);
+            fault.block = block;
+            const size_bytes = try header.freeBlockSize(window, block, key);
             if (fit.fits(block, size_bytes, block_size_bytes, align_bytes)) return block;
-            block = window.readU64(block + layout.free_next_offset);
+            block = try window.checkLink(try window.readU64(block + layout.free_next_offset));
         }
     }
-    if (control.findSuitableClass(mappingSearch(search_bytes))) |suitable| {
-        const block = control.head(suitable);
-        assert(block != 0);
-        assert(fit.fits(block, header.freeBlockSize(window, block), block_size_bytes, align_bytes));
+    fault.block = 0;
+    if (try control.findSuitableClass(mappingSearch(search_bytes))) |suitable| {
+        const block = try window.checkLink(try control.head(suitable));
+        if (block == 0) return error.BadControl;
+        fault.block = block;
+        const size_bytes = try header.freeBlockSize(window, block, key);
+        // The class promises the fit: a smaller block means a damaged header or list.
+        if (!fit.fits(block, size_bytes, block_size_bytes, align_bytes)) return error.BadHeader;
         return block;
     }
     return 0;
@@ -162,14 +184,19 @@ fn testInsert(heap: TestHeap, block: u64, size_bytes: u64) void {
     const heads = test_control + layout.controlHeadsOffset(test_fl_count);
     const head_address = heads + 8 * (@as(u64, class.fl) * layout.sl_count + class.sl);
     const window = heap.window();
-    const old_head = window.readU64(head_address);
+    const old_head = window.readU64(head_address) catch unreachable;
     heap.writeFreeBlock(block, size_bytes, old_head, 0);
     if (old_head != 0) heap.writeU64(old_head + layout.free_prev_offset, block);
     heap.writeU64(head_address, block);
     const sl_address = test_control + layout.control_sl_bitmaps_offset + 4 * @as(u64, class.fl);
-    heap.writeU32(sl_address, window.readU32(sl_address) | (@as(u32, 1) << @intCast(class.sl)));
+    heap.writeU32(sl_address, (window.readU32(sl_address) catch unreachable) | (@as(u32, 1) << @intCast(class.sl)));
     const fl_address = test_control + layout.control_fl_bitmap_offset;
-    heap.writeU64(fl_address, window.readU64(fl_address) | (@as(u64, 1) << @intCast(class.fl)));
+    heap.writeU64(fl_address, (window.readU64(fl_address) catch unreachable) | (@as(u64, 1) << @intCast(class.fl)));
+}
+
+fn testFind(heap: TestHeap, block_size_bytes: u64, align_bytes: u64) !u64 {
+    var fault = Fault{};
+    return find(heap.window(), heap.control(test_control, test_fl_count), heap.key, block_size_bytes, align_bytes, &fault);
 }
 
 fn testHeap(bytes: []align(8) u8) TestHeap {
@@ -206,11 +233,10 @@ test "find takes the head of the first non-empty class at or above the search cl
     testInsert(heap, 0x1400, 48);
     testInsert(heap, 0x1500, 200);
     testInsert(heap, 0x1600, 600);
-    const window = heap.window();
-    try std.testing.expectEqual(@as(u64, 0x1400), find(window, ControlBytes.init(window, test_control), 48, 8));
-    try std.testing.expectEqual(@as(u64, 0x1500), find(window, ControlBytes.init(window, test_control), 56, 8));
-    try std.testing.expectEqual(@as(u64, 0x1600), find(window, ControlBytes.init(window, test_control), 208, 8));
-    try std.testing.expectEqual(@as(u64, 0), find(window, ControlBytes.init(window, test_control), 608, 8));
+    try std.testing.expectEqual(@as(u64, 0x1400), try testFind(heap, 48, 8));
+    try std.testing.expectEqual(@as(u64, 0x1500), try testFind(heap, 56, 8));
+    try std.testing.expectEqual(@as(u64, 0x1600), try testFind(heap, 208, 8));
+    try std.testing.expectEqual(@as(u64, 0), try testFind(heap, 608, 8));
 }
 
 test "find falls back to walking the search size's own class" {
@@ -220,10 +246,9 @@ test "find falls back to walking the search size's own class" {
     // class above, which is empty, so the walk of [256, 272) finds 264.
     testInsert(heap, 0x1500, 264);
     testInsert(heap, 0x1400, 256);
-    const window = heap.window();
-    try std.testing.expectEqual(@as(u64, 0x1500), find(window, ControlBytes.init(window, test_control), 264, 8));
-    try std.testing.expectEqual(@as(u64, 0x1400), find(window, ControlBytes.init(window, test_control), 256, 8));
-    try std.testing.expectEqual(@as(u64, 0), find(window, ControlBytes.init(window, test_control), 272, 8));
+    try std.testing.expectEqual(@as(u64, 0x1500), try testFind(heap, 264, 8));
+    try std.testing.expectEqual(@as(u64, 0x1400), try testFind(heap, 256, 8));
+    try std.testing.expectEqual(@as(u64, 0), try testFind(heap, 272, 8));
 }
 
 test "find with alignment searches for room for the gap" {
@@ -232,12 +257,29 @@ test "find with alignment searches for room for the gap" {
     testInsert(heap, 0x1400, 96);
     testInsert(heap, 0x1500, 256);
     // search = 48 + 64 + 32 = 144 -> good fit is the 256 block.
-    try std.testing.expectEqual(@as(u64, 0x1500), find(heap.window(), ControlBytes.init(heap.window(), test_control), 48, 64));
+    try std.testing.expectEqual(@as(u64, 0x1500), try testFind(heap, 48, 64));
 }
 
 test "find refuses a search size past the control block's first levels" {
     var bytes align(8) = [_]u8{0} ** 4096;
     const heap = testHeap(&bytes);
     testInsert(heap, 0x1400, 1000);
-    try std.testing.expectEqual(@as(u64, 0), find(heap.window(), ControlBytes.init(heap.window(), test_control), 1024, 8));
+    try std.testing.expectEqual(@as(u64, 0), try testFind(heap, 1024, 8));
+}
+
+test "find reports a damaged bitmap, a forged head and a link out of the window" {
+    var bytes align(8) = [_]u8{0} ** 4096;
+    const heap = testHeap(&bytes);
+    testInsert(heap, 0x1500, 200);
+    const fl_address = test_control + layout.control_fl_bitmap_offset;
+    heap.writeU64(fl_address, 1 << 40);
+    try std.testing.expectError(error.BadControl, testFind(heap, 48, 8));
+    heap.writeU64(fl_address, 1 << 1);
+    var key_heap = heap;
+    key_heap.key +%= 1;
+    try std.testing.expectError(error.BadHeader, testFind(key_heap, 48, 8));
+    // 200 is class (1, 9); a 200-byte request walks that class first.
+    const head_address = test_control + layout.controlHeadsOffset(test_fl_count) + 8 * (1 * layout.sl_count + 9);
+    heap.writeU64(head_address, 0x9_0000_0000);
+    try std.testing.expectError(error.OutOfWindow, testFind(heap, 200, 8));
 }

@@ -9,7 +9,7 @@
  * path (when the library is built) and in debug mode. `CATALOG_SIZE` is the number of
  * distinct bad inputs; the last test keeps it honest.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import {
   type AllocatorError,
   bufferMemory,
@@ -20,6 +20,8 @@ import {
   InvalidMemoryError,
   InvalidOptionError,
   InvalidSizeError,
+  MemoryDetachedError,
+  MemoryInUseError,
   MemoryMapError,
   OutOfMemoryError,
   PhysicalAllocator,
@@ -28,7 +30,7 @@ import {
   type PolicyName,
 } from "../mod.ts";
 import { AllocatorClosedError, TraceFormatError } from "../allocator/errors.ts";
-import { hex } from "../allocator/memory/physical_memory.ts";
+import { describeValue, hex } from "../allocator/memory/physical_memory.ts";
 import type { MemoryMapEntry } from "../allocator/memory_map/entry.ts";
 import { MemoryMap } from "../allocator/memory_map/memory_map.ts";
 import { normalizeMemoryMap } from "../allocator/memory_map/normalize.ts";
@@ -44,7 +46,7 @@ import { snapshot } from "./support/conformance.ts";
 import { nativeOrSkip } from "./support/native_library.ts";
 
 /** The number of distinct bad inputs below (each allocator case counts once, though it runs per policy). */
-const CATALOG_SIZE = 251;
+const CATALOG_SIZE = 282;
 
 type ErrorClass = new (...args: never[]) => AllocatorError;
 
@@ -278,13 +280,13 @@ function valueCases(): HeapCase[] {
       what: `alloc() with alignment ${String(align)}`,
       call: (f) => f.heap.alloc(8, align as number),
       error: InvalidAlignmentError,
-      names: () => `alignment ${String(align)}`,
+      names: () => `alignment ${describeValue(align)}`,
     });
     cases.push({
       what: `tryAlloc() with alignment ${String(align)}`,
       call: (f) => f.heap.tryAlloc(8, align as number),
       error: InvalidAlignmentError,
-      names: () => `alignment ${String(align)}`,
+      names: () => `alignment ${describeValue(align)}`,
     });
   }
   for (const align of [2 ** 17, 2 ** 30]) {
@@ -300,7 +302,58 @@ function valueCases(): HeapCase[] {
       what: `bytes() of a 64-byte payload with length ${String(length)}`,
       call: (f) => f.heap.bytes(f.live[0], length as number),
       error: InvalidSizeError,
-      names: () => `${String(length)} bytes`,
+      names: () => `${describeValue(length)} bytes`,
+    });
+  }
+  // Symbols and bigints: a template literal or String() of them throws or misleads.
+  const sym = Symbol("bad");
+  const odd: [string, (f: Fixture) => unknown, ErrorClass, string][] = [
+    [
+      "alloc() of size Symbol(bad)",
+      (f) => f.heap.alloc(sym as never),
+      InvalidSizeError,
+      "Symbol(bad)",
+    ],
+    ["alloc() of size 64n", (f) => f.heap.alloc(64n as never), InvalidSizeError, "64n"],
+    [
+      "alloc() with alignment Symbol(bad)",
+      (f) => f.heap.alloc(8, sym as never),
+      InvalidAlignmentError,
+      "Symbol(bad)",
+    ],
+    [
+      "alloc() with alignment 16n",
+      (f) => f.heap.alloc(8, 16n as never),
+      InvalidAlignmentError,
+      "16n",
+    ],
+    [
+      "realloc() to size Symbol(bad)",
+      (f) => f.heap.realloc(f.live[0], sym as never),
+      InvalidSizeError,
+      "Symbol(bad)",
+    ],
+    [
+      "bytes() of length Symbol(bad)",
+      (f) => f.heap.bytes(f.live[0], sym as never),
+      InvalidSizeError,
+      "Symbol(bad)",
+    ],
+    ["bytes() of length 8n", (f) => f.heap.bytes(f.live[0], 8n as never), InvalidSizeError, "8n"],
+    ["free() of Symbol(bad)", (f) => f.heap.free(sym as never), InvalidFreeError, "Symbol(bad)"],
+    [
+      "bytes() of Symbol(bad)",
+      (f) => f.heap.bytes(sym as never),
+      InvalidAddressError,
+      "Symbol(bad)",
+    ],
+  ];
+  for (const [what, call, error, names] of odd) {
+    cases.push({
+      what,
+      call,
+      error,
+      names: () => names,
     });
   }
   return cases;
@@ -338,6 +391,8 @@ const CODES = new Map<ErrorClass, string>([
   [InvalidOptionError, "INVALID_OPTION"],
   [InvalidMemoryError, "INVALID_MEMORY"],
   [AllocatorClosedError, "ALLOCATOR_CLOSED"],
+  [MemoryDetachedError, "MEMORY_DETACHED"],
+  [MemoryInUseError, "MEMORY_IN_USE"],
   [MemoryMapError, "MEMORY_MAP_INVALID"],
   [TraceFormatError, "TRACE_INVALID"],
 ]);
@@ -416,6 +471,38 @@ for (const policy of POLICY_NAMES) {
   });
 }
 
+for (const policy of ["tlsf", "first-fit"] as const) {
+  for (const native of NATIVE_MODES) {
+    Deno.test(
+      `bad input catalog (${policy}${
+        native ? ", native" : ""
+      }): a transferred or shrunk buffer is noticed before any read`,
+      async (t) => {
+        for (const c of CLOSED_CASES) {
+          await t.step(c.what.replace("a closed allocator", "a transferred buffer"), () => {
+            const f = makeFixture(policy, native);
+            const moved = (f.window.buffer as ArrayBuffer).transfer();
+            const raw = new Uint8Array(moved).slice();
+            assertRejects(() => c.call(f), MemoryDetachedError, "detached", c.what);
+            assert.deepEqual(new Uint8Array(moved), raw, `${c.what}: memory bytes changed`);
+          });
+        }
+        await t.step("alloc() after a resizable buffer shrank below the window", () => {
+          const buffer = new ArrayBuffer(HEAP_BYTES, { maxByteLength: 2 * HEAP_BYTES });
+          const heap = PhysicalAllocator.fromBuffer(buffer, { policy, native });
+          heap.alloc(64);
+          buffer.resize(HEAP_BYTES / 2);
+          assertRejects(() => heap.alloc(64), MemoryDetachedError, "shrunk", "alloc");
+          buffer.resize(2 * HEAP_BYTES);
+          // Grown back past the window: the fixed-length view is in bounds again.
+          heap.alloc(64);
+          heap.check();
+        });
+      },
+    );
+  }
+}
+
 /** One bad call that needs no fixture heap. */
 interface PlainCase {
   readonly what: string;
@@ -444,6 +531,13 @@ function constructionCases(): (PlainCase & { readonly window?: Uint8Array })[] {
     option(`align ${align}`, { align }, InvalidAlignmentError, `alignment ${align}`);
   }
   option('native "yes"', { native: "yes" }, InvalidOptionError, "yes");
+  option("policy Symbol(p)", { policy: Symbol("p") }, InvalidOptionError, "Symbol(p)");
+  option("baseAddress Symbol(b)", { baseAddress: Symbol("b") }, InvalidOptionError, "Symbol(b)");
+  option("baseAddress 4096n", { baseAddress: 4096n }, InvalidOptionError, "4096n");
+  option("align Symbol(a)", { align: Symbol("a") }, InvalidAlignmentError, "Symbol(a)");
+  option("native Symbol(n)", { native: Symbol("n") }, InvalidOptionError, "Symbol(n)");
+  option("debug Symbol(d)", { debug: Symbol("d") }, InvalidOptionError, "Symbol(d)");
+  option('reinitialize "yes"', { reinitialize: "yes" }, InvalidOptionError, "reinitialize");
   option("native 1", { native: 1 }, InvalidOptionError, "1");
   option('debug "yes"', { debug: "yes" }, InvalidOptionError, "yes");
   option("debug 1", { debug: 1 }, InvalidOptionError, "debug 1");
@@ -456,6 +550,16 @@ function constructionCases(): (PlainCase & { readonly window?: Uint8Array })[] {
     );
   }
   option("baseAddress ending past 2^53", { baseAddress: 2 ** 53 - 8 }, InvalidMemoryError, "2^53");
+  for (const options of [null, 42]) {
+    const window = new Uint8Array(4096).fill(0x5a);
+    cases.push({
+      what: `fromBuffer() with options ${String(options)}`,
+      call: () => PhysicalAllocator.fromBuffer(window, options as never),
+      error: InvalidOptionError,
+      names: `options ${String(options)}`,
+      window,
+    });
+  }
   cases.push({
     what: "fromBuffer() of a number instead of a buffer",
     call: () => PhysicalAllocator.fromBuffer(4096 as never),
@@ -468,7 +572,47 @@ function constructionCases(): (PlainCase & { readonly window?: Uint8Array })[] {
       what: "fromBuffer() of a view at an odd byte offset",
       call: () => PhysicalAllocator.fromBuffer(window.subarray(3)),
       error: InvalidMemoryError,
-      names: "0xffd",
+      names: "byte offset 3",
+      window,
+    });
+  }
+  {
+    const window = new Uint8Array(4096).fill(0x5a);
+    cases.push({
+      what: "fromBuffer() of a view at byte offset 6 (window not 4-aligned)",
+      call: () => PhysicalAllocator.fromBuffer(window.subarray(6)),
+      error: InvalidMemoryError,
+      names: "byte offset 6",
+      window,
+    });
+  }
+  {
+    const buffer = new ArrayBuffer(4096);
+    buffer.transfer();
+    cases.push({
+      what: "fromBuffer() of a detached (transferred) buffer",
+      call: () => PhysicalAllocator.fromBuffer(buffer),
+      error: InvalidMemoryError,
+      names: "detached",
+    });
+  }
+  {
+    const window = new Uint8Array(8192).fill(0x5a);
+    const live = PhysicalAllocator.fromBuffer(window.subarray(0, 4096), { native: false });
+    live.alloc(64);
+    const held = window.slice();
+    cases.push({
+      what: "fromBuffer() over memory a live allocator manages",
+      call: () => PhysicalAllocator.fromBuffer(window.subarray(0, 4096)),
+      error: MemoryInUseError,
+      names: "0x1000",
+      window: held === null ? undefined : window,
+    });
+    cases.push({
+      what: "fromBuffer() over memory overlapping a live allocator's region",
+      call: () => PhysicalAllocator.fromBuffer(window.subarray(2048), { baseAddress: 0x1800 }),
+      error: MemoryInUseError,
+      names: "0x1000",
       window,
     });
   }
@@ -525,9 +669,19 @@ function constructionCases(): (PlainCase & { readonly window?: Uint8Array })[] {
     regions: [region(b, 0x1000, 0, 24), region(b, 0x1100, 0x100, 32)],
   }), "none of its 2 regions");
   memoryCase(
-    "a window not aligned to 8 bytes",
+    "a window that would start before its buffer (base 0x1003 at offset 0)",
     (b) => ({ regions: [region(b, 0x1003, 0, 4096)] }),
-    "0x1003",
+    "byte offset -3",
+  );
+  memoryCase(
+    "a region whose window would start at a negative address",
+    (b) => ({ regions: [region(b, 4, 0, 4096)] }),
+    "byte offset -4",
+  );
+  memoryCase(
+    "a region that is not a region",
+    () => ({ regions: [Symbol("r")] }) as never,
+    "Symbol(r)",
   );
 
   const buffer = (what: string, ranges: { start: number; length: number }[], names: string) =>
@@ -594,6 +748,36 @@ function memoryMapCases(): PlainCase[] {
     "0x1g",
   );
   add("parseMemoryMapJson() of []", () => parseMemoryMapJson("[]"), "empty");
+  add(
+    "parseMemoryMapJson() of a bigint start",
+    () => parseMemoryMapJson([{ start: 4096n, length: 4096, type: "usable" }]),
+    "4096n",
+  );
+  add(
+    "parseMemoryMapJson() of a Symbol type",
+    () => parseMemoryMapJson([{ start: 0, length: 4096, type: Symbol("t") }]),
+    "Symbol(t)",
+  );
+  add(
+    "parseSysfsMemmap() of an entry without end",
+    () => parseSysfsMemmap([{ name: "0", start: "0x0", type: "System RAM" } as never]),
+    "end is missing",
+  );
+  add(
+    "parseSysfsMemmap() of an entry with a numeric start",
+    () => parseSysfsMemmap([{ name: "0", start: 0, end: "0xfff", type: "System RAM" } as never]),
+    "number 0",
+  );
+  add(
+    "normalizeMemoryMap() with pageBytes 3 * 2^31 (a power of two in 32-bit arithmetic)",
+    () => normalizeMemoryMap([usable(0, 0x100000)], { pageBytes: 3 * 2 ** 31 }),
+    "pageBytes 6442450944",
+  );
+  add(
+    "normalizeMemoryMap() with pageBytes Symbol(p)",
+    () => normalizeMemoryMap([usable(0, 0x100000)], { pageBytes: Symbol("p") as never }),
+    "Symbol(p)",
+  );
   add("parseMemoryMapJson() of invalid JSON", () => parseMemoryMapJson("[{"), "JSON");
   add("parseMemoryMapJson() of an object", () => parseMemoryMapJson("{}"), "an object");
   add(
@@ -810,7 +994,7 @@ Deno.test("bad input catalog: unknown command-line flags exit non-zero with a on
 });
 
 Deno.test("bad input catalog: the catalog holds CATALOG_SIZE bad inputs", () => {
-  const count = HEAP_CASES.length + CLOSED_CASES.length + 1 + constructionCases().length +
+  const count = HEAP_CASES.length + CLOSED_CASES.length + 1 + 1 + constructionCases().length +
     memoryMapCases().length + traceCases().length + 3 + CLI_CASES.length;
   assert.equal(count, CATALOG_SIZE);
 });

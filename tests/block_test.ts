@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { alignDown, alignUp } from "../allocator/_math.ts";
 import {
   alignmentGap,
@@ -16,6 +16,9 @@ import {
   MIN_BLOCK_BYTES,
 } from "../allocator/heap/layout.ts";
 import { Random } from "./support/random.ts";
+
+/** Any key: a non-zero one proves it is mixed in. */
+const TEST_KEY = 0x5eed1234;
 
 Deno.test("alignUp() and alignDown() agree with the modulo definition for any size", () => {
   const random = new Random(11);
@@ -53,10 +56,12 @@ Deno.test("alignmentGap() is 0 or big enough for a free block, and aligns the pa
 Deno.test("blockWordsFor() picks narrow access below 2^31 and the same bytes either way", () => {
   const narrowBuffer = new ArrayBuffer(4096);
   const wideBuffer = new ArrayBuffer(4096);
-  const narrow = blockWordsFor(narrowBuffer, 0x1000);
-  const wide = new BlockWords(wideBuffer, 0x1000);
+  const narrow = blockWordsFor(new Uint8Array(narrowBuffer), 0x1000, TEST_KEY);
+  const wide = new BlockWords(new Uint8Array(wideBuffer), 0x1000, TEST_KEY);
   assert.ok(narrow instanceof NarrowBlockWords);
-  assert.ok(!(blockWordsFor(wideBuffer, 2 ** 31) instanceof NarrowBlockWords));
+  assert.ok(
+    !(blockWordsFor(new Uint8Array(wideBuffer), 2 ** 31, TEST_KEY) instanceof NarrowBlockWords),
+  );
   for (const words of [narrow, wide]) {
     words.writeFree(0x1000, 256, FLAG_PREV_FREE | FLAG_LAST);
     words.setNext(0x1000, 0x1200);
@@ -73,7 +78,7 @@ Deno.test("blockWordsFor() picks narrow access below 2^31 and the same bytes eit
 });
 
 Deno.test("BlockWords keeps sizes and links above 2^32 exactly", () => {
-  const blocks = new BlockWords(new ArrayBuffer(256), 2 ** 40);
+  const blocks = new BlockWords(new Uint8Array(256), 2 ** 40, TEST_KEY);
   blocks.writeFree(2 ** 40, 2 ** 36 + 64, FLAG_LAST);
   assert.equal(blocks.size(2 ** 40), 2 ** 36 + 64);
   blocks.setNext(2 ** 40, 2 ** 52 + 8);
@@ -82,7 +87,7 @@ Deno.test("BlockWords keeps sizes and links above 2^32 exactly", () => {
 });
 
 Deno.test("BlockWords.setFlag() keeps the check word valid and headerValid() catches any flip", () => {
-  const blocks = blockWordsFor(new ArrayBuffer(256), 0x1000);
+  const blocks = blockWordsFor(new Uint8Array(256), 0x1000, TEST_KEY);
   blocks.writeHeader(0x1000, 128, 0, 5);
   blocks.setFlag(0x1000, FLAG_PREV_FREE, true);
   assert.ok(blocks.headerValid(0x1000));
@@ -92,5 +97,14 @@ Deno.test("BlockWords.setFlag() keeps the check word valid and headerValid() cat
     assert.ok(!blocks.headerValid(0x1000), `flipping header bit ${bit} went unnoticed`);
     blocks.words[bit >>> 5] ^= 1 << (bit & 31);
   }
-  assert.equal(blocks.words[3], headerCheck(0x1000, blocks.words[0], 0, 5));
+  assert.equal(blocks.words[3], headerCheck(0x1000, blocks.words[0], 0, 5, TEST_KEY));
+});
+
+Deno.test("BlockWords.headerValid() refuses a header written under another key", () => {
+  const window = new Uint8Array(256);
+  blockWordsFor(window, 0x1000, TEST_KEY).writeHeader(0x1000, 128, 0, 5);
+  assert.ok(blockWordsFor(window, 0x1000, TEST_KEY).headerValid(0x1000));
+  for (const other of [0, TEST_KEY ^ 1, TEST_KEY ^ 0x80000000]) {
+    assert.ok(!blockWordsFor(window, 0x1000, other).headerValid(0x1000), `key ${other}`);
+  }
 });

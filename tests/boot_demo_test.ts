@@ -1,4 +1,5 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
+import { type DenoRun, runDeno } from "./support/run_deno.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const FIXTURES = new URL("./fixtures/", import.meta.url);
@@ -11,29 +12,11 @@ function demoCommand(): string[] {
   return words.slice(1);
 }
 
-interface DemoRun {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
+function runDemo(...args: string[]): Promise<DenoRun> {
+  return runDeno([...demoCommand(), ...args], { cwd: ROOT });
 }
 
-async function runDemo(...args: string[]): Promise<DemoRun> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [...demoCommand(), ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-function assertOneLineError(run: DemoRun, code: number, pattern: RegExp): void {
+function assertOneLineError(run: DenoRun, code: number, pattern: RegExp): void {
   assert.equal(run.code, code, run.stderr);
   const lines = run.stderr.trimEnd().split("\n");
   assert.equal(lines.length, 1, `one line of error, got:\n${run.stderr}`);
@@ -55,6 +38,7 @@ Deno.test("boot_demo --help documents every flag and exits 0", async () => {
     "--trace",
     "--policy",
     "--svg",
+    "--axis",
     "--width",
     "--color",
     "--help",
@@ -74,6 +58,7 @@ Deno.test("boot_demo rejects wrong flags with a one-line error and exit code 2",
   assertOneLineError(await runDemo("--pages", "many"), 2, /Invalid --pages "many"/);
   assertOneLineError(await runDemo("--policy", "best-fit"), 2, /expected one of tlsf, first-fit/);
   assertOneLineError(await runDemo("extra"), 2, /extra/);
+  assertOneLineError(await runDemo("--axis", "sqrt"), 2, /Invalid --axis "sqrt"/);
 });
 
 Deno.test("boot_demo reports a bad map file in one line with exit code 1", async () => {
@@ -116,6 +101,9 @@ Deno.test("boot_demo boots the qemu sample end to end and writes the SVG", async
     assert.ok(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"'));
     assert.ok(svg.trimEnd().endsWith("</svg>"));
     assert.ok((svg.match(/class="block used"/g)?.length ?? 0) > 100);
+    // The kernel image reservation is named, in the picture and in the terminal view.
+    assert.match(svg, />0x1000000 32 MiB kernel image<\/text>/);
+    assert.match(run.stdout, /0x1000000 +32 MiB kernel image /);
   } finally {
     Deno.removeSync(directory, { recursive: true });
   }

@@ -4,13 +4,15 @@
  * `check()` and reported as HEAP_CORRUPTION naming the address, with the
  * heap left exactly as it was found.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
+import { headerKeyOf } from "../allocator/heap/_inspect.ts";
 import { HeapCorruptionError, PhysicalAllocator, POLICY_NAMES, type PolicyName } from "../mod.ts";
 import { hex } from "../allocator/memory/physical_memory.ts";
 import {
   CONTROL_FL_BITMAP_OFFSET,
   CONTROL_SL_BITMAPS_OFFSET,
   controlHeadsOffset,
+  FLAG_LAST,
   FREE_NEXT_OFFSET,
   FREE_PREV_OFFSET,
   HEADER_BYTES,
@@ -183,13 +185,47 @@ for (const policy of POLICY_NAMES) {
     const first = h.a - HEADER_BYTES;
     const i = h.word(first);
     h.words[i] |= 2; // FLAG_PREV_FREE
-    h.words[i + 3] = headerCheck(first, h.words[i], h.words[i + 1], h.words[i + 2]);
+    h.words[i + 3] = headerCheck(
+      first,
+      h.words[i],
+      h.words[i + 1],
+      h.words[i + 2],
+      headerKeyOf(h.heap),
+    );
     assertCorruption(
       h.window,
       () => h.heap.free(h.a),
       h.a - HEADER_BYTES,
       /flagged as following a free block, but no block fits before it in its region/,
     );
+  });
+}
+
+for (const policy of ["tlsf", "first-fit"] as const) {
+  Deno.test(`PhysicalAllocator.check() (${policy}) reports a LAST flag forged on or off`, async (t) => {
+    // Headers rewritten whole, check word included: only check()'s position test sees them.
+    const forgeFlag = (h: ReturnType<typeof makeHeap>, block: number, on: boolean) => {
+      const i = h.word(block);
+      h.words[i] = on ? h.words[i] | FLAG_LAST : h.words[i] & ~FLAG_LAST;
+      h.words[i + 3] = headerCheck(
+        block,
+        h.words[i],
+        h.words[i + 1],
+        h.words[i + 2],
+        headerKeyOf(h.heap),
+      );
+    };
+    await t.step("set on a block in the middle of its region", () => {
+      const h = makeHeap(policy);
+      forgeFlag(h, h.b - HEADER_BYTES, true);
+      assertCorruption(h.window, () => h.heap.check(), h.b - HEADER_BYTES, /LAST flag/);
+    });
+    await t.step("cleared on the last block of its region", () => {
+      const h = makeHeap(policy);
+      const last = [...h.heap.blocks()].at(-1)!.address;
+      forgeFlag(h, last, false);
+      assertCorruption(h.window, () => h.heap.check(), last, /LAST flag/);
+    });
   });
 }
 

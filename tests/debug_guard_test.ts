@@ -4,7 +4,7 @@
  * after free when the memory is handed out again and at check(); the
  * accounting stays exact.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { HeapCorruptionError, PhysicalAllocator, POLICY_NAMES, type PolicyName } from "../mod.ts";
 import { GUARD_BYTES_MIN } from "../allocator/heap/check/debug_guard.ts";
 import { hex } from "../allocator/memory/physical_memory.ts";

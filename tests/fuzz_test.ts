@@ -3,7 +3,7 @@
  * (tools/fuzz.ts), split across policies, paths and debug mode, and proof
  * that the reproducer and the shrinker work on an injected failure.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { type FuzzPath, runOps } from "../tools/fuzz/runner.ts";
 import { shrinkOps } from "../tools/fuzz/shrink.ts";
 import {

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { InvalidMemoryError, MappingFailedError } from "../allocator/errors.ts";
 import {
   type IdentityMemory,
@@ -80,7 +80,7 @@ const identityTest = (name: string, fn: () => void) =>
 function assertOneWindow(memory: IdentityMemory): void {
   const window = resolveWindow(memory);
   assert.equal(window.baseAddress, memory.windowBase);
-  assert.equal(window.buffer.byteLength, memory.windowBytes);
+  assert.equal(window.bytes.byteLength, memory.windowBytes);
   for (const region of memory.regions) {
     assert.equal(region.base - region.bytes.byteOffset, memory.windowBase);
   }
@@ -190,6 +190,26 @@ identityTest("mapIdentity() relocates just above the highest identity-mapped ran
     assertOneWindow(memory);
   } finally {
     release(taken.start, taken.length);
+  }
+});
+
+identityTest("mapIdentity() steps relocation candidates by whole 2 MiB strides", () => {
+  const free = { start: 19 * GIB, length: 4 * MIB };
+  const taken = { start: 20 * GIB + 0x3000, length: 0x8000 };
+  // The first candidate (just above `free`, at taken's 2 MiB phase) is taken too.
+  const firstCandidate = free.start + free.length + (taken.start % RELOCATION_ALIGN_BYTES);
+  assert.ok(occupy(taken.start, taken.length));
+  assert.ok(occupy(firstCandidate, taken.length));
+  try {
+    using memory = mapIdentity([free, taken]);
+    const relocated = memory.mappings[1];
+    assert.equal(relocated.kind, "relocated");
+    assert.equal(relocated.base, firstCandidate + RELOCATION_ALIGN_BYTES, "the second candidate");
+    assert.ok(relocated.offsetBytes % RELOCATION_ALIGN_BYTES === 0, "offset is whole 2 MiB");
+    assertOneWindow(memory);
+  } finally {
+    release(taken.start, taken.length);
+    release(firstCandidate, taken.length);
   }
 });
 

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import * as layout from "../allocator/heap/layout.ts";
 import { alignUp } from "../allocator/_math.ts";
 import { blockPtr } from "../allocator/heap/block.ts";
@@ -50,11 +50,12 @@ Deno.test({
       const [word0, word1, slack] = i < 125
         ? [edges[i % 5], edges[Math.floor(i / 5) % 5], edges[Math.floor(i / 25) % 5]]
         : [word(), word(), word()];
-      const expected = layout.headerCheck(address, word0, word1, slack);
-      const actual = native!.pma_header_check(address, word0, word1, slack);
+      const key = i % 3 === 0 ? edges[i % 5] : word();
+      const expected = layout.headerCheck(address, word0, word1, slack, key);
+      const actual = native!.pma_header_check(address, word0, word1, slack, key);
       if (actual !== expected) {
         assert.fail(
-          `headerCheck(${address}, ${word0}, ${word1}, ${slack}): ${actual} != ${expected}`,
+          `headerCheck(${address}, ${word0}, ${word1}, ${slack}, ${key}): ${actual} != ${expected}`,
         );
       }
     }

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { renderMemorySvg, renderMemoryTerminal } from "../tools/memory_picture.ts";
 import { normalizeMemoryMap } from "../allocator/memory_map/normalize.ts";
 import { sampleMemoryMap } from "../allocator/memory_map/samples.ts";
@@ -123,4 +123,64 @@ Deno.test("renderMemoryTerminal() colours with ANSI escapes and caps region line
   assert.ok(text.includes(`${ESC}[36m`), "usable colour");
   assert.ok(text.includes(`${ESC}[0m`), "reset");
   assert.match(text, new RegExp(`… ${resolved.length - 5} more regions`));
+});
+
+/** The x positions of the SVG's region labels (rotated text under the regions). */
+function labelXs(svg: string): number[] {
+  return [...svg.matchAll(/<text x="([\d.]+)" y="\d+" transform="rotate\(45 /g)].map((m) =>
+    Number(m[1])
+  );
+}
+
+Deno.test("renderMemorySvg() thins labels on the fragmented map so none overprints another", () => {
+  const { resolved } = normalizeMemoryMap(sampleMemoryMap("fragmented"));
+  for (const axis of ["log", "linear"] as const) {
+    const svg = renderMemorySvg({ regions: resolved }, { axis });
+    assertWellFormedXml(svg);
+    const xs = labelXs(svg).sort((a, b) => a - b);
+    assert.ok(xs.length >= 10 && xs.length < resolved.length, `${axis}: ${xs.length} labels`);
+    for (let i = 1; i < xs.length; i++) {
+      assert.ok(xs[i] - xs[i - 1] >= 16, `${axis}: labels at ${xs[i - 1]} and ${xs[i]} overlap`);
+    }
+    // Every region keeps its range in a tooltip, and the picture says how many are labelled.
+    assert.equal(svg.match(/class="region [a-z]+"[^>]*><title>/g)?.length, resolved.length);
+    assert.match(svg, new RegExp(`labels: ${xs.length} of ${resolved.length} regions`));
+  }
+});
+
+Deno.test("renderMemorySvg() axis linear makes region width follow region size", () => {
+  const regions = [
+    { start: 0x100000, end: 0x200000, type: "usable" }, // 1 MiB
+    { start: 0x200000, end: 0x600000, type: "usable" }, // 4 MiB
+    { start: 0x1000000, end: 0x1100000, type: "reserved" }, // 1 MiB after a hole
+  ];
+  const widths = (axis: "log" | "linear") =>
+    [
+      ...renderMemorySvg({ regions }, { axis }).matchAll(
+        /class="region \w+" x="[\d.]+" y="\d+" width="([\d.]+)"/g,
+      ),
+    ]
+      .map((m) => Number(m[1]));
+  const [small, large, after] = widths("linear");
+  assert.ok(Math.abs(large / small - 4) < 0.01, `4 MiB / 1 MiB drawn ${large / small}`);
+  assert.ok(Math.abs(after - small) < 0.01);
+  const [logSmall, logLarge] = widths("log");
+  assert.ok(logLarge / logSmall < 2, "the log axis keeps small regions wide");
+  assert.match(renderMemorySvg({ regions }, { axis: "linear" }), /width proportional to size/);
+});
+
+Deno.test("renderMemorySvg() and renderMemoryTerminal() name a named range such as the kernel image", () => {
+  const regions = [
+    { start: 0x100000, end: 0x1000000, type: "usable" },
+    { start: 0x1000000, end: 0x3000000, type: "reserved", name: "kernel image" },
+    ...Array.from({ length: 40 }, (_, i) => ({
+      start: 0x3000000 + i * 0x2000,
+      end: 0x3001000 + i * 0x2000,
+      type: "usable",
+    })),
+  ];
+  const svg = renderMemorySvg({ regions });
+  assert.match(svg, /<text [^>]*font-weight="bold">0x1000000 32 MiB kernel image<\/text>/);
+  const text = renderMemoryTerminal({ regions }, { color: false, widthColumns: 80 });
+  assert.match(text, /0x1000000 +32 MiB kernel image /);
 });

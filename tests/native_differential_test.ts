@@ -3,7 +3,8 @@
  * TS path and the native path give identical addresses, identical stats and
  * byte-identical heap memory after every step, for every policy.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
+import { withHeaderKey } from "../allocator/heap/_header_key.ts";
 import {
   type AddressRange,
   bufferMemory,
@@ -43,8 +44,11 @@ const LAYOUTS: Record<string, AddressRange[]> = {
 function runDifferential(policy: PolicyName, ranges: AddressRange[], seed: number, steps: number) {
   const tsMemory = bufferMemory(ranges);
   const nativeMemory = bufferMemory(ranges);
-  const ts = new PhysicalAllocator(tsMemory, { policy, native: false });
-  const nat = new PhysicalAllocator(nativeMemory, { policy, native: true });
+  // One header key for both, so that equal decisions write equal bytes.
+  const [ts, nat] = withHeaderKey(0x5eed1234, () => [
+    new PhysicalAllocator(tsMemory, { policy, native: false }),
+    new PhysicalAllocator(nativeMemory, { policy, native: true }),
+  ]);
   assert.ok(nat.nativeActive);
   const tsBytes = new Uint8Array(tsMemory.regions[0].bytes.buffer);
   const nativeBytes = new Uint8Array(nativeMemory.regions[0].bytes.buffer);

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { blockSizeFor, BlockWords } from "../allocator/heap/block.ts";
 import {
   controlBytes,
@@ -11,7 +11,7 @@ import { ControlBlock } from "../allocator/heap/control_block.ts";
 import type { FreeListPolicy } from "../allocator/heap/policy/policy.ts";
 import { FirstFitPolicy } from "../allocator/heap/policy/first_fit.ts";
 import { TlsfPolicy } from "../allocator/heap/policy/tlsf.ts";
-import { bufferAddress, controlAddressFor } from "../native/loader.ts";
+import { viewAddress } from "../native/loader.ts";
 import type { NativeSymbols } from "../native/symbols.ts";
 import { Random } from "./support/random.ts";
 import { nativeOrSkip } from "./support/native_library.ts";
@@ -21,9 +21,9 @@ const native = nativeOrSkip("tests/native_find_test.ts (native finds against the
 /** A heap image laid out block by block by the TS policies, with no allocator around it. */
 interface Heap {
   readonly policy: FreeListPolicy;
-  readonly windowAddress: number;
-  readonly baseAddress: number;
-  readonly controlAddress: number;
+  /** window_address, window_bytes, base_address, control_host, control_bytes. */
+  readonly memory: [number, number, number, number, number];
+  readonly key: number;
   readonly freeCount: number;
   /** The used blocks, in address order. */
   readonly used: readonly number[];
@@ -40,19 +40,20 @@ function buildHeap(
   baseAddress: number,
   detached = false,
 ): Heap {
-  const buffer = new ArrayBuffer(windowBytes);
-  const blocks = new BlockWords(buffer, baseAddress);
+  const window = new Uint8Array(windowBytes);
+  const key = random.int(0, 0xffffffff);
+  const blocks = new BlockWords(window, baseAddress, key);
   // Sized for the most first levels; TLSF uses what the window needs.
   const control = detached
     ? ControlBlock.detached(controlBytes(FL_COUNT_MAX))
     : new ControlBlock(blocks.words, 0, baseAddress, controlBytes(FL_COUNT_MAX));
-  const windowAddress = bufferAddress(buffer);
-  const controlAddress = controlAddressFor(
-    windowAddress,
+  const memory: Heap["memory"] = [
+    viewAddress(window),
+    windowBytes,
     baseAddress,
-    control.words,
-    control.index,
-  );
+    viewAddress(control.words) + 4 * control.index,
+    control.sizeBytes,
+  ];
   const policy = policyName === "tlsf"
     ? new TlsfPolicy(blocks, control, windowBytes)
     : new FirstFitPolicy(blocks, control);
@@ -80,28 +81,14 @@ function buildHeap(
     block += sizeBytes;
     free = !free;
   }
-  return {
-    policy,
-    windowAddress,
-    baseAddress,
-    controlAddress,
-    freeCount,
-    used,
-  };
+  return { policy, memory, key, freeCount, used };
 }
 
 function nativeFind(lib: NativeSymbols, heap: Heap, blockSizeBytes: number, alignBytes: number) {
-  const { windowAddress, baseAddress, controlAddress } = heap;
+  const { memory, key } = heap;
   return heap.policy.name === "tlsf"
-    ? lib.pma_tlsf_find(windowAddress, baseAddress, controlAddress, blockSizeBytes, alignBytes)
-    : lib.pma_first_fit_find(
-      windowAddress,
-      baseAddress,
-      controlAddress,
-      blockSizeBytes,
-      alignBytes,
-      heap.freeCount,
-    );
+    ? lib.pma_tlsf_find(...memory, key, blockSizeBytes, alignBytes)
+    : lib.pma_first_fit_find(...memory, key, blockSizeBytes, alignBytes, heap.freeCount);
 }
 
 const layouts = [
@@ -155,9 +142,8 @@ Deno.test({
     const heap = buildHeap("first-fit", new Random(7), 1 << 16, 0x1000);
     const listed = heap.policy.listed(heap.freeCount + 1);
     const last = listed[listed.length - 1];
-    const { windowAddress, baseAddress, controlAddress } = heap;
     const find = (stepsMax: number) =>
-      native!.pma_first_fit_find(windowAddress, baseAddress, controlAddress, 40, 8, stepsMax);
+      native!.pma_first_fit_find(...heap.memory, heap.key, 40, 8, stepsMax);
     assert.equal(find(heap.freeCount), listed[0]);
     assert.equal(find(0), 0);
     assert.notEqual(last, listed[0]);
@@ -173,19 +159,12 @@ Deno.test({
     for (let heapIndex = 0; heapIndex < 20; heapIndex++) {
       const heap = buildHeap("first-fit", random, 1 << random.int(14, 18), 0x1000);
       const listed = heap.policy.listed(heap.freeCount + 1);
-      const { windowAddress, baseAddress, controlAddress, freeCount } = heap;
+      const { memory, freeCount } = heap;
       for (const block of heap.used) {
         const before = listed.filter((free) => free < block);
         const expected = before.at(-1) ?? 0;
         const after = before.length === 0 ? 0 : random.pick([0, ...before]);
-        const actual = native!.pma_first_fit_predecessor(
-          windowAddress,
-          baseAddress,
-          controlAddress,
-          block,
-          after,
-          freeCount,
-        );
+        const actual = native!.pma_first_fit_predecessor(...memory, block, after, freeCount);
         assert.equal(
           actual,
           expected,
@@ -195,14 +174,7 @@ Deno.test({
       }
       if (listed.length > 2) {
         const past = listed[listed.length - 1] + 8;
-        const tooFew = native!.pma_first_fit_predecessor(
-          windowAddress,
-          baseAddress,
-          controlAddress,
-          past,
-          0,
-          0,
-        );
+        const tooFew = native!.pma_first_fit_predecessor(...memory, past, 0, 0);
         assert.equal(tooFew, -1);
       }
     }

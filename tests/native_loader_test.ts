@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { InvalidOptionError, NativeUnavailableError } from "../allocator/errors.ts";
 import {
   loadNative,
@@ -6,6 +6,7 @@ import {
   nativeLibraryCandidates,
   nativeLibraryFileName,
 } from "../native/loader.ts";
+import { nativeCacheLibraryPath, nativeCacheRoot } from "../native/cache.ts";
 import { PMA_ABI_VERSION } from "../native/symbols.ts";
 import { nativeOrSkip } from "./support/native_library.ts";
 
@@ -53,8 +54,11 @@ Deno.test("loadNative(true) names every path tried and why, with the load error 
   );
 });
 
-Deno.test("loadNative(true) with no candidate at all says so", () => {
-  assert.throws(() => loadNative(true, []), /no path to try/);
+Deno.test("loadNative(true) with no candidate at all says so and names the build command", () => {
+  assert.throws(
+    () => loadNative(true, []),
+    /no path to try; build it with `deno run -A jsr:@phys\/allocator\/build-native`/,
+  );
 });
 
 Deno.test("loadNative() rejects a mode that is not auto or a boolean", () => {
@@ -69,22 +73,58 @@ Deno.test("loadNative() refuses a library that lacks the pma symbols", () => {
   assert.throws(() => loadNative(true, candidates), /libc\.so\.6 \(test\): .*pma_/);
 });
 
-Deno.test("nativeLibraryCandidates() tries the env path first, then the local build", () => {
+Deno.test("nativeLibraryCandidates() tries the env path, the local build, then the user cache", () => {
+  const cache = nativeCacheRoot();
+  assert.ok("root" in cache, JSON.stringify(cache));
+  const cached = nativeCacheLibraryPath(cache.root, nativeLibraryFileName());
   withEnv(BOGUS_PATH, () => {
     const candidates = nativeLibraryCandidates();
     assert.deepEqual(candidates.map((candidate) => candidate.source), [
       `env ${NATIVE_LIB_ENV}`,
       "local build",
+      "user cache",
     ]);
     assert.equal(candidates[0].path, BOGUS_PATH);
     assert.equal(String(candidates[1].path), String(localBuild));
+    assert.equal(candidates[2].path, cached);
+    assert.match(cached, new RegExp(`abi-${PMA_ABI_VERSION}/${nativeLibraryFileName()}$`));
   });
   withEnv(undefined, () => {
     assert.deepEqual(nativeLibraryCandidates().map((candidate) => candidate.source), [
       "local build",
+      "user cache",
     ]);
   });
-  withEnv("", () => assert.equal(nativeLibraryCandidates().length, 1));
+  withEnv("", () => assert.equal(nativeLibraryCandidates().length, 2));
+});
+
+Deno.test("nativeCacheRoot() follows PMA_CACHE_DIR, then the platform's cache folder", () => {
+  const env = (values: Record<string, string | null>) => (name: string) => values[name];
+  assert.deepEqual(nativeCacheRoot("linux", env({ PMA_CACHE_DIR: "/tmp/c", HOME: "/h" })), {
+    root: "/tmp/c",
+  });
+  assert.deepEqual(nativeCacheRoot("linux", env({ XDG_CACHE_HOME: "/x/", HOME: "/h" })), {
+    root: "/x/phys-allocator",
+  });
+  assert.deepEqual(nativeCacheRoot("linux", env({ HOME: "/h" })), {
+    root: "/h/.cache/phys-allocator",
+  });
+  assert.deepEqual(
+    nativeCacheRoot("windows", env({ LOCALAPPDATA: "C:\\Users\\a\\AppData\\Local" })),
+    {
+      root: "C:\\Users\\a\\AppData\\Local\\phys-allocator",
+    },
+  );
+  assert.equal(
+    nativeCacheLibraryPath("C:\\cache", "pma.dll"),
+    `C:\\cache\\abi-${PMA_ABI_VERSION}\\pma.dll`,
+  );
+  assert.deepEqual(nativeCacheRoot("linux", env({})), {
+    reason: "not searched: none of PMA_CACHE_DIR, XDG_CACHE_HOME, HOME is set",
+  });
+  assert.deepEqual(nativeCacheRoot("darwin", env({ PMA_CACHE_DIR: null, HOME: "/h" })), {
+    reason: "not searched: reading PMA_CACHE_DIR, HOME needs --allow-env",
+  });
 });
 
 Deno.test({
@@ -151,8 +191,15 @@ try { loadNative(true); console.log("loaded"); } catch (e) { console.log(e.name 
     assert.equal(auto, "null");
     assert.match(required, /^NativeUnavailableError: Cannot load the native library: /);
     assert.match(required, /FFI permission not granted/);
-    // Without --allow-env the env path is skipped, not prompted for or read.
+    // Without --allow-env the env path is skipped, not prompted for or read, and the message says so.
     assert.ok(!required.includes(BOGUS_PATH), required);
+    assert.ok(
+      required.includes("PMA_NATIVE_LIB not read: run with --allow-env to use it"),
+      required,
+    );
+    assert.ok(required.includes("user cache not searched: reading PMA_CACHE_DIR"), required);
+    assert.ok(required.includes("run with --allow-ffi"), required);
+    assert.ok(required.includes("`deno run -A jsr:@phys/allocator/build-native`"), required);
   } finally {
     await Deno.remove(script);
   }

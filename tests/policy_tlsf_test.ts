@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { classOf, flCountFor, floorLog2, searchClassOf } from "../allocator/heap/policy/tlsf.ts";
 import { SL_COUNT } from "../allocator/heap/layout.ts";
 import { Random } from "./support/random.ts";

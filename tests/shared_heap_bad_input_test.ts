@@ -14,6 +14,7 @@ import {
   InvalidAddressError,
   InvalidOptionError,
   LockTimeoutError,
+  MemoryInUseError,
   PhysicalAllocator,
   SharedHeapInvalidError,
   SharedHeapVersionError,
@@ -280,4 +281,25 @@ Deno.test("shared bad input: a block in a Worker cache is freed, so every use of
     "workerCaches true",
   );
   a.check();
+});
+
+Deno.test("shared bad input: a heap every Worker left is refused to a new creator unless reinitialize", () => {
+  const memory = new SharedArrayBuffer(1 << 16);
+  const old = PhysicalAllocator.fromBuffer(memory);
+  const kept = old.alloc(100);
+  old.close();
+  assertRefused(
+    memory,
+    () => PhysicalAllocator.fromBuffer(memory),
+    MemoryInUseError,
+    "MEMORY_IN_USE",
+    "reinitialize",
+  );
+  // It is still a heap to join: the allocation survives the last detach.
+  using joined = PhysicalAllocator.attach(memory);
+  assert.equal(joined.sizeOf(kept), 100);
+  joined.close();
+  using fresh = PhysicalAllocator.fromBuffer(memory, { reinitialize: true });
+  assert.equal(fresh.stats().usedBlocks, 0);
+  fresh.check();
 });

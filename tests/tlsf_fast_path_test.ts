@@ -8,7 +8,8 @@
  * of the two buffers must be equal. On corrupted heaps the two must fail
  * alike, and the failed call must write nothing.
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
+import { withHeaderKey } from "../allocator/heap/_header_key.ts";
 import { AllocatorError, bufferMemory, InvalidOptionError, PhysicalAllocator } from "../mod.ts";
 import { blockSizeFor } from "../allocator/heap/block.ts";
 import {
@@ -134,11 +135,17 @@ interface Pair {
   readonly heapBytes: number;
 }
 
+/** The header key of both heaps of every pair. */
+const PAIR_KEY = 0x5eed1234;
+
 function makePair(heapBytes: number, baseAddress: number): Pair {
   const fastBytes = new Uint8Array(heapBytes);
   const slowBytes = new Uint8Array(heapBytes);
-  const fast = PhysicalAllocator.fromBuffer(fastBytes, { baseAddress });
-  const slow = PhysicalAllocator.fromBuffer(slowBytes, { baseAddress, fastPath: false });
+  // One key for both, so that equal decisions write equal bytes.
+  const [fast, slow] = withHeaderKey(PAIR_KEY, () => [
+    PhysicalAllocator.fromBuffer(fastBytes, { baseAddress }),
+    PhysicalAllocator.fromBuffer(slowBytes, { baseAddress, fastPath: false }),
+  ]);
   assert.equal(fast.fastPathActive, true, "the default heap is not served by the fast path");
   assert.equal(slow.fastPathActive, false, "fastPath: false did not switch the fast path off");
   assert.deepEqual(fast.stats(), slow.stats());
@@ -636,10 +643,12 @@ Deno.test("TlsfFastPath scans as many blocks of the request's class as the gener
 class Words {
   readonly #words: Uint32Array;
   readonly #base: number;
+  readonly #key: number;
 
-  constructor(bytes: Uint8Array, base: number) {
+  constructor(bytes: Uint8Array, base: number, key = PAIR_KEY) {
     this.#words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
     this.#base = base;
+    this.#key = key;
   }
 
   #index(address: number): number {
@@ -668,6 +677,7 @@ class Words {
         this.get(block),
         this.get(block + 4),
         this.get(block + HEADER_SLACK_OFFSET),
+        this.#key,
       ),
     );
   }

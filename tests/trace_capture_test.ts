@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { captureMain, captureTrace } from "../tools/trace/capture.ts";
 import { decodeTrace } from "../tools/trace/decode.ts";
 import { parseRep } from "../tools/trace/rep_format.ts";

@@ -1,4 +1,4 @@
-import assert from "node:assert/strict";
+import assert from "#assert";
 import { HeapCorruptionError, POLICY_NAMES } from "../mod.ts";
 import { decodeTrace } from "../tools/trace/decode.ts";
 import { main } from "../tools/trace/main.ts";

@@ -18,7 +18,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseArgs } from "#cli";
 import {
   AllocatorError,
   type AllocatorStats,
@@ -50,6 +50,7 @@ import {
 } from "./trace/decode.ts";
 import { parseRep } from "./trace/rep_format.ts";
 import {
+  type AxisScale,
   type PictureBlock,
   type PictureRegion,
   renderMemorySvg,
@@ -80,6 +81,8 @@ Flags:
   --policy NAME         Allocator policy: tlsf (default) or first-fit.
   --svg PATH            Where to write the SVG picture (default out/memory.svg;
                         "none" to skip).
+  --axis SCALE          Address axis of the pictures: log (default; small regions stay
+                        visible) or linear (width proportional to size).
   --width N             Terminal picture width in columns (default 100).
   --color WHEN          Colour the terminal picture: auto (default), always, never.
   -h, --help            Show this help and exit.
@@ -102,6 +105,7 @@ interface Settings {
   readonly trace?: string;
   readonly policy: PolicyName;
   readonly svg?: string;
+  readonly axis: AxisScale;
   readonly widthColumns: number;
   readonly color: boolean;
 }
@@ -124,6 +128,7 @@ function parseSettings(args: readonly string[]): Settings | "help" {
         trace: { type: "string" },
         policy: { type: "string", default: "tlsf" },
         svg: { type: "string", default: "out/memory.svg" },
+        axis: { type: "string", default: "log" },
         width: { type: "string", default: "100" },
         color: { type: "string", default: "auto" },
         help: { type: "boolean", short: "h", default: false },
@@ -140,6 +145,7 @@ function parseSettings(args: readonly string[]): Settings | "help" {
   oneOf("--format", v.format, ["auto", ...MEMORY_MAP_FORMATS]);
   oneOf("--policy", v.policy, POLICY_NAMES);
   oneOf("--color", v.color, ["auto", "always", "never"]);
+  oneOf("--axis", v.axis, ["log", "linear"]);
   if (v.sample !== undefined) oneOf("--sample", v.sample, SAMPLE_MAP_NAMES);
   return {
     map: v.map,
@@ -154,6 +160,7 @@ function parseSettings(args: readonly string[]): Settings | "help" {
     trace: v.trace === "none" ? undefined : v.trace ?? decodeURIComponent(DEFAULT_TRACE.pathname),
     policy: v.policy as PolicyName,
     svg: v.svg === "none" ? undefined : v.svg,
+    axis: v.axis as AxisScale,
     widthColumns: numberFlag("--width", v.width, 40),
     color: v.color === "always" || (v.color === "auto" && wantsColor()),
   };
@@ -350,6 +357,8 @@ function replay(heap: PhysicalAllocator, trace: DecodedTrace): void {
   );
 }
 
+const RESERVED_PREFIX = "reserved: ";
+
 function pictureOf(
   normalized: NormalizedMemoryMap,
   memory: IdentityMemory,
@@ -364,7 +373,11 @@ function pictureOf(
     const type = span.disposition === "reserved" && span.type !== "usable"
       ? span.type
       : span.disposition;
-    return { start: span.start, end: span.end, type, note: span.reason };
+    // A reservation's reason is "reserved: LABEL" (memory_map_normalize.ts): name it in the picture.
+    const name = span.reason.startsWith(RESERVED_PREFIX)
+      ? span.reason.slice(RESERVED_PREFIX.length)
+      : undefined;
+    return { start: span.start, end: span.end, type, note: span.reason, name };
   });
   // Blocks live at allocator addresses; draw them at their physical addresses.
   const blocks: PictureBlock[] = [];
@@ -428,13 +441,17 @@ function run(settings: Settings): void {
       ? settings.svg.slice(0, settings.svg.lastIndexOf("/"))
       : ".";
     Deno.mkdirSync(directory, { recursive: true });
-    Deno.writeTextFileSync(settings.svg, renderMemorySvg(picture));
+    Deno.writeTextFileSync(settings.svg, renderMemorySvg(picture, { axis: settings.axis }));
     console.log(
       `svg: wrote ${settings.svg} (${picture.blocks.length} blocks over ${picture.regions.length} regions)`,
     );
   }
   console.log(
-    renderMemoryTerminal(picture, { widthColumns: settings.widthColumns, color: settings.color }),
+    renderMemoryTerminal(picture, {
+      widthColumns: settings.widthColumns,
+      color: settings.color,
+      axis: settings.axis,
+    }),
   );
   const mappedBytes = memory.mappings.reduce((sum, m) => sum + m.lengthBytes, 0);
   console.log(

@@ -2,9 +2,9 @@
  * The differential fuzzer:
  *
  * ```text
- * deno task fuzz --seed S --ops N [--policy tlsf|first-fit|all] [--path ts|native|both]
+ * deno task fuzz [--seed S] [--ops N] [--policy tlsf|first-fit|all] [--path ts|native|both]
  *                [--check-every K] [--thorough] [--debug] [--replay FILE] [--shrink-seconds T]
- *                [--inject-live N]
+ *                [--inject-live N] [--help]
  * ```
  *
  * Runs the seed's operation stream (tools/fuzz/stream.ts: several size
@@ -19,12 +19,13 @@
  *
  * On the first failure it prints a one-line reproducer and the failing epoch
  * shrunk by delta debugging (in the format `--replay` reads), and exits 1.
+ * `--help` (`-h`) prints every flag with its default and exits 0.
  * Exit codes: 0 no failure, 1 a failure, 2 a usage error or a missing native library.
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseArgs } from "#cli";
 import { loadNative } from "../native/loader.ts";
 import { isPolicyName, POLICY_NAMES, type PolicyName } from "../mod.ts";
 import { type FuzzPath, type RunConfig, runOps } from "./fuzz/runner.ts";
@@ -44,9 +45,36 @@ import { epochOf, formatOp, type FuzzOp, OP_FREE, OpStream, parseOps } from "./f
  */
 export const CHECK_EVERY_DEFAULT = 256;
 
-const USAGE = `usage: fuzz.ts --seed S --ops N [--policy tlsf|first-fit|all] [--path ts|native|both]
-               [--check-every K] [--thorough] [--debug] [--replay FILE] [--shrink-seconds T]
-               [--inject-live N]`;
+/** The flags' defaults: one source for the parser and the usage text. */
+const DEFAULTS = {
+  seed: "1",
+  ops: "100000",
+  policy: "all",
+  path: "both",
+  checkEvery: String(CHECK_EVERY_DEFAULT),
+  shrinkSeconds: "60",
+} as const;
+
+const USAGE = `usage: deno task fuzz [OPTIONS]
+       deno run --allow-ffi --allow-read --allow-env tools/fuzz.ts [OPTIONS]
+
+Runs a seeded stream of allocator operations on each policy and path, checks
+every answer, and on a failure prints a reproducer and a shrunk operation list.
+
+  --seed S            the stream's seed (default ${DEFAULTS.seed})
+  --ops N             operations per policy (default ${DEFAULTS.ops})
+  --policy P          tlsf, first-fit or all (default ${DEFAULTS.policy})
+  --path P            ts, native or both in lockstep (default ${DEFAULTS.path}); native
+                      needs --allow-ffi and the built library
+  --check-every K     run check() every K operations (default ${DEFAULTS.checkEvery})
+  --thorough          run every check after every operation
+  --debug             use the allocator's debug mode (poisoned free memory)
+  --replay FILE       replay an operation list (the shrunk list a failure prints)
+  --shrink-seconds T  time budget of the shrinker (default ${DEFAULTS.shrinkSeconds})
+  --inject-live N     fail after any free that leaves N live allocations (tests the shrinker)
+  -h, --help          print this help and exit
+
+Exit codes: 0 no failure, 1 a failure, 2 a usage error or a missing native library.`;
 
 /** A command-line mistake (exit code 2). */
 class UsageError extends Error {}
@@ -81,15 +109,15 @@ function parseSettings(args: readonly string[]): Settings {
       strict: true,
       allowPositionals: false,
       options: {
-        seed: { type: "string", default: "1" },
-        ops: { type: "string", default: "100000" },
-        policy: { type: "string", default: "all" },
-        path: { type: "string", default: "both" },
-        "check-every": { type: "string", default: String(CHECK_EVERY_DEFAULT) },
+        seed: { type: "string", default: DEFAULTS.seed },
+        ops: { type: "string", default: DEFAULTS.ops },
+        policy: { type: "string", default: DEFAULTS.policy },
+        path: { type: "string", default: DEFAULTS.path },
+        "check-every": { type: "string", default: DEFAULTS.checkEvery },
         thorough: { type: "boolean", default: false },
         debug: { type: "boolean", default: false },
         replay: { type: "string" },
-        "shrink-seconds": { type: "string", default: "60" },
+        "shrink-seconds": { type: "string", default: DEFAULTS.shrinkSeconds },
         "inject-live": { type: "string" },
       },
     });
@@ -235,7 +263,7 @@ function fuzzPolicy(settings: Settings, policy: PolicyName, replayOps: FuzzOp[] 
  * Runs the fuzzer.
  *
  * @param args The command-line arguments.
- * @returns The exit code: 0 no failure, 1 a failure, 2 a usage error or missing native library.
+ * @returns The exit code: 0 no failure (or `--help`), 1 a failure, 2 a usage error or missing native library.
  *
  * @example A usage error
  * ```ts
@@ -249,6 +277,10 @@ function fuzzPolicy(settings: Settings, policy: PolicyName, replayOps: FuzzOp[] 
  * ```
  */
 export async function main(args: readonly string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
   let settings: Settings;
   try {
     settings = parseSettings(args);
@@ -256,11 +288,14 @@ export async function main(args: readonly string[]): Promise<number> {
     console.error(`fuzz: ${(error as Error).message}\n${USAGE}`);
     return 2;
   }
-  if (settings.paths.includes("native") && loadNative("auto") === null) {
-    console.error(
-      "fuzz: the native library is not built: run `bash tools/zig.sh build -Doptimize=ReleaseFast`, or pass --path ts",
-    );
-    return 2;
+  if (settings.paths.includes("native")) {
+    try {
+      loadNative(true);
+    } catch (error) {
+      // The loader's message says why: no --allow-ffi, or not built (and the fix).
+      console.error(`fuzz: ${(error as Error).message}; or pass --path ts`);
+      return 2;
+    }
   }
   const replayOps = settings.replay === undefined
     ? null

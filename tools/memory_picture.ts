@@ -11,6 +11,16 @@
  * 16 GiB stretch is 22. Where a region holds too many runs, the small ones
  * between the largest are grouped and drawn linearly.
  *
+ * The proportional axis (`axis: "linear"`) is the other choice: every piece
+ * is as wide as its size, so a region's width follows its size (and a 4 KiB
+ * region beside 16 GiB ones is a hairline); holes are still breaks, of 1%
+ * of the width each.
+ *
+ * Labels (start address and size, and the name of a named range such as
+ * the "kernel image" reservation) are placed named ranges first, then
+ * largest regions first, and only where they keep clear of the labels
+ * already placed; every region keeps its full description in a tooltip.
+ *
  * ```text
  * usable ████░░░░░░░░░░ ╱╱ usable ██░░░░░░░░░░░░░░░░░ ╱╱ reserved ▓▓▓
  *        ^used ^free    ^hole
@@ -29,7 +39,12 @@ export interface PictureRegion {
   readonly type: string;
   /** Extra words for the tooltip and terminal line, for example `"relocated +0x200000"`. */
   readonly note?: string;
+  /** A name printed with the region's label, for example `"kernel image"`; named regions are labelled first. */
+  readonly name?: string;
 }
+
+/** How the address axis measures width: see the module doc. */
+export type AxisScale = "log" | "linear";
 
 /** A block of the allocator, as `PhysicalAllocator.blocks()` yields it. */
 export interface PictureBlock {
@@ -63,6 +78,11 @@ export interface SvgOptions {
    * @default {2000}
    */
   readonly blockRectsMax?: number;
+  /**
+   * The address axis: `"log"` (piecewise log widths) or `"linear"` (width proportional to size).
+   * @default {"log"}
+   */
+  readonly axis?: AxisScale;
 }
 
 /** Options of {@linkcode renderMemoryTerminal}. */
@@ -82,10 +102,18 @@ export interface TerminalOptions {
    * @default {16}
    */
   readonly regionLinesMax?: number;
+  /**
+   * The address axis, as for the SVG.
+   * @default {"log"}
+   */
+  readonly axis?: AxisScale;
 }
 
 const PAGE_BYTES = 4096;
 const HOLE_UNITS = 2;
+/** On the linear axis the regions share this many units and each hole takes 1% of them. */
+const LINEAR_UNITS = 1000;
+const LINEAR_HOLE_UNITS = LINEAR_UNITS / 100;
 /** Pieces one region may be cut into before small pieces are grouped. */
 const PIECES_PER_REGION_MAX = 48;
 
@@ -106,9 +134,12 @@ interface Axis {
 }
 
 /** A piece's width: a 4 KiB piece is 1 unit, 16 GiB is 22, a 64-byte block a quarter. */
-function pieceUnits(sizeBytes: number): number {
+function logUnits(sizeBytes: number): number {
   return Math.max(0.25, Math.log2(1 + sizeBytes / PAGE_BYTES));
 }
+
+/** Width of a piece of `sizeBytes`: on the log axis, or proportional given the bytes per unit. */
+type PieceUnits = (sizeBytes: number) => number;
 
 /**
  * Cuts a region at the edges of the block runs inside it. When that makes
@@ -117,7 +148,12 @@ function pieceUnits(sizeBytes: number): number {
  * becomes one piece, drawn linearly: thousands of small blocks must not
  * squeeze a 16 GiB free block to nothing.
  */
-function regionPieces(start: number, end: number, runs: readonly PictureBlock[]): Piece[] {
+function regionPieces(
+  start: number,
+  end: number,
+  runs: readonly PictureBlock[],
+  pieceUnits: PieceUnits,
+): Piece[] {
   const cuts = [start];
   for (const run of runs) {
     for (const edge of [run.address, run.address + run.sizeBytes]) {
@@ -152,8 +188,22 @@ function regionPieces(start: number, end: number, runs: readonly PictureBlock[])
 }
 
 /** Builds the axis over regions (any order) and block runs (sorted by address). */
-function buildAxis(regions: readonly PictureRegion[], runs: readonly PictureBlock[]): Axis {
+function buildAxis(
+  regions: readonly PictureRegion[],
+  runs: readonly PictureBlock[],
+  scale: AxisScale = "log",
+): Axis {
   const sorted = [...regions].sort((a, b) => a.start - b.start);
+  let drawnBytes = 0;
+  let end = -1;
+  for (const region of sorted) {
+    drawnBytes += Math.max(0, region.end - Math.max(region.start, end));
+    end = Math.max(end, region.end);
+  }
+  const pieceUnits: PieceUnits = scale === "linear"
+    ? (sizeBytes) => sizeBytes / drawnBytes * LINEAR_UNITS
+    : logUnits;
+  const holeUnits = scale === "linear" ? LINEAR_HOLE_UNITS : HOLE_UNITS;
   const pieces: Piece[] = [];
   const offsets: number[] = [];
   const holes: { at: number; units: number }[] = [];
@@ -164,15 +214,15 @@ function buildAxis(regions: readonly PictureRegion[], runs: readonly PictureBloc
     const start = Math.max(region.start, cursor);
     if (start >= region.end) continue;
     if (cursor >= 0 && start > cursor) {
-      holes.push({ at: units, units: HOLE_UNITS });
-      units += HOLE_UNITS;
+      holes.push({ at: units, units: holeUnits });
+      units += holeUnits;
     }
     while (runIndex < runs.length && runs[runIndex].address + runs[runIndex].sizeBytes <= start) {
       runIndex++;
     }
     let last = runIndex;
     while (last < runs.length && runs[last].address < region.end) last++;
-    for (const piece of regionPieces(start, region.end, runs.slice(runIndex, last))) {
+    for (const piece of regionPieces(start, region.end, runs.slice(runIndex, last), pieceUnits)) {
       offsets.push(units);
       pieces.push(piece);
       units += piece.units;
@@ -266,14 +316,15 @@ export function renderMemorySvg(picture: MemoryPicture, options: SvgOptions = {}
   const widthPx = options.widthPx ?? 1200;
   const blocks = mergeRuns(picture.blocks ?? [], options.blockRectsMax ?? 2000);
   const regions = [...picture.regions].sort((a, b) => a.start - b.start);
-  const axis = buildAxis(regions, mergeRuns(blocks, 0));
+  const axis = buildAxis(regions, mergeRuns(blocks, 0), options.axis);
   const scale = axis.totalUnits > 0 ? (widthPx - 2 * SVG_MARGIN_PX) / axis.totalUnits : 0;
   const frame: SvgFrame = {
     axis,
     scale,
     x: (address) => SVG_MARGIN_PX + unitsAt(axis, address) * scale,
   };
-  const heightPx = SVG_LABEL_Y + 110;
+  const heightPx = SVG_LABEL_Y + 130;
+  const labels = svgLabels(frame, regions);
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${widthPx}" height="${heightPx}" viewBox="0 0 ${widthPx} ${heightPx}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="10">`,
     `<style>.usable{fill:#7cc47c}.reserved{fill:#b0b0b0}.used{fill:#f08c2a}.free{fill:#d4f0d4}.hole{stroke:#555;fill:none}.region{stroke:#333;stroke-width:0.5}</style>`,
@@ -284,8 +335,13 @@ export function renderMemorySvg(picture: MemoryPicture, options: SvgOptions = {}
     ...regions.map((region) => svgRegion(frame, region)),
     ...blocks.map((block) => svgBlock(frame, block)),
     ...axis.holes.map((hole) => svgHole(frame, hole)),
-    ...svgLabels(frame, regions),
-    legendSvg(SVG_MARGIN_PX, heightPx - 12),
+    ...labels.parts,
+    `<text x="${SVG_MARGIN_PX}" y="${heightPx - 30}">${
+      escapeXml(
+        `labels: ${labels.count} of ${regions.length} regions (the rest: hover a region for its range)`,
+      )
+    }</text>`,
+    legendSvg(SVG_MARGIN_PX, heightPx - 12, options.axis ?? "log"),
     "</svg>",
   ].join("\n") + "\n";
 }
@@ -338,26 +394,57 @@ function svgHole(frame: SvgFrame, hole: { readonly at: number; readonly units: n
   } ${y0} L${x1.toFixed(2)} ${y1}" stroke-dasharray="3 2"/>`;
 }
 
-/** Start address and size under each region, skipping labels that would overprint the previous one. */
-function svgLabels(frame: SvgFrame, regions: readonly PictureRegion[]): string[] {
-  const labels: string[] = [];
-  let lastLabelX = -Infinity;
-  for (const region of regions) {
+/**
+ * Labels rotated by 45° overprint each other when their starts are closer
+ * than this: at 10 px type, 16 px apart leaves 11 px between the slanted lines.
+ */
+const LABEL_SPACING_PX = 16;
+
+/**
+ * Start address, size and name under regions: named regions first, then
+ * the largest, each only where it keeps {@linkcode LABEL_SPACING_PX} from
+ * every label already placed (a sorted list of placed x positions, so the
+ * check is a binary search).
+ */
+function svgLabels(
+  frame: SvgFrame,
+  regions: readonly PictureRegion[],
+): { parts: string[]; count: number } {
+  const order = [...regions].sort((a, b) =>
+    Number(b.name !== undefined) - Number(a.name !== undefined) ||
+    (b.end - b.start) - (a.end - a.start)
+  );
+  const placed: number[] = [];
+  const parts: string[] = [];
+  for (const region of order) {
     const x0 = frame.x(region.start);
-    if (x0 - lastLabelX < 12) continue;
-    lastLabelX = x0;
-    labels.push(
+    let low = 0;
+    let high = placed.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (placed[middle] < x0) low = middle + 1;
+      else high = middle;
+    }
+    const near = [placed[low - 1], placed[low]].some((x) =>
+      x !== undefined && Math.abs(x - x0) < LABEL_SPACING_PX
+    );
+    if (near) continue;
+    placed.splice(low, 0, x0);
+    const text = `${hexAddress(region.start)} ${sizeText(region.end - region.start)}${
+      region.name === undefined ? "" : ` ${region.name}`
+    }`;
+    parts.push(
       `<text x="${x0.toFixed(2)}" y="${SVG_LABEL_Y}" transform="rotate(45 ${
         x0.toFixed(2)
-      } ${SVG_LABEL_Y})">${
-        escapeXml(`${hexAddress(region.start)} ${sizeText(region.end - region.start)}`)
+      } ${SVG_LABEL_Y})"${region.name === undefined ? "" : ' font-weight="bold"'}>${
+        escapeXml(text)
       }</text>`,
     );
   }
-  return labels;
+  return { parts, count: parts.length };
 }
 
-function legendSvg(xPx: number, yPx: number): string {
+function legendSvg(xPx: number, yPx: number, axis: AxisScale): string {
   const items: [string, string][] = [
     ["usable", "usable region"],
     ["reserved", "reserved/other"],
@@ -370,7 +457,9 @@ function legendSvg(xPx: number, yPx: number): string {
       x0 + 16
     }" y="${yPx}">${label}</text>`;
   }).join("\n") +
-    `\n<text x="${xPx + 620}" y="${yPx}">axis: log-scaled pieces, holes broken (dashed)</text>`;
+    `\n<text x="${xPx + 620}" y="${yPx}">axis: ${
+      axis === "linear" ? "width proportional to size" : "log-scaled pieces"
+    }, holes broken (dashed)</text>`;
 }
 
 const STATE_CHARS = { used: "█", free: "░", usable: "▒", reserved: "▓", hole: "┊" } as const;
@@ -390,13 +479,14 @@ function paintBar(
   blocks: readonly PictureBlock[],
   columns: number,
   color: boolean,
+  scale: AxisScale,
 ): string {
-  const axis = buildAxis(regions, mergeRuns(blocks, 0));
+  const axis = buildAxis(regions, mergeRuns(blocks, 0), scale);
   const cells = new Array<CellState | undefined>(columns).fill(undefined);
-  const scale = axis.totalUnits > 0 ? columns / axis.totalUnits : 0;
+  const perUnit = axis.totalUnits > 0 ? columns / axis.totalUnits : 0;
   const paint = (fromUnits: number, toUnits: number, state: CellState) => {
-    const first = Math.min(columns - 1, Math.floor(fromUnits * scale));
-    const last = Math.max(first, Math.min(columns - 1, Math.ceil(toUnits * scale) - 1));
+    const first = Math.min(columns - 1, Math.floor(fromUnits * perUnit));
+    const last = Math.max(first, Math.min(columns - 1, Math.ceil(toUnits * perUnit) - 1));
     for (let column = first; column <= last; column++) {
       const current = cells[column];
       if (current === undefined || STATE_RANK[state] > STATE_RANK[current]) cells[column] = state;
@@ -461,7 +551,8 @@ export function renderMemoryTerminal(
   const blocks = [...(picture.blocks ?? [])].sort((a, b) => a.address - b.address);
   const lines: string[] = [];
   lines.push((picture.title ?? "Physical memory").slice(0, columns));
-  lines.push(paintBar(regions, blocks, columns, color));
+  const axis = options.axis ?? "log";
+  lines.push(paintBar(regions, blocks, columns, color, axis));
   const legend =
     `${STATE_CHARS.used} used  ${STATE_CHARS.free} free  ${STATE_CHARS.usable} usable  ${STATE_CHARS.reserved} reserved  ${STATE_CHARS.hole} hole`;
   lines.push(legend.slice(0, columns));
@@ -476,11 +567,11 @@ export function renderMemoryTerminal(
     const inside = blocks.slice(first, blockIndex).filter((b) => b.address >= region.start);
     const label = `${hexAddress(region.start).padStart(12)} ${
       sizeText(region.end - region.start).padStart(9)
-    } ${region.type.slice(0, 8).padEnd(8)} `;
+    } ${(region.name ?? region.type).slice(0, 12).padEnd(12)} `;
     const barColumns = columns - label.length;
     lines.push(
       barColumns >= 8
-        ? label + paintBar([region], inside, barColumns, color)
+        ? label + paintBar([region], inside, barColumns, color, axis)
         : label.slice(0, columns),
     );
   }

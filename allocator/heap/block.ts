@@ -103,16 +103,24 @@ export class BlockWords {
   readonly words: Uint32Array;
   /** The address byte 0 of the window stands for; a multiple of 8. */
   readonly baseAddress: number;
+  /** The heap's secret check-word key (see `headerCheck`). */
+  readonly key: number;
 
   /**
-   * Wraps a window buffer.
+   * Wraps a window.
    *
-   * @param buffer The window all regions view.
-   * @param baseAddress The address of the buffer's byte 0, a multiple of 8.
+   * @param window The window all regions lie in: a view whose byte offset is a multiple of 4.
+   * @param baseAddress The address of the window's byte 0, a multiple of 8.
+   * @param key The heap's check-word key.
    */
-  constructor(buffer: ArrayBuffer, baseAddress: number) {
-    this.words = new Uint32Array(buffer, 0, Math.floor(buffer.byteLength / 4));
+  constructor(window: Uint8Array, baseAddress: number, key: number) {
+    this.words = new Uint32Array(
+      window.buffer as ArrayBuffer,
+      window.byteOffset,
+      Math.floor(window.byteLength / 4),
+    );
     this.baseAddress = baseAddress;
+    this.key = key;
   }
 
   /** Word index of `address`, which must be a multiple of 4. */
@@ -170,7 +178,7 @@ export class BlockWords {
     this.words[i] = word0;
     this.words[i + 1] = word1;
     this.words[i + 2] = slackBytes;
-    this.words[i + 3] = headerCheck(block, word0, word1, slackBytes);
+    this.words[i + 3] = headerCheck(block, word0, word1, slackBytes, this.key);
   }
 
   /** Sets or clears one flag, keeping the check word valid. */
@@ -178,14 +186,14 @@ export class BlockWords {
     const i = (block - this.baseAddress) / 4;
     const word0 = (on ? this.words[i] | flag : this.words[i] & ~flag) >>> 0;
     this.words[i] = word0;
-    this.words[i + 3] = headerCheck(block, word0, this.words[i + 1], this.words[i + 2]);
+    this.words[i + 3] = headerCheck(block, word0, this.words[i + 1], this.words[i + 2], this.key);
   }
 
   /** True when the check word matches the header's other words. */
   headerValid(block: number): boolean {
     const i = (block - this.baseAddress) / 4;
     const words = this.words;
-    return words[i + 3] === headerCheck(block, words[i], words[i + 1], words[i + 2]);
+    return words[i + 3] === headerCheck(block, words[i], words[i + 1], words[i + 2], this.key);
   }
 
   /** Writes a free block's header (FLAG_FREE plus the given flags) and footer. */
@@ -255,7 +263,7 @@ export class NarrowBlockWords extends BlockWords {
     this.words[i] = word0;
     this.words[i + 1] = 0;
     this.words[i + 2] = slackBytes;
-    this.words[i + 3] = headerCheck(block, word0, 0, slackBytes);
+    this.words[i + 3] = headerCheck(block, word0, 0, slackBytes, this.key);
   }
 
   /** The size of the block at `block`, without flag bits. */
@@ -268,8 +276,9 @@ export class NarrowBlockWords extends BlockWords {
 /**
  * The word access for a window: narrow when the whole window lies below 2^31.
  *
- * @param buffer The window all regions view.
- * @param baseAddress The address of the buffer's byte 0, a multiple of 8.
+ * @param window The window all regions lie in: a view whose byte offset is a multiple of 4.
+ * @param baseAddress The address of the window's byte 0, a multiple of 8.
+ * @param key The heap's check-word key.
  * @returns A BlockWords over the window.
  *
  * @example
@@ -277,11 +286,11 @@ export class NarrowBlockWords extends BlockWords {
  * import assert from "node:assert/strict";
  * import { blockWordsFor, NarrowBlockWords } from "./block.ts";
  *
- * assert.ok(blockWordsFor(new ArrayBuffer(4096), 0x1000) instanceof NarrowBlockWords);
+ * assert.ok(blockWordsFor(new Uint8Array(4096), 0x1000, 7) instanceof NarrowBlockWords);
  * ```
  */
-export function blockWordsFor(buffer: ArrayBuffer, baseAddress: number): BlockWords {
-  return baseAddress + buffer.byteLength <= NARROW_WINDOW_END
-    ? new NarrowBlockWords(buffer, baseAddress)
-    : new BlockWords(buffer, baseAddress);
+export function blockWordsFor(window: Uint8Array, baseAddress: number, key: number): BlockWords {
+  return baseAddress + window.byteLength <= NARROW_WINDOW_END
+    ? new NarrowBlockWords(window, baseAddress, key)
+    : new BlockWords(window, baseAddress, key);
 }

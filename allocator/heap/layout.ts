@@ -25,8 +25,9 @@
  * - Two physically adjacent blocks are never both free (free() coalesces).
  * - `slack` is the payload capacity a used block has beyond the size asked
  *   for; it is 0 in free blocks.
- * - `check` is `headerCheck(B, word0, word1, slack)`: a header overwritten by a
- *   payload overflow no longer matches it and is reported, never trusted.
+ * - `check` is `headerCheck(B, word0, word1, slack, key)` with the heap's
+ *   secret key: a header overwritten by a payload overflow, or forged without
+ *   the key, no longer matches it and is reported, never trusted.
  *
  * @module
  */
@@ -118,21 +119,28 @@ export function controlBytes(flCount: number): number {
 }
 
 /**
- * The check word of a header at `address` with the given first three words.
- * Multiplicative mixing (Math.imul) matches Zig's wrapping `*%` on u32.
+ * The check word of a header at `address` with the given first three words,
+ * keyed with the heap's secret `key` (a random u32 from
+ * `crypto.getRandomValues`, drawn when the heap is made). Multiplicative mixing (Math.imul) matches Zig's
+ * wrapping `*%` on u32. Without the key, a forged header passes with
+ * probability 2^-32. The key guards against headers written blind (a payload
+ * overflow, stale bytes, a header copied from another heap); it is not a MAC:
+ * code that can read this heap's headers can recover it.
  */
 export function headerCheck(
   address: number,
   word0: number,
   word1: number,
   slack: number,
+  key: number,
 ): number {
   // Every header written or verified runs this, several times an
   // operation: three independent multiplies (not a chain) keep its latency
   // short, and `imul` bound once keeps it small enough for V8 to inline.
   // `address >>> 0` is the address modulo 2^32 (ToUint32), exact for any address below 2^53.
-  const h = imul(word0 ^ (address >>> 0), 0x9e3779b1) ^ imul(word1 ^ HEADER_MAGIC, 0x85ebca77) ^
-    imul(slack, 0xc2b2ae3d);
+  // The key joins the magic, so keying costs no instruction.
+  const h = imul(word0 ^ (address >>> 0), 0x9e3779b1) ^
+    imul(word1 ^ HEADER_MAGIC ^ key, 0x85ebca77) ^ imul(slack, 0xc2b2ae3d);
   return (h ^ (h >>> 15)) >>> 0;
 }
 

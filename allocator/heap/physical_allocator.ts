@@ -17,6 +17,8 @@ import {
   InvalidMemoryError,
   InvalidOptionError,
   InvalidSizeError,
+  MemoryDetachedError,
+  MemoryInUseError,
   OutOfMemoryError,
   SharedHeapInvalidError,
 } from "../errors.ts";
@@ -36,13 +38,24 @@ import { ControlBlock } from "./control_block.ts";
 import { checkHeap } from "./check/heap_check.ts";
 import { HeapCounters } from "./counters.ts";
 import { DebugGuard, GUARD_BYTES_MIN } from "./check/debug_guard.ts";
-import { ALIGN_BYTES_MAX, GRANULE_BYTES, HEADER_BYTES, MIN_BLOCK_BYTES } from "./layout.ts";
+import {
+  ALIGN_BYTES_MAX,
+  CONTROL_MAGIC,
+  CONTROL_MAGIC_OFFSET,
+  GRANULE_BYTES,
+  HEADER_BYTES,
+  MIN_BLOCK_BYTES,
+} from "./layout.ts";
+import { drawHeaderKey } from "./_header_key.ts";
+import { registerInspector } from "./_inspect.ts";
 import {
   DEFAULT_BUFFER_BASE_ADDRESS,
+  describeValue,
   hex,
   type PhysicalMemory,
   resolveWindow,
 } from "../memory/physical_memory.ts";
+import { claimMemory, type MemoryClaim } from "../memory/memory_claims.ts";
 import { attachNative, type NativeMode } from "./policy/native_route.ts";
 import {
   type FreeListPolicy,
@@ -98,6 +111,19 @@ export interface AllocatorOptions {
    * @default {true}
    */
   fastPath?: boolean;
+  /**
+   * Whether to write a fresh heap over memory that already holds one. By
+   * default the constructor refuses (MemoryInUseError) memory that another
+   * open allocator of this process manages, or whose control block is
+   * initialised (a heap nobody closed). With `true` it overwrites that heap,
+   * and the open allocators over the same bytes are closed, so their next
+   * call throws AllocatorClosedError instead of corrupting the new heap.
+   * An existing heap cannot be adopted: its header key lives only in the
+   * allocator that wrote it, so its headers could not be verified.
+   *
+   * @default {false}
+   */
+  reinitialize?: boolean;
 }
 
 /** Options of {@linkcode PhysicalAllocator.fromBuffer}. */
@@ -149,6 +175,9 @@ export interface AttachOptions {
  */
 const SHARED_BY_MEMORY = new WeakMap<PhysicalMemory, SharedHeapState>();
 
+/** The claim of a shared heap: its header's Worker slots do the claiming. */
+const NO_CLAIM: MemoryClaim = { release() {} };
+
 /**
  * A physical memory allocator over one or more regions.
  *
@@ -177,9 +206,12 @@ export class PhysicalAllocator implements Disposable {
 
   readonly #memory: PhysicalMemory;
   readonly #blocks: BlockWords;
-  readonly #buffer: ArrayBuffer;
   /** The whole window as bytes, made once (realloc copies payloads through it). */
   readonly #window: Uint8Array;
+  /** The window's length when made: a different length now means a detached or shrunk buffer. */
+  readonly #windowBytes: number;
+  /** This heap's hold on its memory's bytes (see memory_claims.ts). */
+  readonly #claim: MemoryClaim;
   readonly #layout: HeapLayout;
   readonly #policy: FreeListPolicy;
   readonly #control: ControlBlock;
@@ -219,6 +251,7 @@ export class PhysicalAllocator implements Disposable {
    * @throws {InvalidOptionError} If an option has an unknown value.
    * @throws {InvalidAlignmentError} If the `align` option is not a power of two up to 1 GiB.
    * @throws {NativeUnavailableError} If `native: true` and the library cannot be loaded.
+   * @throws {MemoryInUseError} If the memory holds a live heap and `reinitialize` is not true.
    *
    * @example Several regions, the first too small for any block
    * ```ts
@@ -235,16 +268,18 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   constructor(memory: PhysicalMemory, options: AllocatorOptions = {}) {
+    checkOptionsObject(options);
     const policyName = options.policy ?? POLICY_NAMES[0];
     if (!isPolicyName(policyName)) {
       throw new InvalidOptionError(
-        `Cannot create allocator with policy "${String(policyName)}": expected ${
+        `Cannot create allocator with policy ${describeValue(policyName)}: expected ${
           POLICY_NAMES.map((name) => `"${name}"`).join(" or ")
         }`,
       );
     }
     const align = options.align ?? GRANULE_BYTES;
     validateAlignment(align, "create allocator");
+    validateFlagOptions(options);
     this.policy = policyName;
     this.defaultAlignBytes = Math.max(align, GRANULE_BYTES);
     this.#memory = memory;
@@ -252,27 +287,12 @@ export class PhysicalAllocator implements Disposable {
     this.#cache = this.#shared?.cache ?? null;
 
     const window = resolveWindow(memory);
-    if (window.baseAddress % GRANULE_BYTES !== 0) {
-      throw new InvalidMemoryError(
-        `Cannot create allocator: the window starts at address ${
-          hex(window.baseAddress)
-        }, not a multiple of ${GRANULE_BYTES}`,
-      );
-    }
-    this.#buffer = window.buffer;
-    this.#window = new Uint8Array(window.buffer);
-    this.#blocks = blockWordsFor(window.buffer, window.baseAddress);
-    if (options.debug !== undefined && typeof options.debug !== "boolean") {
-      throw new InvalidOptionError(
-        `Cannot create allocator with debug ${String(options.debug)}: expected true or false`,
-      );
-    }
-    if (options.fastPath !== undefined && typeof options.fastPath !== "boolean") {
-      throw new InvalidOptionError(
-        `Cannot create allocator with fastPath ${String(options.fastPath)}: expected true or false`,
-      );
-    }
-    this.#debug = options.debug === true ? new DebugGuard(this.#blocks, window.buffer) : null;
+    this.#window = window.bytes;
+    this.#windowBytes = window.bytes.byteLength;
+    // Every Worker of a shared heap keys its check words with the key in the shared header.
+    const key = this.#shared?.headerKey ?? drawHeaderKey();
+    this.#blocks = blockWordsFor(window.bytes, window.baseAddress, key);
+    this.#debug = options.debug === true ? new DebugGuard(this.#blocks, window.bytes) : null;
     this.#guardBytes = options.debug === true ? GUARD_BYTES_MIN : 0;
     const largestArea = largestBlockArea(memory.regions);
     const policyEntry = POLICIES[policyName];
@@ -293,6 +313,11 @@ export class PhysicalAllocator implements Disposable {
     const tlsf = this.#policy instanceof TlsfPolicy ? this.#policy : null;
     this.#usable = this.#layout.regions.filter((region) => !region.skipped);
     this.#verifier = new BlockVerifier(this.#blocks, this.#usable, options.debug === true);
+    // A Worker joining a shared heap expects it live; its creator is refused one like anybody.
+    const joining = this.#shared !== null && !this.#shared.creating;
+    if (options.reinitialize !== true && !joining) {
+      refuseLiveHeap(this.#control, window.baseAddress);
+    }
     this.#edits = new BlockEdits(
       this.#blocks,
       this.#policy,
@@ -308,9 +333,18 @@ export class PhysicalAllocator implements Disposable {
     this.#nativeActive = attachNative(
       options.native ?? "auto",
       this.#policy,
-      window.buffer,
+      window.bytes,
       window.baseAddress,
       this.#control,
+      this.#blocks.key,
+    );
+    // The last check, then the first write: a refused claim leaves the memory as it was.
+    // A shared heap's Workers hold it together; its header's slot table keeps the books.
+    this.#claim = this.#shared !== null ? NO_CLAIM : claimMemory(
+      memory.regions,
+      options.reinitialize === true,
+      this,
+      PhysicalAllocator.#retire,
     );
     // A Worker joining a shared heap finds it written; only its creator writes it.
     if (this.#shared === null || this.#shared.creating) this.#edits.initRegions(this.#usable);
@@ -325,6 +359,7 @@ export class PhysicalAllocator implements Disposable {
         controlWords: this.#control.words,
         controlIndex: this.#control.index,
         flCount: tlsf.flCount,
+        key: this.#blocks.key,
       }, this.#counters)
       : null;
     this.#shared?.publish(this.#counters);
@@ -364,8 +399,15 @@ export class PhysicalAllocator implements Disposable {
     ) {
       throw new InvalidMemoryError(
         `Cannot use ${
-          String(bytes)
+          describeValue(bytes)
         } as memory: expected a Uint8Array, an ArrayBuffer or a SharedArrayBuffer`,
+      );
+    }
+    checkOptionsObject(options);
+    const buffer = bytes instanceof Uint8Array ? bytes.buffer : bytes;
+    if ((buffer as ArrayBuffer).detached === true) {
+      throw new InvalidMemoryError(
+        "Cannot use a detached (transferred) buffer as memory: it has no bytes any more",
       );
     }
     const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
@@ -616,6 +658,7 @@ export class PhysicalAllocator implements Disposable {
    * @throws {OutOfMemoryError} If no free block fits; the message names the largest.
    * @throws {HeapCorruptionError} In debug mode, if the memory handed out was written after it was freed.
    * @throws {AllocatorClosedError} If the allocator was closed.
+   * @throws {MemoryDetachedError} If the memory's buffer was detached, transferred or shrunk.
    *
    * @example
    * ```ts
@@ -717,6 +760,7 @@ export class PhysicalAllocator implements Disposable {
    * @throws {DoubleFreeError} If the block is already free.
    * @throws {HeapCorruptionError} If the block's or a neighbour's header is damaged, or (debug mode) its guard bytes.
    * @throws {AllocatorClosedError} If the allocator was closed.
+   * @throws {MemoryDetachedError} If the memory's buffer was detached, transferred or shrunk.
    *
    * @example Freeing everything restores one free block per region
    * ```ts
@@ -949,10 +993,17 @@ export class PhysicalAllocator implements Disposable {
     const length = lengthBytes ?? sizeBytes;
     if (!Number.isSafeInteger(length) || length < 0 || length > sizeBytes) {
       throw new InvalidSizeError(
-        `Cannot view ${length} bytes at ${hex(address)}: the allocation holds ${sizeBytes} bytes`,
+        `Cannot view ${describeValue(length)} bytes at ${
+          hex(address)
+        }: the allocation holds ${sizeBytes} bytes`,
       );
     }
-    return new Uint8Array(this.#buffer, address - this.#blocks.baseAddress, length);
+    const window = this.#window;
+    return new Uint8Array(
+      window.buffer,
+      window.byteOffset + (address - this.#blocks.baseAddress),
+      length,
+    );
   }
 
   /**
@@ -1098,6 +1149,8 @@ export class PhysicalAllocator implements Disposable {
     for (const region of this.#usable) {
       let block = region.blockStart;
       while (block < region.blockEnd) {
+        // The caller may close the allocator (or lose the buffer) between two steps.
+        this.#assertOpen("walk");
         const sizeBytes = this.#blocks.size(block);
         if (sizeBytes < MIN_BLOCK_BYTES) return;
         yield {
@@ -1129,7 +1182,34 @@ export class PhysicalAllocator implements Disposable {
     if (this.#closed) return;
     if (this.#shared !== null && !this.#shared.detached) this.#detachShared(this.#shared);
     this.#closed = true;
+    this.#claim.release();
+    // Clearing the magic lets a new allocator take the memory without reinitialize
+    // (not a shared heap's: other Workers use it, and may attach later).
+    if (
+      this.#shared === null && this.#memory.closed !== true &&
+      this.#window.byteLength === this.#windowBytes
+    ) {
+      this.#control.setWord(CONTROL_MAGIC_OFFSET, 0);
+    }
     if (this.#memory.closed !== true) this.#memory.close?.();
+  }
+
+  static {
+    registerInspector((heap) => ({
+      key: heap.#blocks.key,
+      layout: heap.#layout,
+      window: heap.#window,
+      baseAddress: heap.#blocks.baseAddress,
+      controlBytes: heap.#control.sizeBytes,
+    }));
+  }
+
+  /**
+   * Closes an allocator whose memory a `reinitialize` took, without touching
+   * that memory (it holds the new heap now) or releasing it.
+   */
+  static #retire(allocator: PhysicalAllocator): void {
+    allocator.#closed = true;
   }
 
   /** Same as `close()`, for `using`. */
@@ -1156,6 +1236,14 @@ export class PhysicalAllocator implements Disposable {
   #assertOpen(operation: string): void {
     if (this.#closed || this.#memory.closed === true) {
       throw new AllocatorClosedError(`Cannot ${operation}: the allocator is closed`);
+    }
+    // A detached buffer has length 0, one shrunk below the window an out-of-bounds view of length 0.
+    if (this.#window.byteLength !== this.#windowBytes) {
+      throw new MemoryDetachedError(
+        `Cannot ${operation}: the memory's buffer was detached, transferred or shrunk (window of ${this.#windowBytes} bytes at ${
+          hex(this.#blocks.baseAddress)
+        } now has ${this.#window.byteLength})`,
+      );
     }
   }
 
@@ -1198,6 +1286,40 @@ function regionTotals(regions: readonly RegionLayout[]): {
   return { totalBytes, skippedBytes, blockAreaBytes };
 }
 
+/**
+ * Refuses memory whose control block is initialised: a heap some allocator
+ * (maybe of another process, or one never closed) may still use.
+ */
+function refuseLiveHeap(control: ControlBlock, baseAddress: number): void {
+  if (control.word(CONTROL_MAGIC_OFFSET) !== CONTROL_MAGIC) return;
+  throw new MemoryInUseError(
+    `Cannot create allocator over memory at ${hex(baseAddress)}: its control block at ${
+      hex(control.address)
+    } already holds a heap (close() that allocator, or pass reinitialize: true)`,
+  );
+}
+
+/** Refuses options that are not an object (null, a number, a string), naming them. */
+function checkOptionsObject(options: unknown): void {
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidOptionError(
+      `Cannot create allocator with options ${describeValue(options)}: expected an object`,
+    );
+  }
+}
+
+/** Checks the boolean options, naming any other value. */
+function validateFlagOptions(options: AllocatorOptions): void {
+  for (const name of ["debug", "fastPath", "reinitialize"] as const) {
+    const value = options[name];
+    if (value !== undefined && typeof value !== "boolean") {
+      throw new InvalidOptionError(
+        `Cannot create allocator with ${name} ${describeValue(value)}: expected true or false`,
+      );
+    }
+  }
+}
+
 function validateSize(sizeBytes: number, operation: string, address?: number): void {
   // A positive int32 (every size in practice) is valid without the general test.
   if (typeof sizeBytes === "number" && (sizeBytes | 0) === sizeBytes && sizeBytes > 0) return;
@@ -1205,7 +1327,7 @@ function validateSize(sizeBytes: number, operation: string, address?: number): v
     const target = address === undefined ? "" : ` ${hex(address)}`;
     throw new InvalidSizeError(
       `Cannot ${operation}${target} ${
-        String(sizeBytes)
+        describeValue(sizeBytes)
       } bytes: the size must be a positive integer`,
     );
   }
@@ -1216,7 +1338,9 @@ function validateBaseAddress(baseAddress: number): void {
     !Number.isSafeInteger(baseAddress) || baseAddress <= 0 || baseAddress % GRANULE_BYTES !== 0
   ) {
     throw new InvalidOptionError(
-      `Cannot use base address ${baseAddress}: it must be a positive multiple of ${GRANULE_BYTES}`,
+      `Cannot use base address ${
+        describeValue(baseAddress)
+      }: it must be a positive multiple of ${GRANULE_BYTES}`,
     );
   }
 }
@@ -1228,7 +1352,7 @@ function validateAlignment(alignBytes: number, operation: string): void {
   ) {
     throw new InvalidAlignmentError(
       `Cannot ${operation} with alignment ${
-        String(alignBytes)
+        describeValue(alignBytes)
       }: the alignment must be a power of two from 1 to ${ALIGN_BYTES_MAX}`,
     );
   }

@@ -45,13 +45,22 @@ export interface AddressRange {
   readonly length: number;
 }
 
-/** The resolved window of a memory: its buffer and the address of its byte 0. */
+/**
+ * The resolved window of a memory: the view of its buffer from the lowest
+ * region (rounded down to a granule) to the end of the highest, and the
+ * address of the view's byte 0. Nothing outside the view is ever read or
+ * written, so bytes of the buffer in front of or behind the regions stay the
+ * caller's.
+ */
 export interface MemoryWindow {
-  /** The buffer all regions view. */
-  readonly buffer: ArrayBuffer;
-  /** The address that byte 0 of `buffer` stands for. */
+  /** The view over the regions' buffer; its byte offset is a multiple of 4. */
+  readonly bytes: Uint8Array;
+  /** The address that byte 0 of `bytes` stands for: a multiple of 8, at least 0. */
   readonly baseAddress: number;
 }
+
+/** Window starts are rounded down to this, so header words are aligned in every view. */
+const WINDOW_ALIGN_BYTES = 8;
 
 /**
  * The default address of the first byte of buffer memory: page 0 is never handed out.
@@ -124,11 +133,14 @@ export function bufferMemory(ranges: readonly AddressRange[]): PhysicalMemory {
 
 /**
  * Finds the one window all regions of `memory` view, checking that they
- * share a buffer at consistent offsets and do not overlap.
+ * share a buffer at consistent offsets, do not overlap, and that the window
+ * neither starts below address 0 nor reaches outside the buffer.
  *
  * @param memory The memory to resolve.
- * @returns The shared buffer and the address of its byte 0.
- * @throws {InvalidMemoryError} If the regions are empty, overlap, or view different buffers.
+ * @returns The view over the regions and the address of its byte 0.
+ * @throws {InvalidMemoryError} If the regions are empty, overlap, view different or detached
+ *   buffers, or the window would start below address 0, before the buffer, or at a byte offset
+ *   that is not a multiple of 4.
  *
  * @example
  * ```ts
@@ -137,21 +149,22 @@ export function bufferMemory(ranges: readonly AddressRange[]): PhysicalMemory {
  *
  * const window = resolveWindow(bufferMemory([{ start: 0x4000, length: 64 }]));
  * assert.equal(window.baseAddress, 0x4000);
+ * assert.equal(window.bytes.byteLength, 64);
  * ```
  */
 export function resolveWindow(memory: PhysicalMemory): MemoryWindow {
   if (typeof memory !== "object" || memory === null || !Array.isArray(memory.regions)) {
     throw new InvalidMemoryError(
-      `Cannot use memory ${String(memory)}: expected an object with a regions array`,
+      `Cannot use memory ${describeValue(memory)}: expected an object with a regions array`,
     );
   }
   const regions = memory.regions;
   if (regions.length === 0) throw new InvalidMemoryError("Cannot use memory: it has no regions");
+  for (const region of regions) assertRegion(region);
   const first = regions[0];
   const buffer = first.bytes.buffer;
-  const baseAddress = first.base - first.bytes.byteOffset;
+  const offsetToAddress = first.base - first.bytes.byteOffset;
   for (const region of regions) {
-    assertRange({ start: region.base, length: region.bytes.byteLength });
     if (region.bytes.buffer !== buffer) {
       throw new InvalidMemoryError(
         `Cannot use memory: region ${hex(region.base)} views a different buffer than region ${
@@ -159,11 +172,11 @@ export function resolveWindow(memory: PhysicalMemory): MemoryWindow {
         }`,
       );
     }
-    if (region.base - region.bytes.byteOffset !== baseAddress) {
+    if (region.base - region.bytes.byteOffset !== offsetToAddress) {
       throw new InvalidMemoryError(
         `Cannot use memory: region ${hex(region.base)} sits at buffer offset ${
           hex(region.bytes.byteOffset)
-        }, expected ${hex(region.base - baseAddress)}`,
+        }, expected ${region.base - offsetToAddress}`,
       );
     }
   }
@@ -176,19 +189,104 @@ export function resolveWindow(memory: PhysicalMemory): MemoryWindow {
       );
     }
   }
-  return { buffer: buffer as ArrayBuffer, baseAddress };
+  const lowest = sorted[0];
+  const highest = sorted[sorted.length - 1];
+  const baseAddress = lowest.base - (lowest.base % WINDOW_ALIGN_BYTES);
+  const byteOffset = lowest.bytes.byteOffset - (lowest.base - baseAddress);
+  if (byteOffset < 0 || byteOffset % 4 !== 0) {
+    throw new InvalidMemoryError(
+      `Cannot use memory: region ${
+        hex(lowest.base)
+      } sits at byte offset ${lowest.bytes.byteOffset}` +
+        ` of its buffer, so its window would start at byte offset ${byteOffset}` +
+        ` (it must be a multiple of 4 and at least 0)`,
+    );
+  }
+  const byteLength = highest.base + highest.bytes.byteLength - baseAddress;
+  return { bytes: new Uint8Array(buffer as ArrayBuffer, byteOffset, byteLength), baseAddress };
+}
+
+function assertRegion(region: MemoryRegion): void {
+  if (typeof region !== "object" || region === null || !(region.bytes instanceof Uint8Array)) {
+    throw new InvalidMemoryError(
+      `Cannot use region ${describeValue(region)}: expected { base, bytes: Uint8Array }`,
+    );
+  }
+  if (region.bytes.buffer.byteLength === 0 || isDetached(region.bytes.buffer)) {
+    throw new InvalidMemoryError(
+      `Cannot use region ${describeValue(region.base)}: its buffer is detached or empty`,
+    );
+  }
+  assertRange({ start: region.base, length: region.bytes.byteLength });
+}
+
+/**
+ * True when `buffer` has been detached (transferred, or released by its owner).
+ *
+ * @param buffer Any buffer.
+ * @returns Whether it is detached.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isDetached } from "./physical_memory.ts";
+ *
+ * const buffer = new ArrayBuffer(8);
+ * buffer.transfer();
+ * assert.equal(isDetached(buffer), true);
+ * ```
+ */
+export function isDetached(buffer: ArrayBufferLike): boolean {
+  return (buffer as ArrayBuffer).detached === true;
+}
+
+/**
+ * Names any value in a message without throwing: Symbols, bigints and
+ * objects whose conversion to a string throws included.
+ *
+ * @param value Any value.
+ * @returns A short description: `-16`, `12n`, `Symbol(x)`, `"tlsf"`, `an object`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeValue } from "./physical_memory.ts";
+ *
+ * assert.equal(describeValue(Symbol("x")), "Symbol(x)");
+ * assert.equal(describeValue(12n), "12n");
+ * assert.equal(describeValue("8"), '"8"');
+ * ```
+ */
+export function describeValue(value: unknown): string {
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value);
+    case "bigint":
+      return `${value}n`;
+    case "symbol":
+      return value.toString();
+    case "function":
+      return "a function";
+    case "object":
+      if (value === null) return "null";
+      return Array.isArray(value) ? "an array" : "an object";
+    default:
+      return String(value);
+  }
 }
 
 function assertRange(range: AddressRange): void {
   const { start, length } = range;
   if (!Number.isSafeInteger(start) || start <= 0) {
     throw new InvalidMemoryError(
-      `Cannot use region at ${start}: its start must be a positive integer address`,
+      `Cannot use region at ${describeValue(start)}: its start must be a positive integer address`,
     );
   }
   if (!Number.isSafeInteger(length) || length <= 0) {
     throw new InvalidMemoryError(
-      `Cannot use region ${hex(start)} of length ${length}: its length must be a positive integer`,
+      `Cannot use region ${hex(start)} of length ${
+        describeValue(length)
+      }: its length must be a positive integer`,
     );
   }
   if (!Number.isSafeInteger(start + length)) {

@@ -33,7 +33,7 @@
 
 import { MemoryMapError } from "../errors.ts";
 import { HEADER_BYTES, MIN_BLOCK_BYTES } from "../heap/layout.ts";
-import type { AddressRange } from "../memory/physical_memory.ts";
+import { type AddressRange, describeValue } from "../memory/physical_memory.ts";
 import {
   ADDRESS_LIMIT,
   MEMORY_TYPES,
@@ -245,21 +245,29 @@ interface Settings {
 
 function checkOptions(options: NormalizeOptions): Settings {
   const pageBytes = options.pageBytes ?? PAGE_BYTES;
-  if (!Number.isSafeInteger(pageBytes) || pageBytes < 1 || (pageBytes & (pageBytes - 1)) !== 0) {
+  // Math.log2, not a bitwise test: `&` truncates to 32 bits, so 3 * 2^31 would pass it.
+  if (
+    typeof pageBytes !== "number" || !Number.isSafeInteger(pageBytes) || pageBytes < 1 ||
+    pageBytes !== 2 ** Math.round(Math.log2(pageBytes))
+  ) {
     throw new MemoryMapError(
-      `Cannot normalise memory map: pageBytes ${pageBytes} is not a power of two`,
+      `Cannot normalise memory map: pageBytes ${describeValue(pageBytes)} is not a power of two`,
     );
   }
   const mmapMinAddress = options.mmapMinAddress ?? DEFAULT_MMAP_MIN_ADDRESS;
   if (!Number.isSafeInteger(mmapMinAddress) || mmapMinAddress < 0) {
     throw new MemoryMapError(
-      `Cannot normalise memory map: mmapMinAddress ${mmapMinAddress} is not a non-negative integer`,
+      `Cannot normalise memory map: mmapMinAddress ${
+        describeValue(mmapMinAddress)
+      } is not a non-negative integer`,
     );
   }
   const minRegionBytes = options.minRegionBytes ?? MIN_REGION_BYTES;
   if (!Number.isSafeInteger(minRegionBytes) || minRegionBytes < 1) {
     throw new MemoryMapError(
-      `Cannot normalise memory map: minRegionBytes ${minRegionBytes} is not a positive integer`,
+      `Cannot normalise memory map: minRegionBytes ${
+        describeValue(minRegionBytes)
+      } is not a positive integer`,
     );
   }
   const reservations = options.reservations ?? [];
@@ -300,7 +308,7 @@ export function checkEntry(entry: MemoryMapEntry, index: number): void {
 /** Throws MemoryMapError naming reservation `index` when it is malformed. */
 export function checkReservation(reservation: Reservation, index: number): void {
   const { start, length, label } = reservation;
-  const where = `reservation ${index} (${JSON.stringify(label)})`;
+  const where = `reservation ${index} (${describeValue(label)})`;
   if (typeof label !== "string" || label.trim() === "") {
     throw new MemoryMapError(`Cannot reserve ${where}: its label must be a non-empty string`);
   }

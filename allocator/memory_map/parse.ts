@@ -26,6 +26,7 @@
 
 import { MemoryMapError } from "../errors.ts";
 import { ADDRESS_LIMIT, type MemoryMapEntry, memoryTypeFromName } from "./entry.ts";
+import { describeValue } from "../memory/physical_memory.ts";
 
 /** The raw text of one `/sys/firmware/memmap/N` directory. */
 export interface SysfsMemmapText {
@@ -60,6 +61,9 @@ const ADDRESS_LIMIT_BIG = BigInt(ADDRESS_LIMIT);
  * ```
  */
 export function parseAddress(text: string, where: string): number {
+  if (typeof text !== "string") {
+    throw new MemoryMapError(`Cannot parse ${where}: expected text, got ${describe(text)}`);
+  }
   const trimmed = text.trim();
   if (!/^(0[xX][0-9a-fA-F]+|[0-9]+)$/.test(trimmed)) {
     throw new MemoryMapError(`Cannot parse ${where}: ${trimmed || "(empty)"} is not a number`);
@@ -125,15 +129,31 @@ export function parseSysfsMemmap(entries: readonly SysfsMemmapText[]): MemoryMap
   }
   const ordered = [...entries].sort((a, b) => directoryNumber(a.name) - directoryNumber(b.name));
   return ordered.map((text) => {
-    const origin = `memmap/${text.name}`;
+    const origin = `memmap/${describeName(text?.name)}`;
+    if (typeof text !== "object" || text === null) {
+      throw new MemoryMapError(`Cannot parse ${origin}: expected an entry, got ${describe(text)}`);
+    }
+    for (const field of ["start", "end", "type"] as const) {
+      if (typeof text[field] !== "string") {
+        throw new MemoryMapError(
+          `Cannot parse ${origin}: its ${field} is ${
+            text[field] === undefined ? "missing" : describe(text[field])
+          }, expected the text of the ${field} file`,
+        );
+      }
+    }
     const start = parseAddress(text.start, `${origin} start`);
     const last = parseAddress(text.end, `${origin} end`);
     return entryFromInclusive(start, last, text.type, origin);
   });
 }
 
+function describeName(name: unknown): string {
+  return typeof name === "string" ? name : describe(name);
+}
+
 function directoryNumber(name: string): number {
-  const value = Number(name);
+  const value = typeof name === "string" ? Number(name) : NaN;
   return Number.isInteger(value) ? value : Number.MAX_SAFE_INTEGER;
 }
 
@@ -321,6 +341,11 @@ function jsonEntry(item: unknown, origin: string): MemoryMapEntry {
 
 function jsonNumber(value: unknown, where: string): number {
   if (typeof value === "string") return parseAddress(value, where);
+  if (typeof value === "bigint") {
+    throw new MemoryMapError(
+      `Cannot parse ${where}: ${describe(value)} is a bigint; give a number or a "0x…" string`,
+    );
+  }
   if (typeof value === "number") {
     if (!Number.isInteger(value) || value < 0) {
       throw new MemoryMapError(`Cannot parse ${where}: ${value} is not a non-negative integer`);
@@ -339,7 +364,8 @@ function describe(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
   if (typeof value === "object") return "an object";
-  return `${typeof value} ${JSON.stringify(value)}`;
+  // JSON.stringify throws on a bigint and returns undefined for a Symbol: describeValue does neither.
+  return `${typeof value} ${describeValue(value)}`;
 }
 
 /** The text formats {@linkcode parseMemoryMap} reads. */

@@ -18,6 +18,7 @@ import {
 } from "../errors.ts";
 import type { HeapCounters } from "../heap/counters.ts";
 import { hex } from "../memory/physical_memory.ts";
+import { drawHeaderKey } from "../heap/_header_key.ts";
 import { HeapLock } from "./heap_lock.ts";
 import { SLOT_CACHE_BYTES, stateMapBytes, WorkerCache } from "./worker_cache.ts";
 import {
@@ -94,6 +95,8 @@ export class SharedHeapState {
   readonly creating: boolean;
   /** This Worker's cache of freed small blocks, or null when the heap has none. */
   readonly cache: WorkerCache | null;
+  /** The key of the heap's header check words: word 0 of the heap secret, the same in every Worker. */
+  readonly headerKey: number;
   readonly #views: SharedHeaderViews;
   readonly #lock: HeapLock;
   readonly #countersIndex: number;
@@ -106,7 +109,9 @@ export class SharedHeapState {
     settings: SharedHeapSettings,
     slot: number,
     creating: boolean,
+    headerKey: number,
   ) {
+    this.headerKey = headerKey;
     this.buffer = view.buffer as SharedArrayBuffer;
     this.#views = headerViews(this.buffer, view.byteOffset);
     this.windowBytes = view.byteLength;
@@ -169,7 +174,7 @@ export class SharedHeapState {
         `Cannot create a shared heap over a buffer that holds one with ${attached} Workers attached: attach to it instead`,
       );
     }
-    return new SharedHeapState(view, settings, 1, true);
+    return new SharedHeapState(view, settings, 1, true, drawHeaderKey());
   }
 
   /**
@@ -185,7 +190,8 @@ export class SharedHeapState {
     for (let slot = 1; slot <= settings.slotCount; slot++) {
       if (Atomics.compareExchange(views.i32, slotWordAt(views, slot), 0, 1) === 0) {
         Atomics.add(views.i32, wordAt(views, SH_ATTACHED), 1);
-        return new SharedHeapState(view, settings, slot, false);
+        const key = Atomics.load(views.u32, wordAt(views, SH_SECRET));
+        return new SharedHeapState(view, settings, slot, false, key);
       }
     }
     throw new WorkerSlotError(
@@ -214,7 +220,9 @@ export class SharedHeapState {
     this.cache?.reset(stateMapBytes(this.windowBytes));
     u32[wordAt(views, SH_SLOT_COUNT)] = s.slotCount;
     u32[wordAt(views, SH_LOCK_TIMEOUT_MS)] = s.lockTimeoutMs;
-    crypto.getRandomValues(u32.subarray(wordAt(views, SH_SECRET), wordAt(views, SH_SECRET) + 4));
+    const secret = wordAt(views, SH_SECRET);
+    crypto.getRandomValues(u32.subarray(secret + 1, secret + SECRET_WORDS));
+    u32[secret] = this.headerKey;
     for (let word = lockWordAt(views, 0); word < lockWordAt(views, LOCK_COUNT); word++) {
       i32[word] = 0;
     }

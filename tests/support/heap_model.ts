@@ -1,10 +1,15 @@
 /**
  * A model of live allocations that checks an allocator after every step:
  * no overlap, payloads inside usable regions and aligned, payload bytes
- * intact, `check()` passing and the stats identity holding.
+ * intact, `check()` passing, the stats identity holding, and no byte outside
+ * the block areas and control block changed (tests/support/outside_bytes.ts).
  */
-import assert from "node:assert/strict";
+import assert from "#assert";
 import type { PhysicalAllocator } from "../../mod.ts";
+import { OutsideBytes } from "./outside_bytes.ts";
+
+/** `verifyAll()` compares the bytes outside the block areas every this many calls: it costs O(gaps). */
+const OUTSIDE_CHECK_EVERY = 64;
 
 /** One live allocation the model tracks. */
 export interface LiveBlock {
@@ -21,11 +26,14 @@ export class HeapModel {
   liveBytes = 0;
   readonly #heap: PhysicalAllocator;
   readonly #regions: readonly { start: number; end: number }[];
+  readonly #outside: OutsideBytes;
+  #verifications = 0;
 
-  /** Creates a model of `heap`, whose regions are `regions`. */
+  /** Creates a model of `heap` (made just now), whose regions are `regions`. */
   constructor(heap: PhysicalAllocator, regions: readonly { start: number; end: number }[]) {
     this.#heap = heap;
     this.#regions = regions;
+    this.#outside = new OutsideBytes(heap);
   }
 
   /** Records an allocation and fills its payload with a pattern derived from `fill`. */
@@ -80,5 +88,12 @@ export class HeapModel {
     assert.equal(s.totalBytes, s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes);
     assert.equal(s.usedBlocks, this.live.size);
     assert.equal(s.usedBytes, this.liveBytes);
+    // A stray write outside the block areas stays there, so a sparser check still catches it.
+    if (this.#verifications++ % OUTSIDE_CHECK_EVERY === 0) this.#outside.verify();
+  }
+
+  /** Asserts no byte outside the block areas and control block changed (also every OUTSIDE_CHECK_EVERY verifyAll). */
+  verifyOutside(): void {
+    this.#outside.verify();
   }
 }

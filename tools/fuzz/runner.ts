@@ -13,9 +13,15 @@
  *   end of each epoch): `check()` (a full walk of every block and free list,
  *   O(heap)), the stats identity `total = free + used + overhead + skipped`,
  *   the ledger's live count and bytes against `stats()`, and `stats()` equal
- *   across lanes. `stats()` itself is O(regions) (it lists them) and O(free
+ *   across lanes, no byte outside the block areas and control block changed
+ *   (each heap is a view into a pattern-filled buffer, so this covers the
+ *   bytes around the view too), and bad-input probes (Symbol and bigint
+ *   arguments, a header forged inside a live payload) fail with typed errors
+ *   and change nothing. `stats()` itself is O(regions) (it lists them) and O(free
  *   blocks) for first-fit's largest block, so it is not cheap on the
  *   thousand-region layouts either.
+ * - At the end of each epoch: the bad-input probes of `verifyHeaps`, then each
+ *   lane's buffer is transferred away and calls must fail with MEMORY_DETACHED.
  * - `thorough`: `checkEvery` is 1 and each lane also drives the shared
  *   `HeapModel` (tests/support/heap_model.ts), whose `verifyAll` runs
  *   `check()` and the totals after every operation and whose overlap check is
@@ -24,16 +30,21 @@
  * @module
  */
 
-import assert from "node:assert/strict";
+import assert from "#assert";
 import {
   AllocatorError,
   type AllocatorOptions,
   bufferMemory,
+  MemoryDetachedError,
   NativeUnavailableError,
   PhysicalAllocator,
+  type PhysicalMemory,
   type PolicyName,
 } from "../../mod.ts";
+import { inspectHeap } from "../../allocator/heap/_inspect.ts";
+import { headerCheck } from "../../allocator/heap/layout.ts";
 import { HeapModel } from "../../tests/support/heap_model.ts";
+import { OutsideBytes } from "../../tests/support/outside_bytes.ts";
 import { Random } from "../../tests/support/random.ts";
 import {
   type FuzzOp,
@@ -111,6 +122,8 @@ interface Lane {
   readonly path: FuzzPath;
   readonly heap: PhysicalAllocator;
   readonly model: HeapModel | null;
+  /** The window bytes outside block areas and control block, copied when the heap was made. */
+  readonly outside: OutsideBytes;
 }
 
 /** Lockstep execution of operations with the checks listed in the module doc. */
@@ -144,11 +157,33 @@ export class LaneRunner {
     this.#lanes = [];
   }
 
+  /**
+   * At the end of an epoch: transfers each lane's buffer away and checks
+   * that calls then fail with MemoryDetachedError before reading anything.
+   */
+  #detachLanes(): void {
+    for (const lane of this.#lanes) {
+      const buffer = inspectHeap(lane.heap).window.buffer as ArrayBuffer;
+      const address = this.#live[0] ?? 0x1000;
+      buffer.transfer();
+      for (const call of [() => lane.heap.alloc(8), () => lane.heap.free(address)]) {
+        try {
+          call();
+        } catch (error) {
+          if (error instanceof MemoryDetachedError) continue;
+          fail(`${lane.path}: a call after the buffer was transferred threw ${String(error)}`);
+        }
+        fail(`${lane.path}: a call after the buffer was transferred did not throw`);
+      }
+    }
+  }
+
   /** Runs one operation and the per-operation checks. @throws {CheckFailure} On a failed check. */
   run(op: FuzzOp, opIndex: number): void {
     switch (op.kind) {
       case OP_LAYOUT:
         this.verifyHeaps();
+        this.#detachLanes();
         this.#layout(op.size);
         break;
       case OP_ALLOC:
@@ -174,11 +209,15 @@ export class LaneRunner {
     if ((opIndex + 1) % this.#config.checkEvery === 0) this.verifyHeaps();
   }
 
-  /** `check()`, the stats identity, the ledger's totals and equal stats on every lane. */
+  /**
+   * `check()`, the stats identity, the ledger's totals, equal stats on every
+   * lane, and no byte outside the block areas and control block changed.
+   */
   verifyHeaps(): void {
     let first: unknown = null;
     for (const lane of this.#lanes) {
       lane.heap.check();
+      lane.outside.verify();
       const { nativeActive: _, ...s } = lane.heap.stats();
       if (s.totalBytes !== s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes) {
         fail(`${lane.path}: stats identity broken: ${JSON.stringify(s)}`);
@@ -190,6 +229,53 @@ export class LaneRunner {
       }
       if (first === null) first = s;
       else assert.deepEqual(s, first, `${lane.path} stats differ from ${this.#lanes[0].path}`);
+      this.#probeBadInputs(lane);
+    }
+  }
+
+  /**
+   * Bad calls the stream does not make: Symbol and bigint arguments, and the
+   * free of an address inside a live payload that holds a header forged
+   * without the heap's key. Each must throw a typed error and change nothing
+   * (stats, `check()`, the payload's pattern).
+   */
+  #probeBadInputs(lane: Lane): void {
+    const heap = lane.heap;
+    const before = JSON.stringify(heap.stats());
+    const live = this.#live.find((address) =>
+      this.#entries.get(address)!.size >= PROBE_PAYLOAD_MIN
+    );
+    const probes: [string, () => unknown][] = [
+      ["free(Symbol)", () => heap.free(Symbol("fuzz") as never)],
+      ["free(bigint)", () => heap.free(BigInt(live ?? 0x1000) as never)],
+      ["alloc(bigint)", () => heap.alloc(64n as never)],
+      ["alloc(8, Symbol)", () => heap.alloc(8, Symbol("fuzz") as never)],
+    ];
+    if (live !== undefined) {
+      const entry = this.#entries.get(live)!;
+      probes.push(["free() of a forged header inside a live payload", () => {
+        forgeUsedHeaders(heap.bytes(live), live, this.#fillCounter);
+        try {
+          heap.free(live + PROBE_FORGED_OFFSET + 16);
+        } finally {
+          heap.bytes(live).fill(entry.fill);
+        }
+      }]);
+    }
+    for (const [what, call] of probes) {
+      try {
+        call();
+      } catch (error) {
+        if (!(error instanceof AllocatorError)) {
+          fail(`${lane.path}: ${what} threw ${String(error)}`);
+        }
+        continue;
+      }
+      fail(`${lane.path}: ${what} did not throw`);
+    }
+    heap.check();
+    if (JSON.stringify(heap.stats()) !== before) {
+      fail(`${lane.path}: a refused bad call changed stats`);
     }
   }
 
@@ -209,6 +295,7 @@ export class LaneRunner {
         path,
         heap,
         model: this.#config.thorough ? new HeapModel(heap, regions) : null,
+        outside: new OutsideBytes(heap),
       });
     }
   }
@@ -227,7 +314,7 @@ export class LaneRunner {
     };
     let heap: PhysicalAllocator;
     try {
-      heap = new PhysicalAllocator(bufferMemory(this.#ranges), options);
+      heap = new PhysicalAllocator(paddedMemory(this.#ranges), options);
     } catch (error) {
       if (path === "native" && error instanceof NativeUnavailableError) {
         this.nativeSkippedEpochs++;
@@ -396,6 +483,53 @@ export class LaneRunner {
       }
     }
   }
+}
+
+/** The smallest live payload a forged-header probe writes into. */
+const PROBE_PAYLOAD_MIN = 128;
+/** Where in that payload the forged header goes (8-aligned, as block headers are). */
+const PROBE_FORGED_OFFSET = 32;
+
+/**
+ * Writes two used block headers (a 48-byte block and its successor) at
+ * PROBE_FORGED_OFFSET into `payload` (at `payloadAddress`), their check words computed with a key
+ * derived from `salt`: not the heap's, except with probability 2^-32.
+ */
+function forgeUsedHeaders(payload: Uint8Array, payloadAddress: number, salt: number): void {
+  const words = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const key = Math.imul(salt + 1, 0x9e3779b1) >>> 0;
+  const blockBytes = 48;
+  for (const offset of [PROBE_FORGED_OFFSET, PROBE_FORGED_OFFSET + blockBytes]) {
+    const address = payloadAddress + offset;
+    words.setUint32(offset, blockBytes, true);
+    words.setUint32(offset + 4, 0, true);
+    words.setUint32(offset + 8, 0, true);
+    words.setUint32(offset + 12, headerCheck(address, blockBytes, 0, 0, key), true);
+  }
+}
+
+/** Bytes of the buffer in front of and behind the window: the heap is a view at an offset. */
+const PAD_BYTES = 40;
+/** What the whole buffer holds before the heap is made, so a stray write of 0 shows too. */
+const BUFFER_FILL = 0xa5;
+
+/**
+ * Memory like `bufferMemory(ranges)`, but its window is a view PAD_BYTES into
+ * a larger buffer, and every byte of the buffer starts as BUFFER_FILL: the
+ * outside-bytes check then also proves the bytes around the view untouched.
+ */
+function paddedMemory(ranges: readonly FuzzRange[]): PhysicalMemory {
+  const plain = bufferMemory(ranges);
+  const span = plain.regions[0].bytes.buffer.byteLength;
+  const windowStart = plain.regions[0].base - plain.regions[0].bytes.byteOffset;
+  const buffer = new ArrayBuffer(span + 2 * PAD_BYTES);
+  new Uint8Array(buffer).fill(BUFFER_FILL);
+  return {
+    regions: plain.regions.map((region) => ({
+      base: region.base,
+      bytes: new Uint8Array(buffer, PAD_BYTES + region.base - windowStart, region.bytes.byteLength),
+    })),
+  };
 }
 
 /**

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseArgs } from "#cli";
 import { TraceFormatError } from "../../allocator/errors.ts";
 import { formatRep, type RepTrace } from "./rep_format.ts";
 import { convertValgrindLog, type ValgrindAnomalies } from "./valgrind_log.ts";
@@ -210,8 +210,31 @@ export async function captureMain(args: readonly string[]): Promise<number> {
   }
 }
 
-const CAPTURE_USAGE =
+/**
+ * The `capture` command's help: every flag.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CAPTURE_USAGE } from "./capture.ts";
+ *
+ * assert.match(CAPTURE_USAGE, /--from-log/);
+ * ```
+ */
+export const CAPTURE_USAGE =
   `usage: capture --out FILE [--children] [--pid N] [--keep-logs DIR] [--show-output] -- PROGRAM ARGS...
-       capture --out FILE [--pid N] --from-log VALGRIND_LOG`;
+       capture --out FILE [--pid N] --from-log VALGRIND_LOG
+
+Runs PROGRAM under \`valgrind --trace-malloc=yes\` and writes one process's
+allocations as a .rep trace (needs valgrind on PATH).
+
+  -o, --out FILE       the .rep file to write (required)
+  --children           trace child processes too (valgrind --trace-children=yes)
+  --pid N              keep process N (default: the traced process with the most operations)
+  --keep-logs DIR      keep valgrind's per-process logs in DIR (default: a temporary folder,
+                       removed afterwards)
+  --show-output        show the program's own output (default: discarded)
+  --from-log LOG       convert an existing valgrind log instead of running a program
+  -h, --help           print this help and exit`;
 
 if (import.meta.main) Deno.exit(await captureMain(Deno.args));

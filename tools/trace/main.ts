@@ -6,13 +6,18 @@
  * deno run -A tools/trace/main.ts replay [--policy tlsf|first-fit|all] [--native]
  *     [--backend buffer|identity] [--heap-bytes N] TRACE|DIR...
  * deno run -A tools/trace/main.ts score [--policies tlsf,first-fit] [--paths ts,native]
- *     [--backend buffer|identity] [--peers auto|none|thing,glibc,mimalloc]
+ *     [--backend buffer|identity] [--peers auto|none|thing,glibc,mimalloc,rlsf,talc]
  *     [--json] [--json-out PATH] [--svg PATH] [--budget-ms N] [--heap-bytes N] [--quiet]
  *     TRACE|DIR...
  * ```
  *
- * `--peers auto` (the default) is `@thi.ng/malloc`, glibc, and mimalloc when
- * `libmimalloc.so.2` is installed.
+ * `main.ts --help` lists the commands; `main.ts COMMAND --help` describes
+ * every flag of one. Help needs no permissions: the npm peer
+ * (`@thi.ng/malloc`) is imported only when a scoreboard uses it.
+ *
+ * `--peers auto` (the default) is `@thi.ng/malloc`, glibc, mimalloc when
+ * `libmimalloc.so.2` is installed, and rlsf and talc when cargo can build
+ * `tools/trace/peers/` (otherwise a one-line note says they are skipped).
  *
  * Exit codes: 0 success, 1 a trace could not be read or a replay failed
  * verification (a corrupted payload, a broken heap), 2 a usage error.
@@ -21,9 +26,9 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseArgs } from "#cli";
 import { isPolicyName, POLICY_NAMES, type PolicyName } from "../../mod.ts";
-import { captureMain } from "./capture.ts";
+import { CAPTURE_USAGE, captureMain } from "./capture.ts";
 import { type DecodedTrace, decodeTrace } from "./decode.ts";
 import { progressBar } from "./progress.ts";
 import { parseRep } from "./rep_format.ts";
@@ -32,15 +37,48 @@ import type { ReplayTarget } from "./replay_heap.ts";
 import { formatGoals, formatSvg, formatTable } from "./report.ts";
 import { evaluateGoals, scoreTraces } from "./score.ts";
 import { type BackendName, physicalTarget } from "./target_physical.ts";
-import { glibcTarget, mimallocTarget } from "./target_ffi.ts";
-import { thingTarget } from "./target_thing.ts";
+import { buildRustPeers, RUST_PEERS, rustTarget } from "./rust_peers.ts";
+import { glibcTarget, libraryOpens, mimallocTarget } from "./target_ffi.ts";
 
-const USAGE = `usage: main.ts capture --out FILE [--children] [--pid N] -- PROGRAM ARGS...
-       main.ts replay [--policy tlsf|first-fit|all] [--native] [--backend buffer|identity]
-                      [--heap-bytes N] TRACE|DIR...
-       main.ts score [--policies tlsf,first-fit] [--paths ts,native] [--backend buffer|identity]
-                     [--peers auto|none|thing,glibc,mimalloc] [--json] [--json-out PATH]
-                     [--svg PATH] [--budget-ms N] [--heap-bytes N] [--quiet] TRACE|DIR...`;
+const USAGE = `usage: deno run -A tools/trace/main.ts COMMAND [OPTIONS]
+
+Commands:
+  capture   record a program's allocations under valgrind into a .rep trace
+  replay    replay traces on the project's allocator, verifying every payload
+  score     the scoreboard: every trace on every policy and peer, verified and timed
+
+Run \`main.ts COMMAND --help\` for the options of one command.`;
+
+const REPLAY_USAGE = `usage: main.ts replay [OPTIONS] TRACE|DIR...
+
+Replays each trace (a .rep file, or every .rep in a folder) once, checked:
+payload patterns, check() and utilization.
+
+  --policy P        tlsf, first-fit or all (default tlsf)
+  --native          require the native (Zig) path (needs --allow-ffi and the built library)
+  --backend B       buffer (an ArrayBuffer) or identity (mmap at the physical address)
+                    (default buffer)
+  --heap-bytes N    heap size for every trace (default 4 x peak live bytes + 64 bytes
+                    per peak live block + 1 MiB)
+  -h, --help        print this help and exit`;
+
+const SCORE_USAGE = `usage: main.ts score [OPTIONS] TRACE|DIR...
+
+Replays every trace on every target, verified and then timed round robin on
+warm memory, prints the table and the performance goals.
+
+  --policies LIST   the project's policies: tlsf,first-fit (default tlsf,first-fit)
+  --paths LIST      ts, native or ts,native (default ts)
+  --backend B       buffer or identity (default buffer)
+  --peers LIST      thing, glibc, mimalloc, rlsf, talc; auto (default: thing, glibc,
+                    mimalloc if installed, rlsf and talc if cargo builds them) or none
+  --json            print the report as JSON instead of the table
+  --json-out PATH   also write the JSON report to PATH
+  --svg PATH        also write the scoreboard picture to PATH
+  --budget-ms N     time budget per trace and target in ms (default 3000)
+  --heap-bytes N    heap size for every trace (default as for replay)
+  --quiet           no progress bar
+  -h, --help        print this help and exit`;
 
 /** A command-line mistake: reported with the usage, exit code 2. */
 class UsageError extends Error {}
@@ -157,22 +195,12 @@ async function replayMain(args: string[]): Promise<number> {
   return failures === 0 ? 0 : 1;
 }
 
-/** True when the shared library at `path` can be loaded (it defines no symbols we need here). */
-function libraryOpens(path: string): boolean {
-  try {
-    Deno.dlopen(path, {}).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function scoreTargets(values: {
+async function scoreTargets(values: {
   policies: string;
   paths: string;
   backend: string;
   peers: string;
-}): ReplayTarget[] {
+}): Promise<ReplayTarget[]> {
   const backend = backendOf(values.backend);
   const targets: ReplayTarget[] = [];
   for (const path of values.paths.split(",")) {
@@ -186,15 +214,22 @@ function scoreTargets(values: {
   const peers = values.peers === "none"
     ? []
     : values.peers === "auto"
-    ? ["thing", "glibc", ...(libraryOpens("libmimalloc.so.2") ? ["mimalloc"] : [])]
+    ? ["thing", "glibc", ...(libraryOpens("libmimalloc.so.2") ? ["mimalloc"] : []), ...RUST_PEERS]
     : values.peers.split(",");
+  const known = ["thing", "glibc", "mimalloc", ...RUST_PEERS];
+  const unknown = peers.find((peer) => !known.includes(peer));
+  if (unknown !== undefined) {
+    throw new UsageError(`unknown peer '${unknown}', expected ${known.join(", ")}, auto or none`);
+  }
+  const rustLibrary = peers.some((peer) => (RUST_PEERS as readonly string[]).includes(peer))
+    ? buildRustPeers()
+    : null;
   for (const peer of peers) {
-    if (peer === "thing") targets.push(thingTarget());
+    if (peer === "thing") targets.push((await import("./target_thing.ts")).thingTarget());
     else if (peer === "glibc") targets.push(glibcTarget());
     else if (peer === "mimalloc") targets.push(mimallocTarget());
-    else {
-      throw new UsageError(`unknown peer '${peer}', expected thing, glibc, mimalloc, auto or none`);
-    }
+    // Without cargo, buildRustPeers has printed the one-line note; the run goes on without them.
+    else if (rustLibrary !== null) targets.push(rustTarget(peer as "rlsf", rustLibrary));
   }
   return targets;
 }
@@ -217,7 +252,7 @@ async function scoreMain(args: string[]): Promise<number> {
     },
   });
   if (positionals.length === 0) throw new UsageError("score needs at least one trace");
-  const targets = scoreTargets(values);
+  const targets = await scoreTargets(values);
   const budgetMs = positiveOf(values["budget-ms"], "budget-ms");
   const heapBytes = positiveOf(values["heap-bytes"], "heap-bytes");
   const traces = await loadTraces(positionals);
@@ -255,7 +290,8 @@ async function scoreMain(args: string[]): Promise<number> {
  * Runs the command line.
  *
  * @param args The arguments: a subcommand and its options.
- * @returns The exit code: 0 success, 1 a failed replay or unreadable trace, 2 a usage error.
+ * @returns The exit code: 0 success (or help), 1 a failed replay or unreadable trace, 2 a
+ *   usage error (including no command at all, which prints the usage).
  *
  * @example A usage error
  * ```ts
@@ -268,26 +304,32 @@ async function scoreMain(args: string[]): Promise<number> {
 export async function main(args: readonly string[]): Promise<number> {
   const [command, ...rest] = args;
   // `main.ts score --help` and the like (but not a captured program's own
-  // flags after `--`): every subcommand's flags are in USAGE.
+  // flags after `--`): each subcommand prints its own help.
   const own = rest.includes("--") ? rest.slice(0, rest.indexOf("--")) : rest;
-  if (own.includes("--help") || own.includes("-h")) {
+  const help = own.includes("--help") || own.includes("-h");
+  const usages: Record<string, string> = {
+    capture: CAPTURE_USAGE,
+    replay: REPLAY_USAGE,
+    score: SCORE_USAGE,
+  };
+  if (command === undefined || command === "--help" || command === "-h") {
     console.log(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (help && command in usages) {
+    console.log(usages[command]);
     return 0;
   }
   try {
     if (command === "capture") return await captureMain(rest);
     if (command === "replay") return await replayMain(rest);
     if (command === "score") return await scoreMain(rest);
-    if (command === "--help" || command === "-h") {
-      console.log(USAGE);
-      return 0;
-    }
-    throw new UsageError(`unknown command '${command ?? ""}'`);
+    throw new UsageError(`unknown command '${command}'`);
   } catch (error) {
     if (
       error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
     ) {
-      console.error(`${(error as Error).message}\n${USAGE}`);
+      console.error(`${(error as Error).message}\n${usages[command] ?? USAGE}`);
       return 2;
     }
     console.error(`error: ${(error as Error).message}`);

@@ -10,8 +10,10 @@
  *   ratio is the utilization.
  * - {@linkcode timeReplay}: the throughput. The trace is already decoded
  *   into typed arrays; each repetition runs on a fresh heap (made and
- *   released outside the timed span) with no checks; the JIT is warmed on a
- *   prefix first; repetitions continue until the middle half of the samples
+ *   released outside the timed span) with no checks, over memory the target
+ *   keeps and reuses, so every repetition runs on pages the warm-up and the
+ *   earlier repetitions touched (glibc and mimalloc keep the process's warm
+ *   heap); the JIT is warmed on a prefix first; repetitions continue until the middle half of the samples
  *   lies within 5% of the median (or a time budget runs out); the median
  *   is reported. {@linkcode ReplayTimer} does the same one repetition at a
  *   time, so a scoreboard can interleave targets.

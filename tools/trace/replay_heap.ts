@@ -61,7 +61,9 @@ export interface ReplayTarget {
   /** Bytes of header every live block costs (for the header overhead score). */
   readonly headerBytesPerBlock: number;
   /**
-   * Makes a fresh heap of `heapBytes` for replaying `trace`.
+   * Makes a fresh heap of `heapBytes` for replaying `trace`. Targets keep
+   * and reuse their memory for the next heap of the same size, so make one
+   * heap at a time: close it before the next `create`.
    * @param trace The trace that will be replayed (for its slot count).
    * @param heapBytes The size of the managed memory; ignored by glibc.
    */

@@ -84,12 +84,28 @@ export function formatGoals(checks: readonly GoalCheck[]): string {
     .join("");
 }
 
-const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"];
+const PALETTE = [
+  "#1f77b4",
+  "#ff7f0e",
+  "#2ca02c",
+  "#d62728",
+  "#9467bd",
+  "#8c564b",
+  "#e377c2",
+  "#7f7f7f",
+  "#bcbd22",
+  "#17becf",
+];
+/** Title lines are wrapped to the picture's width at this many pixels per character (12 px font). */
+const TITLE_CHAR_PX = 7;
+const TITLE_LINE_PX = 16;
 
 /**
  * Draws the scoreboard as an SVG: per trace a group of bars, one per
  * target, for throughput (log scale) and for utilization. A target that
- * failed verification on a trace gets a red cross over its bar.
+ * failed verification on a trace gets a red cross over its bar; a peer
+ * whose blocks cannot be measured (glibc, mimalloc, rlsf, talc) says "n/a"
+ * in place of its utilization bar. The title wraps to the picture's width.
  *
  * @param rows The scoreboard.
  * @param title The chart's title (for example the command and date).
@@ -112,11 +128,16 @@ export function formatSvg(rows: readonly ScoreRow[], title: string): string {
   const left = 70;
   const width = left + Math.max(1, traces.length) * groupWidth + 180;
   const panelHeight = 220;
-  const height = 60 + 2 * (panelHeight + 50);
+  const titleLines = wrapWords(title, Math.floor((width - 20) / TITLE_CHAR_PX));
+  const shift = (titleLines.length - 1) * TITLE_LINE_PX;
+  const height = 60 + 2 * (panelHeight + 50) + shift;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${left}" y="20" font-size="14">${escapeXml(title)}</text>`,
+    ...titleLines.map((line, i) =>
+      `<text x="10" y="${20 + i * TITLE_LINE_PX}" font-size="12">${escapeXml(line)}</text>`
+    ),
+    `<g transform="translate(0 ${shift})">`,
   ];
   const find = (trace: string, target: string) =>
     rows.find((r) => r.trace === trace && r.target === target);
@@ -166,7 +187,20 @@ export function formatSvg(rows: readonly ScoreRow[], title: string): string {
             }</title></text>`,
           );
         }
-        if (!Number.isFinite(v)) return;
+        if (!Number.isFinite(v)) {
+          if (row !== undefined && row.error === undefined) {
+            // No figure to draw (a peer whose blocks cannot be seen): say so.
+            const x = x0 + k * barWidth + barWidth / 2 + 3;
+            parts.push(
+              `<text x="${x}" y="${
+                bottom - 4
+              }" font-size="9" fill="#666" transform="rotate(-90 ${x} ${bottom - 4})">n/a<title>${
+                escapeXml(`${trace} ${target}: not measurable`)
+              }</title></text>`,
+            );
+          }
+          return;
+        }
         const h = Math.max(0, Math.min(1, v)) * panelHeight;
         parts.push(
           `<rect x="${x0 + k * barWidth}" y="${bottom - h}" width="${
@@ -197,8 +231,39 @@ export function formatSvg(rows: readonly ScoreRow[], title: string): string {
       `<text x="${x + 18}" y="${y + 10}">${escapeXml(target)}</text>`,
     );
   });
-  parts.push("</svg>");
+  parts.push("</g>", "</svg>");
   return parts.join("\n") + "\n";
+}
+
+/**
+ * Splits `text` into lines of at most `maxChars` characters at spaces (a
+ * longer word gets a line of its own).
+ *
+ * @param text The text.
+ * @param maxChars The most characters a line may have (at least 1).
+ * @returns The lines, at least one.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { wrapWords } from "./report.ts";
+ *
+ * assert.deepEqual(wrapWords("deno run -A main.ts score", 12), ["deno run -A", "main.ts", "score"]);
+ * ```
+ */
+export function wrapWords(text: string, maxChars: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + 1 + word.length > maxChars) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === "" ? word : `${line} ${word}`;
+    }
+  }
+  lines.push(line);
+  return lines;
 }
 
 function range(from: number, to: number): number[] {

@@ -71,19 +71,34 @@ export function physicalTarget(options: PhysicalTargetOptions = {}): ReplayTarge
   const backend = options.backend ?? "buffer";
   const name = policy + (native === true ? "/native" : native === "auto" ? "/auto" : "") +
     (backend === "identity" ? "/identity" : "");
+  // One memory for every heap of the same size, kept across repetitions so
+  // each one runs on pages touched before (a fresh buffer would time page
+  // faults and cold caches, not the allocator). A heap in use is never shared.
+  let kept: PhysicalMemory | null = null;
+  let inUse = false;
   return {
     name,
     own: true,
     headerBytesPerBlock: HEADER_BYTES,
     create(trace: DecodedTrace, heapBytes: number): ReplayHeap {
       const lengthBytes = Math.ceil(heapBytes / PAGE_BYTES) * PAGE_BYTES;
-      const memory: PhysicalMemory = backend === "identity"
-        ? mapIdentity([{ start: IDENTITY_BASE_ADDRESS, length: lengthBytes }])
-        : bufferMemory([{ start: BUFFER_BASE_ADDRESS, length: lengthBytes }]);
-      // Touch every page now so page faults are not timed as allocator work.
+      const makeMemory = () =>
+        backend === "identity"
+          ? mapIdentity([{ start: IDENTITY_BASE_ADDRESS, length: lengthBytes }])
+          : bufferMemory([{ start: BUFFER_BASE_ADDRESS, length: lengthBytes }]);
+      const reuse = !inUse;
+      if (reuse && kept?.regions[0].bytes.length !== lengthBytes) {
+        kept?.close?.();
+        kept = makeMemory();
+      }
+      const memory = reuse ? kept! : makeMemory();
+      // Every heap starts from the same bytes; on a kept memory this also keeps its pages touched.
       memory.regions[0].bytes.fill(0);
-      const allocator = new PhysicalAllocator(memory, { policy, native });
-      return new PhysicalHeap(allocator, memory, trace.slotCount);
+      // The allocator gets the regions without `close`: closing the heap must not release kept memory.
+      const allocator = new PhysicalAllocator({ regions: memory.regions }, { policy, native });
+      inUse ||= reuse;
+      const release = reuse ? () => (inUse = false) : () => memory.close?.();
+      return new PhysicalHeap(allocator, memory, trace.slotCount, release);
     },
   };
 }
@@ -95,9 +110,16 @@ class PhysicalHeap implements ReplayHeap {
   readonly #words: Uint32Array;
   readonly #windowBase: number;
   readonly #slots: Float64Array;
+  readonly #release: () => void;
 
-  constructor(allocator: PhysicalAllocator, memory: PhysicalMemory, slotCount: number) {
+  constructor(
+    allocator: PhysicalAllocator,
+    memory: PhysicalMemory,
+    slotCount: number,
+    release: () => void,
+  ) {
     const region = memory.regions[0];
+    this.#release = release;
     this.#allocator = allocator;
     this.nativeActive = allocator.nativeActive;
     this.baseAddress = region.base;
@@ -177,5 +199,6 @@ class PhysicalHeap implements ReplayHeap {
 
   close(): void {
     this.#allocator.close();
+    this.#release();
   }
 }

@@ -33,14 +33,18 @@ const THING_HEADER_BYTES = 8;
  * ```
  */
 export function thingTarget(): ReplayTarget {
+  // One buffer for every heap of the same size, so each repetition runs on
+  // pages touched before; a fresh pool over it starts from zeroed bytes.
+  let kept: ArrayBuffer | null = null;
   return {
     name: "@thi.ng/malloc",
     own: false,
     headerBytesPerBlock: THING_HEADER_BYTES,
     create(trace: DecodedTrace, heapBytes: number): ReplayHeap {
-      const buffer = new ArrayBuffer(Math.ceil(heapBytes / 8) * 8);
-      new Uint8Array(buffer).fill(0); // touch the pages before timing
-      return new ThingHeap(new MemPool({ buf: buffer }), trace.slotCount);
+      const lengthBytes = Math.ceil(heapBytes / 8) * 8;
+      if (kept?.byteLength !== lengthBytes) kept = new ArrayBuffer(lengthBytes);
+      new Uint8Array(kept).fill(0);
+      return new ThingHeap(new MemPool({ buf: kept }), trace.slotCount);
     },
   };
 }

@@ -134,11 +134,11 @@ export class DebugGuard {
    * Creates the guard over the allocator's window.
    *
    * @param blocks Access to headers in the window.
-   * @param buffer The window buffer.
+   * @param window The window's bytes (byte 0 is `blocks.baseAddress`).
    */
-  constructor(blocks: BlockWords, buffer: ArrayBuffer) {
+  constructor(blocks: BlockWords, window: Uint8Array) {
     this.#blocks = blocks;
-    this.#bytes = new Uint8Array(buffer);
+    this.#bytes = window;
   }
 
   /**
@@ -286,12 +286,12 @@ export class DebugGuard {
     const base = this.#blocks.baseAddress;
     let i = start - base;
     const stop = end - base;
-    // Word compares over the 4-aligned middle; the window starts 8-aligned.
+    // Word compares over the 4-aligned middle; the window starts at an 8-aligned address and a byte offset that is a multiple of 4.
     const word = Math.imul(value, 0x01010101) >>> 0;
     for (; i < stop && (i & 3) !== 0; i++) if (bytes[i] !== value) return i + base;
     const wordStop = stop - (stop & 3);
     if (i < wordStop) {
-      const words = new Uint32Array(bytes.buffer, i, (wordStop - i) >>> 2);
+      const words = new Uint32Array(bytes.buffer, bytes.byteOffset + i, (wordStop - i) >>> 2);
       for (let w = 0; w < words.length; w++) {
         if (words[w] !== word) {
           i += w * 4;

@@ -19,10 +19,13 @@
  */
 
 import type { ControlBlock } from "../control_block.ts";
-import { bufferAddress, controlAddressFor, loadNative } from "../../../native/loader.ts";
+import { HeapCorruptionError, InvalidMemoryError, InvalidOptionError } from "../../errors.ts";
+import { describeValue, hex } from "../../memory/physical_memory.ts";
+import { loadNative, NATIVE_RESULT, viewAddress } from "../../../native/loader.ts";
 import type { FreeListPolicy } from "./policy.ts";
-import { FirstFitPolicy } from "./first_fit.ts";
-import { TlsfPolicy } from "./tlsf.ts";
+import { FirstFitPolicy, type NativeFirstFit } from "./first_fit.ts";
+import { type NativeTlsfFind, TlsfPolicy } from "./tlsf.ts";
+import type { NativeSymbols } from "../../../native/symbols.ts";
 
 /** `"auto"` uses the library where present and faster, `true` requires it, `false` never loads it. */
 export type NativeMode = "auto" | boolean;
@@ -33,11 +36,17 @@ export const NATIVE_WALK_BLOCKS_MIN = 8;
 /**
  * Connects `policy` to the native library according to `mode`.
  *
+ * Every native search gets the window's host pointer and length and the
+ * control block's host pointer and length, and checks every read against
+ * them; a negative result (a refused argument, a damaged heap) becomes a
+ * typed error here, before the TS side writes anything.
+ *
  * @param mode The `native` option.
  * @param policy The policy whose searches may go native.
- * @param buffer The memory window.
+ * @param window The memory window: exactly the bytes native code may read.
  * @param baseAddress The address the window's byte 0 stands for.
  * @param control The policy's control block.
+ * @param key The heap's check-word key.
  * @returns True when some searches run natively.
  * @throws {NativeUnavailableError} If `mode` is true and the library cannot serve this heap.
  * @throws {InvalidOptionError} If `mode` is not "auto", true or false.
@@ -45,39 +54,155 @@ export const NATIVE_WALK_BLOCKS_MIN = 8;
 export function attachNative(
   mode: NativeMode,
   policy: FreeListPolicy,
-  buffer: ArrayBuffer,
+  window: Uint8Array,
   baseAddress: number,
   control: ControlBlock,
+  key: number,
 ): boolean {
+  if (mode !== "auto" && mode !== true && mode !== false) {
+    throw new InvalidOptionError(
+      `Cannot create allocator with native ${describeValue(mode)}: expected "auto", true or false`,
+    );
+  }
+  // TLSF under "auto" never searches natively: it must not even look for the library
+  // (a path-scoped --allow-ffi would make the pointer lookups below throw).
+  if (policy instanceof TlsfPolicy && mode !== true) return false;
   const symbols = loadNative(mode);
   if (symbols === null) return false;
-  const windowAddress = bufferAddress(buffer);
-  const controlAddress = controlAddressFor(
-    windowAddress,
+  const pointers = hostPointers(mode, window, control);
+  if (pointers === null) return false;
+  const memory: NativeMemory = {
+    ...pointers,
+    windowBytes: window.byteLength,
     baseAddress,
-    control.words,
-    control.index,
-  );
+    controlBytes: control.sizeBytes,
+    controlAddress: control.address,
+    key,
+  };
   if (policy instanceof FirstFitPolicy) {
-    const find = symbols.pma_first_fit_find;
-    const predecessor = symbols.pma_first_fit_predecessor;
     policy.useNative(
-      {
-        find: (blockSizeBytes, alignBytes, stepsMax) =>
-          find(windowAddress, baseAddress, controlAddress, blockSizeBytes, alignBytes, stepsMax),
-        predecessor: (block, after, stepsMax) =>
-          predecessor(windowAddress, baseAddress, controlAddress, block, after, stepsMax),
-      },
+      firstFitWalks(symbols, memory),
       mode === true ? 0 : NATIVE_WALK_BLOCKS_MIN,
     );
     return true;
   }
-  if (policy instanceof TlsfPolicy && mode === true) {
-    const find = symbols.pma_tlsf_find;
-    policy.useNative((blockSizeBytes, alignBytes) =>
-      find(windowAddress, baseAddress, controlAddress, blockSizeBytes, alignBytes)
+  if (!(policy instanceof TlsfPolicy)) return false;
+  policy.useNative(tlsfFind(symbols, memory));
+  return true;
+}
+
+/** The numbers every native search of one heap gets. */
+interface NativeMemory {
+  readonly windowAddress: number;
+  readonly windowBytes: number;
+  readonly baseAddress: number;
+  readonly controlHost: number;
+  readonly controlBytes: number;
+  /** The control block's address in the heap (0 when it lives in a buffer of its own), for errors. */
+  readonly controlAddress: number;
+  readonly key: number;
+}
+
+/**
+ * The first-fit walks over `memory`. The numbers are copied into constants
+ * the closures capture, so a call costs no property loads; each argument list
+ * is spelled out (a spread would allocate on the hot path).
+ */
+function firstFitWalks(symbols: NativeSymbols, memory: NativeMemory): NativeFirstFit {
+  const { windowAddress, windowBytes, baseAddress, controlHost, controlBytes, key } = memory;
+  const { controlAddress } = memory;
+  const find = symbols.pma_first_fit_find;
+  const predecessor = symbols.pma_first_fit_predecessor;
+  return {
+    find: (blockSizeBytes, alignBytes, stepsMax) =>
+      checked(
+        find(
+          windowAddress,
+          windowBytes,
+          baseAddress,
+          controlHost,
+          controlBytes,
+          key,
+          blockSizeBytes,
+          alignBytes,
+          stepsMax,
+        ),
+        controlAddress,
+      ),
+    predecessor: (block, after, stepsMax) =>
+      checked(
+        predecessor(
+          windowAddress,
+          windowBytes,
+          baseAddress,
+          controlHost,
+          controlBytes,
+          block,
+          after,
+          stepsMax,
+        ),
+        controlAddress,
+      ),
+  };
+}
+
+/** The TLSF search over `memory` (see firstFitWalks). */
+function tlsfFind(symbols: NativeSymbols, memory: NativeMemory): NativeTlsfFind {
+  const { windowAddress, windowBytes, baseAddress, controlHost, controlBytes, key } = memory;
+  const { controlAddress } = memory;
+  const find = symbols.pma_tlsf_find;
+  return (blockSizeBytes, alignBytes) =>
+    checked(
+      find(
+        windowAddress,
+        windowBytes,
+        baseAddress,
+        controlHost,
+        controlBytes,
+        key,
+        blockSizeBytes,
+        alignBytes,
+      ),
+      controlAddress,
     );
-    return true;
+}
+
+/** The host pointers of the window and control block, or null under "auto" when Deno refuses them. */
+function hostPointers(
+  mode: NativeMode,
+  window: Uint8Array,
+  control: ControlBlock,
+): { windowAddress: number; controlHost: number } | null {
+  try {
+    return {
+      windowAddress: viewAddress(window),
+      controlHost: viewAddress(control.words) + 4 * control.index,
+    };
+  } catch (error) {
+    // A path-scoped --allow-ffi lets the library load but refuses pointer lookups.
+    if (mode === "auto") return null;
+    throw error;
   }
-  return false;
+}
+
+/**
+ * A native search result, or the typed error its negative code stands for
+ * (codes in `native/root.zig`); -1 (a walk too long) passes through to the
+ * caller, which reports it with the block it started from.
+ */
+function checked(result: number, controlAddress: number): number {
+  if (result >= NATIVE_RESULT.WALK_TOO_LONG) return result;
+  if (result === NATIVE_RESULT.INVALID_ARGUMENT) {
+    throw new InvalidMemoryError(
+      "Cannot search the heap natively: libpma refused an argument (window, control block or request)",
+    );
+  }
+  const block = NATIVE_RESULT.CORRUPT_BASE - result;
+  const at = block === 0 ? controlAddress : block;
+  throw new HeapCorruptionError(
+    at,
+    `Heap corruption at ${
+      hex(at)
+    }: the native search found a damaged header, link or bitmap (a free block outside the window, with a bad check word, or out of order)`,
+  );
 }

@@ -314,9 +314,13 @@ export class TlsfPolicy implements FreeListPolicy {
   }
 
   largestFree(): number {
+    // No list holds more blocks than the window has room for: a longer walk is a cycle.
+    const blocksMax = Math.floor((this.#blocks.words.length * 4) / MIN_BLOCK_BYTES);
     for (let c = this.flCount * SL_COUNT - 1; c >= 0; c--) {
       let largest = 0;
+      let steps = 0;
       for (let block = this.#head(c); block !== 0; block = this.#blocks.next(block)) {
+        if (++steps > blocksMax) this.#corrupt(block, "the free lists do not end");
         largest = Math.max(largest, this.#blocks.size(block));
       }
       if (largest !== 0) return largest;

@@ -84,6 +84,8 @@ export interface TlsfFastPathLayout {
   readonly controlIndex: number;
   /** The TLSF policy's first-level count. */
   readonly flCount: number;
+  /** The heap's check-word key. */
+  readonly key: number;
 }
 
 /** `alloc`, `free` and in-place `realloc` of the common TLSF heap. */
@@ -100,6 +102,7 @@ export class TlsfFastPath {
   readonly #heads: number;
   readonly #classCount: number;
   readonly #counters: HeapCounters;
+  readonly #key: number;
 
   /**
    * Creates the fast path over a heap the general path has initialised.
@@ -119,6 +122,7 @@ export class TlsfFastPath {
     this.#heads = layout.controlIndex + controlHeadsOffset(layout.flCount) / 4;
     this.#classCount = layout.flCount * SL_COUNT;
     this.#counters = counters;
+    this.#key = layout.key;
   }
 
   /**
@@ -160,7 +164,7 @@ export class TlsfFastPath {
     const word0 = words[i];
     const size = word0 - (word0 & 7);
     if (
-      (word0 & 1) === 0 || !headerIntact(words, i, block) ||
+      (word0 & 1) === 0 || !headerIntact(words, i, block, this.#key) ||
       !this.#linksIntact(i, block) || size < blockSize
     ) {
       return FALLBACK;
@@ -186,16 +190,16 @@ export class TlsfFastPath {
       setLink(words, t + 4, head);
       if (head !== 0) setLink(words, ((head - base) >> 2) + 6, tail);
       this.#setHead(tailClass, tail, head === 0);
-      writeFree(words, t, tail, remainder, last);
+      writeFree(words, t, tail, remainder, last, this.#key);
       counters.addFree(remainder);
       usedSize = blockSize;
       last = 0;
     } else if (last === 0) {
       const n = i + (size >> 2);
-      setFlags(words, n, block + size, words[n] & ~2);
+      setFlags(words, n, block + size, words[n] & ~2, this.#key);
     }
     const slack = usedSize - 16 - sizeBytes;
-    writeHeader(words, i, block, usedSize, (word0 & 2) | last, slack);
+    writeHeader(words, i, block, usedSize, (word0 & 2) | last, slack, this.#key);
     counters.addUsed(sizeBytes, slack);
     return block + 16;
   }
@@ -234,7 +238,7 @@ export class TlsfFastPath {
     }
     if (previous !== 0) {
       // The general path's tombstone: freeing `address` again is a double free.
-      writeHeader(words, i, block, 0, 1, 0);
+      writeHeader(words, i, block, 0, 1, 0, this.#key);
       const previousSize = block - previous;
       counters.dropFree(previousSize);
       start = previous;
@@ -250,11 +254,11 @@ export class TlsfFastPath {
     setLink(words, s + 4, head);
     if (head !== 0) setLink(words, ((head - base) >> 2) + 6, start);
     this.#setHead(startClass, start, head === 0);
-    writeFree(words, s, start, total, last);
+    writeFree(words, s, start, total, last, this.#key);
     counters.addFree(total);
     if (last === 0) {
       const after = s + (total >> 2);
-      setFlags(words, after, start + total, words[after] | 2);
+      setFlags(words, after, start + total, words[after] | 2, this.#key);
     }
     return 0;
   }
@@ -313,14 +317,16 @@ export class TlsfFastPath {
       const nextSize = nextWord0 - (nextWord0 & 7);
       this.#unlink(i + (size >> 2), nextSize);
       this.#link(tail, remainder + nextSize);
-      writeFree(words, t, tail, remainder + nextSize, nextWord0 & 4);
+      writeFree(words, t, tail, remainder + nextSize, nextWord0 & 4, this.#key);
       counters.dropFree(nextSize);
       counters.addFree(remainder + nextSize);
     } else if (remainder >= 40) {
-      writeFree(words, t, tail, remainder, word0 & 4);
+      writeFree(words, t, tail, remainder, word0 & 4, this.#key);
       this.#link(tail, remainder);
       counters.addFree(remainder);
-      if ((word0 & 4) === 0) setFlags(words, i + (size >> 2), block + size, nextWord0 | 2);
+      if ((word0 & 4) === 0) {
+        setFlags(words, i + (size >> 2), block + size, nextWord0 | 2, this.#key);
+      }
     } else {
       usedSize = size;
     }
@@ -351,13 +357,13 @@ export class TlsfFastPath {
     if (remainder >= 40) {
       const tail = block + newBlockSize;
       this.#link(tail, remainder);
-      writeFree(words, i + (newBlockSize >> 2), tail, remainder, nextLast);
+      writeFree(words, i + (newBlockSize >> 2), tail, remainder, nextLast, this.#key);
       counters.addFree(remainder);
       this.#writeUsed(i, block, newBlockSize, word0 & 2, sizeBytes, oldSlack);
     } else {
       if (nextLast === 0) {
         const after = i + ((size + nextSize) >> 2);
-        setFlags(words, after, block + size + nextSize, words[after] & ~2);
+        setFlags(words, after, block + size + nextSize, words[after] & ~2, this.#key);
       }
       this.#writeUsed(i, block, size + nextSize, (word0 & 2) | nextLast, sizeBytes, oldSlack);
     }
@@ -373,7 +379,7 @@ export class TlsfFastPath {
     oldSlack: number,
   ): void {
     const slack = blockSize - 16 - sizeBytes;
-    writeHeader(this.#words, i, block, blockSize, flags, slack);
+    writeHeader(this.#words, i, block, blockSize, flags, slack, this.#key);
     this.#counters.slackBytes += slack - oldSlack;
   }
 
@@ -391,7 +397,8 @@ export class TlsfFastPath {
     const word0 = words[i];
     const size = word0 - (word0 & 7);
     if (
-      (word0 & 1) !== 0 || !headerIntact(words, i, block) || size < 40 || block + size > this.#end
+      (word0 & 1) !== 0 || !headerIntact(words, i, block, this.#key) || size < 40 ||
+      block + size > this.#end
     ) {
       return 0;
     }
@@ -410,7 +417,8 @@ export class TlsfFastPath {
     const n = i + (size >> 2);
     const nextWord0 = this.#words[n];
     if (
-      !headerIntact(this.#words, n, next) || ((nextWord0 & 1) !== 0 && !this.#linksIntact(n, next))
+      !headerIntact(this.#words, n, next, this.#key) ||
+      ((nextWord0 & 1) !== 0 && !this.#linksIntact(n, next))
     ) {
       return FALLBACK;
     }
@@ -433,7 +441,7 @@ export class TlsfFastPath {
     const word0 = words[p];
     if (
       (word0 & 1) === 0 || word0 - (word0 & 7) !== previousSize ||
-      !headerIntact(words, p, previous) || !this.#linksIntact(p, previous)
+      !headerIntact(words, p, previous, this.#key) || !this.#linksIntact(p, previous)
     ) {
       return FALLBACK;
     }
@@ -533,8 +541,8 @@ export class TlsfFastPath {
 }
 
 /** True when the check word of the header at word `i` (address `block`) matches. */
-function headerIntact(words: Int32Array, i: number, block: number): boolean {
-  return words[i + 3] === (headerCheck(block, words[i], words[i + 1], words[i + 2]) | 0);
+function headerIntact(words: Int32Array, i: number, block: number, key: number): boolean {
+  return words[i + 3] === (headerCheck(block, words[i], words[i + 1], words[i + 2], key) | 0);
 }
 
 /** Writes a whole header (high size word 0: the window ends below 2^31). */
@@ -545,24 +553,32 @@ function writeHeader(
   size: number,
   flags: number,
   slack: number,
+  key: number,
 ): void {
   const word0 = (size | flags) >>> 0;
   words[i] = word0;
   words[i + 1] = 0;
   words[i + 2] = slack;
-  words[i + 3] = headerCheck(block, word0, 0, slack);
+  words[i + 3] = headerCheck(block, word0, 0, slack, key);
 }
 
 /** Writes a free block's header (FREE plus `last`) and its footer. */
-function writeFree(words: Int32Array, i: number, block: number, size: number, last: number): void {
-  writeHeader(words, i, block, size, 1 | last, 0);
+function writeFree(
+  words: Int32Array,
+  i: number,
+  block: number,
+  size: number,
+  last: number,
+  key: number,
+): void {
+  writeHeader(words, i, block, size, 1 | last, 0, key);
   setLink(words, i + (size >> 2) - 2, size);
 }
 
 /** Replaces the flag bits of the header at word `i` by those of `word0`, keeping it intact. */
-function setFlags(words: Int32Array, i: number, block: number, word0: number): void {
+function setFlags(words: Int32Array, i: number, block: number, word0: number, key: number): void {
   words[i] = word0;
-  words[i + 3] = headerCheck(block, word0, words[i + 1], words[i + 2]);
+  words[i + 3] = headerCheck(block, word0, words[i + 1], words[i + 2], key);
 }
 
 /** Writes a u64 link, head or footer below 2^31 at word `i`: the value, then a zero high word. */
