@@ -66,6 +66,7 @@ Deno.test("shared heap: two handles see the same addresses, payloads and books",
   using a = PhysicalAllocator.fromBuffer(memory, { baseAddress: 0x10000 });
   using b = PhysicalAllocator.attach(memory);
   assert.equal(a.workerSlot, 1);
+  assert.equal(a.layersActive, false, "shared heaps have the block layer only");
   assert.equal(b.workerSlot, 2);
   assert.equal(a.attachedWorkers, 2);
   assert.equal(b.stats().regions[0].base, 0x10000 + sharedHeaderBytes(16, 1 << 18, false));
