@@ -178,10 +178,9 @@ Deno.test("shared heap: Worker caches serve a freed small block again and give i
   heap.free(a);
   other.check();
   heap.close();
-  const drained = other.stats();
-  const walked = [...other.blocks()].filter((block) => !block.free).length;
-  assert.equal(walked, 2, "the cached block went back to the heap");
-  assert.equal(drained.usedBlocks, 2, "the two blocks other and heap still hold");
+  // heap's cache (a, and the blocks its miss carved in advance) went back to the heap.
+  assert.equal(other.stats().usedBlocks, 2, "the blocks other and heap still hold");
+  assert.equal(other.stats().overheadBytes < cached.overheadBytes, true);
   other.check();
 });
 

@@ -28,6 +28,7 @@ import { workerCachesFit } from "../shared/shared_header.ts";
 import {
   BIN_DEPTH,
   CACHE_SIZE_MAX,
+  REFILL_BLOCKS,
   STATE_CACHED,
   STATE_LIVE,
   STATE_NONE,
@@ -813,10 +814,32 @@ export class PhysicalAllocator implements Disposable {
     try {
       this.#assertOpen("allocate");
       const address = this.#tryAllocOwned(sizeBytes, alignBytes);
-      if (address !== 0 && cache !== null) cache.setState(address, STATE_LIVE);
+      if (address !== 0 && cache !== null) {
+        cache.setState(address, STATE_LIVE);
+        if (alignBytes === this.defaultAlignBytes) this.#refill(cache, sizeBytes);
+      }
       return address;
     } finally {
       shared.leave();
+    }
+  }
+
+  /**
+   * After a cache miss, under the lock: carves REFILL_BLOCKS - 1 more blocks
+   * of the same size into the Worker's cache, so the next allocations of that
+   * size take no lock (a batch refill, like SLUB's per-CPU slab refill).
+   */
+  #refill(cache: WorkerCache, sizeBytes: number): void {
+    if (sizeBytes > CACHE_SIZE_MAX || (sizeBytes | 0) !== sizeBytes) return;
+    for (let extra = 1; extra < REFILL_BLOCKS; extra++) {
+      const address = this.#tryAllocOwned(sizeBytes, this.defaultAlignBytes);
+      if (address === 0) return;
+      cache.setState(address, STATE_LIVE);
+      if (!cache.push(address, sizeBytes)) {
+        this.#freeBlock(address);
+        cache.setState(address, STATE_NONE);
+        return;
+      }
     }
   }
 

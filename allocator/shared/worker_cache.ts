@@ -34,6 +34,8 @@
 export const CACHE_SIZE_MAX = 256;
 /** Blocks one bin holds; a full bin drains half of itself under the block lock. */
 export const BIN_DEPTH = 8;
+/** Blocks one cache miss carves under the lock: the one asked for, the rest into the bin. */
+export const REFILL_BLOCKS = 4;
 /** Bytes of one bin: its count and its entries. */
 const BIN_BYTES = 4 + 4 * BIN_DEPTH;
 /** Bytes of a slot's cache: totals then bins for sizes 1..CACHE_SIZE_MAX. */
