@@ -81,11 +81,6 @@ export class HeapLock {
     }
   }
 
-  /** The slot holding the lock, or 0. */
-  ownerSlot(): number {
-    return Atomics.load(this.#words, this.#owner) & SLOT_MASK;
-  }
-
   #acquireContended(mine: number): void {
     const words = this.#words;
     const owner = this.#owner;

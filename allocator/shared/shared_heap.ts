@@ -234,12 +234,6 @@ export class SharedHeapState {
     Atomics.store(i32, wordAt(views, SH_STATE), STATE_READY);
   }
 
-  /** The heap secret (a copy), the key for header check words. */
-  secret(): Uint32Array {
-    const at = wordAt(this.#views, SH_SECRET);
-    return this.#views.u32.slice(at, at + SECRET_WORDS);
-  }
-
   /** Workers attached now. */
   attachedWorkers(): number {
     return Atomics.load(this.#views.i32, wordAt(this.#views, SH_ATTACHED));

@@ -18,6 +18,10 @@
  *            0 not a live payload, 1 live (handed out), 2 cached (freed into a Worker cache)
  * ```
  *
+ * A miss takes the lock and carves REFILL_BLOCKS blocks of its size at once
+ * (one for the caller, the rest into the bin); a full bin gives half of
+ * itself back to the heap in one hold of the lock.
+ *
  * Only the Worker owning a cache writes it, and only the Worker holding a
  * block (live or cached in its cache) writes the block's state byte, with
  * plain stores: a block passes between Workers only through the program's
