@@ -169,7 +169,7 @@ Deno.test("shared bad input: shared options refused before memory is written", (
     [{ layers: true }, "layers: true"],
     [{ workerSlots: 0 }, "workerSlots 0"],
     [{ workerSlots: 256 }, "workerSlots 256"],
-    [{ workerSlots: "4" }, "workerSlots 4"],
+    [{ workerSlots: "4" }, `workerSlots "4"`],
     [{ lockTimeoutMs: 0 }, "lockTimeoutMs 0"],
     [{ lockTimeoutMs: 1.5 }, "lockTimeoutMs 1.5"],
   ];

@@ -554,7 +554,9 @@ export class PhysicalAllocator implements Disposable {
     const view = bytes instanceof SharedArrayBuffer ? new Uint8Array(bytes) : bytes;
     if (!(view instanceof Uint8Array) || !(view.buffer instanceof SharedArrayBuffer)) {
       throw new SharedHeapInvalidError(
-        `Cannot attach to ${String(bytes)}: expected a SharedArrayBuffer or a Uint8Array over one`,
+        `Cannot attach to ${
+          describeValue(bytes)
+        }: expected a SharedArrayBuffer or a Uint8Array over one`,
       );
     }
     const shared = SharedHeapState.attach(view, options?.lockTimeoutMs);
@@ -575,9 +577,9 @@ export class PhysicalAllocator implements Disposable {
     const policy = options.policy ?? POLICY_NAMES[0];
     if (policy !== "tlsf") {
       throw new InvalidOptionError(
-        `Cannot create a shared heap with policy "${
-          String(policy)
-        }": shared heaps use "tlsf" (first-fit keeps its list length in the Worker)`,
+        `Cannot create a shared heap with policy ${
+          describeValue(policy)
+        }: shared heaps use "tlsf" (first-fit keeps its list length in the Worker)`,
       );
     }
     if (options.native === true) {
@@ -595,7 +597,7 @@ export class PhysicalAllocator implements Disposable {
     if ((caches !== undefined && typeof caches !== "boolean") || (caches && options.debug)) {
       throw new InvalidOptionError(
         `Cannot create a shared heap with workerCaches ${
-          String(caches)
+          describeValue(caches)
         }: expected true or false, and false in debug mode`,
       );
     }

@@ -17,7 +17,7 @@ import {
   WorkerSlotError,
 } from "../errors.ts";
 import type { HeapCounters } from "../heap/counters.ts";
-import { hex } from "../memory/physical_memory.ts";
+import { describeValue, hex } from "../memory/physical_memory.ts";
 import { drawHeaderKey } from "../heap/_header_key.ts";
 import { HeapLock } from "./heap_lock.ts";
 import { SLOT_CACHE_BYTES, stateMapBytes, WorkerCache } from "./worker_cache.ts";
@@ -300,14 +300,16 @@ export class SharedHeapState {
   checkReclaim(slot: number): void {
     if (this.#detached) {
       throw new HeapDetachedError(
-        `Cannot reclaim slot ${String(slot)}: this Worker detached from the shared heap`,
+        `Cannot reclaim slot ${describeValue(slot)}: this Worker detached from the shared heap`,
       );
     }
     const views = this.#views;
     const count = this.settings.slotCount;
     if (!Number.isInteger(slot) || slot < 1 || slot > count || slot === this.slot) {
       throw new WorkerSlotError(
-        `Cannot reclaim slot ${String(slot)}: expected another Worker's slot from 1 to ${count}`,
+        `Cannot reclaim slot ${
+          describeValue(slot)
+        }: expected another Worker's slot from 1 to ${count}`,
       );
     }
     for (let lock = 0; lock < LOCK_COUNT; lock++) {
@@ -344,7 +346,7 @@ export function sharedOptions(
   if (!Number.isInteger(slots) || (slots as number) < 1 || (slots as number) > WORKER_SLOTS_MAX) {
     throw new InvalidOptionError(
       `Cannot create a shared heap with workerSlots ${
-        String(slots)
+        describeValue(slots)
       }: expected an integer from 1 to ${WORKER_SLOTS_MAX}`,
     );
   }
@@ -355,7 +357,9 @@ function validTimeout(value: unknown): number {
   const timeout = value ?? LOCK_TIMEOUT_MS_DEFAULT;
   if (!Number.isInteger(timeout) || (timeout as number) < 1 || (timeout as number) > 0x7fffffff) {
     throw new InvalidOptionError(
-      `Cannot use lockTimeoutMs ${String(timeout)}: expected a positive integer of milliseconds`,
+      `Cannot use lockTimeoutMs ${
+        describeValue(timeout)
+      }: expected a positive integer of milliseconds`,
     );
   }
   return timeout as number;
