@@ -218,3 +218,20 @@ Deno.test("shared heap: workerCaches false frees straight into the heap", () => 
   assert.equal(debug.stats().freeBlocks, 1);
   debug.check();
 });
+
+Deno.test("shared heap: short of memory, a Worker's own cached blocks go back before the alloc fails", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using heap = PhysicalAllocator.fromBuffer(memory);
+  const whole = heap.stats().largestFreeBytes;
+  const live: number[] = [];
+  for (let size = 1; size <= 256; size++) {
+    for (let i = 0; i < 4; i++) live.push(heap.alloc(size));
+  }
+  for (const address of live) heap.free(address);
+  assert.ok(heap.stats().largestFreeBytes < whole, "cached blocks split the free space");
+  const big = heap.alloc(whole);
+  assert.equal(heap.stats().usedBlocks, 1);
+  heap.free(big);
+  heap.check();
+  assert.equal(heap.stats().freeBlocks, 1);
+});

@@ -815,7 +815,13 @@ export class PhysicalAllocator implements Disposable {
     shared.enter("allocate");
     try {
       this.#assertOpen("allocate");
-      const address = this.#tryAllocOwned(sizeBytes, alignBytes);
+      let address = this.#tryAllocOwned(sizeBytes, alignBytes);
+      if (address === 0 && cache !== null) {
+        // Short of memory: this Worker's cached blocks go back to the heap first
+        // (other Workers' caches are theirs to drain).
+        cache.drain(shared.slot, 0, BIN_DEPTH, (cached) => this.#freeBlock(cached));
+        address = this.#tryAllocOwned(sizeBytes, alignBytes);
+      }
       if (address !== 0 && cache !== null) {
         cache.setState(address, STATE_LIVE);
         if (alignBytes === this.defaultAlignBytes) this.#refill(cache, sizeBytes);
