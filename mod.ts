@@ -31,6 +31,7 @@
 // The allocator: blocks, with page frames and slab caches layered over them.
 export {
   type AllocatorOptions,
+  type AttachOptions,
   type BufferAllocatorOptions,
   type CacheOptions,
   type HeapBlock,
@@ -50,18 +51,23 @@ export {
   type AllocatorErrorCode,
   DoubleFreeError,
   HeapCorruptionError,
+  HeapDetachedError,
   InvalidAddressError,
   InvalidAlignmentError,
   InvalidFreeError,
   InvalidMemoryError,
   InvalidOptionError,
   InvalidSizeError,
+  LockTimeoutError,
   MappingFailedError,
   MemoryDetachedError,
   MemoryInUseError,
   MemoryMapError,
   NativeUnavailableError,
   OutOfMemoryError,
+  SharedHeapInvalidError,
+  SharedHeapVersionError,
+  WorkerSlotError,
 } from "./allocator/errors.ts";
 
 // The memory a heap manages.

@@ -22,7 +22,12 @@ export type AllocatorErrorCode =
   | "NATIVE_UNAVAILABLE"
   | "MEMORY_MAP_INVALID"
   | "MAPPING_FAILED"
-  | "TRACE_INVALID";
+  | "TRACE_INVALID"
+  | "SHARED_HEAP_INVALID"
+  | "SHARED_HEAP_VERSION"
+  | "HEAP_DETACHED"
+  | "WORKER_SLOT"
+  | "LOCK_TIMEOUT";
 
 /**
  * The common base class of every error this module throws.
@@ -381,5 +386,117 @@ export class TraceFormatError extends AllocatorError {
   /** Creates the error. @param message The line number and what is wrong with it. */
   constructor(message: string) {
     super("TRACE_INVALID", message);
+  }
+}
+
+/**
+ * A buffer given to `PhysicalAllocator.attach` holds no shared heap (no magic
+ * word, a window of another length, a heap still being created), or
+ * `fromBuffer` was asked to create one over a shared heap Workers still use.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PhysicalAllocator, SharedHeapInvalidError } from "@phys/allocator";
+ *
+ * assert.throws(() => PhysicalAllocator.attach(new SharedArrayBuffer(4096)), SharedHeapInvalidError);
+ * ```
+ */
+export class SharedHeapInvalidError extends AllocatorError {
+  /** Creates the error. @param message The buffer and what its header holds instead. */
+  constructor(message: string) {
+    super("SHARED_HEAP_INVALID", message);
+  }
+}
+
+/**
+ * A shared heap written by an incompatible version of this module (its
+ * header's format version differs).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SharedHeapVersionError } from "@phys/allocator";
+ *
+ * const error = new SharedHeapVersionError("Cannot attach: format version 9, expected 1");
+ * assert.equal(error.code, "SHARED_HEAP_VERSION");
+ * ```
+ */
+export class SharedHeapVersionError extends AllocatorError {
+  /** Creates the error. @param message The version found and the one expected. */
+  constructor(message: string) {
+    super("SHARED_HEAP_VERSION", message);
+  }
+}
+
+/**
+ * A call on a shared heap this Worker has detached from (including a second
+ * `detach()`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HeapDetachedError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(1 << 16));
+ * heap.detach();
+ * assert.throws(() => heap.alloc(8), HeapDetachedError);
+ * ```
+ */
+export class HeapDetachedError extends AllocatorError {
+  /** Creates the error. @param message The call refused. */
+  constructor(message: string) {
+    super("HEAP_DETACHED", message);
+  }
+}
+
+/**
+ * No Worker slot is free in a shared heap, or `reclaimSlot` was given a slot
+ * that cannot be reclaimed (not attached, the caller's own, or holding a lock).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PhysicalAllocator, WorkerSlotError } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(1 << 16), { workerSlots: 1 });
+ * assert.throws(() => PhysicalAllocator.attach(heap.sharedBuffer!), WorkerSlotError);
+ * ```
+ */
+export class WorkerSlotError extends AllocatorError {
+  /** Creates the error. @param message The slot and why it was refused. */
+  constructor(message: string) {
+    super("WORKER_SLOT", message);
+  }
+}
+
+/**
+ * A lock of a shared heap stayed held for longer than the heap's lock
+ * timeout: its owner (a Worker slot) is stuck or ended in the middle of an
+ * operation. The lock is not taken from it: the heap may be half-edited.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LockTimeoutError } from "@phys/allocator";
+ *
+ * const error = new LockTimeoutError("Cannot take the block lock: held by slot 2 for 5000 ms", 2);
+ * assert.equal(error.code, "LOCK_TIMEOUT");
+ * assert.equal(error.ownerSlot, 2);
+ * ```
+ */
+export class LockTimeoutError extends AllocatorError {
+  /** The Worker slot holding the lock when the wait ended. */
+  readonly ownerSlot: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param message The lock, its owner and how long the wait lasted.
+   * @param ownerSlot The slot holding the lock.
+   */
+  constructor(message: string, ownerSlot: number) {
+    super("LOCK_TIMEOUT", message);
+    this.ownerSlot = ownerSlot;
   }
 }

@@ -46,4 +46,26 @@ export class HeapCounters {
     this.usedBytes -= sizeBytes;
     this.slackBytes -= slackBytes;
   }
+
+  /**
+   * Reads the five totals from `values` at `index` (a shared heap's header):
+   * a shared heap keeps its books in the shared memory and copies them in
+   * when a Worker takes the block lock, so both paths stay monomorphic.
+   */
+  loadFrom(values: Float64Array, index: number): void {
+    this.freeBytes = values[index];
+    this.freeBlocks = values[index + 1];
+    this.usedBytes = values[index + 2];
+    this.usedBlocks = values[index + 3];
+    this.slackBytes = values[index + 4];
+  }
+
+  /** Writes the five totals to `values` at `index`, before the block lock is released. */
+  storeTo(values: Float64Array, index: number): void {
+    values[index] = this.freeBytes;
+    values[index + 1] = this.freeBlocks;
+    values[index + 2] = this.usedBytes;
+    values[index + 3] = this.usedBlocks;
+    values[index + 4] = this.slackBytes;
+  }
 }

@@ -10,6 +10,7 @@ import { blockSizeFor, type BlockWords, blockWordsFor, NarrowBlockWords } from "
 import {
   AllocatorClosedError,
   AllocatorError,
+  DoubleFreeError,
   HeapCorruptionError,
   InvalidAddressError,
   InvalidAlignmentError,
@@ -20,7 +21,19 @@ import {
   MemoryDetachedError,
   MemoryInUseError,
   OutOfMemoryError,
+  SharedHeapInvalidError,
 } from "../errors.ts";
+import { SharedHeapState, sharedOptions } from "../shared/shared_heap.ts";
+import { workerCachesFit } from "../shared/shared_header.ts";
+import {
+  BIN_DEPTH,
+  CACHE_SIZE_MAX,
+  REFILL_BLOCKS,
+  STATE_CACHED,
+  STATE_LIVE,
+  STATE_NONE,
+  type WorkerCache,
+} from "../shared/worker_cache.ts";
 import { corruptionAt } from "./check/corruption.ts";
 import { BlockEdits } from "./block_edits.ts";
 import { type AddressErrorClass, BlockVerifier } from "./check/block_verifier.ts";
@@ -181,7 +194,49 @@ export interface BufferAllocatorOptions extends AllocatorOptions {
    * @default {4096}
    */
   baseAddress?: number;
+  /**
+   * Shared heaps only (a SharedArrayBuffer given): how many Workers may be
+   * attached at once, 1 to 255.
+   *
+   * @default {16}
+   */
+  workerSlots?: number;
+  /**
+   * Shared heaps only: how long a Worker waits for one hold of a lock by
+   * another Worker before it throws LockTimeoutError naming the holder.
+   *
+   * @default {5000}
+   */
+  lockTimeoutMs?: number;
+  /**
+   * Shared heaps only: whether each Worker keeps a cache of the small blocks
+   * it frees (requested sizes up to 256 bytes, 8 blocks per size) and hands
+   * them out again without taking the lock. Cached blocks count as overhead
+   * in `stats()` until they are used again or the Worker detaches. Not with
+   * `debug`.
+   *
+   * @default {true when the caches take at most 1/8 of the buffer and debug is off}
+   */
+  workerCaches?: boolean;
 }
+
+/** Options of {@linkcode PhysicalAllocator.attach}. */
+export interface AttachOptions {
+  /**
+   * This Worker's lock timeout; defaults to the one the heap was created with.
+   */
+  lockTimeoutMs?: number;
+}
+
+/**
+ * The shared-heap state `fromBuffer` and `attach` hand to the constructor,
+ * keyed by the memory object they made (the constructor's signature stays
+ * the public one).
+ */
+const SHARED_BY_MEMORY = new WeakMap<PhysicalMemory, SharedHeapState>();
+
+/** The claim of a shared heap: its header's Worker slots do the claiming. */
+const NO_CLAIM: MemoryClaim = { release() {} };
 
 /**
  * A physical memory allocator over one or more regions.
@@ -232,6 +287,13 @@ export class PhysicalAllocator implements Disposable {
   readonly #guardBytes: number;
 
   readonly #counters = new HeapCounters();
+  /** This Worker's handle on a shared heap, else null. */
+  readonly #shared: SharedHeapState | null;
+  /** This Worker's cache of freed small blocks (shared heaps), else null. */
+  readonly #cache: WorkerCache | null;
+  /** Payload addresses a Worker cache may hold: [low, high). */
+  #cacheLow = 0;
+  #cacheHigh = 0;
   /** The TLSF fast path for the common heap (see tlsf_fast_path.ts), else null. */
   readonly #fast: TlsfFastPath | null;
   readonly #totalBytes: number;
@@ -283,11 +345,15 @@ export class PhysicalAllocator implements Disposable {
     this.policy = policyName;
     this.defaultAlignBytes = Math.max(align, GRANULE_BYTES);
     this.#memory = memory;
+    this.#shared = SHARED_BY_MEMORY.get(memory) ?? null;
+    this.#cache = this.#shared?.cache ?? null;
 
     const window = resolveWindow(memory);
     this.#window = window.bytes;
     this.#windowBytes = window.bytes.byteLength;
-    this.#blocks = blockWordsFor(window.bytes, window.baseAddress, drawHeaderKey());
+    // Every Worker of a shared heap keys its check words with the key in the shared header.
+    const key = this.#shared?.headerKey ?? drawHeaderKey();
+    this.#blocks = blockWordsFor(window.bytes, window.baseAddress, key);
     this.#debug = options.debug === true ? new DebugGuard(this.#blocks, window.bytes) : null;
     this.#guardBytes = options.debug === true ? GUARD_BYTES_MIN : 0;
     const largestArea = largestBlockArea(memory.regions);
@@ -309,7 +375,11 @@ export class PhysicalAllocator implements Disposable {
     const tlsf = this.#policy instanceof TlsfPolicy ? this.#policy : null;
     this.#usable = this.#layout.regions.filter((region) => !region.skipped);
     this.#verifier = new BlockVerifier(this.#blocks, this.#usable, options.debug === true);
-    if (options.reinitialize !== true) refuseLiveHeap(this.#control, window.baseAddress);
+    // A Worker joining a shared heap expects it live; its creator is refused one like anybody.
+    const joining = this.#shared !== null && !this.#shared.creating;
+    if (options.reinitialize !== true && !joining) {
+      refuseLiveHeap(this.#control, window.baseAddress);
+    }
     this.#edits = new BlockEdits(
       this.#blocks,
       this.#policy,
@@ -331,13 +401,15 @@ export class PhysicalAllocator implements Disposable {
       this.#blocks.key,
     );
     // The last check, then the first write: a refused claim leaves the memory as it was.
-    this.#claim = claimMemory(
+    // A shared heap's Workers hold it together; its header's slot table keeps the books.
+    this.#claim = this.#shared !== null ? NO_CLAIM : claimMemory(
       memory.regions,
       options.reinitialize === true,
       this,
       PhysicalAllocator.#retire,
     );
-    this.#edits.initRegions(this.#usable);
+    // A Worker joining a shared heap finds it written; only its creator writes it.
+    if (this.#shared === null || this.#shared.creating) this.#edits.initRegions(this.#usable);
     this.#fast = options.fastPath !== false && tlsf !== null && this.#debug === null &&
         !this.#nativeActive &&
         this.#usable.length === 1 && this.#blocks instanceof NarrowBlockWords
@@ -353,6 +425,12 @@ export class PhysicalAllocator implements Disposable {
       }, this.#counters)
       : null;
     this.#layers = this.#layersFor(options.layers, window.bytes, window.baseAddress);
+    // Published after the layers were set up: the shared books hold every block written so far.
+    this.#shared?.publish(this.#counters);
+    if (this.#cache !== null) {
+      this.#cacheLow = this.#usable[0].blockStart + HEADER_BYTES;
+      this.#cacheHigh = this.#usable[0].blockEnd;
+    }
   }
 
   #layersFor(
@@ -366,10 +444,8 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     const largest = Math.max(0, ...this.#usable.map((r) => r.blockEnd - r.blockStart));
-    if (
-      option === false ||
-      largest < LAYERS_MIN_AREA_BYTES
-    ) return null;
+    // A shared heap has the block layer only: the layers keep their lists in the Worker.
+    if (option === false || largest < LAYERS_MIN_AREA_BYTES || this.#shared !== null) return null;
     return new LayeredHeap(window, baseAddress, {
       take: (sizeBytes, alignBytes) => this.#allocBlock(sizeBytes, alignBytes),
       give: (address) => this.#freeBlock(address),
@@ -406,12 +482,17 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   static fromBuffer(
-    bytes: Uint8Array | ArrayBuffer,
+    bytes: Uint8Array | ArrayBuffer | SharedArrayBuffer,
     options: BufferAllocatorOptions = {},
   ): PhysicalAllocator {
-    if (!(bytes instanceof Uint8Array) && !(bytes instanceof ArrayBuffer)) {
+    if (
+      !(bytes instanceof Uint8Array) && !(bytes instanceof ArrayBuffer) &&
+      !(bytes instanceof SharedArrayBuffer)
+    ) {
       throw new InvalidMemoryError(
-        `Cannot use ${describeValue(bytes)} as memory: expected a Uint8Array or an ArrayBuffer`,
+        `Cannot use ${
+          describeValue(bytes)
+        } as memory: expected a Uint8Array, an ArrayBuffer or a SharedArrayBuffer`,
       );
     }
     checkOptionsObject(options);
@@ -422,16 +503,11 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-    const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
-    if (
-      !Number.isSafeInteger(baseAddress) || baseAddress <= 0 || baseAddress % GRANULE_BYTES !== 0
-    ) {
-      throw new InvalidOptionError(
-        `Cannot use base address ${
-          describeValue(baseAddress)
-        }: it must be a positive multiple of ${GRANULE_BYTES}`,
-      );
+    if (view.buffer instanceof SharedArrayBuffer) {
+      return PhysicalAllocator.#createShared(view, options);
     }
+    const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
+    validateBaseAddress(baseAddress);
     const memory: PhysicalMemory = {
       regions: [{
         base: baseAddress,
@@ -439,6 +515,124 @@ export class PhysicalAllocator implements Disposable {
       }],
     };
     return new PhysicalAllocator(memory, options);
+  }
+
+  /**
+   * Joins the shared heap another Worker created with `fromBuffer` over a
+   * SharedArrayBuffer (sent to this Worker with `postMessage`): validates the
+   * heap's header, claims a Worker slot and builds views; writes nothing
+   * else. Every Worker sees the same addresses and may free, realloc or read
+   * any allocation; `detach()` (or `close()`, `using`) gives the slot back.
+   *
+   * @param bytes The SharedArrayBuffer, or the same Uint8Array view of it the heap was created over.
+   * @param options This Worker's lock timeout.
+   * @returns This Worker's allocator over the shared heap.
+   * @throws {SharedHeapInvalidError} If the buffer holds no ready shared heap of the view's length.
+   * @throws {SharedHeapVersionError} If the heap was written by another format version.
+   * @throws {WorkerSlotError} If every Worker slot is taken.
+   * @throws {InvalidOptionError} If `lockTimeoutMs` is not a positive integer.
+   *
+   * @example Two handles on one heap (each Worker would hold one)
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const memory = new SharedArrayBuffer(1 << 16);
+   * using creator = PhysicalAllocator.fromBuffer(memory);
+   * using joiner = PhysicalAllocator.attach(memory);
+   * const a = joiner.alloc(100);
+   * creator.bytes(a).fill(7);
+   * creator.free(a);
+   * joiner.check();
+   * assert.equal(joiner.stats().usedBlocks, 0);
+   * ```
+   */
+  static attach(
+    bytes: SharedArrayBuffer | Uint8Array,
+    options: AttachOptions = {},
+  ): PhysicalAllocator {
+    const view = bytes instanceof SharedArrayBuffer ? new Uint8Array(bytes) : bytes;
+    if (!(view instanceof Uint8Array) || !(view.buffer instanceof SharedArrayBuffer)) {
+      throw new SharedHeapInvalidError(
+        `Cannot attach to ${
+          describeValue(bytes)
+        }: expected a SharedArrayBuffer or a Uint8Array over one`,
+      );
+    }
+    const shared = SharedHeapState.attach(view, options?.lockTimeoutMs);
+    try {
+      return PhysicalAllocator.#overShared(view, shared, {
+        policy: POLICY_NAMES[shared.settings.policyIndex],
+        align: shared.settings.alignBytes,
+        debug: shared.settings.debug,
+        fastPath: shared.settings.fastPath,
+      });
+    } catch (error) {
+      shared.detach();
+      throw error;
+    }
+  }
+
+  static #createShared(view: Uint8Array, options: BufferAllocatorOptions): PhysicalAllocator {
+    const policy = options.policy ?? POLICY_NAMES[0];
+    if (policy !== "tlsf") {
+      throw new InvalidOptionError(
+        `Cannot create a shared heap with policy ${
+          describeValue(policy)
+        }: shared heaps use "tlsf" (first-fit keeps its list length in the Worker)`,
+      );
+    }
+    if (options.native === true) {
+      throw new InvalidOptionError(
+        "Cannot create a shared heap with native: true: shared heaps search in TypeScript",
+      );
+    }
+    if (options.layers === true) {
+      throw new InvalidOptionError(
+        "Cannot create a shared heap with layers: true: the page-frame and slab layers keep their lists in the Worker",
+      );
+    }
+    const { slotCount, lockTimeoutMs } = sharedOptions(options.workerSlots, options.lockTimeoutMs);
+    const caches = options.workerCaches;
+    if ((caches !== undefined && typeof caches !== "boolean") || (caches && options.debug)) {
+      throw new InvalidOptionError(
+        `Cannot create a shared heap with workerCaches ${
+          describeValue(caches)
+        }: expected true or false, and false in debug mode`,
+      );
+    }
+    const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
+    validateBaseAddress(baseAddress);
+    const align = options.align ?? GRANULE_BYTES;
+    validateAlignment(align, "create allocator");
+    const shared = SharedHeapState.forCreation(view, {
+      baseAddress,
+      policyIndex: POLICY_NAMES.indexOf(policy),
+      alignBytes: Math.max(align, GRANULE_BYTES),
+      debug: options.debug === true,
+      fastPath: options.fastPath !== false,
+      slotCount,
+      lockTimeoutMs,
+      workerCaches: caches ??
+        (options.debug !== true && workerCachesFit(slotCount, view.byteLength)),
+    });
+    return PhysicalAllocator.#overShared(view, shared, { ...options, native: false });
+  }
+
+  /** The allocator over a shared heap's region (the window after its header). */
+  static #overShared(
+    view: Uint8Array,
+    shared: SharedHeapState,
+    options: AllocatorOptions,
+  ): PhysicalAllocator {
+    const memory: PhysicalMemory = {
+      regions: [{
+        base: shared.settings.baseAddress + shared.headerBytes,
+        bytes: view.subarray(shared.headerBytes),
+      }],
+    };
+    SHARED_BY_MEMORY.set(memory, shared);
+    return new PhysicalAllocator(memory, { ...options, native: false });
   }
 
   /** True when the Zig library serves this allocator's searches. */
@@ -449,6 +643,102 @@ export class PhysicalAllocator implements Disposable {
   /** True when the TLSF fast path serves this allocator's `alloc`, `free` and `realloc` calls. */
   get fastPathActive(): boolean {
     return this.#fast !== null;
+  }
+
+  /** True when the heap lives in a SharedArrayBuffer that several Workers may use. */
+  get shared(): boolean {
+    return this.#shared !== null;
+  }
+
+  /** The SharedArrayBuffer of a shared heap (to `postMessage` to Workers that attach), else null. */
+  get sharedBuffer(): SharedArrayBuffer | null {
+    return this.#shared?.buffer ?? null;
+  }
+
+  /** This Worker's slot in a shared heap (1 for its creator), 0 for an unshared heap. */
+  get workerSlot(): number {
+    return this.#shared?.slot ?? 0;
+  }
+
+  /** Workers attached to a shared heap now (1 for an unshared heap). */
+  get attachedWorkers(): number {
+    return this.#shared?.attachedWorkers() ?? 1;
+  }
+
+  /**
+   * Gives this Worker's slot in a shared heap back; the heap and every
+   * allocation stay for the other Workers. Later calls on this allocator
+   * throw HeapDetachedError. `close()` and `using` detach too.
+   *
+   * @throws {HeapDetachedError} If this Worker already detached.
+   * @throws {SharedHeapInvalidError} If the heap is not shared.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(1 << 16));
+   * heap.detach();
+   * assert.throws(() => heap.detach(), { code: "HEAP_DETACHED" });
+   * ```
+   */
+  detach(): void {
+    if (this.#shared === null) {
+      throw new SharedHeapInvalidError(
+        "Cannot detach: the heap is not shared (no SharedArrayBuffer)",
+      );
+    }
+    this.#detachShared(this.#shared);
+  }
+
+  /** Drains this Worker's cache into the heap, then gives the slot back. */
+  #detachShared(shared: SharedHeapState): void {
+    const cache = this.#cache;
+    if (cache !== null && !shared.detached) {
+      this.#locked("detach", () => {
+        cache.drain(shared.slot, 0, BIN_DEPTH, (address) => this.#freeBlock(address));
+      });
+    }
+    shared.detach();
+  }
+
+  /**
+   * Frees the slot of a Worker that ended without detaching, after its
+   * owner called `terminate()` on it. Refused while the slot holds a lock:
+   * that Worker stopped inside an operation and the heap may be half-edited.
+   *
+   * @param slot The ended Worker's `workerSlot`.
+   * @throws {WorkerSlotError} If the slot is not attached, is this Worker's own, or holds a lock.
+   * @throws {HeapDetachedError} If this Worker detached.
+   * @throws {SharedHeapInvalidError} If the heap is not shared.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const memory = new SharedArrayBuffer(1 << 16);
+   * const heap = PhysicalAllocator.fromBuffer(memory);
+   * const lost = PhysicalAllocator.attach(memory); // as if its Worker ended without detach()
+   * heap.reclaimSlot(lost.workerSlot);
+   * assert.equal(heap.attachedWorkers, 1);
+   * ```
+   */
+  reclaimSlot(slot: number): void {
+    if (this.#shared === null) {
+      throw new SharedHeapInvalidError("Cannot reclaim a slot: the heap is not shared");
+    }
+    const shared = this.#shared;
+    shared.checkReclaim(slot);
+    const cache = this.#cache;
+    if (cache !== null) {
+      this.#locked("reclaim a slot", () => {
+        cache.drain(slot, 0, BIN_DEPTH, (address) => this.#freeBlock(address));
+        cache.resetSlot(slot);
+      });
+    }
+    shared.releaseSlot(slot);
   }
 
   /** True once `close()` has run or the memory was closed. */
@@ -505,7 +795,64 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   tryAlloc(sizeBytes: number, alignBytes: number = this.defaultAlignBytes): number {
+    if (this.#shared !== null) return this.#tryAllocShared(sizeBytes, alignBytes);
     this.#assertOpen("allocate");
+    return this.#tryAllocOwned(sizeBytes, alignBytes);
+  }
+
+  /** tryAlloc() of a shared heap: under the block lock. */
+  #tryAllocShared(sizeBytes: number, alignBytes: number): number {
+    const shared = this.#shared!;
+    const cache = this.#cache;
+    if (
+      cache !== null && alignBytes === this.defaultAlignBytes && typeof sizeBytes === "number" &&
+      sizeBytes > 0 && sizeBytes <= CACHE_SIZE_MAX && (sizeBytes | 0) === sizeBytes &&
+      !shared.detached
+    ) {
+      const cached = cache.pop(sizeBytes);
+      if (cached !== 0) return cached;
+    }
+    shared.enter("allocate");
+    try {
+      this.#assertOpen("allocate");
+      let address = this.#tryAllocOwned(sizeBytes, alignBytes);
+      if (address === 0 && cache !== null) {
+        // Short of memory: this Worker's cached blocks go back to the heap first
+        // (other Workers' caches are theirs to drain).
+        cache.drain(shared.slot, 0, BIN_DEPTH, (cached) => this.#freeBlock(cached));
+        address = this.#tryAllocOwned(sizeBytes, alignBytes);
+      }
+      if (address !== 0 && cache !== null) {
+        cache.setState(address, STATE_LIVE);
+        if (alignBytes === this.defaultAlignBytes) this.#refill(cache, sizeBytes);
+      }
+      return address;
+    } finally {
+      shared.leave();
+    }
+  }
+
+  /**
+   * After a cache miss, under the lock: carves REFILL_BLOCKS - 1 more blocks
+   * of the same size into the Worker's cache, so the next allocations of that
+   * size take no lock (a batch refill, like SLUB's per-CPU slab refill).
+   */
+  #refill(cache: WorkerCache, sizeBytes: number): void {
+    if (sizeBytes > CACHE_SIZE_MAX || (sizeBytes | 0) !== sizeBytes) return;
+    for (let extra = 1; extra < REFILL_BLOCKS; extra++) {
+      const address = this.#tryAllocOwned(sizeBytes, this.defaultAlignBytes);
+      if (address === 0) return;
+      cache.setState(address, STATE_LIVE);
+      if (!cache.push(address, sizeBytes)) {
+        this.#freeBlock(address);
+        cache.setState(address, STATE_NONE);
+        return;
+      }
+    }
+  }
+
+  /** tryAlloc() once the heap is this caller's (unshared, or the block lock held). */
+  #tryAllocOwned(sizeBytes: number, alignBytes: number): number {
     validateSize(sizeBytes, "allocate");
     // The default alignment was validated when the allocator was made.
     if (alignBytes !== this.defaultAlignBytes) {
@@ -579,6 +926,7 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   free(address: number): void {
+    if (this.#shared !== null) return this.#freeShared(address);
     this.#assertOpen("free");
     if (this.#layers !== null) {
       if (this.#layers.free(address)) return;
@@ -590,6 +938,68 @@ export class PhysicalAllocator implements Disposable {
   /** Frees a block of the block heap (the layers' chunks and descriptors). */
   #freeBlock(address: number): void {
     if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
+  }
+
+  /** free() of a shared heap: under the block lock. */
+  #freeShared(address: number): void {
+    const shared = this.#shared!;
+    const cache = this.#cache;
+    if (cache !== null && !shared.detached && this.#cacheFree(cache, address)) return;
+    shared.enter("free");
+    try {
+      this.#assertOpen("free");
+      this.#refuseCached(address, "free");
+      this.#freeBlock(address);
+      cache?.setState(address, STATE_NONE);
+    } finally {
+      shared.leave();
+    }
+  }
+
+  /**
+   * Puts a live small payload into this Worker's cache without the lock;
+   * false when it is not one (the locked path then frees it or reports why).
+   * The header is read, never written: a torn read (a neighbour's edit under
+   * the lock) fails the check word and sends the call to the locked path.
+   */
+  #cacheFree(cache: WorkerCache, address: number): boolean {
+    if (
+      typeof address !== "number" || !(address >= this.#cacheLow && address < this.#cacheHigh) ||
+      address % this.defaultAlignBytes !== 0
+    ) return false;
+    const state = cache.state(address);
+    if (state === STATE_CACHED) {
+      throw new DoubleFreeError(
+        `Cannot free address ${hex(address)}: the block is already free (in a Worker cache)`,
+      );
+    }
+    const block = address - HEADER_BYTES;
+    const blocks = this.#blocks;
+    if (state !== STATE_LIVE || !blocks.headerValid(block) || blocks.isFree(block)) return false;
+    const sizeBytes = blocks.size(block) - HEADER_BYTES - blocks.slack(block);
+    if (sizeBytes > CACHE_SIZE_MAX || sizeBytes <= 0) return false;
+    if (cache.push(address, sizeBytes)) return true;
+    // The bin is full: half of it goes back to the heap in one hold of the lock.
+    this.#locked("free", () => {
+      cache.drain(this.#shared!.slot, sizeBytes, BIN_DEPTH / 2, (a) => this.#freeBlock(a));
+    });
+    return cache.push(address, sizeBytes);
+  }
+
+  /** Refuses an address sitting in a Worker cache (freed already), under the lock. */
+  #refuseCached(address: number, operation: string): void {
+    const cache = this.#cache;
+    if (
+      cache !== null && typeof address === "number" && address >= this.#cacheLow &&
+      address < this.#cacheHigh && cache.state(address) === STATE_CACHED
+    ) {
+      const message = `Cannot ${operation} address ${
+        hex(address)
+      }: the block is free (in a Worker cache)`;
+      throw operation === "free" || operation === "reallocate"
+        ? new DoubleFreeError(message)
+        : new InvalidAddressError(message);
+    }
   }
 
   /**
@@ -629,7 +1039,28 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   realloc(address: number, sizeBytes: number): number {
+    if (this.#shared !== null) return this.#reallocShared(address, sizeBytes);
     this.#assertOpen("reallocate");
+    return this.#reallocOwned(address, sizeBytes);
+  }
+
+  /** realloc() of a shared heap: under the block lock (a move re-enters it). */
+  #reallocShared(address: number, sizeBytes: number): number {
+    const shared = this.#shared!;
+    shared.enter("reallocate");
+    try {
+      this.#assertOpen("reallocate");
+      this.#refuseCached(address, "reallocate");
+      const resized = this.#reallocOwned(address, sizeBytes);
+      this.#cache?.setState(resized, STATE_LIVE);
+      return resized;
+    } finally {
+      shared.leave();
+    }
+  }
+
+  /** realloc() once the heap is this caller's. */
+  #reallocOwned(address: number, sizeBytes: number): number {
     if (this.#layers !== null) {
       if (this.#layers.owns(address)) return this.#reallocLayered(address, sizeBytes);
       this.#refuseInternal(address, "reallocate", InvalidFreeError);
@@ -727,7 +1158,11 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   bytes(address: number, lengthBytes?: number): Uint8Array {
-    this.#assertOpen("view");
+    return this.#locked("view", () => this.#bytesOwned(address, lengthBytes));
+  }
+
+  #bytesOwned(address: number, lengthBytes: number | undefined): Uint8Array {
+    this.#refuseCached(address, "view");
     const sizeBytes = this.#payloadBytes(address, "view");
     const length = lengthBytes ?? sizeBytes;
     if (!Number.isSafeInteger(length) || length < 0 || length > sizeBytes) {
@@ -762,8 +1197,10 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   sizeOf(address: number): number {
-    this.#assertOpen("size");
-    return this.#payloadBytes(address, "size");
+    return this.#locked("size", () => {
+      this.#refuseCached(address, "size");
+      return this.#payloadBytes(address, "size");
+    });
   }
 
   /**
@@ -785,7 +1222,11 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   capacityOf(address: number): number {
-    this.#assertOpen("size");
+    return this.#locked("size", () => this.#capacityOfOwned(address));
+  }
+
+  #capacityOfOwned(address: number): number {
+    this.#refuseCached(address, "size");
     // Debug mode: every byte past the size asked for is a guard byte.
     if (this.#debug !== null) return this.#payloadBytes(address, "size");
     if (this.#layers !== null && this.#layers.owns(address)) {
@@ -1057,15 +1498,20 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   stats(): AllocatorStats {
-    this.#assertOpen("read stats of");
+    return this.#locked("read stats of", () => this.#statsOwned());
+  }
+
+  #statsOwned(): AllocatorStats {
     const largest = this.#policy.largestFree();
     const layers = this.#layers?.stats() ?? null;
     const layerBlocks = this.#layers === null ? 0 : this.#layers.blockCount;
     const layerLive = this.#layers === null ? 0 : this.#layers.live;
+    // Blocks in Worker caches are used blocks to the heap and overhead to the caller.
+    const cached = this.#cache?.totals() ?? { blocks: 0, bytes: 0 };
     const blocks = {
       freeBytes: this.#counters.freeBytes,
-      usedBytes: this.#counters.usedBytes - (layers?.blockBytes ?? 0),
-      overheadBytes: this.#overheadBytes(),
+      usedBytes: this.#counters.usedBytes - (layers?.blockBytes ?? 0) - cached.bytes,
+      overheadBytes: this.#overheadBytes() + cached.bytes,
     };
     return {
       policy: this.policy,
@@ -1076,7 +1522,7 @@ export class PhysicalAllocator implements Disposable {
       overheadBytes: blocks.overheadBytes + (layers?.overheadBytes ?? 0),
       skippedBytes: this.#skippedBytes,
       freeBlocks: this.#counters.freeBlocks,
-      usedBlocks: this.#counters.usedBlocks - layerBlocks + layerLive,
+      usedBlocks: this.#counters.usedBlocks - layerBlocks + layerLive - cached.blocks,
       blocks,
       layers,
       largestFreeBytes: largest === 0 ? 0 : largest - HEADER_BYTES,
@@ -1114,7 +1560,10 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   check(): void {
-    this.#assertOpen("check");
+    this.#locked("check", () => this.#checkOwned());
+  }
+
+  #checkOwned(): void {
     checkHeap({
       blocks: this.#blocks,
       regions: this.#usable,
@@ -1129,7 +1578,7 @@ export class PhysicalAllocator implements Disposable {
         throw corruptionAt(block, `a layer block holds ${payload} bytes, not ${sizeBytes}`);
       }
     });
-    const s = this.stats();
+    const s = this.#statsOwned();
     if (s.totalBytes !== s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes) {
       throw new HeapCorruptionError(
         this.#control.address,
@@ -1154,8 +1603,14 @@ export class PhysicalAllocator implements Disposable {
    * assert.deepEqual([...heap.blocks()].map((b) => b.free), [false, true]);
    * ```
    */
-  *blocks(): IterableIterator<HeapBlock> {
+  blocks(): IterableIterator<HeapBlock> {
+    // A shared heap is walked under its lock into a list: a generator would hold it across yields.
+    if (this.#shared !== null) return this.#locked("walk", () => [...this.#walk()]).values();
     this.#assertOpen("walk");
+    return this.#walk();
+  }
+
+  *#walk(): IterableIterator<HeapBlock> {
     for (const region of this.#usable) {
       let block = region.blockStart;
       while (block < region.blockEnd) {
@@ -1215,10 +1670,15 @@ export class PhysicalAllocator implements Disposable {
    */
   close(): void {
     if (this.#closed) return;
+    if (this.#shared !== null && !this.#shared.detached) this.#detachShared(this.#shared);
     this.#closed = true;
     this.#claim.release();
-    // Clearing the magic lets a new allocator take the memory without reinitialize.
-    if (this.#memory.closed !== true && this.#window.byteLength === this.#windowBytes) {
+    // Clearing the magic lets a new allocator take the memory without reinitialize
+    // (not a shared heap's: other Workers use it, and may attach later).
+    if (
+      this.#shared === null && this.#memory.closed !== true &&
+      this.#window.byteLength === this.#windowBytes
+    ) {
       this.#control.setWord(CONTROL_MAGIC_OFFSET, 0);
     }
     if (this.#memory.closed !== true) this.#memory.close?.();
@@ -1245,6 +1705,22 @@ export class PhysicalAllocator implements Disposable {
   /** Same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** Runs `body` with the heap this caller's: the block lock held when shared. */
+  #locked<T>(operation: string, body: () => T): T {
+    const shared = this.#shared;
+    if (shared === null) {
+      this.#assertOpen(operation);
+      return body();
+    }
+    shared.enter(operation);
+    try {
+      this.#assertOpen(operation);
+      return body();
+    } finally {
+      shared.leave();
+    }
   }
 
   #assertOpen(operation: string): void {
@@ -1343,6 +1819,18 @@ function validateSize(sizeBytes: number, operation: string, address?: number): v
       `Cannot ${operation}${target} ${
         describeValue(sizeBytes)
       } bytes: the size must be a positive integer`,
+    );
+  }
+}
+
+function validateBaseAddress(baseAddress: number): void {
+  if (
+    !Number.isSafeInteger(baseAddress) || baseAddress <= 0 || baseAddress % GRANULE_BYTES !== 0
+  ) {
+    throw new InvalidOptionError(
+      `Cannot use base address ${
+        describeValue(baseAddress)
+      }: it must be a positive multiple of ${GRANULE_BYTES}`,
     );
   }
 }

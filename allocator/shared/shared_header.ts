@@ -1,0 +1,158 @@
+/**
+ * The shared heap header: the first bytes of a shared heap's window, where
+ * every Worker finds what it needs to join the heap. Everything a Worker
+ * would otherwise keep in JS objects (options, the heap secret, lock words,
+ * the running counters, who is attached) lives here, so any Worker can read
+ * it and a Worker that attaches later rebuilds nothing but views.
+ *
+ * ```text
+ * window byte 0 (the address the heap's baseAddress stands for)
+ * +0    u32 magic "PMAS"          +4   u32 format version
+ * +8    u32 header bytes          +12  i32 state (0 creating, 1 ready)
+ * +16   f64 base address          +24  f64 window bytes
+ * +32   u32 policy index          +36  u32 default alignment
+ * +40   u32 option flags          +44  u32 Worker slots
+ * +48   u32 lock timeout (ms)     +52  i32 attached Workers
+ * +56   (reserved, 8 bytes)
+ * +64   u32 x 4 heap secret (crypto.getRandomValues)
+ * +80   f64 x 5 block counters: free bytes, free blocks, used bytes, used blocks, slack bytes
+ * +120  (reserved, 8 bytes)
+ * +128  16 locks of 8 bytes: i32 owner (slot | generation << 8; 0 = free), i32 sleepers
+ *       lock 0 guards the block layer; the others are reserved for the frame and slab layers
+ * +256  i32 per Worker slot: 0 free, 1 attached
+ * ...   padded to 64 bytes: the caches of every slot (worker_cache.ts), when the heap has them
+ * ...   the state map (worker_cache.ts), padded to 64 bytes
+ * ...   the heap's one region (control block, blocks)
+ * ```
+ *
+ * @module
+ */
+
+import { alignUp } from "../_math.ts";
+import { SLOT_CACHE_BYTES, stateMapBytes } from "./worker_cache.ts";
+
+/** "PMAS" read as a little-endian u32. */
+export const SHARED_MAGIC = 0x53414d50;
+/** The layout drawn above; bumped whenever it or the block layout changes. */
+export const SHARED_FORMAT_VERSION = 1;
+
+/** Byte offsets of the header's fields (see the drawing in the module doc). */
+export const SH_MAGIC = 0;
+export const SH_VERSION = 4;
+export const SH_HEADER_BYTES = 8;
+export const SH_STATE = 12;
+export const SH_BASE_ADDRESS = 16;
+export const SH_WINDOW_BYTES = 24;
+export const SH_POLICY = 32;
+export const SH_ALIGN = 36;
+export const SH_FLAGS = 40;
+export const SH_SLOT_COUNT = 44;
+export const SH_LOCK_TIMEOUT_MS = 48;
+export const SH_ATTACHED = 52;
+export const SH_SECRET = 64;
+export const SH_COUNTERS = 80;
+export const SH_LOCKS = 128;
+export const SH_SLOTS = 256;
+
+/** Words of the heap secret. */
+export const SECRET_WORDS = 4;
+/** Locks in the header; lock 0 guards the block layer. */
+export const LOCK_COUNT = 16;
+/** Bytes of one lock: the owner word and the sleepers word. */
+export const LOCK_BYTES = 8;
+/** The block layer's lock. */
+export const LOCK_BLOCKS = 0;
+
+/** `state` while the creating Worker writes the heap. */
+export const STATE_CREATING = 0;
+/** `state` once the heap may be attached to. */
+export const STATE_READY = 1;
+
+/** Option flag: debug mode. */
+export const FLAG_DEBUG = 1;
+/** Option flag: the TLSF fast path is off. */
+export const FLAG_NO_FAST_PATH = 2;
+/** Option flag: Worker caches (worker_cache.ts) are on. */
+export const FLAG_WORKER_CACHES = 4;
+
+/** Slot ids fit the owner word's low byte, 0 meaning "no owner". */
+export const WORKER_SLOTS_MAX = 255;
+/** Worker slots when the options give none. */
+export const WORKER_SLOTS_DEFAULT = 16;
+/** How long a waiter waits for one hold of a lock before it reports the owner. */
+export const LOCK_TIMEOUT_MS_DEFAULT = 5000;
+
+/** Bytes of the header proper: the fields, the locks and the slot table. */
+export function slotTableEnd(slotCount: number): number {
+  return alignUp(SH_SLOTS + 4 * slotCount, 64);
+}
+
+/**
+ * Bytes before the first byte the block heap may use: the header proper,
+ * then (with Worker caches) every slot's cache and the state map.
+ */
+export function sharedHeaderBytes(
+  slotCount: number,
+  windowBytes: number,
+  workerCaches: boolean,
+): number {
+  if (!workerCaches) return slotTableEnd(slotCount);
+  return alignUp(
+    slotTableEnd(slotCount) + slotCount * SLOT_CACHE_BYTES + stateMapBytes(windowBytes),
+    64,
+  );
+}
+
+/** Whether Worker caches fit a window by default: caches and state map take at most 1/8 of it. */
+export function workerCachesFit(slotCount: number, windowBytes: number): boolean {
+  return 8 * (sharedHeaderBytes(slotCount, windowBytes, true) - slotTableEnd(slotCount)) <=
+    windowBytes;
+}
+
+/** Typed views of a shared header (all over the same SharedArrayBuffer). */
+export interface SharedHeaderViews {
+  /** The whole buffer as i32 words (locks, state, slots: used with Atomics). */
+  readonly i32: Int32Array;
+  /** The whole buffer as u32 words. */
+  readonly u32: Uint32Array;
+  /** The whole buffer as f64 values (base address, window bytes, counters). */
+  readonly f64: Float64Array;
+  /** Byte offset of the header (the window's byte 0) in the buffer, a multiple of 8. */
+  readonly offsetBytes: number;
+}
+
+/**
+ * Views of the header at `offsetBytes` of `buffer`.
+ *
+ * @param buffer The shared buffer.
+ * @param offsetBytes Where the window starts in it; a multiple of 8.
+ * @returns Views over the whole buffer and the header's offset.
+ */
+export function headerViews(buffer: SharedArrayBuffer, offsetBytes: number): SharedHeaderViews {
+  return {
+    i32: new Int32Array(buffer, 0, buffer.byteLength >>> 2),
+    u32: new Uint32Array(buffer, 0, buffer.byteLength >>> 2),
+    f64: new Float64Array(buffer, 0, buffer.byteLength >>> 3),
+    offsetBytes,
+  };
+}
+
+/** Word index (i32/u32) of the header field at byte offset `field`. */
+export function wordAt(views: SharedHeaderViews, field: number): number {
+  return (views.offsetBytes + field) >>> 2;
+}
+
+/** Index in `f64` of the header field at byte offset `field`. */
+export function f64At(views: SharedHeaderViews, field: number): number {
+  return (views.offsetBytes + field) >>> 3;
+}
+
+/** Word index of the owner word of lock `lock`. */
+export function lockWordAt(views: SharedHeaderViews, lock: number): number {
+  return wordAt(views, SH_LOCKS + lock * LOCK_BYTES);
+}
+
+/** Word index of slot `slot`'s state (slots count from 1). */
+export function slotWordAt(views: SharedHeaderViews, slot: number): number {
+  return wordAt(views, SH_SLOTS + 4 * (slot - 1));
+}

@@ -1,0 +1,421 @@
+/**
+ * One Worker's handle on a shared heap: its slot, the block lock, and the
+ * books (counters) it copies in and out of the shared header around every
+ * operation. `PhysicalAllocator` holds one when it was made over a
+ * SharedArrayBuffer (`fromBuffer`) or joined one (`attach`); the header's
+ * layout is drawn in shared_header.ts.
+ *
+ * @module
+ */
+
+import {
+  HeapDetachedError,
+  InvalidMemoryError,
+  InvalidOptionError,
+  SharedHeapInvalidError,
+  SharedHeapVersionError,
+  WorkerSlotError,
+} from "../errors.ts";
+import type { HeapCounters } from "../heap/counters.ts";
+import { describeValue, hex } from "../memory/physical_memory.ts";
+import { drawHeaderKey } from "../heap/_header_key.ts";
+import { HeapLock } from "./heap_lock.ts";
+import { SLOT_CACHE_BYTES, stateMapBytes, WorkerCache } from "./worker_cache.ts";
+import {
+  f64At,
+  FLAG_DEBUG,
+  FLAG_NO_FAST_PATH,
+  FLAG_WORKER_CACHES,
+  headerViews,
+  LOCK_BLOCKS,
+  LOCK_COUNT,
+  LOCK_TIMEOUT_MS_DEFAULT,
+  lockWordAt,
+  SECRET_WORDS,
+  SH_ALIGN,
+  SH_ATTACHED,
+  SH_BASE_ADDRESS,
+  SH_COUNTERS,
+  SH_FLAGS,
+  SH_HEADER_BYTES,
+  SH_LOCK_TIMEOUT_MS,
+  SH_MAGIC,
+  SH_POLICY,
+  SH_SECRET,
+  SH_SLOT_COUNT,
+  SH_SLOTS,
+  SH_STATE,
+  SH_VERSION,
+  SH_WINDOW_BYTES,
+  SHARED_FORMAT_VERSION,
+  SHARED_MAGIC,
+  sharedHeaderBytes,
+  type SharedHeaderViews,
+  slotTableEnd,
+  slotWordAt,
+  STATE_READY,
+  wordAt,
+  WORKER_SLOTS_DEFAULT,
+  WORKER_SLOTS_MAX,
+} from "./shared_header.ts";
+
+/** What a shared heap's header records about the heap (written once, by its creator). */
+export interface SharedHeapSettings {
+  /** The address of the window's byte 0 (the header's first byte). */
+  readonly baseAddress: number;
+  /** The policy's index in POLICY_NAMES. */
+  readonly policyIndex: number;
+  /** The default payload alignment. */
+  readonly alignBytes: number;
+  /** Debug mode. */
+  readonly debug: boolean;
+  /** Whether the TLSF fast path may serve the heap. */
+  readonly fastPath: boolean;
+  /** Worker slots, 1 to 255. */
+  readonly slotCount: number;
+  /** The lock timeout every Worker of the heap uses. */
+  readonly lockTimeoutMs: number;
+  /** Whether each Worker caches freed small blocks (worker_cache.ts). */
+  readonly workerCaches: boolean;
+}
+
+/** A Worker's handle on a shared heap. */
+export class SharedHeapState {
+  /** The shared buffer holding the whole heap. */
+  readonly buffer: SharedArrayBuffer;
+  /** This Worker's slot id, 1 to `slotCount`. */
+  readonly slot: number;
+  /** Bytes of the header: the heap's one region starts this far into the window. */
+  readonly headerBytes: number;
+  /** Bytes of the window (the caller's view): header and region. */
+  readonly windowBytes: number;
+  /** The settings recorded in the header. */
+  readonly settings: SharedHeapSettings;
+  /** True for the Worker that creates the heap, until `publish`. */
+  readonly creating: boolean;
+  /** This Worker's cache of freed small blocks, or null when the heap has none. */
+  readonly cache: WorkerCache | null;
+  /** The key of the heap's header check words: word 0 of the heap secret, the same in every Worker. */
+  readonly headerKey: number;
+  readonly #views: SharedHeaderViews;
+  readonly #lock: HeapLock;
+  readonly #countersIndex: number;
+  #counters: HeapCounters | null = null;
+  #depth = 0;
+  #detached = false;
+
+  private constructor(
+    view: Uint8Array,
+    settings: SharedHeapSettings,
+    slot: number,
+    creating: boolean,
+    headerKey: number,
+  ) {
+    this.headerKey = headerKey;
+    this.buffer = view.buffer as SharedArrayBuffer;
+    this.#views = headerViews(this.buffer, view.byteOffset);
+    this.windowBytes = view.byteLength;
+    this.settings = settings;
+    this.slot = slot;
+    this.creating = creating;
+    this.headerBytes = sharedHeaderBytes(
+      settings.slotCount,
+      view.byteLength,
+      settings.workerCaches,
+    );
+    const cachesOffset = view.byteOffset + slotTableEnd(settings.slotCount);
+    this.cache = settings.workerCaches
+      ? new WorkerCache(
+        this.buffer,
+        cachesOffset,
+        slot,
+        settings.slotCount,
+        new Uint8Array(
+          this.buffer,
+          cachesOffset + settings.slotCount * SLOT_CACHE_BYTES,
+          stateMapBytes(view.byteLength),
+        ),
+        settings.baseAddress,
+      )
+      : null;
+    this.#countersIndex = f64At(this.#views, SH_COUNTERS);
+    this.#lock = new HeapLock(
+      this.#views.i32,
+      lockWordAt(this.#views, LOCK_BLOCKS),
+      slot,
+      settings.lockTimeoutMs,
+      "block",
+    );
+  }
+
+  /**
+   * The handle of the Worker about to create a shared heap over `view`
+   * (slot 1). Writes nothing: `publish` writes the header once the heap
+   * below it is written, so a failed creation leaves the buffer as it was.
+   *
+   * @throws {SharedHeapInvalidError} If the buffer holds a heap other Workers are attached to.
+   * @throws {InvalidMemoryError} If the view is misaligned or too small for the header.
+   */
+  static forCreation(view: Uint8Array, settings: SharedHeapSettings): SharedHeapState {
+    const headerBytes = sharedHeaderBytes(
+      settings.slotCount,
+      view.byteLength,
+      settings.workerCaches,
+    );
+    if (view.byteOffset % 8 !== 0 || view.byteLength < headerBytes) {
+      throw new InvalidMemoryError(
+        `Cannot create a shared heap over ${view.byteLength} bytes at buffer offset ${view.byteOffset}: it needs a multiple of 8 as offset and more than its ${headerBytes}-byte header`,
+      );
+    }
+    const views = headerViews(view.buffer as SharedArrayBuffer, view.byteOffset);
+    const attached = Atomics.load(views.i32, wordAt(views, SH_ATTACHED));
+    if (Atomics.load(views.u32, wordAt(views, SH_MAGIC)) === SHARED_MAGIC && attached > 0) {
+      throw new SharedHeapInvalidError(
+        `Cannot create a shared heap over a buffer that holds one with ${attached} Workers attached: attach to it instead`,
+      );
+    }
+    return new SharedHeapState(view, settings, 1, true, drawHeaderKey());
+  }
+
+  /**
+   * Joins the shared heap in `view`: validates its header and claims a slot.
+   *
+   * @throws {SharedHeapInvalidError} If the view holds no ready heap of its length.
+   * @throws {SharedHeapVersionError} If the heap has another format version.
+   * @throws {WorkerSlotError} If every slot is taken.
+   */
+  static attach(view: Uint8Array, lockTimeoutMs?: number): SharedHeapState {
+    const settings = readSettings(view, lockTimeoutMs);
+    const views = headerViews(view.buffer as SharedArrayBuffer, view.byteOffset);
+    for (let slot = 1; slot <= settings.slotCount; slot++) {
+      if (Atomics.compareExchange(views.i32, slotWordAt(views, slot), 0, 1) === 0) {
+        Atomics.add(views.i32, wordAt(views, SH_ATTACHED), 1);
+        const key = Atomics.load(views.u32, wordAt(views, SH_SECRET));
+        return new SharedHeapState(view, settings, slot, false, key);
+      }
+    }
+    throw new WorkerSlotError(
+      `Cannot attach to the shared heap: all ${settings.slotCount} Worker slots are taken (detach a Worker, or reclaim the slot of one that ended)`,
+    );
+  }
+
+  /**
+   * Makes `counters` the Worker's books. The creator then writes the header
+   * and marks the heap ready (the heap below it is written by now).
+   */
+  publish(counters: HeapCounters): void {
+    this.#counters = counters;
+    if (!this.creating) return;
+    const { i32, u32, f64 } = this.#views;
+    const views = this.#views;
+    const s = this.settings;
+    u32[wordAt(views, SH_VERSION)] = SHARED_FORMAT_VERSION;
+    u32[wordAt(views, SH_HEADER_BYTES)] = this.headerBytes;
+    f64[f64At(views, SH_BASE_ADDRESS)] = s.baseAddress;
+    f64[f64At(views, SH_WINDOW_BYTES)] = this.windowBytes;
+    u32[wordAt(views, SH_POLICY)] = s.policyIndex;
+    u32[wordAt(views, SH_ALIGN)] = s.alignBytes;
+    u32[wordAt(views, SH_FLAGS)] = (s.debug ? FLAG_DEBUG : 0) |
+      (s.fastPath ? 0 : FLAG_NO_FAST_PATH) | (s.workerCaches ? FLAG_WORKER_CACHES : 0);
+    this.cache?.reset(stateMapBytes(this.windowBytes));
+    u32[wordAt(views, SH_SLOT_COUNT)] = s.slotCount;
+    u32[wordAt(views, SH_LOCK_TIMEOUT_MS)] = s.lockTimeoutMs;
+    const secret = wordAt(views, SH_SECRET);
+    crypto.getRandomValues(u32.subarray(secret + 1, secret + SECRET_WORDS));
+    u32[secret] = this.headerKey;
+    for (let word = lockWordAt(views, 0); word < lockWordAt(views, LOCK_COUNT); word++) {
+      i32[word] = 0;
+    }
+    for (let slot = 1; slot <= s.slotCount; slot++) i32[slotWordAt(views, slot)] = 0;
+    i32[slotWordAt(views, 1)] = 1;
+    i32[wordAt(views, SH_ATTACHED)] = 1;
+    counters.storeTo(f64, this.#countersIndex);
+    u32[wordAt(views, SH_MAGIC)] = SHARED_MAGIC;
+    Atomics.store(i32, wordAt(views, SH_STATE), STATE_READY);
+  }
+
+  /** Workers attached now. */
+  attachedWorkers(): number {
+    return Atomics.load(this.#views.i32, wordAt(this.#views, SH_ATTACHED));
+  }
+
+  /** True once `detach` has run. */
+  get detached(): boolean {
+    return this.#detached;
+  }
+
+  /**
+   * Takes the block lock (re-entrant within this Worker) and loads the books.
+   *
+   * @param operation The call, for the error message.
+   * @throws {HeapDetachedError} If this Worker detached.
+   * @throws {LockTimeoutError} If another slot holds the lock past the timeout.
+   */
+  enter(operation: string): void {
+    if (this.#depth === 0) {
+      if (this.#detached) {
+        throw new HeapDetachedError(
+          `Cannot ${operation}: this Worker detached from the shared heap (it held slot ${this.slot})`,
+        );
+      }
+      this.#lock.acquire();
+      this.#counters!.loadFrom(this.#views.f64, this.#countersIndex);
+    }
+    this.#depth++;
+  }
+
+  /** Stores the books and releases the block lock when the outermost call ends. */
+  leave(): void {
+    if (--this.#depth === 0) {
+      this.#counters!.storeTo(this.#views.f64, this.#countersIndex);
+      this.#lock.release();
+    }
+  }
+
+  /**
+   * Gives the slot back. Later calls throw HeapDetachedError.
+   *
+   * @throws {HeapDetachedError} If this Worker already detached.
+   */
+  detach(): void {
+    if (this.#detached) {
+      throw new HeapDetachedError(
+        `Cannot detach: this Worker already detached from the shared heap (slot ${this.slot})`,
+      );
+    }
+    this.#detached = true;
+    const views = this.#views;
+    Atomics.store(views.i32, slotWordAt(views, this.slot), 0);
+    Atomics.sub(views.i32, wordAt(views, SH_ATTACHED), 1);
+  }
+
+  /**
+   * Checks that slot `slot` may be reclaimed: another Worker's, attached,
+   * and holding no lock (a Worker that ended inside an operation may have
+   * left the heap half-edited; nothing can finish its operation).
+   *
+   * @throws {WorkerSlotError} If `slot` is not attached, is this Worker's own, or holds a lock.
+   * @throws {HeapDetachedError} If this Worker detached.
+   */
+  checkReclaim(slot: number): void {
+    if (this.#detached) {
+      throw new HeapDetachedError(
+        `Cannot reclaim slot ${describeValue(slot)}: this Worker detached from the shared heap`,
+      );
+    }
+    const views = this.#views;
+    const count = this.settings.slotCount;
+    if (!Number.isInteger(slot) || slot < 1 || slot > count || slot === this.slot) {
+      throw new WorkerSlotError(
+        `Cannot reclaim slot ${
+          describeValue(slot)
+        }: expected another Worker's slot from 1 to ${count}`,
+      );
+    }
+    for (let lock = 0; lock < LOCK_COUNT; lock++) {
+      if ((Atomics.load(views.i32, lockWordAt(views, lock)) & 0xff) === slot) {
+        throw new WorkerSlotError(
+          `Cannot reclaim slot ${slot}: it holds lock ${lock}, so its last operation may be half-done`,
+        );
+      }
+    }
+    if (Atomics.load(views.i32, slotWordAt(views, slot)) !== 1) {
+      throw new WorkerSlotError(`Cannot reclaim slot ${slot}: no Worker is attached to it`);
+    }
+  }
+
+  /** Frees slot `slot` (checked by `checkReclaim`, its cache drained). */
+  releaseSlot(slot: number): void {
+    const views = this.#views;
+    if (Atomics.compareExchange(views.i32, slotWordAt(views, slot), 1, 0) === 1) {
+      Atomics.sub(views.i32, wordAt(views, SH_ATTACHED), 1);
+    }
+  }
+}
+
+/**
+ * Validates the shared options of `fromBuffer`.
+ *
+ * @throws {InvalidOptionError} If `workerSlots` or `lockTimeoutMs` is out of range.
+ */
+export function sharedOptions(
+  workerSlots: unknown,
+  lockTimeoutMs: unknown,
+): { slotCount: number; lockTimeoutMs: number } {
+  const slots = workerSlots ?? WORKER_SLOTS_DEFAULT;
+  if (!Number.isInteger(slots) || (slots as number) < 1 || (slots as number) > WORKER_SLOTS_MAX) {
+    throw new InvalidOptionError(
+      `Cannot create a shared heap with workerSlots ${
+        describeValue(slots)
+      }: expected an integer from 1 to ${WORKER_SLOTS_MAX}`,
+    );
+  }
+  return { slotCount: slots as number, lockTimeoutMs: validTimeout(lockTimeoutMs) };
+}
+
+function validTimeout(value: unknown): number {
+  const timeout = value ?? LOCK_TIMEOUT_MS_DEFAULT;
+  if (!Number.isInteger(timeout) || (timeout as number) < 1 || (timeout as number) > 0x7fffffff) {
+    throw new InvalidOptionError(
+      `Cannot use lockTimeoutMs ${
+        describeValue(timeout)
+      }: expected a positive integer of milliseconds`,
+    );
+  }
+  return timeout as number;
+}
+
+/** Reads and validates the header in `view`; reads only. */
+function readSettings(view: Uint8Array, lockTimeoutMs: unknown): SharedHeapSettings {
+  const timeout = lockTimeoutMs === undefined ? undefined : validTimeout(lockTimeoutMs);
+  if (view.byteOffset % 8 !== 0 || view.byteLength < SH_SLOTS) {
+    throw new SharedHeapInvalidError(
+      `Cannot attach to ${view.byteLength} bytes at buffer offset ${view.byteOffset}: too small or misaligned for a shared heap header`,
+    );
+  }
+  const views = headerViews(view.buffer as SharedArrayBuffer, view.byteOffset);
+  const { i32, u32, f64 } = views;
+  const magic = Atomics.load(u32, wordAt(views, SH_MAGIC));
+  if (magic !== SHARED_MAGIC) {
+    throw new SharedHeapInvalidError(
+      `Cannot attach: the buffer holds no shared heap (magic word ${hex(magic)}, expected ${
+        hex(SHARED_MAGIC)
+      })`,
+    );
+  }
+  const version = u32[wordAt(views, SH_VERSION)];
+  if (version !== SHARED_FORMAT_VERSION) {
+    throw new SharedHeapVersionError(
+      `Cannot attach to a shared heap of format version ${version}: this module reads version ${SHARED_FORMAT_VERSION}`,
+    );
+  }
+  if (Atomics.load(i32, wordAt(views, SH_STATE)) !== STATE_READY) {
+    throw new SharedHeapInvalidError("Cannot attach: the shared heap is still being created");
+  }
+  const settings: SharedHeapSettings = {
+    baseAddress: f64[f64At(views, SH_BASE_ADDRESS)],
+    policyIndex: u32[wordAt(views, SH_POLICY)],
+    alignBytes: u32[wordAt(views, SH_ALIGN)],
+    debug: (u32[wordAt(views, SH_FLAGS)] & FLAG_DEBUG) !== 0,
+    fastPath: (u32[wordAt(views, SH_FLAGS)] & FLAG_NO_FAST_PATH) === 0,
+    slotCount: u32[wordAt(views, SH_SLOT_COUNT)],
+    lockTimeoutMs: timeout ?? u32[wordAt(views, SH_LOCK_TIMEOUT_MS)],
+    workerCaches: (u32[wordAt(views, SH_FLAGS)] & FLAG_WORKER_CACHES) !== 0,
+  };
+  const windowBytes = f64[f64At(views, SH_WINDOW_BYTES)];
+  if (
+    windowBytes !== view.byteLength ||
+    settings.slotCount < 1 || settings.slotCount > WORKER_SLOTS_MAX ||
+    u32[wordAt(views, SH_HEADER_BYTES)] !==
+      sharedHeaderBytes(settings.slotCount, windowBytes, settings.workerCaches) ||
+    !Number.isSafeInteger(settings.baseAddress) || settings.baseAddress <= 0 ||
+    settings.baseAddress % 8 !== 0 || settings.lockTimeoutMs < 1
+  ) {
+    throw new SharedHeapInvalidError(
+      `Cannot attach: the shared heap header is inconsistent with the ${view.byteLength}-byte view (window ${windowBytes} bytes, ${settings.slotCount} slots, base ${
+        hex(settings.baseAddress)
+      })`,
+    );
+  }
+  return settings;
+}

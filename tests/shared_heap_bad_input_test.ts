@@ -1,0 +1,306 @@
+/**
+ * The bad-input catalog of shared mode: attaching to buffers that hold no
+ * heap or another format version, detaching twice, using a heap after
+ * detach, running out of Worker slots, bad slot ids, shared options the
+ * shared mode refuses, and a lock left held by a Worker that stopped. Each
+ * asserts the error class, its code, a message naming the value, and that
+ * the shared memory is byte-for-byte unchanged.
+ */
+import assert from "node:assert/strict";
+import {
+  type AllocatorError,
+  DoubleFreeError,
+  HeapDetachedError,
+  InvalidAddressError,
+  InvalidOptionError,
+  LockTimeoutError,
+  MemoryInUseError,
+  PhysicalAllocator,
+  SharedHeapInvalidError,
+  SharedHeapVersionError,
+  WorkerSlotError,
+} from "../mod.ts";
+import {
+  headerViews,
+  LOCK_BLOCKS,
+  lockWordAt,
+  SH_VERSION,
+  wordAt,
+} from "../allocator/shared/shared_header.ts";
+import { messageQueue } from "../tools/shared/run.ts";
+import type { SharedRunJob } from "../tools/shared/protocol.ts";
+
+type ErrorClass = new (...args: never[]) => AllocatorError;
+
+/** Asserts `call` throws `error` with its code and `names` in the message, and `memory` is unchanged. */
+function assertRefused(
+  memory: SharedArrayBuffer,
+  call: () => unknown,
+  error: ErrorClass,
+  code: string,
+  names: string,
+): void {
+  const before = new Uint8Array(memory).slice();
+  assert.throws(call, (thrown: unknown) => {
+    assert.ok(thrown instanceof error, `expected ${error.name}, got ${String(thrown)}`);
+    assert.equal((thrown as AllocatorError).code, code);
+    assert.ok((thrown as Error).message.includes(names), (thrown as Error).message);
+    return true;
+  });
+  assert.deepEqual(new Uint8Array(memory), before, "the shared memory changed");
+}
+
+Deno.test("shared bad input: attaching to a buffer with no heap", () => {
+  const memory = new SharedArrayBuffer(4096);
+  new Uint8Array(memory).fill(0x11);
+  assertRefused(
+    memory,
+    () => PhysicalAllocator.attach(memory),
+    SharedHeapInvalidError,
+    "SHARED_HEAP_INVALID",
+    "0x11111111",
+  );
+  const tiny = new SharedArrayBuffer(64);
+  assertRefused(
+    tiny,
+    () => PhysicalAllocator.attach(tiny),
+    SharedHeapInvalidError,
+    "SHARED_HEAP_INVALID",
+    "64 bytes",
+  );
+});
+
+Deno.test("shared bad input: attaching to a non-shared buffer or a value", () => {
+  const memory = new SharedArrayBuffer(16);
+  for (const value of [new ArrayBuffer(4096), new Uint8Array(4096), 42, null, Symbol("x"), 1n]) {
+    assertRefused(
+      memory,
+      () => PhysicalAllocator.attach(value as unknown as SharedArrayBuffer),
+      SharedHeapInvalidError,
+      "SHARED_HEAP_INVALID",
+      "expected a SharedArrayBuffer",
+    );
+  }
+});
+
+Deno.test("shared bad input: attach with a wrong format version", () => {
+  const memory = new SharedArrayBuffer(1 << 16);
+  const heap = PhysicalAllocator.fromBuffer(memory);
+  heap.detach();
+  const views = headerViews(memory, 0);
+  views.u32[wordAt(views, SH_VERSION)] = 9;
+  assertRefused(
+    memory,
+    () => PhysicalAllocator.attach(memory),
+    SharedHeapVersionError,
+    "SHARED_HEAP_VERSION",
+    "version 9",
+  );
+});
+
+Deno.test("shared bad input: attach through a view of another length than the heap's", () => {
+  const memory = new SharedArrayBuffer(1 << 16);
+  using heap = PhysicalAllocator.fromBuffer(memory);
+  heap.alloc(8);
+  assertRefused(
+    memory,
+    () => PhysicalAllocator.attach(new Uint8Array(memory, 0, 1 << 15)),
+    SharedHeapInvalidError,
+    "SHARED_HEAP_INVALID",
+    "32768-byte view",
+  );
+});
+
+Deno.test("shared bad input: detaching twice, and every call after detach", () => {
+  const memory = new SharedArrayBuffer(1 << 16);
+  using keeper = PhysicalAllocator.fromBuffer(memory);
+  const heap = PhysicalAllocator.attach(memory);
+  const address = heap.alloc(64);
+  heap.detach();
+  assertRefused(memory, () => heap.detach(), HeapDetachedError, "HEAP_DETACHED", "slot 2");
+  const calls: [string, () => unknown][] = [
+    ["allocate", () => heap.alloc(8)],
+    ["allocate", () => heap.tryAlloc(8)],
+    ["free", () => heap.free(address)],
+    ["reallocate", () => heap.realloc(address, 100)],
+    ["view", () => heap.bytes(address)],
+    ["size", () => heap.sizeOf(address)],
+    ["read stats of", () => heap.stats()],
+    ["check", () => heap.check()],
+    ["walk", () => heap.blocks()],
+    ["reclaim slot", () => heap.reclaimSlot(1)],
+  ];
+  for (const [operation, call] of calls) {
+    assertRefused(memory, call, HeapDetachedError, "HEAP_DETACHED", `Cannot ${operation}`);
+  }
+  keeper.free(address);
+  keeper.check();
+});
+
+Deno.test("shared bad input: no free Worker slot, and bad slot ids to reclaim", () => {
+  const memory = new SharedArrayBuffer(1 << 16);
+  using heap = PhysicalAllocator.fromBuffer(memory, { workerSlots: 2 });
+  using second = PhysicalAllocator.attach(memory);
+  assertRefused(
+    memory,
+    () => PhysicalAllocator.attach(memory),
+    WorkerSlotError,
+    "WORKER_SLOT",
+    "all 2",
+  );
+  for (const slot of [0, 1, 3, 1.5, -1, NaN]) {
+    assertRefused(
+      memory,
+      () => heap.reclaimSlot(slot),
+      WorkerSlotError,
+      "WORKER_SLOT",
+      `slot ${slot}`,
+    );
+  }
+  second.detach();
+  assertRefused(memory, () => heap.reclaimSlot(2), WorkerSlotError, "WORKER_SLOT", "no Worker");
+});
+
+Deno.test("shared bad input: shared options refused before memory is written", () => {
+  const memory = new SharedArrayBuffer(1 << 16);
+  const cases: [object, string][] = [
+    [{ policy: "first-fit" }, "first-fit"],
+    [{ native: true }, "native: true"],
+    [{ layers: true }, "layers: true"],
+    [{ workerSlots: 0 }, "workerSlots 0"],
+    [{ workerSlots: 256 }, "workerSlots 256"],
+    [{ workerSlots: "4" }, `workerSlots "4"`],
+    [{ lockTimeoutMs: 0 }, "lockTimeoutMs 0"],
+    [{ lockTimeoutMs: 1.5 }, "lockTimeoutMs 1.5"],
+  ];
+  for (const [options, names] of cases) {
+    assertRefused(
+      memory,
+      () => PhysicalAllocator.fromBuffer(memory, options),
+      InvalidOptionError,
+      "INVALID_OPTION",
+      names,
+    );
+  }
+  assertRefused(
+    memory,
+    () => PhysicalAllocator.attach(memory, { lockTimeoutMs: -5 }),
+    InvalidOptionError,
+    "INVALID_OPTION",
+    "lockTimeoutMs -5",
+  );
+});
+
+Deno.test("shared bad input: creating a heap over one Workers still use", () => {
+  const memory = new SharedArrayBuffer(1 << 16);
+  using heap = PhysicalAllocator.fromBuffer(memory);
+  heap.alloc(100);
+  assertRefused(
+    memory,
+    () => PhysicalAllocator.fromBuffer(memory),
+    SharedHeapInvalidError,
+    "SHARED_HEAP_INVALID",
+    "1 Workers attached",
+  );
+});
+
+Deno.test("shared bad input: a lock left held by a stopped Worker times out naming its slot", async () => {
+  const memory = new SharedArrayBuffer(1 << 18);
+  using heap = PhysicalAllocator.fromBuffer(memory, { lockTimeoutMs: 300 });
+  const live = heap.alloc(64);
+  const worker = new Worker(new URL("../tools/shared/worker.ts", import.meta.url).href, {
+    type: "module",
+  });
+  try {
+    const messages = messageQueue(worker);
+    const job: SharedRunJob = {
+      heap: memory,
+      baseAddress: 0x1000,
+      exchange: new SharedArrayBuffer(4),
+      registry: new SharedArrayBuffer(8),
+      control: new SharedArrayBuffer(4),
+      index: 0,
+      seed: 1,
+      operations: 0,
+      workload: "small",
+      fill: false,
+      detach: false,
+      stopHoldingLock: true,
+    };
+    worker.postMessage(job);
+    await messages.next();
+    Atomics.store(new Int32Array(job.control), 0, 1);
+    Atomics.notify(new Int32Array(job.control), 0);
+    const holding = await messages.next() as unknown as { kind: string; slot: number };
+    assert.equal(holding.kind, "holding");
+    worker.terminate();
+    const started = performance.now();
+    assertRefused(
+      memory,
+      () => heap.alloc(8),
+      LockTimeoutError,
+      "LOCK_TIMEOUT",
+      `slot ${holding.slot}`,
+    );
+    assert.ok(performance.now() - started >= 290, "waited for the timeout");
+    assert.throws(() => heap.free(live), (e: unknown) => (e as LockTimeoutError).ownerSlot === 2);
+    assertRefused(
+      memory,
+      () => heap.reclaimSlot(holding.slot),
+      WorkerSlotError,
+      "WORKER_SLOT",
+      "holds lock 0",
+    );
+    const views = headerViews(memory, 0);
+    assert.equal(Atomics.load(views.i32, lockWordAt(views, LOCK_BLOCKS)) & 0xff, holding.slot);
+  } finally {
+    worker.terminate();
+  }
+});
+
+Deno.test("shared bad input: a block in a Worker cache is freed, so every use of it is refused", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using a = PhysicalAllocator.fromBuffer(memory);
+  using b = PhysicalAllocator.attach(memory);
+  const block = a.alloc(64);
+  a.free(block);
+  const name = `0x${block.toString(16)}`;
+  assertRefused(memory, () => a.free(block), DoubleFreeError, "DOUBLE_FREE", name);
+  assertRefused(memory, () => b.free(block), DoubleFreeError, "DOUBLE_FREE", name);
+  assertRefused(memory, () => b.realloc(block, 10), DoubleFreeError, "DOUBLE_FREE", name);
+  assertRefused(memory, () => b.bytes(block), InvalidAddressError, "INVALID_ADDRESS", name);
+  assertRefused(memory, () => a.sizeOf(block), InvalidAddressError, "INVALID_ADDRESS", name);
+  assertRefused(
+    memory,
+    () =>
+      PhysicalAllocator.fromBuffer(new SharedArrayBuffer(4 << 20), {
+        debug: true,
+        workerCaches: true,
+      }),
+    InvalidOptionError,
+    "INVALID_OPTION",
+    "workerCaches true",
+  );
+  a.check();
+});
+
+Deno.test("shared bad input: a heap every Worker left is refused to a new creator unless reinitialize", () => {
+  const memory = new SharedArrayBuffer(1 << 16);
+  const old = PhysicalAllocator.fromBuffer(memory);
+  const kept = old.alloc(100);
+  old.close();
+  assertRefused(
+    memory,
+    () => PhysicalAllocator.fromBuffer(memory),
+    MemoryInUseError,
+    "MEMORY_IN_USE",
+    "reinitialize",
+  );
+  // It is still a heap to join: the allocation survives the last detach.
+  using joined = PhysicalAllocator.attach(memory);
+  assert.equal(joined.sizeOf(kept), 100);
+  joined.close();
+  using fresh = PhysicalAllocator.fromBuffer(memory, { reinitialize: true });
+  assert.equal(fresh.stats().usedBlocks, 0);
+  fresh.check();
+});

@@ -1,0 +1,172 @@
+/**
+ * The shared heap under several Workers: a throughput table from 1 to N
+ * Workers, and the stress run (operations across Workers, corrupted
+ * payloads, failed `check()`s).
+ *
+ *   deno run -A tools/shared/main.ts scale --workers 1,2,3,4 --operations 200000
+ *   deno run -A tools/shared/main.ts stress --workers 4 --operations 2500000 --rounds 1
+ *
+ * `scale` runs the "small" mix (workload in worker.ts: allocate 8 to 128
+ * bytes uniform when the Worker holds fewer than 128 blocks and a roll
+ * < 0.45, else free a random block it holds), payloads not filled, each
+ * Worker its own `--operations`. The machine's other load makes figures
+ * noisy; every row is the best of `--repeat` runs.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { modelCheck, runSharedWorkers } from "./run.ts";
+import type { WorkloadName } from "./protocol.ts";
+
+const USAGE = "usage: main.ts scale|stress [--workers 1,2,4] [--operations N] [--repeat N] " +
+  "[--rounds N] [--workload small|mixed] [--seed N]";
+
+async function main(args: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      workers: { type: "string", default: "1,2,3,4" },
+      operations: { type: "string", default: "200000" },
+      repeat: { type: "string", default: "3" },
+      rounds: { type: "string", default: "1" },
+      workload: { type: "string", default: "" },
+      seed: { type: "string", default: "1" },
+    },
+  });
+  const counts = values.workers.split(",").map(Number);
+  const operations = Number(values.operations);
+  const seed = Number(values.seed);
+  if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 15) || !(operations > 0)) {
+    console.error(USAGE);
+    return 2;
+  }
+  if (positionals[0] === "scale") {
+    await scale(
+      counts,
+      operations,
+      Number(values.repeat),
+      (values.workload || "small") as WorkloadName,
+      seed,
+    );
+    return 0;
+  }
+  if (positionals[0] === "stress") {
+    const workload = (values.workload || "mixed") as WorkloadName;
+    return await stress(counts[0], operations, Number(values.rounds), workload, seed);
+  }
+  console.error(USAGE);
+  return 2;
+}
+
+async function scale(
+  counts: number[],
+  operations: number,
+  repeat: number,
+  workload: WorkloadName,
+  seed: number,
+): Promise<void> {
+  console.log(`workload ${workload}, ${operations} operations per Worker, best of ${repeat}`);
+  console.log(
+    "workers | total ops | wall ms | ops/s (millions) | vs 1 Worker | ceiling (CPU-only Workers)",
+  );
+  let single = 0;
+  let ceilingSingle = 0;
+  for (const workers of counts) {
+    let best = Infinity;
+    for (let r = 0; r < repeat; r++) {
+      const run = await runSharedWorkers({
+        workers,
+        operations,
+        seed: seed + r * 100,
+        workload,
+        fill: false,
+        heapBytes: 32 << 20,
+      });
+      const report = modelCheck(run);
+      run.heap.close();
+      if (report.corrupt !== 0) throw new Error(`corruption: ${report.firstProblem}`);
+      best = Math.min(best, run.wallMs);
+    }
+    const rate = (workers * operations) / (best / 1000);
+    const ceilingRate = workers / (await cpuOnlyMs(workers));
+    if (workers === 1) {
+      single = rate;
+      ceilingSingle = ceilingRate;
+    }
+    console.log(
+      `${workers} | ${workers * operations} | ${best.toFixed(0)} | ${(rate / 1e6).toFixed(2)} | ${
+        single === 0 ? "-" : (rate / single).toFixed(2) + "x"
+      } | ${ceilingSingle === 0 ? "-" : (ceilingRate / ceilingSingle).toFixed(2) + "x"}`,
+    );
+  }
+}
+
+const CPU_ONLY_WORKER = "self.onmessage = (e) => { let x = 0; " +
+  "for (let i = 0; i < e.data; i++) x = (x * 31 + i) | 0; self.postMessage(x); };";
+
+/**
+ * Wall time of `workers` Workers each running the same pure-CPU loop (no
+ * shared memory): the parallelism the machine gives right now, the
+ * ceiling of any heap's scaling (other processes share the cores).
+ */
+async function cpuOnlyMs(workers: number): Promise<number> {
+  const source = `data:text/javascript,${encodeURIComponent(CPU_ONLY_WORKER)}`;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: workers }, () =>
+    new Promise((resolve) => {
+      const worker = new Worker(source, { type: "module" });
+      worker.onmessage = () => {
+        worker.terminate();
+        resolve(0);
+      };
+      worker.postMessage(100_000_000);
+    })));
+  return performance.now() - started;
+}
+
+async function stress(
+  workers: number,
+  operations: number,
+  rounds: number,
+  workload: WorkloadName,
+  seed: number,
+): Promise<number> {
+  let total = 0;
+  let corrupt = 0;
+  let failedChecks = 0;
+  for (let round = 0; round < rounds; round++) {
+    const run = await runSharedWorkers({
+      workers,
+      operations,
+      seed: seed + round * 1000,
+      workload,
+      fill: true,
+      heapBytes: 32 << 20,
+    });
+    try {
+      const report = modelCheck(run);
+      total += report.operations;
+      corrupt += report.corrupt;
+      if (report.firstProblem !== "") console.log(`round ${round}: ${report.firstProblem}`);
+    } catch (error) {
+      failedChecks++;
+      console.log(`round ${round}: check() failed: ${(error as Error).message}`);
+    } finally {
+      run.heap.close();
+    }
+    const crossed = run.results.reduce((sum, result) => sum + result.received, 0);
+    console.log(
+      `round ${round}: ${workers} Workers, ${
+        workers * operations
+      } operations, ${crossed} blocks crossed Workers, ${run.wallMs.toFixed(0)} ms`,
+    );
+  }
+  console.log(
+    `stress: ${total} operations across ${workers} Workers, ${corrupt} corrupted payloads, ${failedChecks} failed check()`,
+  );
+  return corrupt === 0 && failedChecks === 0 ? 0 : 1;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,200 @@
+/**
+ * Runs N Workers over one shared heap (worker.ts), then proves the heap
+ * against the model the Workers kept: every live payload still carries its
+ * key's pattern, the heap's counters match the live set, every live payload
+ * is a used block, and `check()` passes. Used by tests/shared_heap_test.ts,
+ * the stress run and the scaling table (tools/shared/main.ts).
+ *
+ * @module
+ */
+
+import { PhysicalAllocator } from "../../mod.ts";
+import {
+  type SharedRunJob,
+  type SharedRunResult,
+  verifyPattern,
+  type WorkloadName,
+} from "./protocol.ts";
+
+/** How a run is set up. */
+export interface SharedRunOptions {
+  /** Workers, 1 to 15. */
+  readonly workers: number;
+  /** Operations per Worker. */
+  readonly operations: number;
+  /** Seed of Worker 0 (Worker i uses seed + i). */
+  readonly seed: number;
+  /** The operation mix. */
+  readonly workload: WorkloadName;
+  /** Whether payloads are filled and verified. */
+  readonly fill: boolean;
+  /** Bytes of the shared heap. */
+  readonly heapBytes: number;
+  /** Exchange slots (0 turns cross-Worker hand-overs into plain frees of nothing). */
+  readonly exchangeSlots?: number;
+}
+
+/** A finished run: the heap (the driver's own handle, slot 1) and what each Worker reported. */
+export interface SharedRun {
+  /** The driver's handle on the heap. */
+  readonly heap: PhysicalAllocator;
+  /** One report per Worker. */
+  readonly results: SharedRunResult[];
+  /** From the start signal to the last report. */
+  readonly wallMs: number;
+  /** Blocks left in the exchange table. */
+  readonly exchanged: number[];
+  /** The registry (keys, sizes). */
+  readonly registry: SharedArrayBuffer;
+  /** Whether payloads carry patterns. */
+  readonly fill: boolean;
+}
+
+const BASE_ADDRESS = 0x1000;
+
+/**
+ * Runs the Workers to completion.
+ *
+ * @throws {Error} If a Worker reports an error.
+ */
+export async function runSharedWorkers(options: SharedRunOptions): Promise<SharedRun> {
+  const buffer = new SharedArrayBuffer(options.heapBytes);
+  const heap = PhysicalAllocator.fromBuffer(buffer, { baseAddress: BASE_ADDRESS });
+  const exchange = new SharedArrayBuffer(4 * (options.exchangeSlots ?? 64));
+  const registry = new SharedArrayBuffer(options.heapBytes);
+  const control = new SharedArrayBuffer(4);
+  const workers: Worker[] = [];
+  const ready: Promise<unknown>[] = [];
+  const done: Promise<SharedRunResult>[] = [];
+  for (let index = 0; index < options.workers; index++) {
+    const worker = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+    workers.push(worker);
+    const messages = messageQueue(worker);
+    ready.push(messages.next());
+    done.push(messages.next().then((m) => m as SharedRunResult));
+    const job: SharedRunJob = {
+      heap: buffer,
+      baseAddress: BASE_ADDRESS,
+      exchange,
+      registry,
+      control,
+      index,
+      seed: options.seed + index,
+      operations: options.operations,
+      workload: options.workload,
+      fill: options.fill,
+      detach: true,
+      stopHoldingLock: false,
+    };
+    worker.postMessage(job);
+  }
+  try {
+    await Promise.all(ready);
+    const start = performance.now();
+    Atomics.store(new Int32Array(control), 0, 1);
+    Atomics.notify(new Int32Array(control), 0);
+    const results = await Promise.all(done);
+    const wallMs = performance.now() - start;
+    const exchanged = [...new Int32Array(exchange)].filter((address) => address !== 0);
+    return { heap, results, wallMs, exchanged, registry, fill: options.fill };
+  } finally {
+    for (const worker of workers) worker.terminate();
+  }
+}
+
+/** Messages of a Worker in order; an "error" message rejects. */
+export function messageQueue(worker: Worker): { next(): Promise<{ kind: string }> } {
+  const waiting: ((m: { kind: string }) => void)[] = [];
+  const failing: ((e: Error) => void)[] = [];
+  const received: { kind: string }[] = [];
+  worker.onmessage = (event: MessageEvent<{ kind: string; message?: string }>) => {
+    if (event.data.kind === "error") {
+      for (const fail of failing.splice(0)) fail(new Error(event.data.message));
+      return;
+    }
+    const resolve = waiting.shift();
+    failing.shift();
+    if (resolve) resolve(event.data);
+    else received.push(event.data);
+  };
+  worker.onerror = (event) => {
+    event.preventDefault();
+    for (const fail of failing.splice(0)) fail(new Error(event.message));
+  };
+  return {
+    next() {
+      const early = received.shift();
+      if (early) return Promise.resolve(early);
+      return new Promise((resolve, reject) => {
+        waiting.push(resolve);
+        failing.push(reject);
+      });
+    },
+  };
+}
+
+/** What the model check found. */
+export interface ModelReport {
+  /** Live payloads after the run (Workers' lists and the exchange table). */
+  readonly liveBlocks: number;
+  /** Corruptions the Workers reported plus those found here. */
+  readonly corrupt: number;
+  /** The first problem found, or "". */
+  readonly firstProblem: string;
+  /** Operations across Workers. */
+  readonly operations: number;
+}
+
+/**
+ * Proves the heap against the live set, then frees every live block,
+ * closes the driver's handle (draining its Worker cache) and checks through
+ * a new handle that the heap is one free block again. Throws
+ * HeapCorruptionError if `check()` fails.
+ */
+export function modelCheck(run: SharedRun): ModelReport {
+  const { heap } = run;
+  const keys = new Int32Array(run.registry, 0, run.registry.byteLength >>> 3);
+  const sizes = new Int32Array(run.registry, run.registry.byteLength >>> 1);
+  let corrupt = 0;
+  let firstProblem = "";
+  const problem = (message: string) => {
+    corrupt++;
+    if (firstProblem === "") firstProblem = message;
+  };
+  for (const result of run.results) {
+    corrupt += result.corrupt;
+    if (firstProblem === "" && result.firstCorruption !== "") firstProblem = result.firstCorruption;
+  }
+  const live = [...run.results.flatMap((result) => result.live), ...run.exchanged];
+  if (new Set(live).size !== live.length) problem("a live address is held twice");
+  let usedBytes = 0;
+  for (const address of live) {
+    const slot = (address - BASE_ADDRESS) >>> 3;
+    const bytes = heap.bytes(address);
+    usedBytes += bytes.length;
+    if (!run.fill) continue; // throughput runs keep no registry
+    const bad = verifyPattern(bytes, keys[slot], sizes[slot]);
+    if (bad >= 0) problem(`live block ${address} differs at byte ${bad}`);
+    if (bytes.length !== sizes[slot]) problem(`live block ${address} holds ${bytes.length} bytes`);
+  }
+  heap.check();
+  const stats = heap.stats();
+  if (stats.usedBlocks !== live.length) {
+    problem(`${stats.usedBlocks} used blocks, ${live.length} live in the model`);
+  }
+  if (stats.usedBytes !== usedBytes) problem(`${stats.usedBytes} used bytes, model ${usedBytes}`);
+  const used = new Set([...heap.blocks()].filter((b) => !b.free).map((b) => b.address + 16));
+  for (const address of live) if (!used.has(address)) problem(`${address} is not a used block`);
+  for (const address of live) heap.free(address);
+  heap.check();
+  // The driver's frees went to its Worker cache: detaching drains it into the heap.
+  const buffer = heap.sharedBuffer!;
+  heap.close();
+  using after = PhysicalAllocator.attach(buffer);
+  after.check();
+  const final = after.stats();
+  if (final.freeBlocks !== 1) problem(`${final.freeBlocks} free blocks after all frees`);
+  if (final.usedBlocks !== 0) problem(`${final.usedBlocks} used blocks after all frees`);
+  const operations = run.results.reduce((sum, result) => sum + result.operations, 0);
+  return { liveBlocks: live.length, corrupt, firstProblem, operations };
+}

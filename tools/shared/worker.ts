@@ -1,0 +1,193 @@
+/**
+ * A Worker that attaches to a shared heap and runs random operations on it:
+ * allocations whose payloads it fills with a pattern of their key, frees and
+ * reallocs that verify the pattern first, and hand-overs of live blocks to
+ * other Workers through a shared exchange table (so frees and reallocs cross
+ * Workers). A shared registry maps each live payload to its key and size:
+ * an allocation the heap hands out while it is still live elsewhere is
+ * caught when the registry entry is not empty.
+ *
+ * Driven by run.ts; the message types are there.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { PhysicalAllocator } from "../../mod.ts";
+import { Random } from "../../tests/support/random.ts";
+import { headerViews, LOCK_BLOCKS, lockWordAt } from "../../allocator/shared/shared_header.ts";
+import {
+  fillPattern,
+  type SharedRunJob,
+  type SharedRunResult,
+  verifyPattern,
+  type WorkloadName,
+} from "./protocol.ts";
+
+self.onmessage = (event: MessageEvent<SharedRunJob>) => {
+  const job = event.data;
+  let heap: PhysicalAllocator | null = null;
+  try {
+    heap = PhysicalAllocator.attach(job.heap);
+    self.postMessage({ kind: "ready", slot: heap.workerSlot });
+    const control = new Int32Array(job.control);
+    // Bounded by the driver: it sets the go word right after every Worker is ready.
+    Atomics.wait(control, 0, 0, 60_000);
+    if (job.stopHoldingLock) {
+      stopHoldingLock(heap, job.heap);
+      return;
+    }
+    const result = runOperations(heap, job);
+    if (job.detach) heap.detach();
+    self.postMessage(result);
+  } catch (error) {
+    self.postMessage({ kind: "error", message: String((error as Error)?.stack ?? error) });
+  }
+};
+
+/**
+ * Leaves the block lock exactly as a Worker that ended in the middle of an
+ * operation leaves it (owner word = its slot), tells the driver, and stops
+ * here until the driver terminates it.
+ */
+function stopHoldingLock(heap: PhysicalAllocator, buffer: SharedArrayBuffer): void {
+  const views = headerViews(buffer, 0);
+  const owner = lockWordAt(views, LOCK_BLOCKS);
+  if (Atomics.compareExchange(views.i32, owner, 0, heap.workerSlot | (1 << 8)) !== 0) {
+    throw new Error("the block lock was not free");
+  }
+  self.postMessage({ kind: "holding", slot: heap.workerSlot });
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60_000);
+}
+
+function runOperations(heap: PhysicalAllocator, job: SharedRunJob): SharedRunResult {
+  const random = new Random(job.seed);
+  const exchange = new Int32Array(job.exchange);
+  const keys = new Int32Array(job.registry, 0, job.registry.byteLength >>> 3);
+  const sizes = new Int32Array(job.registry, job.registry.byteLength >>> 1);
+  const base = job.baseAddress;
+  const live: number[] = [];
+  const result: SharedRunResult = {
+    kind: "done",
+    index: job.index,
+    slot: heap.workerSlot,
+    operations: 0,
+    allocs: 0,
+    frees: 0,
+    reallocs: 0,
+    handedOver: 0,
+    received: 0,
+    corrupt: 0,
+    firstCorruption: "",
+    live,
+    elapsedMs: 0,
+  };
+  const owner = job.index + 1;
+  let nextKey = 1;
+  const keyOf = () => ((owner << 24) | (nextKey++ & 0xffffff)) | 0;
+  const slotOf = (address: number) => (address - base) >>> 3;
+  const fail = (message: string) => {
+    result.corrupt++;
+    if (result.firstCorruption === "") result.firstCorruption = message;
+  };
+  // Without payload checks (throughput runs) the registry is not kept either: its
+  // atomics and its cache lines shared between Workers would be measured too.
+  const register = (address: number, sizeBytes: number) => {
+    if (!job.fill) return;
+    const key = keyOf();
+    const slot = slotOf(address);
+    if (Atomics.compareExchange(keys, slot, 0, key) !== 0) {
+      fail(`alloc returned ${address}, still live (key ${Atomics.load(keys, slot)})`);
+    }
+    Atomics.store(sizes, slot, sizeBytes);
+    fillPattern(heap.bytes(address), key);
+  };
+  const release = (address: number): number => {
+    if (!job.fill) return 0;
+    const slot = slotOf(address);
+    const key = Atomics.load(keys, slot);
+    const sizeBytes = Atomics.load(sizes, slot);
+    if (key === 0) fail(`block ${address} has no registry entry`);
+    const bytes = heap.bytes(address);
+    if (bytes.length !== sizeBytes) {
+      fail(`block ${address} holds ${bytes.length}, not ${sizeBytes}`);
+    }
+    const bad = verifyPattern(bytes, key, sizeBytes);
+    if (bad >= 0) fail(`block ${address} (key ${key}) differs at byte ${bad}`);
+    Atomics.store(keys, slot, 0);
+    return sizeBytes;
+  };
+  const start = performance.now();
+  for (let op = 0; op < job.operations; op++) {
+    step(job.workload, random, heap, live, exchange, result, register, release);
+  }
+  result.elapsedMs = performance.now() - start;
+  result.operations = job.operations;
+  return result;
+}
+
+type Register = (address: number, sizeBytes: number) => void;
+type Release = (address: number) => number;
+
+/** One random operation of `workload`. */
+function step(
+  workload: WorkloadName,
+  random: Random,
+  heap: PhysicalAllocator,
+  live: number[],
+  exchange: Int32Array,
+  result: SharedRunResult,
+  register: Register,
+  release: Release,
+): void {
+  const roll = random.next();
+  const liveTarget = workload === "small" ? 64 : 256;
+  if (live.length === 0 || (roll < 0.45 && live.length < liveTarget * 2)) {
+    const sizeBytes = sizeFor(workload, random);
+    const address = heap.alloc(sizeBytes);
+    register(address, sizeBytes);
+    live.push(address);
+    result.allocs++;
+    return;
+  }
+  const at = random.int(0, live.length - 1);
+  const address = live[at];
+  if (roll < 0.8 || workload === "small") {
+    release(address);
+    heap.free(address);
+    live[at] = live[live.length - 1];
+    live.pop();
+    result.frees++;
+  } else if (roll < 0.9) {
+    release(address);
+    const sizeBytes = sizeFor(workload, random);
+    const moved = heap.realloc(address, sizeBytes);
+    register(moved, sizeBytes);
+    live[at] = moved;
+    result.reallocs++;
+  } else {
+    // Hand the block to whichever Worker takes this exchange slot next; take what was there.
+    const previous = Atomics.exchange(exchange, random.int(0, exchange.length - 1), address);
+    result.handedOver++;
+    if (previous === 0) {
+      live[at] = live[live.length - 1];
+      live.pop();
+    } else {
+      live[at] = previous;
+      result.received++;
+    }
+  }
+}
+
+/**
+ * Payload sizes: "small" is 8 to 128 bytes, uniform; "mixed" is 4 to 128 bytes
+ * 70% of the time, 129 to 1024 25%, 1025 to 8192 5%.
+ */
+function sizeFor(workload: WorkloadName, random: Random): number {
+  if (workload === "small") return random.int(8, 128);
+  const roll = random.next();
+  if (roll < 0.7) return random.int(4, 128);
+  if (roll < 0.95) return random.int(129, 1024);
+  return random.int(1025, 8192);
+}
