@@ -65,6 +65,7 @@ import {
   LAYERS_MIN_AREA_BYTES,
 } from "../slab/layered_heap.ts";
 import { KMALLOC_MAX_BYTES } from "../slab/kmalloc.ts";
+import { FALLBACK as SLAB_FALLBACK, SlabFastPath } from "../slab/slab_fast_path.ts";
 import type { SlabCache, SlabInfo } from "../slab/slab_cache.ts";
 import { CHUNK_FRAMES_MAX, FRAME_BYTES, ORDER_MAX } from "../frames/frame_table.ts";
 
@@ -104,8 +105,11 @@ export interface AllocatorOptions {
    * Whether the TLSF fast path (allocator/heap/policy/tlsf_fast_path.ts) may serve
    * `alloc`, `free` and `realloc`. It serves them only where it applies (TLSF searched
    * in TypeScript, one usable region, a window ending below 2^31, no debug
-   * mode) and makes exactly the general path's decisions; `false` forces
-   * the general path, to compare the two or to step through the general code.
+   * mode) and makes exactly the general path's decisions; the slab fast path
+   * (allocator/slab/slab_fast_path.ts) likewise serves small `alloc` and slab
+   * `free` calls where the layers run without debug mode at the default
+   * alignment of 8. `false` forces the general paths, to compare or to step
+   * through the general code.
    *
    * @default {true}
    */
@@ -239,6 +243,8 @@ export class PhysicalAllocator implements Disposable {
   readonly #fixedOverheadBytes: number;
   /** The page-frame and slab layers, or null when blocks serve everything. */
   readonly #layers: LayeredHeap | null;
+  /** The slab fast path for layers without debug mode (see slab_fast_path.ts), else null. */
+  readonly #slabFast: SlabFastPath | null;
 
   /**
    * Creates an allocator over memory made of regions and writes one free
@@ -353,6 +359,10 @@ export class PhysicalAllocator implements Disposable {
       }, this.#counters)
       : null;
     this.#layers = this.#layersFor(options.layers, window.bytes, window.baseAddress);
+    this.#slabFast = options.fastPath !== false && this.#layers !== null && this.#debug === null &&
+        this.defaultAlignBytes === GRANULE_BYTES
+      ? new SlabFastPath(this.#layers)
+      : null;
   }
 
   #layersFor(
@@ -446,6 +456,11 @@ export class PhysicalAllocator implements Disposable {
     return this.#nativeActive;
   }
 
+  /** True when the slab fast path serves this allocator's small `alloc` and slab `free` calls. */
+  get slabFastPathActive(): boolean {
+    return this.#slabFast !== null;
+  }
+
   /** True when the TLSF fast path serves this allocator's `alloc`, `free` and `realloc` calls. */
   get fastPathActive(): boolean {
     return this.#fast !== null;
@@ -506,6 +521,11 @@ export class PhysicalAllocator implements Disposable {
    */
   tryAlloc(sizeBytes: number, alignBytes: number = this.defaultAlignBytes): number {
     this.#assertOpen("allocate");
+    // The slab fast path validates the size itself; it serves only the default alignment (8).
+    if (this.#slabFast !== null && alignBytes === this.defaultAlignBytes) {
+      const address = this.#slabFast.alloc(sizeBytes);
+      if (address !== SLAB_FALLBACK) return address;
+    }
     validateSize(sizeBytes, "allocate");
     // The default alignment was validated when the allocator was made.
     if (alignBytes !== this.defaultAlignBytes) {
@@ -580,6 +600,7 @@ export class PhysicalAllocator implements Disposable {
    */
   free(address: number): void {
     this.#assertOpen("free");
+    if (this.#slabFast !== null && this.#slabFast.free(address)) return;
     if (this.#layers !== null && this.#layers.free(address)) return;
     if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
   }
