@@ -1,7 +1,7 @@
 /**
  * The chunk directory: which chunk, if any, owns an address. Found from the
  * address alone (never from bytes a payload could forge), in O(1): the
- * window is cut into 4 MiB slots and each slot names the (at most two)
+ * window is cut into 256 KiB slots and each slot names the (at most two)
  * chunks that overlap it; a slot overlapped by more (only small chunks can
  * do that) is marked and falls back to a bounded scan of every chunk.
  *
@@ -13,8 +13,13 @@
 
 import { CHUNK_COUNT_MAX, NONE } from "./frame_table.ts";
 
-/** log2 of the bytes one directory slot covers. */
-export const SLOT_SHIFT = 22;
+/**
+ * log2 of the bytes one directory slot covers: the frames of a chunk of
+ * CHUNK_FRAMES_MIN (buddy.ts), so that a slot overlaps at most two chunks of
+ * the usual sizes and the scan serves only the small chunks taken when the
+ * block heap runs short.
+ */
+export const SLOT_SHIFT = 18;
 /** A slot overlapped by more than two chunks: scan. */
 export const MULTI = -2;
 
