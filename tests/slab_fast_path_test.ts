@@ -20,13 +20,25 @@ interface Counts {
   allocFallback: number;
   freeServed: number;
   freeFallback: number;
+  reallocServed: number;
 }
 
 /** Counts the fast path's answers while `run` runs. */
 function countingFastPath<T>(run: (counts: Counts) => T): T {
-  const counts: Counts = { allocServed: 0, allocFallback: 0, freeServed: 0, freeFallback: 0 };
+  const counts: Counts = {
+    allocServed: 0,
+    allocFallback: 0,
+    freeServed: 0,
+    freeFallback: 0,
+    reallocServed: 0,
+  };
   const proto = SlabFastPath.prototype;
-  const { alloc, free } = proto;
+  const { alloc, free, realloc } = proto;
+  proto.realloc = function (this: SlabFastPath, address: number, sizeBytes: number): number {
+    const result = realloc.call(this, address, sizeBytes);
+    if (result !== -1) counts.reallocServed++;
+    return result;
+  };
   proto.alloc = function (this: SlabFastPath, sizeBytes: number): number {
     const address = alloc.call(this, sizeBytes);
     if (address === -1) counts.allocFallback++;
@@ -44,6 +56,7 @@ function countingFastPath<T>(run: (counts: Counts) => T): T {
   } finally {
     proto.alloc = alloc;
     proto.free = free;
+    proto.realloc = realloc;
   }
 }
 
@@ -194,12 +207,14 @@ function runLockstep(seed: number, steps: number, counts: Counts): void {
         live.push(result.value as number);
         small.add(result.value as number);
       }
-    } else if (roll < 0.93) {
+    } else if (roll < 0.95) {
       const index = random.int(0, live.length - 1);
-      const size = drawSize(random);
+      const size = random.next() < 0.2
+        ? random.pick<unknown>(BAD_VALUES) as number
+        : drawSize(random);
       const result = both(
         pair,
-        `${where}: realloc(${live[index]}, ${size})`,
+        `${where}: realloc(${live[index]}, ${String(size)})`,
         (h) => h.realloc(live[index], size),
       );
       if (result.ok) {
@@ -233,6 +248,7 @@ function runLockstep(seed: number, steps: number, counts: Counts): void {
   pair.slow.check();
   assert.equal(counts.allocServed > steps / 10, true, `fast alloc served ${counts.allocServed}`);
   assert.equal(counts.freeServed > steps / 10, true, `fast free served ${counts.freeServed}`);
+  assert.equal(counts.reallocServed > steps / 100, true, `realloc served ${counts.reallocServed}`);
 }
 
 Deno.test("SlabFastPath serves exactly the heaps it applies to", () => {

@@ -648,6 +648,10 @@ export class PhysicalAllocator implements Disposable {
    */
   realloc(address: number, sizeBytes: number): number {
     this.#assertOpen("reallocate");
+    if (this.#slabFast !== null) {
+      const resized = this.#slabFast.realloc(address, sizeBytes);
+      if (resized !== SLAB_FALLBACK) return resized;
+    }
     if (this.#layers !== null && this.#layers.owns(address)) {
       return this.#reallocLayered(address, sizeBytes);
     }

@@ -77,6 +77,9 @@ export class SlabFastPath {
   /** Each cache's free-link key by id; the same array the layers grow. */
   readonly #secrets: number[];
   readonly #classByStep: Uint8Array;
+  /** What #locate found: the object's cache and index in its slab. */
+  #foundCache: SlabCache | null = null;
+  #foundIndex = 0;
 
   /**
    * Creates the fast path over layers without debug mode.
@@ -155,46 +158,16 @@ export class SlabFastPath {
    * @returns True when freed; false, having written nothing, when the general path must run the call.
    */
   free(address: number): boolean {
-    if (typeof address !== "number") return false;
-    const directory = this.#directory;
+    const d = this.#locate(address);
+    if (d === -1) return false;
+    const cache = this.#foundCache!;
+    const index = this.#foundIndex;
     const offset = address - this.#baseAddress;
-    // No range test first: `>>>` maps a negative, huge or NaN offset to some
-    // slot or past the end, and the chunk bounds below refuse it.
-    const slot = offset >>> 18;
-    if (slot >= directory.slotLo.length) return false;
-    let id = directory.slotLo[slot];
-    if (id < 0) return false;
-    const starts = directory.startOffset;
-    const ends = directory.endOffset;
-    if (!(offset >= starts[id] && offset < ends[id])) {
-      id = directory.slotHi[slot];
-      if (id < 0 || !(offset >= starts[id] && offset < ends[id])) return false;
-    }
-    const frames = this.#frames;
-    const local = (offset - starts[id]) >>> 12;
-    if (local >= frames.chunkFrames[id]) return false;
-    const w = this.#words;
-    const table = frames.chunkTableWord[id];
-    let headLocal = local;
-    let t = w[table + (local << 2)];
-    if ((t & 15) === 6) {
-      headLocal = w[table + (local << 2) + 1] & 1023;
-      t = w[table + (headLocal << 2)];
-    }
-    if ((t & 15) !== 5) return false;
-    const cache = this.#caches[t >>> 8];
-    if (cache === undefined) return false;
-    const d = w[table + (headLocal << 2) + 3];
     const size = cache.objectBytes;
-    const from = offset - starts[id] - (headLocal << 12);
-    const index = (from / size) | 0;
-    if (index * size !== from || (index >>> 0) >= w[d + 2]) return false;
+    const w = this.#words;
+    // Everything verified (#locate): from here on, the general path's writes.
     const bitWord = d + 4 + (index >>> 5);
-    const bits = w[bitWord];
-    const bit = 1 << (index & 31);
-    if ((bits & bit) === 0) return false;
-    // Everything verified: from here on, the general path's writes.
-    w[bitWord] = bits & ~bit;
+    w[bitWord] &= ~(1 << (index & 31));
     w[offset >> 2] = w[d] ^ this.#secrets[cache.id] ^ Math.imul(offset, 0x9e3779b1);
     w[d] = index;
     cache.activeObjects--;
@@ -207,5 +180,91 @@ export class SlabFastPath {
     layers.live--;
     if (cache.emptySlabs > 1 || layers.live === 0) layers.trim();
     return true;
+  }
+
+  /**
+   * Resizes the live kmalloc object at `address` to `sizeBytes` of 1 to 256
+   * (general path: PhysicalAllocator's realloc of a layer address): in place
+   * when the size keeps its class, else moved to an object of the new class
+   * (alloc, copy, free, as the general path does).
+   *
+   * @param address Any value.
+   * @param sizeBytes Any value.
+   * @returns The object's address, or FALLBACK, having written nothing.
+   */
+  realloc(address: number, sizeBytes: number): number {
+    if (
+      typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 256) ||
+      (sizeBytes | 0) !== sizeBytes
+    ) return FALLBACK;
+    const d = this.#locate(address);
+    if (d === -1) return FALLBACK;
+    const cache = this.#foundCache!;
+    if (!cache.keepsSizes) return FALLBACK;
+    const slackByte = ((d + 4 + cache.bitmapWords) << 2) + this.#foundIndex;
+    const oldBytes = cache.objectBytes - this.#bytes[slackByte];
+    if (sizeBytes === oldBytes) return address;
+    if (cache === this.#caches[this.#classByStep[(sizeBytes + 7) >> 3]]) {
+      this.#bytes[slackByte] = cache.objectBytes - sizeBytes;
+      cache.requestedBytes += sizeBytes - oldBytes;
+      return address;
+    }
+    const moved = this.alloc(sizeBytes);
+    if (moved === FALLBACK) return FALLBACK;
+    const from = address - this.#baseAddress;
+    this.#bytes.copyWithin(
+      moved - this.#baseAddress,
+      from,
+      from + (oldBytes < sizeBytes ? oldBytes : sizeBytes),
+    );
+    // The old object is still live (verified above; the alloc touched no other object).
+    this.free(address);
+    return moved;
+  }
+
+  /**
+   * Finds the live slab object at `address` from the address alone (chunk
+   * directory, frame table, the slab's bitmap): its descriptor's word index,
+   * with its cache and index left in #foundCache and #foundIndex; or -1.
+   */
+  #locate(address: number): number {
+    if (typeof address !== "number") return -1;
+    const directory = this.#directory;
+    const offset = address - this.#baseAddress;
+    // No range test first: `>>>` maps a negative, huge or NaN offset to some
+    // slot or past the end, and the chunk bounds below refuse it.
+    const slot = offset >>> 18;
+    if (slot >= directory.slotLo.length) return -1;
+    let id = directory.slotLo[slot];
+    if (id < 0) return -1;
+    const starts = directory.startOffset;
+    const ends = directory.endOffset;
+    if (!(offset >= starts[id] && offset < ends[id])) {
+      id = directory.slotHi[slot];
+      if (id < 0 || !(offset >= starts[id] && offset < ends[id])) return -1;
+    }
+    const frames = this.#frames;
+    const local = (offset - starts[id]) >>> 12;
+    if (local >= frames.chunkFrames[id]) return -1;
+    const w = this.#words;
+    const table = frames.chunkTableWord[id];
+    let headLocal = local;
+    let t = w[table + (local << 2)];
+    if ((t & 15) === 6) {
+      headLocal = w[table + (local << 2) + 1] & 1023;
+      t = w[table + (headLocal << 2)];
+    }
+    if ((t & 15) !== 5) return -1;
+    const cache = this.#caches[t >>> 8];
+    if (cache === undefined) return -1;
+    const d = w[table + (headLocal << 2) + 3];
+    const size = cache.objectBytes;
+    const from = offset - starts[id] - (headLocal << 12);
+    const index = (from / size) | 0;
+    if (index * size !== from || (index >>> 0) >= w[d + 2]) return -1;
+    if ((w[d + 4 + (index >>> 5)] & (1 << (index & 31))) === 0) return -1;
+    this.#foundCache = cache;
+    this.#foundIndex = index;
+    return d;
   }
 }
