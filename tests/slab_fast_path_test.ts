@@ -11,7 +11,7 @@
 import assert from "#assert";
 import { withHeaderKey } from "../allocator/heap/_header_key.ts";
 import { AllocatorError, PhysicalAllocator } from "../mod.ts";
-import { SlabFastPath } from "../allocator/slab/slab_fast_path.ts";
+import { FREED, SlabFastPath } from "../allocator/slab/slab_fast_path.ts";
 import { Random } from "./support/random.ts";
 
 /** How often the fast path served a call and how often it handed it to the general path. */
@@ -45,9 +45,9 @@ function countingFastPath<T>(run: (counts: Counts) => T): T {
     else counts.allocServed++;
     return address;
   };
-  proto.free = function (this: SlabFastPath, address: number): boolean {
+  proto.free = function (this: SlabFastPath, address: number): number {
     const freed = free.call(this, address);
-    if (freed) counts.freeServed++;
+    if (freed === FREED) counts.freeServed++;
     else counts.freeFallback++;
     return freed;
   };

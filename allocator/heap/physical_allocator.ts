@@ -65,7 +65,11 @@ import {
   LAYERS_MIN_AREA_BYTES,
 } from "../slab/layered_heap.ts";
 import { KMALLOC_MAX_BYTES } from "../slab/kmalloc.ts";
-import { FALLBACK as SLAB_FALLBACK, SlabFastPath } from "../slab/slab_fast_path.ts";
+import {
+  FALLBACK as SLAB_FALLBACK,
+  FREED as SLAB_FREED,
+  SlabFastPath,
+} from "../slab/slab_fast_path.ts";
 import type { SlabCache, SlabInfo } from "../slab/slab_cache.ts";
 import { CHUNK_FRAMES_MAX, FRAME_BYTES, ORDER_MAX } from "../frames/frame_table.ts";
 
@@ -600,8 +604,10 @@ export class PhysicalAllocator implements Disposable {
    */
   free(address: number): void {
     this.#assertOpen("free");
-    if (this.#slabFast !== null && this.#slabFast.free(address)) return;
-    if (this.#layers !== null && this.#layers.free(address)) return;
+    // The slab fast path also says when no chunk holds the address: then the layers are not asked again.
+    const layered = this.#slabFast === null ? SLAB_FALLBACK : this.#slabFast.free(address);
+    if (layered === SLAB_FREED) return;
+    if (layered === SLAB_FALLBACK && this.#layers !== null && this.#layers.free(address)) return;
     if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
   }
 

@@ -43,8 +43,17 @@ import { KMALLOC_CLASS_BY_STEP, KMALLOC_MAX_BYTES } from "./kmalloc.ts";
 import type { LayeredHeap } from "./layered_heap.ts";
 import { D_BITMAP, D_CARVED, D_FREE, D_IN_USE, D_SLAB, type SlabCache } from "./slab_cache.ts";
 
-/** Returned by `alloc` when the general path must run the call instead. */
+/** Returned by `alloc`, `realloc` and `free` when the general path must run the call instead. */
 export const FALLBACK = -1;
+/** Returned by `free` when it freed the object. */
+export const FREED = 1;
+/** Returned by `free` when no chunk holds the address: it is the block heap's to free or refuse. */
+export const NOT_IN_LAYERS = 0;
+
+/** #locate: no chunk holds the address (LayeredHeap.free would return false). */
+const OUTSIDE = -1;
+/** #locate: a chunk holds it, but it is not a live slab object (the general path reports or frees it). */
+const INSIDE = -2;
 
 /*
  * As in tlsf_fast_path.ts, the formats' numbers are written as literals
@@ -155,11 +164,11 @@ export class SlabFastPath {
    * LayeredHeap.free, then SlabCache.freeFast).
    *
    * @param address Any value.
-   * @returns True when freed; false, having written nothing, when the general path must run the call.
+   * @returns FREED; or, having written nothing, NOT_IN_LAYERS or FALLBACK (the general layer path must run the call).
    */
-  free(address: number): boolean {
+  free(address: number): number {
     const d = this.#locate(address);
-    if (d === -1) return false;
+    if (d < 0) return d === OUTSIDE ? NOT_IN_LAYERS : FALLBACK;
     const cache = this.#foundCache!;
     const index = this.#foundIndex;
     const offset = address - this.#baseAddress;
@@ -179,7 +188,7 @@ export class SlabFastPath {
     const layers = this.#layers;
     layers.live--;
     if (cache.emptySlabs > 1 || layers.live === 0) layers.trim();
-    return true;
+    return FREED;
   }
 
   /**
@@ -198,7 +207,7 @@ export class SlabFastPath {
       (sizeBytes | 0) !== sizeBytes
     ) return FALLBACK;
     const d = this.#locate(address);
-    if (d === -1) return FALLBACK;
+    if (d < 0) return FALLBACK;
     const cache = this.#foundCache!;
     if (!cache.keepsSizes) return FALLBACK;
     const slackByte = ((d + 4 + cache.bitmapWords) << 2) + this.#foundIndex;
@@ -225,27 +234,29 @@ export class SlabFastPath {
   /**
    * Finds the live slab object at `address` from the address alone (chunk
    * directory, frame table, the slab's bitmap): its descriptor's word index,
-   * with its cache and index left in #foundCache and #foundIndex; or -1.
+   * with its cache and index left in #foundCache and #foundIndex. Else
+   * OUTSIDE exactly when ChunkDirectory.find would find no chunk (or the
+   * address is no number), and INSIDE for everything else.
    */
   #locate(address: number): number {
-    if (typeof address !== "number") return -1;
+    if (typeof address !== "number") return OUTSIDE;
     const directory = this.#directory;
     const offset = address - this.#baseAddress;
     // No range test first: `>>>` maps a negative, huge or NaN offset to some
     // slot or past the end, and the chunk bounds below refuse it.
     const slot = offset >>> 18;
-    if (slot >= directory.slotLo.length) return -1;
+    if (slot >= directory.slotLo.length) return OUTSIDE;
     let id = directory.slotLo[slot];
-    if (id < 0) return -1;
+    if (id < 0) return id === -1 ? OUTSIDE : INSIDE; // NONE, or MULTI: the general scan
     const starts = directory.startOffset;
     const ends = directory.endOffset;
     if (!(offset >= starts[id] && offset < ends[id])) {
       id = directory.slotHi[slot];
-      if (id < 0 || !(offset >= starts[id] && offset < ends[id])) return -1;
+      if (id < 0 || !(offset >= starts[id] && offset < ends[id])) return OUTSIDE;
     }
     const frames = this.#frames;
     const local = (offset - starts[id]) >>> 12;
-    if (local >= frames.chunkFrames[id]) return -1;
+    if (local >= frames.chunkFrames[id]) return INSIDE;
     const w = this.#words;
     const table = frames.chunkTableWord[id];
     let headLocal = local;
@@ -254,15 +265,15 @@ export class SlabFastPath {
       headLocal = w[table + (local << 2) + 1] & 1023;
       t = w[table + (headLocal << 2)];
     }
-    if ((t & 15) !== 5) return -1;
+    if ((t & 15) !== 5) return INSIDE;
     const cache = this.#caches[t >>> 8];
-    if (cache === undefined) return -1;
+    if (cache === undefined) return INSIDE;
     const d = w[table + (headLocal << 2) + 3];
     const size = cache.objectBytes;
     const from = offset - starts[id] - (headLocal << 12);
     const index = (from / size) | 0;
-    if (index * size !== from || (index >>> 0) >= w[d + 2]) return -1;
-    if ((w[d + 4 + (index >>> 5)] & (1 << (index & 31))) === 0) return -1;
+    if (index * size !== from || (index >>> 0) >= w[d + 2]) return INSIDE;
+    if ((w[d + 4 + (index >>> 5)] & (1 << (index & 31))) === 0) return INSIDE;
     this.#foundCache = cache;
     this.#foundIndex = index;
     return d;
