@@ -107,6 +107,8 @@ export class SlabCache {
   readonly name: string;
   /** Bytes of one object (a multiple of 8). */
   readonly objectBytes: number;
+  /** 1 / objectBytes: slab_fast_path.ts finds an object's index by multiplying (and proves it exact). */
+  readonly inverseObjectBytes: number;
   /** log2 of the frames of one slab. */
   readonly slabOrder: number;
   /** Objects of one slab. */
@@ -175,6 +177,7 @@ export class SlabCache {
     this.id = id;
     this.name = name;
     this.objectBytes = objectBytes;
+    this.inverseObjectBytes = 1 / objectBytes;
     this.slabOrder = slabOrderFor(objectBytes);
     this.objectsPerSlab = Math.min(
       SLAB_OBJECTS_MAX,

@@ -271,7 +271,9 @@ export class SlabFastPath {
     const d = w[table + (headLocal << 2) + 3];
     const size = cache.objectBytes;
     const from = offset - starts[id] - (headLocal << 12);
-    const index = (from / size) | 0;
+    // The nearest index by a multiply (a division costs several times more);
+    // exactness is proved by the test after it, as the general path's `%` does.
+    const index = (from * cache.inverseObjectBytes + 0.5) | 0;
     if (index * size !== from || (index >>> 0) >= w[d + 2]) return INSIDE;
     if ((w[d + 4 + (index >>> 5)] & (1 << (index & 31))) === 0) return INSIDE;
     this.#foundCache = cache;
