@@ -1,7 +1,7 @@
 /**
  * The chunk directory: which chunk, if any, owns an address. Found from the
  * address alone (never from bytes a payload could forge), in O(1): the
- * window is cut into 4 MiB slots and each slot names the (at most two)
+ * window is cut into 256 KiB slots and each slot names the (at most two)
  * chunks that overlap it; a slot overlapped by more (only small chunks can
  * do that) is marked and falls back to a bounded scan of every chunk.
  *
@@ -13,10 +13,15 @@
 
 import { CHUNK_COUNT_MAX, NONE } from "./frame_table.ts";
 
-/** log2 of the bytes one directory slot covers. */
-const SLOT_SHIFT = 22;
+/**
+ * log2 of the bytes one directory slot covers: the frames of a chunk of
+ * CHUNK_FRAMES_MIN (buddy.ts), so that a slot overlaps at most two chunks of
+ * the usual sizes and the scan serves only the small chunks taken when the
+ * block heap runs short.
+ */
+export const SLOT_SHIFT = 18;
 /** A slot overlapped by more than two chunks: scan. */
-const MULTI = -2;
+export const MULTI = -2;
 
 /** Registered chunks and the slot directory over the window. */
 export class ChunkDirectory {
@@ -28,8 +33,13 @@ export class ChunkDirectory {
   idLimit = 0;
   /** Chunks registered. */
   count = 0;
-  readonly #slotLo: Int32Array;
-  readonly #slotHi: Int32Array;
+  /**
+   * Per slot: the first chunk id overlapping it, NONE, or MULTI. Written
+   * only here; read by find() and by allocator/slab/slab_fast_path.ts.
+   */
+  readonly slotLo: Int32Array;
+  /** Per slot: the second chunk id overlapping it, or NONE (as slotLo). */
+  readonly slotHi: Int32Array;
 
   /**
    * Creates an empty directory for a window of `windowBytes` (below 2^31).
@@ -38,8 +48,8 @@ export class ChunkDirectory {
    */
   constructor(windowBytes: number) {
     const slots = (windowBytes >>> SLOT_SHIFT) + 2;
-    this.#slotLo = new Int32Array(slots).fill(NONE);
-    this.#slotHi = new Int32Array(slots).fill(NONE);
+    this.slotLo = new Int32Array(slots).fill(NONE);
+    this.slotHi = new Int32Array(slots).fill(NONE);
   }
 
   /** A free chunk id, or NONE when CHUNK_COUNT_MAX chunks exist. */
@@ -57,9 +67,9 @@ export class ChunkDirectory {
     this.count++;
     if (id >= this.idLimit) this.idLimit = id + 1;
     for (let s = start >>> SLOT_SHIFT; s <= (end - 1) >>> SLOT_SHIFT; s++) {
-      if (this.#slotLo[s] === NONE) this.#slotLo[s] = id;
-      else if (this.#slotHi[s] === NONE) this.#slotHi[s] = id;
-      else this.#slotLo[s] = MULTI;
+      if (this.slotLo[s] === NONE) this.slotLo[s] = id;
+      else if (this.slotHi[s] === NONE) this.slotHi[s] = id;
+      else this.slotLo[s] = MULTI;
     }
   }
 
@@ -77,14 +87,14 @@ export class ChunkDirectory {
   #rebuildSlot(s: number): void {
     const lo = s * (1 << SLOT_SHIFT);
     const hi = lo + (1 << SLOT_SHIFT);
-    this.#slotLo[s] = NONE;
-    this.#slotHi[s] = NONE;
+    this.slotLo[s] = NONE;
+    this.slotHi[s] = NONE;
     for (let id = 0; id < this.idLimit; id++) {
       const start = this.startOffset[id];
       if (start === -1 || start >= hi || this.endOffset[id] <= lo) continue;
-      if (this.#slotLo[s] === NONE) this.#slotLo[s] = id;
-      else if (this.#slotHi[s] === NONE) this.#slotHi[s] = id;
-      else this.#slotLo[s] = MULTI;
+      if (this.slotLo[s] === NONE) this.slotLo[s] = id;
+      else if (this.slotHi[s] === NONE) this.slotHi[s] = id;
+      else this.slotLo[s] = MULTI;
     }
   }
 
@@ -98,11 +108,11 @@ export class ChunkDirectory {
     // No range test up front: `>>>` maps a negative, huge or NaN offset to
     // some slot (or past the end), and the bounds test below refuses it.
     const s = offset >>> SLOT_SHIFT;
-    if (s >= this.#slotLo.length) return NONE;
-    const a = this.#slotLo[s];
+    if (s >= this.slotLo.length) return NONE;
+    const a = this.slotLo[s];
     if (a >= 0) {
       if (offset >= this.startOffset[a] && offset < this.endOffset[a]) return a;
-      const b = this.#slotHi[s];
+      const b = this.slotHi[s];
       if (b >= 0 && offset >= this.startOffset[b] && offset < this.endOffset[b]) return b;
       return NONE;
     }

@@ -78,6 +78,11 @@ import {
   LAYERS_MIN_AREA_BYTES,
 } from "../slab/layered_heap.ts";
 import { KMALLOC_MAX_BYTES } from "../slab/kmalloc.ts";
+import {
+  FALLBACK as SLAB_FALLBACK,
+  FREED as SLAB_FREED,
+  SlabFastPath,
+} from "../slab/slab_fast_path.ts";
 import type { SlabCache, SlabInfo } from "../slab/slab_cache.ts";
 import { CHUNK_FRAMES_MAX, FRAME_BYTES, ORDER_MAX } from "../frames/frame_table.ts";
 
@@ -117,8 +122,11 @@ export interface AllocatorOptions {
    * Whether the TLSF fast path (allocator/heap/policy/tlsf_fast_path.ts) may serve
    * `alloc`, `free` and `realloc`. It serves them only where it applies (TLSF searched
    * in TypeScript, one usable region, a window ending below 2^31, no debug
-   * mode) and makes exactly the general path's decisions; `false` forces
-   * the general path, to compare the two or to step through the general code.
+   * mode) and makes exactly the general path's decisions; the slab fast path
+   * (allocator/slab/slab_fast_path.ts) likewise serves small `alloc` and slab
+   * `free` calls where the layers run without debug mode at the default
+   * alignment of 8. `false` forces the general paths, to compare or to step
+   * through the general code.
    *
    * @default {true}
    */
@@ -301,6 +309,8 @@ export class PhysicalAllocator implements Disposable {
   readonly #fixedOverheadBytes: number;
   /** The page-frame and slab layers, or null when blocks serve everything. */
   readonly #layers: LayeredHeap | null;
+  /** The slab fast path for layers without debug mode (see slab_fast_path.ts), else null. */
+  readonly #slabFast: SlabFastPath | null;
 
   /**
    * Creates an allocator over memory made of regions and writes one free
@@ -431,6 +441,10 @@ export class PhysicalAllocator implements Disposable {
       this.#cacheLow = this.#usable[0].blockStart + HEADER_BYTES;
       this.#cacheHigh = this.#usable[0].blockEnd;
     }
+    this.#slabFast = options.fastPath !== false && this.#layers !== null && this.#debug === null &&
+        this.defaultAlignBytes === GRANULE_BYTES
+      ? new SlabFastPath(this.#layers)
+      : null;
   }
 
   #layersFor(
@@ -640,6 +654,11 @@ export class PhysicalAllocator implements Disposable {
     return this.#nativeActive;
   }
 
+  /** True when the slab fast path serves this allocator's small `alloc` and slab `free` calls. */
+  get slabFastPathActive(): boolean {
+    return this.#slabFast !== null;
+  }
+
   /** True when the TLSF fast path serves this allocator's `alloc`, `free` and `realloc` calls. */
   get fastPathActive(): boolean {
     return this.#fast !== null;
@@ -797,6 +816,11 @@ export class PhysicalAllocator implements Disposable {
   tryAlloc(sizeBytes: number, alignBytes: number = this.defaultAlignBytes): number {
     if (this.#shared !== null) return this.#tryAllocShared(sizeBytes, alignBytes);
     this.#assertOpen("allocate");
+    // The slab fast path validates the size itself; it serves only the default alignment (8).
+    if (this.#slabFast !== null && alignBytes === this.defaultAlignBytes) {
+      const address = this.#slabFast.alloc(sizeBytes);
+      if (address !== SLAB_FALLBACK) return address;
+    }
     return this.#tryAllocOwned(sizeBytes, alignBytes);
   }
 
@@ -928,8 +952,11 @@ export class PhysicalAllocator implements Disposable {
   free(address: number): void {
     if (this.#shared !== null) return this.#freeShared(address);
     this.#assertOpen("free");
+    // The slab fast path also says when no chunk holds the address: then the layers are not asked again.
+    const layered = this.#slabFast === null ? SLAB_FALLBACK : this.#slabFast.free(address);
+    if (layered === SLAB_FREED) return;
     if (this.#layers !== null) {
-      if (this.#layers.free(address)) return;
+      if (layered === SLAB_FALLBACK && this.#layers.free(address)) return;
       this.#refuseInternal(address, "free", InvalidFreeError);
     }
     if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
@@ -1041,6 +1068,10 @@ export class PhysicalAllocator implements Disposable {
   realloc(address: number, sizeBytes: number): number {
     if (this.#shared !== null) return this.#reallocShared(address, sizeBytes);
     this.#assertOpen("reallocate");
+    if (this.#slabFast !== null) {
+      const resized = this.#slabFast.realloc(address, sizeBytes);
+      if (resized !== SLAB_FALLBACK) return resized;
+    }
     return this.#reallocOwned(address, sizeBytes);
   }
 

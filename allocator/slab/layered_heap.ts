@@ -44,6 +44,7 @@ import {
   KMALLOC_SLACK_MAX,
 } from "./kmalloc.ts";
 import { SlabCache, type SlabInfo } from "./slab_cache.ts";
+import { drawHeaderKey } from "../heap/_header_key.ts";
 
 /** What the layers need from the block heap below them. */
 export interface BlockSource {
@@ -131,6 +132,8 @@ export class LayeredHeap {
   blockCount = 0;
   /** Requested bytes of those blocks. */
   blockBytes = 0;
+  /** Each cache's free-link key, by id (for slab_fast_path.ts; the caches keep their own). */
+  readonly cacheSecrets: number[] = [];
   readonly #source: BlockSource;
   /**
    * Payload addresses of the blocks the layers took from the block heap
@@ -169,7 +172,9 @@ export class LayeredHeap {
       give: (address, payloadBytes) => this.#give(address, payloadBytes),
       largestFreeBytes: () => source.largestFreeBytes(),
     });
-    this.#seed = crypto.getRandomValues(new Int32Array(1))[0];
+    // drawHeaderKey: random, or fixed inside withHeaderKey so that tests can
+    // compare two heaps byte for byte.
+    this.#seed = drawHeaderKey() | 0;
     for (const bytes of KMALLOC_CLASSES) this.createCache(`kmalloc-${bytes}`, bytes, true);
   }
 
@@ -235,6 +240,7 @@ export class LayeredHeap {
       give: (address: number) => this.#give(address, this.caches[id].descriptorBytes),
     };
     const secret = this.#seed ^ Math.imul(id + 1, 0x85ebca77);
+    this.cacheSecrets.push(secret | 0);
     const cache = new SlabCache(
       id,
       name,
@@ -337,7 +343,7 @@ export class LayeredHeap {
           cache.freeFast(offset, w[e + E_AUX], dir.startOffset[id] + (headLocal << FRAME_SHIFT))
         ) {
           this.live--;
-          if (cache.emptySlabs > 1 || this.live === 0) this.#trim();
+          if (cache.emptySlabs > 1 || this.live === 0) this.trim();
           return true;
         }
       }
@@ -360,7 +366,7 @@ export class LayeredHeap {
       }
       cache.free(offset, slab, address);
       this.live--;
-      if (cache.emptySlabs > 1 || this.live === 0) this.#trim();
+      if (cache.emptySlabs > 1 || this.live === 0) this.trim();
       return true;
     }
     if (onlyCache !== null) {
@@ -375,13 +381,13 @@ export class LayeredHeap {
     this.live--;
     const chunk = ref >>> CHUNK_REF_SHIFT;
     if (this.live === 0 || this.frames.chunkFreeFrames[chunk] === this.frames.chunkFrames[chunk]) {
-      this.#trim();
+      this.trim();
     }
     return true;
   }
 
   /** Gives back reserves beyond one (or all of them when nothing lives in the layers). */
-  #trim(): void {
+  trim(): void {
     const keep = this.live === 0 ? 0 : 1;
     for (const cache of this.caches) if (cache.emptySlabs > keep) cache.shrink(keep);
     this.frames.trim(keep);

@@ -37,15 +37,15 @@ import type { FrameAllocator } from "../frames/buddy.ts";
 import { E_AUX, E_NEXT, E_PREV, FRAME_BYTES, KIND_SLAB_HEAD, NONE } from "../frames/frame_table.ts";
 
 /** Descriptor word: index of the first free object, or NONE. */
-const D_FREE = 0;
+export const D_FREE = 0;
 /** Descriptor word: objects in use. */
-const D_IN_USE = 1;
+export const D_IN_USE = 1;
 /** Descriptor word: objects carved so far (never-used ones follow). */
-const D_CARVED = 2;
+export const D_CARVED = 2;
 /** Descriptor word: the slab's frame ref (proved by check). */
-const D_SLAB = 3;
+export const D_SLAB = 3;
 /** Descriptor word where the bitmap starts. */
-const D_BITMAP = 4;
+export const D_BITMAP = 4;
 
 /** The most objects one slab holds (bounds the descriptor). */
 export const SLAB_OBJECTS_MAX = 512;
@@ -107,6 +107,8 @@ export class SlabCache {
   readonly name: string;
   /** Bytes of one object (a multiple of 8). */
   readonly objectBytes: number;
+  /** 1 / objectBytes: slab_fast_path.ts finds an object's index by multiplying (and proves it exact). */
+  readonly inverseObjectBytes: number;
   /** log2 of the frames of one slab. */
   readonly slabOrder: number;
   /** Objects of one slab. */
@@ -136,13 +138,18 @@ export class SlabCache {
   readonly #frames: FrameAllocator;
   readonly #descriptors: DescriptorSource;
   readonly #secret: number;
-  readonly #bitmapWords: number;
+  /** Words of the descriptor's bitmap (its kmalloc slack bytes follow them). */
+  readonly bitmapWords: number;
   /** Debug mode: poison and guard bytes (see the module doc). */
   readonly #debug: boolean;
-  /** Descriptor word index of the partial list's head (valid while it is not NONE). */
-  #currentDescriptor = 0;
-  /** Window offset of the partial list's head's first frame. */
-  #currentBase = 0;
+  /**
+   * Descriptor word index of the partial list's head (valid while it is not
+   * NONE). Written only here (by the list edits); read by alloc() and by
+   * slab_fast_path.ts.
+   */
+  currentDescriptor = 0;
+  /** Window offset of the partial list's head's first frame (as currentDescriptor). */
+  currentBase = 0;
 
   /**
    * Creates a cache; slabs come later, on demand.
@@ -170,15 +177,16 @@ export class SlabCache {
     this.id = id;
     this.name = name;
     this.objectBytes = objectBytes;
+    this.inverseObjectBytes = 1 / objectBytes;
     this.slabOrder = slabOrderFor(objectBytes);
     this.objectsPerSlab = Math.min(
       SLAB_OBJECTS_MAX,
       Math.floor((FRAME_BYTES << this.slabOrder) / objectBytes),
     );
     this.keepsSizes = keepsSizes;
-    this.#bitmapWords = (this.objectsPerSlab + 31) >>> 5;
+    this.bitmapWords = (this.objectsPerSlab + 31) >>> 5;
     const slackWords = keepsSizes ? (this.objectsPerSlab + 3) >>> 2 : 0;
-    this.descriptorBytes = (D_BITMAP + this.#bitmapWords + slackWords) * 4;
+    this.descriptorBytes = (D_BITMAP + this.bitmapWords + slackWords) * 4;
     this.#words = frames.words;
     this.#bytes = new Uint8Array(
       frames.words.buffer,
@@ -207,8 +215,8 @@ export class SlabCache {
     const w = this.#words;
     // The partial list's head, its descriptor and frame offset are kept in
     // fields (set by #setHead): the common case reads no frame table entry.
-    const d = this.#currentDescriptor;
-    const base = this.#currentBase;
+    const d = this.currentDescriptor;
+    const base = this.currentBase;
     const size = this.objectBytes;
     const carved = w[d + D_CARVED];
     let index = w[d + D_FREE];
@@ -235,7 +243,7 @@ export class SlabCache {
     else w[d + D_FREE] = next;
     w[bitWord] = bits | bit;
     if (this.keepsSizes) {
-      this.#bytes[((d + D_BITMAP + this.#bitmapWords) << 2) + index] = size - sizeBytes;
+      this.#bytes[((d + D_BITMAP + this.bitmapWords) << 2) + index] = size - sizeBytes;
     }
     this.activeObjects++;
     this.requestedBytes += sizeBytes;
@@ -269,12 +277,30 @@ export class SlabCache {
     w[d + D_FREE] = index;
     this.activeObjects--;
     this.requestedBytes -= this.keepsSizes
-      ? size - this.#bytes[((d + D_BITMAP + this.#bitmapWords) << 2) + index]
+      ? size - this.#bytes[((d + D_BITMAP + this.bitmapWords) << 2) + index]
       : size;
     const inUse = --w[d + D_IN_USE];
     if (inUse === this.objectsPerSlab - 1) this.#move(w[d + D_SLAB], 2, 1);
     if (inUse === 0) this.#move(w[d + D_SLAB], 1, 3);
     return true;
+  }
+
+  /**
+   * After an alloc that used the last free object of the partial list's head
+   * (its in-use count reached objectsPerSlab): moves that slab to the full list.
+   */
+  partialFilled(): void {
+    this.#move(this.partialHead, 1, 2);
+  }
+
+  /**
+   * After a free that left `inUse` objects in use in the slab with descriptor
+   * `d`: moves it from the full to the partial list, or from the partial to
+   * the empty list, when its count crossed either end.
+   */
+  slabFreed(d: number, inUse: number): void {
+    if (inUse === this.objectsPerSlab - 1) this.#move(this.#words[d + D_SLAB], 2, 1);
+    if (inUse === 0) this.#move(this.#words[d + D_SLAB], 1, 3);
   }
 
   /** A slab for the partial list: an empty one or a new one; NONE when no frames. */
@@ -366,7 +392,7 @@ export class SlabCache {
 
   /** Bytes beyond the request of object `index` (0 unless kmalloc). */
   slackOf(d: number, index: number): number {
-    return this.keepsSizes ? this.#bytes[((d + D_BITMAP + this.#bitmapWords) << 2) + index] : 0;
+    return this.keepsSizes ? this.#bytes[((d + D_BITMAP + this.bitmapWords) << 2) + index] : 0;
   }
 
   /** Records a new requested size for a live kmalloc object (realloc in place). */
@@ -377,7 +403,7 @@ export class SlabCache {
       this.verifyGuard(offset, d, index, "reallocate");
       this.#bytes.fill(GUARD_BYTE, offset + sizeBytes, offset + this.objectBytes);
     }
-    this.#bytes[((d + D_BITMAP + this.#bitmapWords) << 2) + index] = this.objectBytes - sizeBytes;
+    this.#bytes[((d + D_BITMAP + this.bitmapWords) << 2) + index] = this.objectBytes - sizeBytes;
     this.requestedBytes += sizeBytes - old;
   }
 
@@ -462,8 +488,8 @@ export class SlabCache {
       this.partialHead = ref;
       this.partialSlabs += delta;
       if (ref !== NONE) {
-        this.#currentDescriptor = this.#words[this.#frames.entry(ref) + E_AUX];
-        this.#currentBase = this.#frames.offsetOf(ref);
+        this.currentDescriptor = this.#words[this.#frames.entry(ref) + E_AUX];
+        this.currentBase = this.#frames.offsetOf(ref);
       }
     } else if (list === 2) {
       this.fullHead = ref;

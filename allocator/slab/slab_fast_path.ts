@@ -1,0 +1,283 @@
+/**
+ * The slab hot path: `alloc` of a kmalloc class at the default alignment and
+ * `free` of any live slab object, written out over one `Int32Array` for heaps
+ * whose layers run without debug mode. `PhysicalAllocator` tries it first
+ * (`slabFastPathActive`); the option `fastPath: false` turns it off.
+ *
+ * The general path (`LayeredHeap.kmalloc` → `SlabCache.alloc`, and
+ * `LayeredHeap.free` → `SlabCache.freeFast`) is a chain of small calls across
+ * classes that V8 does not inline into one function (it inlines at most about
+ * 920 bytes of bytecode into each). This file makes exactly its decisions and
+ * writes exactly its bytes, so the two can serve one heap in turns;
+ * `tests/slab_fast_path_test.ts` runs both side by side and compares every
+ * result, error and byte.
+ *
+ * Every check the general path makes before it writes is made here too: the
+ * owner is found from the address (chunk directory, frame table), never from
+ * payload bytes; a free link is decoded with its key (safe-linking) and must
+ * name a carved, free object; an object's state bit must say it is free
+ * before it is handed out and live before it is freed. When a check fails, or
+ * the call is not the common case (first use of a class, no partial slab,
+ * a slot shared by several chunks, bad arguments), the method returns
+ * {@linkcode FALLBACK} (or false) before writing anything, and the general
+ * path runs the call: it performs it or throws its precise error.
+ *
+ * @module
+ */
+
+import {
+  E_AUX,
+  E_NEXT,
+  E_TAG,
+  FRAME_SHIFT,
+  KIND_MASK,
+  KIND_SLAB_HEAD,
+  KIND_SLAB_TAIL,
+  LOCAL_MASK,
+  NONE,
+} from "../frames/frame_table.ts";
+import { SLOT_SHIFT } from "../frames/chunk_directory.ts";
+import type { ChunkDirectory } from "../frames/chunk_directory.ts";
+import type { FrameAllocator } from "../frames/buddy.ts";
+import { KMALLOC_CLASS_BY_STEP, KMALLOC_MAX_BYTES } from "./kmalloc.ts";
+import type { LayeredHeap } from "./layered_heap.ts";
+import { D_BITMAP, D_CARVED, D_FREE, D_IN_USE, D_SLAB, type SlabCache } from "./slab_cache.ts";
+
+/** Returned by `alloc`, `realloc` and `free` when the general path must run the call instead. */
+export const FALLBACK = -1;
+/** Returned by `free` when it freed the object. */
+export const FREED = 1;
+/** Returned by `free` when no chunk holds the address: it is the block heap's to free or refuse. */
+export const NOT_IN_LAYERS = 0;
+
+/** #locate: no chunk holds the address (LayeredHeap.free would return false). */
+const OUTSIDE = -1;
+/** #locate: a chunk holds it, but it is not a live slab object (the general path reports or frees it). */
+const INSIDE = -2;
+
+/*
+ * As in tlsf_fast_path.ts, the formats' numbers are written as literals
+ * (imported constants cost a module-variable load and a hole check each in
+ * the bytecode V8 counts for inlining), and proved against their sources here,
+ * once, when the module loads:
+ *   descriptor words: free head 0, in use 1, carved 2, slab 3, bitmap from 4;
+ *   frame table entry words: tag 0, next 1, aux 3; kind mask 15, slab head 5,
+ *   slab tail 6; frame shift 12, local mask 1023; directory slot shift 18;
+ *   NONE -1; kmalloc's largest class 256.
+ */
+const LITERALS_MATCH_FORMATS = D_FREE === 0 && D_IN_USE === 1 && D_CARVED === 2 &&
+  D_SLAB === 3 && D_BITMAP === 4 && E_TAG === 0 && E_NEXT === 1 && E_AUX === 3 &&
+  KIND_MASK === 15 && KIND_SLAB_HEAD === 5 && KIND_SLAB_TAIL === 6 && FRAME_SHIFT === 12 &&
+  LOCAL_MASK === 1023 && SLOT_SHIFT === 18 && NONE === -1 && KMALLOC_MAX_BYTES === 256;
+if (!LITERALS_MATCH_FORMATS) throw new Error("slab_fast_path.ts no longer matches its formats");
+
+/** `alloc` and `free` of the layers' slab objects, the common case written out. */
+export class SlabFastPath {
+  /** The layers' window as int32 words (frame tables, descriptors, free links). */
+  readonly #words: Int32Array;
+  /** The same window as bytes (kmalloc slack bytes). */
+  readonly #bytes: Uint8Array;
+  readonly #baseAddress: number;
+  readonly #layers: LayeredHeap;
+  readonly #frames: FrameAllocator;
+  readonly #directory: ChunkDirectory;
+  /** Every cache by id (the kmalloc classes first); the same array the layers grow. */
+  readonly #caches: SlabCache[];
+  /** Each cache's free-link key by id; the same array the layers grow. */
+  readonly #secrets: number[];
+  readonly #classByStep: Uint8Array;
+  /** What #locate found: the object's cache and index in its slab. */
+  #foundCache: SlabCache | null = null;
+  #foundIndex = 0;
+
+  /**
+   * Creates the fast path over layers without debug mode.
+   *
+   * @param layers The heap's page-frame and slab layers.
+   */
+  constructor(layers: LayeredHeap) {
+    const frames = layers.frames;
+    this.#words = frames.words;
+    this.#bytes = new Uint8Array(
+      frames.words.buffer,
+      frames.words.byteOffset,
+      frames.words.byteLength,
+    );
+    this.#baseAddress = frames.baseAddress;
+    this.#layers = layers;
+    this.#frames = frames;
+    this.#directory = frames.directory;
+    this.#caches = layers.caches;
+    this.#secrets = layers.cacheSecrets;
+    this.#classByStep = KMALLOC_CLASS_BY_STEP;
+  }
+
+  /**
+   * Hands out an object of the kmalloc class for `sizeBytes` from the class's
+   * partial slab (general path: LayeredHeap.kmalloc, then SlabCache.alloc).
+   *
+   * @param sizeBytes The size asked for: any value (only int32 sizes of 1 to 256 are served).
+   * @returns The object's address, or FALLBACK.
+   */
+  alloc(sizeBytes: number): number {
+    if (
+      typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 256) ||
+      (sizeBytes | 0) !== sizeBytes
+    ) return FALLBACK;
+    const cache = this.#caches[this.#classByStep[(sizeBytes + 7) >> 3]];
+    if (cache.partialHead === -1) return FALLBACK;
+    const w = this.#words;
+    const d = cache.currentDescriptor;
+    const base = cache.currentBase;
+    const size = cache.objectBytes;
+    const carved = w[d + 2];
+    let index = w[d];
+    let next = -1;
+    if (index === -1) {
+      index = carved;
+    } else {
+      const offset = base + index * size;
+      next = w[offset >> 2] ^ this.#secrets[cache.id] ^ Math.imul(offset, 0x9e3779b1);
+      if (
+        next !== -1 &&
+        ((next >>> 0) >= carved || (w[d + 4 + (next >>> 5)] & (1 << (next & 31))) !== 0)
+      ) return FALLBACK;
+    }
+    // Everything verified: from here on, the general path's writes.
+    const bitWord = d + 4 + (index >>> 5);
+    const bits = w[bitWord];
+    const bit = 1 << (index & 31);
+    if ((bits & bit) !== 0 || index >= cache.objectsPerSlab) return FALLBACK;
+    if (index === carved) w[d + 2] = carved + 1;
+    else w[d] = next;
+    w[bitWord] = bits | bit;
+    this.#bytes[((d + 4 + cache.bitmapWords) << 2) + index] = size - sizeBytes;
+    cache.activeObjects++;
+    cache.requestedBytes += sizeBytes;
+    this.#layers.live++;
+    if (++w[d + 1] === cache.objectsPerSlab) cache.partialFilled();
+    return this.#baseAddress + base + index * size;
+  }
+
+  /**
+   * Takes back the live slab object at `address` (general path:
+   * LayeredHeap.free, then SlabCache.freeFast).
+   *
+   * @param address Any value.
+   * @returns FREED; or, having written nothing, NOT_IN_LAYERS or FALLBACK (the general layer path must run the call).
+   */
+  free(address: number): number {
+    const d = this.#locate(address);
+    if (d < 0) return d === OUTSIDE ? NOT_IN_LAYERS : FALLBACK;
+    const cache = this.#foundCache!;
+    const index = this.#foundIndex;
+    const offset = address - this.#baseAddress;
+    const size = cache.objectBytes;
+    const w = this.#words;
+    // Everything verified (#locate): from here on, the general path's writes.
+    const bitWord = d + 4 + (index >>> 5);
+    w[bitWord] &= ~(1 << (index & 31));
+    w[offset >> 2] = w[d] ^ this.#secrets[cache.id] ^ Math.imul(offset, 0x9e3779b1);
+    w[d] = index;
+    cache.activeObjects--;
+    cache.requestedBytes -= cache.keepsSizes
+      ? size - this.#bytes[((d + 4 + cache.bitmapWords) << 2) + index]
+      : size;
+    const inUse = --w[d + 1];
+    if (inUse === cache.objectsPerSlab - 1 || inUse === 0) cache.slabFreed(d, inUse);
+    const layers = this.#layers;
+    layers.live--;
+    if (cache.emptySlabs > 1 || layers.live === 0) layers.trim();
+    return FREED;
+  }
+
+  /**
+   * Resizes the live kmalloc object at `address` to `sizeBytes` of 1 to 256
+   * (general path: PhysicalAllocator's realloc of a layer address): in place
+   * when the size keeps its class, else moved to an object of the new class
+   * (alloc, copy, free, as the general path does).
+   *
+   * @param address Any value.
+   * @param sizeBytes Any value.
+   * @returns The object's address, or FALLBACK, having written nothing.
+   */
+  realloc(address: number, sizeBytes: number): number {
+    if (
+      typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 256) ||
+      (sizeBytes | 0) !== sizeBytes
+    ) return FALLBACK;
+    const d = this.#locate(address);
+    if (d < 0) return FALLBACK;
+    const cache = this.#foundCache!;
+    if (!cache.keepsSizes) return FALLBACK;
+    const slackByte = ((d + 4 + cache.bitmapWords) << 2) + this.#foundIndex;
+    const oldBytes = cache.objectBytes - this.#bytes[slackByte];
+    if (sizeBytes === oldBytes) return address;
+    if (cache === this.#caches[this.#classByStep[(sizeBytes + 7) >> 3]]) {
+      this.#bytes[slackByte] = cache.objectBytes - sizeBytes;
+      cache.requestedBytes += sizeBytes - oldBytes;
+      return address;
+    }
+    const moved = this.alloc(sizeBytes);
+    if (moved === FALLBACK) return FALLBACK;
+    const from = address - this.#baseAddress;
+    this.#bytes.copyWithin(
+      moved - this.#baseAddress,
+      from,
+      from + (oldBytes < sizeBytes ? oldBytes : sizeBytes),
+    );
+    // The old object is still live (verified above; the alloc touched no other object).
+    this.free(address);
+    return moved;
+  }
+
+  /**
+   * Finds the live slab object at `address` from the address alone (chunk
+   * directory, frame table, the slab's bitmap): its descriptor's word index,
+   * with its cache and index left in #foundCache and #foundIndex. Else
+   * OUTSIDE exactly when ChunkDirectory.find would find no chunk (or the
+   * address is no number), and INSIDE for everything else.
+   */
+  #locate(address: number): number {
+    if (typeof address !== "number") return OUTSIDE;
+    const directory = this.#directory;
+    const offset = address - this.#baseAddress;
+    // No range test first: `>>>` maps a negative, huge or NaN offset to some
+    // slot or past the end, and the chunk bounds below refuse it.
+    const slot = offset >>> 18;
+    if (slot >= directory.slotLo.length) return OUTSIDE;
+    let id = directory.slotLo[slot];
+    if (id < 0) return id === -1 ? OUTSIDE : INSIDE; // NONE, or MULTI: the general scan
+    const starts = directory.startOffset;
+    const ends = directory.endOffset;
+    if (!(offset >= starts[id] && offset < ends[id])) {
+      id = directory.slotHi[slot];
+      if (id < 0 || !(offset >= starts[id] && offset < ends[id])) return OUTSIDE;
+    }
+    const frames = this.#frames;
+    const local = (offset - starts[id]) >>> 12;
+    if (local >= frames.chunkFrames[id]) return INSIDE;
+    const w = this.#words;
+    const table = frames.chunkTableWord[id];
+    let headLocal = local;
+    let t = w[table + (local << 2)];
+    if ((t & 15) === 6) {
+      headLocal = w[table + (local << 2) + 1] & 1023;
+      t = w[table + (headLocal << 2)];
+    }
+    if ((t & 15) !== 5) return INSIDE;
+    const cache = this.#caches[t >>> 8];
+    if (cache === undefined) return INSIDE;
+    const d = w[table + (headLocal << 2) + 3];
+    const size = cache.objectBytes;
+    const from = offset - starts[id] - (headLocal << 12);
+    // The nearest index by a multiply (a division costs several times more);
+    // exactness is proved by the test after it, as the general path's `%` does.
+    const index = (from * cache.inverseObjectBytes + 0.5) | 0;
+    if (index * size !== from || (index >>> 0) >= w[d + 2]) return INSIDE;
+    if ((w[d + 4 + (index >>> 5)] & (1 << (index & 31))) === 0) return INSIDE;
+    this.#foundCache = cache;
+    this.#foundIndex = index;
+    return d;
+  }
+}
