@@ -27,7 +27,7 @@ import {
   headerCheck,
 } from "../allocator/heap/layout.ts";
 import { classOf, EXACT_SCAN_MAX, TlsfPolicy } from "../allocator/heap/policy/tlsf.ts";
-import { FALLBACK, TlsfFastPath } from "../allocator/heap/policy/tlsf_fast_path.ts";
+import { FALLBACK, fastPathFits, TlsfFastPath } from "../allocator/heap/policy/tlsf_fast_path.ts";
 import { Random } from "./support/random.ts";
 
 // ---------------------------------------------------------------------------
@@ -253,13 +253,16 @@ Deno.test("TlsfFastPath serves exactly the heaps it applies to", async (t) => {
     assert.equal(heap.stats().skippedRegions, 1);
     assert.equal(heap.fastPathActive, true);
   });
-  await t.step("not for a window above 2^31", () => {
-    const high = PhysicalAllocator.fromBuffer(new Uint8Array(1 << 20), { baseAddress: 2 ** 32 });
-    assert.equal(high.fastPathActive, false);
-    const straddling = PhysicalAllocator.fromBuffer(new Uint8Array(1 << 20), {
-      baseAddress: 2 ** 31 - (1 << 19),
-    });
-    assert.equal(straddling.fastPathActive, false);
+  await t.step("for windows shorter than 2^31 bytes at any base", () => {
+    for (const baseAddress of [2 ** 32, 2 ** 31 - (1 << 19), 2 ** 32 - (1 << 19), 2 ** 52]) {
+      const heap = PhysicalAllocator.fromBuffer(new Uint8Array(1 << 20), { baseAddress });
+      assert.equal(heap.fastPathActive, true, `base 0x${baseAddress.toString(16)}`);
+    }
+  });
+  await t.step("not for a window of 2^31 bytes or more, nor blocks at the window's byte 0", () => {
+    assert.equal(fastPathFits(2 ** 31 - 8, 2 ** 40, 2 ** 40 + 4096), true);
+    assert.equal(fastPathFits(2 ** 31, 2 ** 40, 2 ** 40 + 4096), false);
+    assert.equal(fastPathFits(1 << 20, 2 ** 40, 2 ** 40), false);
   });
   await t.step("for a window ending exactly at 2^31 (its last byte is below 2^31)", () => {
     const heap = PhysicalAllocator.fromBuffer(new Uint8Array(1 << 20), {
@@ -312,6 +315,36 @@ const CONFIGS: readonly LockstepConfig[] = [
     name: "64 KiB ending exactly at 2^31",
     heapBytes: 64 * 1024,
     baseAddress: 2 ** 31 - 64 * 1024,
+    largeMax: 16 * 1024,
+    steps: 5000,
+  },
+  // Windows above 4 GiB, where links and heads have high words the fast path must write and check.
+  {
+    name: "64 KiB above 4 GiB",
+    heapBytes: 64 * 1024,
+    baseAddress: 2 ** 32 + 0x1000,
+    largeMax: 16 * 1024,
+    steps: 5000,
+  },
+  {
+    name: "1 MiB at 64 GiB (a base whose low word is 0)",
+    heapBytes: 1 << 20,
+    baseAddress: 64 * 2 ** 30,
+    largeMax: 96 * 1024,
+    steps: 5000,
+  },
+  {
+    name: "256 KiB straddling 4 GiB (low words wrap inside the window)",
+    heapBytes: 256 * 1024,
+    baseAddress: 2 ** 32 - 128 * 1024,
+    largeMax: 32 * 1024,
+    steps: 5000,
+  },
+  {
+    // Not 2^52: there a bad address such as `live + 0.5` rounds to the live address itself.
+    name: "64 KiB straddling 2^48",
+    heapBytes: 64 * 1024,
+    baseAddress: 2 ** 48 - 32 * 1024,
     largeMax: 16 * 1024,
     steps: 5000,
   },
@@ -664,6 +697,12 @@ class Words {
     return this.#words[this.#index(address)];
   }
 
+  /** The u64 at `address`. */
+  u64(address: number): number {
+    return this.get(address) + this.get(address + 4) * 2 ** 32;
+  }
+
+  /** Writes the u32 at `address`: a value of 2^32 or more leaves its low 32 bits (ToUint32). */
   set(address: number, value: number): void {
     this.#words[this.#index(address)] = value;
   }
@@ -684,11 +723,22 @@ class Words {
 }
 
 const SCENE_BYTES = 64 * 1024;
-const SCENE_BASE = 0x1000;
+/** The offset of a scene's first block (p0's) from its window's base. */
+const SCENE_FIRST_BLOCK = PhysicalAllocator.fromBuffer(new Uint8Array(SCENE_BYTES)).alloc(100) -
+  HEADER_BYTES - 0x10000;
+/**
+ * Every scene is built at each of these bases: low (a narrow window), above
+ * 4 GiB (every high word is 1), and straddling 4 GiB so that p3's block
+ * lies exactly at 2^32: the window's low words wrap in the middle of the
+ * scene, and p3's address has the low word 0 of a null link.
+ */
+const SCENE_BASES = [0x1000, 2 ** 32 + 0x1000, 2 ** 32 - SCENE_FIRST_BLOCK - 3 * 120];
 
 /** The same heap state built on both heaps of a pair. */
 interface Scene {
   readonly pair: Pair;
+  /** The window's base address. */
+  readonly base: number;
   /** Payload addresses. */
   readonly p: readonly number[];
   /** The address of the list head of `sizeClass` in the control block. */
@@ -708,9 +758,9 @@ function blockOf(payload: number): number {
  * block), f2; then b and a freed, so their common class lists a -> b and a
  * request for 520 bytes must step past a to b.
  */
-function buildScene(kind: "rows" | "scan"): Scene {
-  const pair = makePair(SCENE_BYTES, SCENE_BASE);
-  const headsAt = SCENE_BASE + controlHeadsOffset(TlsfPolicy.flCountFor(SCENE_BYTES));
+function buildScene(kind: "rows" | "scan", base: number): Scene {
+  const pair = makePair(SCENE_BYTES, base);
+  const headsAt = base + controlHeadsOffset(TlsfPolicy.flCountFor(SCENE_BYTES));
   const head = (sizeClass: number) => headsAt + 8 * sizeClass;
   const sizes = kind === "rows" ? [100, 100, 100, 100, 100, 100, 100, 100] : [1000, 496, 8, 520, 8];
   const p = sizes.map((size, i) => {
@@ -725,23 +775,23 @@ function buildScene(kind: "rows" | "scan"): Scene {
   pair.fast.check();
   pair.slow.check();
   // The scene is what the cases below assume.
-  const w = new Words(pair.fastBytes, SCENE_BASE);
+  const w = new Words(pair.fastBytes, base);
   const B = (i: number) => blockOf(p[i]);
   if (kind === "rows") {
-    assert.equal(w.get(head(classOf(120))), B(5));
-    assert.equal(w.get(B(5) + FREE_NEXT_OFFSET), B(3));
-    assert.equal(w.get(B(3) + FREE_NEXT_OFFSET), B(1));
-    assert.equal(w.get(B(3) + FREE_PREV_OFFSET), B(5));
-    assert.equal(w.get(B(3) + 120 - FOOTER_BYTES), 120);
+    assert.equal(w.u64(head(classOf(120))), B(5));
+    assert.equal(w.u64(B(5) + FREE_NEXT_OFFSET), B(3));
+    assert.equal(w.u64(B(3) + FREE_NEXT_OFFSET), B(1));
+    assert.equal(w.u64(B(3) + FREE_PREV_OFFSET), B(5));
+    assert.equal(w.u64(B(3) + 120 - FOOTER_BYTES), 120);
     assert.equal(w.get(B(4)) & FLAG_PREV_FREE, FLAG_PREV_FREE);
   } else {
     assert.equal(classOf(512), classOf(536));
     assert.equal(blockSizeFor(496), 512);
     assert.equal(blockSizeFor(520), 536);
-    assert.equal(w.get(head(classOf(512))), B(1));
-    assert.equal(w.get(B(1) + FREE_NEXT_OFFSET), B(3));
+    assert.equal(w.u64(head(classOf(512))), B(1));
+    assert.equal(w.u64(B(1) + FREE_NEXT_OFFSET), B(3));
   }
-  return { pair, p, head };
+  return { pair, base, p, head };
 }
 
 interface CorruptionCase {
@@ -976,7 +1026,7 @@ const CORRUPTIONS: readonly CorruptionCase[] = [
   {
     name: "cleared first-level bitmap bits: both report out of memory",
     scene: "rows",
-    corrupt: (w) => w.set(SCENE_BASE + CONTROL_FL_BITMAP_OFFSET, 1),
+    corrupt: (w, s) => w.set(s.base + CONTROL_FL_BITMAP_OFFSET, 1),
     call: (h) => h.alloc(2000),
     expect: "OUT_OF_MEMORY",
     fast: { allocServed: 1 },
@@ -1096,43 +1146,87 @@ const CORRUPTIONS: readonly CorruptionCase[] = [
 ];
 
 Deno.test("TlsfFastPath fails exactly like the general path on corrupted heaps", async (t) => {
-  for (const c of CORRUPTIONS) {
-    await t.step(c.name, () => {
-      const s = buildScene(c.scene);
-      const { pair } = s;
-      c.corrupt(new Words(pair.fastBytes, SCENE_BASE), s);
-      c.corrupt(new Words(pair.slowBytes, SCENE_BASE), s);
-      assertSameBytes(pair, `${c.name}: after corrupting`);
-      const fastBefore = pair.fastBytes.slice();
-      const slowBefore = pair.slowBytes.slice();
-      const statsBefore = outcome(() => pair.fast.stats());
-      const spy = spyOnFastPath();
-      let fastResult: Outcome;
-      let slowResult: Outcome;
-      try {
-        fastResult = outcome(() => c.call(pair.fast, s));
-        slowResult = outcome(() => c.call(pair.slow, s));
-      } finally {
-        spy.restore();
-      }
-      assert.deepEqual(fastResult, slowResult, `${c.name}: the two paths disagree`);
-      assert.equal(codeOf(fastResult), c.expect, `${c.name}: ${JSON.stringify(fastResult)}`);
-      if (c.fast !== null) {
-        assert.deepEqual(
-          spy.counts,
-          { ...NO_CALLS, ...c.fast },
-          `${c.name}: the fast path's answers`,
-        );
-      }
-      if (!fastResult.ok) {
-        assert.ok(fastResult.allocatorError);
-        assert.equal(firstDifference(pair.fastBytes, fastBefore), -1, "the failed call wrote");
-        assert.equal(firstDifference(pair.slowBytes, slowBefore), -1, "the failed call wrote");
-        assert.deepEqual(outcome(() => pair.fast.stats()), statsBefore, "the failed call counted");
-      }
-      assertSameBytes(pair, `${c.name}: after the call`);
-      assert.deepEqual(outcome(() => pair.fast.stats()), outcome(() => pair.slow.stats()));
-      assert.deepEqual(outcome(() => pair.fast.check()), outcome(() => pair.slow.check()));
-    });
+  for (const base of SCENE_BASES) {
+    const wide = base + SCENE_BYTES > 2 ** 31;
+    for (const c of [...CORRUPTIONS, ...(wide ? WIDE_CORRUPTIONS : [])]) {
+      await t.step(`${c.name}, window at 0x${base.toString(16)}`, () => {
+        runCorruption(c, buildScene(c.scene, base));
+      });
+    }
   }
 });
+
+/**
+ * High words the general path reads in a window that reaches above 2^31
+ * (a narrow window's general path reads only low words): a link, a list
+ * head or a footer whose high word was changed names another address, and
+ * both paths must refuse it alike.
+ */
+const WIDE_CORRUPTIONS: readonly CorruptionCase[] = [
+  // p5's block heads the list p5 -> p3 -> p1 that alloc(100) takes from.
+  ...([
+    ["the listed free block's next link", 5, FREE_NEXT_OFFSET],
+    ["the second listed block's prev link", 3, FREE_PREV_OFFSET],
+  ] as const).map(([what, block, offset]): CorruptionCase => ({
+    name: `${what}'s high word`,
+    scene: "rows",
+    corrupt: (w, s) => w.set(B(s, block) + offset + 4, w.get(B(s, block) + offset + 4) ^ 1),
+    call: (h) => h.alloc(100),
+    expect: "HEAP_CORRUPTION",
+    fast: ALLOC_FALLBACK,
+  })),
+  {
+    name: "a list head's high word",
+    scene: "rows",
+    corrupt: (w, s) => w.set(s.head(classOf(120)) + 4, w.get(s.head(classOf(120)) + 4) ^ 1),
+    call: (h) => h.alloc(100),
+    expect: "HEAP_CORRUPTION",
+    fast: ALLOC_FALLBACK,
+  },
+  {
+    name: "a free predecessor's footer's high word",
+    scene: "rows",
+    corrupt: (w, s) => w.set(B(s, 3) + 120 - FOOTER_BYTES + 4, 1),
+    call: (h, s) => h.free(s.p[4]),
+    expect: "HEAP_CORRUPTION",
+    fast: FREE_FALLBACK,
+  },
+];
+
+/** Damages one scene alike on both heaps, then runs the call on both and compares everything. */
+function runCorruption(c: CorruptionCase, s: Scene): void {
+  const { pair } = s;
+  c.corrupt(new Words(pair.fastBytes, s.base), s);
+  c.corrupt(new Words(pair.slowBytes, s.base), s);
+  assertSameBytes(pair, `${c.name}: after corrupting`);
+  const fastBefore = pair.fastBytes.slice();
+  const slowBefore = pair.slowBytes.slice();
+  const statsBefore = outcome(() => pair.fast.stats());
+  const spy = spyOnFastPath();
+  let fastResult: Outcome;
+  let slowResult: Outcome;
+  try {
+    fastResult = outcome(() => c.call(pair.fast, s));
+    slowResult = outcome(() => c.call(pair.slow, s));
+  } finally {
+    spy.restore();
+  }
+  assert.deepEqual(fastResult, slowResult, `${c.name}: the two paths disagree`);
+  assert.equal(codeOf(fastResult), c.expect, `${c.name}: ${JSON.stringify(fastResult)}`);
+  if (c.fast !== null) {
+    assert.deepEqual(
+      spy.counts,
+      { ...NO_CALLS, ...c.fast },
+      `${c.name}: the fast path's answers`,
+    );
+  }
+  if (!fastResult.ok) {
+    assert.ok(fastResult.allocatorError);
+    assert.equal(firstDifference(pair.fastBytes, fastBefore), -1, "the failed call wrote");
+    assert.equal(firstDifference(pair.slowBytes, slowBefore), -1, "the failed call wrote");
+    assert.deepEqual(outcome(() => pair.fast.stats()), statsBefore, "the failed call counted");
+  }
+  assertSameBytes(pair, `${c.name}: after the call`);
+  assert.deepEqual(outcome(() => pair.fast.stats()), outcome(() => pair.slow.stats()));
+  assert.deepEqual(outcome(() => pair.fast.check()), outcome(() => pair.slow.check()));
+}
