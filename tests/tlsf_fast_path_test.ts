@@ -728,6 +728,55 @@ Deno.test("TlsfFastPath scans as many blocks of the request's class as the gener
 });
 
 // ---------------------------------------------------------------------------
+// 2b. Windows of 2^31 bytes or more
+// ---------------------------------------------------------------------------
+
+Deno.test({
+  name:
+    "A window of 2^31 bytes or more takes the general path, which serves blocks past 2^31 from its base",
+  ignore: IDENTITY_PROBLEM !== undefined && !IN_CI,
+  fn() {
+    assert.equal(
+      IDENTITY_PROBLEM,
+      undefined,
+      `identity mapping is impossible in CI: ${IDENTITY_PROBLEM}`,
+    );
+    // MAP_NORESERVE: only the pages written (headers, footers, the small payloads) cost memory.
+    const lengthBytes = 2 ** 31 + 4 * 2 ** 20;
+    using memory = mapIdentity([{ start: 40 * 2 ** 30, length: lengthBytes }]);
+    const base = memory.regions[0].base;
+    const heap = withHeaderKey(PAIR_KEY, () => new PhysicalAllocator({ regions: memory.regions }));
+    // Offsets from the base no longer fit an int32: the fast path does not apply (yet).
+    assert.equal(heap.fastPathActive, false);
+    // A block that reaches past 2^31 from the base, then small blocks that lie beyond it.
+    const big = heap.alloc(2 ** 31);
+    const small: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const address = heap.alloc(8 + 24 * (i % 9));
+      assert.ok(address - base > 2 ** 31, `0x${address.toString(16)} lies past 2^31 from the base`);
+      heap.bytes(address).fill(i);
+      small.push(address);
+    }
+    heap.check();
+    // Free every other one (free neighbours merge as they come), realloc the rest, verify payloads.
+    for (let i = 0; i < small.length; i += 2) heap.free(small[i]);
+    for (let i = 1; i < small.length; i += 2) {
+      assert.ok(heap.bytes(small[i]).every((byte) => byte === i));
+      small[i] = heap.realloc(small[i], 300);
+      assert.ok(heap.bytes(small[i]).subarray(0, 8).every((byte) => byte === i));
+    }
+    heap.check();
+    for (let i = 1; i < small.length; i += 2) heap.free(small[i]);
+    heap.free(big);
+    heap.check();
+    const stats = heap.stats();
+    assert.equal(stats.usedBlocks, 0);
+    assert.equal(stats.freeBlocks, 1);
+    assert.equal(stats.largestFreeBytes, stats.freeBytes);
+  },
+});
+
+// ---------------------------------------------------------------------------
 // 3. Corruption: both paths fail alike, and the failed call writes nothing
 // ---------------------------------------------------------------------------
 
@@ -792,6 +841,8 @@ const SCENE_FIRST_BLOCK = PhysicalAllocator.fromBuffer(new Uint8Array(SCENE_BYTE
  * scene, and p3's address has the low word 0 of a null link.
  */
 const SCENE_BASES = [0x1000, 2 ** 32 + 0x1000, 2 ** 32 - SCENE_FIRST_BLOCK - 3 * 120];
+/** And once over identity-mapped memory (the fast heap's; the general heap's is a buffer at the same base). */
+const SCENE_IDENTITY_BASE = 28 * 2 ** 30;
 
 /** The same heap state built on both heaps of a pair. */
 interface Scene {
@@ -817,8 +868,9 @@ function blockOf(payload: number): number {
  * block), f2; then b and a freed, so their common class lists a -> b and a
  * request for 520 bytes must step past a to b.
  */
-function buildScene(kind: "rows" | "scan", base: number): Scene {
-  const pair = makePair(SCENE_BYTES, base);
+function buildScene(kind: "rows" | "scan", at: number, identity = false): Scene {
+  const pair = makePair(SCENE_BYTES, at, identity);
+  const base = pair.base;
   const headsAt = base + controlHeadsOffset(TlsfPolicy.flCountFor(SCENE_BYTES));
   const head = (sizeClass: number) => headsAt + 8 * sizeClass;
   const sizes = kind === "rows" ? [100, 100, 100, 100, 100, 100, 100, 100] : [1000, 496, 8, 520, 8];
@@ -1205,11 +1257,20 @@ const CORRUPTIONS: readonly CorruptionCase[] = [
 ];
 
 Deno.test("TlsfFastPath fails exactly like the general path on corrupted heaps", async (t) => {
-  for (const base of SCENE_BASES) {
+  const bases = SCENE_BASES.map((base) => ({ base, identity: false }));
+  if (IDENTITY_PROBLEM === undefined) bases.push({ base: SCENE_IDENTITY_BASE, identity: true });
+  else assert.ok(!IN_CI, `identity mapping is impossible in CI: ${IDENTITY_PROBLEM}`);
+  for (const { base, identity } of bases) {
     const wide = base + SCENE_BYTES > 2 ** 31;
     for (const c of [...CORRUPTIONS, ...(wide ? WIDE_CORRUPTIONS : [])]) {
-      await t.step(`${c.name}, window at 0x${base.toString(16)}`, () => {
-        runCorruption(c, buildScene(c.scene, base));
+      const where = `${identity ? "identity-mapped " : ""}window at 0x${base.toString(16)}`;
+      await t.step(`${c.name}, ${where}`, () => {
+        const scene = buildScene(c.scene, base, identity);
+        try {
+          runCorruption(c, scene);
+        } finally {
+          scene.pair.close();
+        }
       });
     }
   }
