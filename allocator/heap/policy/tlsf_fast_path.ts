@@ -138,6 +138,7 @@ export class TlsfFastPath {
   /** The base address's low word (int32) and high word. */
   readonly #baseLo: number;
   readonly #baseHi: number;
+  readonly #baseHiAbove: number;
   /** The first offset whose address's low word has wrapped past 2^32 (its high word is baseHi + 1). */
   readonly #carryAt: number;
   /** The region's block area as offsets from the base: [start, end). */
@@ -165,6 +166,7 @@ export class TlsfFastPath {
     this.#base = base;
     this.#baseLo = base | 0;
     this.#baseHi = Math.floor(base / 2 ** 32);
+    this.#baseHiAbove = this.#baseHi + 1;
     const wrap = 2 ** 32 - (base >>> 0);
     this.#carryAt = wrap < layout.words.length * 4 ? wrap : 0x7fffffff;
     this.#start = layout.blockStart - base;
@@ -232,13 +234,25 @@ export class TlsfFastPath {
     const counters = this.#counters;
     const remainder = size - blockSize;
     counters.dropFree(size);
-    this.#unlink(i, size);
+    // #unlink(i, size), written out: the most frequent list update (links verified above).
+    const previous = this.#verifiedLink(words, i + 6);
+    const next = this.#verifiedLink(words, i + 4);
+    if (next !== 0) this.#writeLink(words, (next >> 2) + 6, previous);
+    if (previous !== 0) this.#writeLink(words, (previous >> 2) + 4, next);
+    else this.#setHead(classOfSmall(size), next, next === 0);
     let usedSize = size;
     let last = word0 & 4;
     if (remainder >= 40) {
       const tail = block + blockSize;
-      this.#link(tail, remainder);
-      writeFree(words, tail >> 2, this.#lo(tail), remainder, last, this.#key);
+      // #link(tail, remainder), written out.
+      const tailClass = classOfSmall(remainder);
+      const head = this.#readLink(control, this.#heads + 2 * tailClass);
+      const t = tail >> 2;
+      this.#writeLink(words, t + 6, 0);
+      this.#writeLink(words, t + 4, head);
+      if (head !== 0) this.#writeLink(words, (head >> 2) + 6, tail);
+      this.#setHead(tailClass, tail, head === 0);
+      writeFree(words, t, this.#lo(tail), remainder, last, this.#key);
       counters.addFree(remainder);
       usedSize = blockSize;
       last = 0;
@@ -293,8 +307,14 @@ export class TlsfFastPath {
       total += previousSize;
       this.#unlink(i - (previousSize >> 2), previousSize);
     }
+    // #link(start, total), written out.
     const s = start >> 2;
-    this.#link(start, total);
+    const startClass = classOfSmall(total);
+    const head = this.#readLink(this.#control, this.#heads + 2 * startClass);
+    this.#writeLink(words, s + 6, 0);
+    this.#writeLink(words, s + 4, head);
+    if (head !== 0) this.#writeLink(words, (head >> 2) + 6, start);
+    this.#setHead(startClass, start, head === 0);
     writeFree(words, s, this.#lo(start), total, last, this.#key);
     counters.addFree(total);
     if (last === 0) {
@@ -515,8 +535,8 @@ export class TlsfFastPath {
   /** Takes the free block at word `i` off its class list (TlsfPolicy.remove); its links are verified. */
   #unlink(i: number, size: number): void {
     const words = this.#words;
-    const previous = this.#readLink(words, i + 6);
-    const next = this.#readLink(words, i + 4);
+    const previous = this.#verifiedLink(words, i + 6);
+    const next = this.#verifiedLink(words, i + 4);
     if (next !== 0) this.#writeLink(words, (next >> 2) + 6, previous);
     if (previous !== 0) this.#writeLink(words, (previous >> 2) + 4, next);
     else this.#setHead(classOfSmall(size), next, next === 0);
@@ -573,7 +593,13 @@ export class TlsfFastPath {
     const hi = array[i + 1];
     if ((lo | hi) === 0) return 0;
     const offset = (lo - this.#baseLo) | 0;
-    return hi === (offset < this.#carryAt ? this.#baseHi : this.#baseHi + 1) ? offset : -1;
+    return hi === (offset < this.#carryAt ? this.#baseHi : this.#baseHiAbove) ? offset : -1;
+  }
+
+  /** A link `#linksIntact` has verified, as an offset (0: null): its high word needs no second look. */
+  #verifiedLink(array: Int32Array, i: number): number {
+    const lo = array[i];
+    return (lo | array[i + 1]) === 0 ? 0 : (lo - this.#baseLo) | 0;
   }
 
   /** Writes the block at `offset` (0: the null link) as a u64 address at `array[i]`. */
@@ -583,7 +609,7 @@ export class TlsfFastPath {
       array[i + 1] = 0;
     } else {
       array[i] = (this.#baseLo + offset) | 0;
-      array[i + 1] = offset < this.#carryAt ? this.#baseHi : this.#baseHi + 1;
+      array[i + 1] = offset < this.#carryAt ? this.#baseHi : this.#baseHiAbove;
     }
   }
 
