@@ -28,14 +28,18 @@
  * @module
  */
 
-// The block allocator.
+// The allocator: blocks, with page frames and slab caches layered over them.
 export {
   type AllocatorOptions,
   type BufferAllocatorOptions,
+  type CacheOptions,
   type HeapBlock,
+  type ObjectCache,
   PhysicalAllocator,
 } from "./allocator/heap/physical_allocator.ts";
-export type { AllocatorStats, RegionStats } from "./allocator/heap/stats.ts";
+export type { AllocatorStats, BlockLayerStats, RegionStats } from "./allocator/heap/stats.ts";
+export type { LayerRun, LayerStats } from "./allocator/slab/layered_heap.ts";
+export type { SlabInfo } from "./allocator/slab/slab_cache.ts";
 export { isPolicyName, POLICY_NAMES, type PolicyName } from "./allocator/heap/policy/policy.ts";
 export type { NativeMode } from "./allocator/heap/policy/native_route.ts";
 

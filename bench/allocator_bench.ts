@@ -1,7 +1,9 @@
 /**
  * alloc+free pairs of each policy on the pure-TS path, side by side in one
  * run, on an empty heap and on a heap with 10^4 live blocks; TLSF both on its
- * fast path (the default) and with `fastPath: false` (the general path).
+ * fast path (the default) and with `fastPath: false` (the general path). The
+ * blocks alone (`layers: false`); bench/layers_bench.ts sets them beside the
+ * page-frame and slab layers.
  *
  *   deno bench --allow-ffi --allow-read --allow-env bench/allocator_bench.ts
  *
@@ -15,9 +17,9 @@ const SIZES = [16, 24, 40, 64, 100, 256, 1000, 4000];
 
 /** The allocators compared: TLSF on each path, then first-fit. */
 const VARIANTS: { name: string; options: AllocatorOptions }[] = [
-  { name: "tlsf", options: { policy: "tlsf" } },
-  { name: "tlsf (general path)", options: { policy: "tlsf", fastPath: false } },
-  { name: "first-fit", options: { policy: "first-fit" } },
+  { name: "tlsf", options: { policy: "tlsf", layers: false } },
+  { name: "tlsf (general path)", options: { policy: "tlsf", fastPath: false, layers: false } },
+  { name: "first-fit", options: { policy: "first-fit", layers: false } },
 ];
 
 function heapWithLiveBlocks(options: AllocatorOptions, liveCount: number): PhysicalAllocator {
@@ -50,7 +52,7 @@ for (const liveCount of [0, 10_000]) {
 
 const pageGroup = "page-aligned 4 KiB alloc+free pair";
 for (const policy of POLICIES) {
-  const heap = heapWithLiveBlocks({ policy }, 1000);
+  const heap = heapWithLiveBlocks({ policy, layers: false }, 1000);
   Deno.bench({
     name: `${policy} ${pageGroup}`,
     group: pageGroup,

@@ -11,3 +11,7 @@ defineConformanceSuite(
   { policy: "first-fit", native: false },
   ABOVE_4_GIB,
 );
+
+// Heaps of at least 2 MiB: the page-frame and slab layers serve them beside the blocks.
+defineConformanceSuite("tlsf, layers", { policy: "tlsf", native: false }, 0, 2 << 20);
+defineConformanceSuite("first-fit, layers", { policy: "first-fit", native: false }, 0, 2 << 20);

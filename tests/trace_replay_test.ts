@@ -42,7 +42,12 @@ const tiny = decodeTrace(parseRep(TINY_REP), "tiny");
 Deno.test("verifyReplay() replays a tiny trace on both policies and passes check()", async (t) => {
   for (const policy of POLICY_NAMES) {
     await t.step(policy, () => {
-      const result = verifyReplay(physicalTarget({ policy }), tiny, heapBytesFor(tiny));
+      // Blocks alone: a slab per size class would dominate the footprint of five objects.
+      const result = verifyReplay(
+        physicalTarget({ policy, layers: false }),
+        tiny,
+        heapBytesFor(tiny),
+      );
       assert.equal(result.failedRequests, 0);
       // After a 7 17: ids 0 (9000), 4 (200), 5 (5000), 6 (24) and 7 (17) are live.
       assert.equal(result.peakLiveBytes, 14241);
@@ -52,6 +57,14 @@ Deno.test("verifyReplay() replays a tiny trace on both policies and passes check
       assert.ok(result.patternBytes > 0);
     });
   }
+});
+
+Deno.test("verifyReplay() replays a tiny trace over the page-frame and slab layers", () => {
+  const result = verifyReplay(physicalTarget(), tiny, heapBytesFor(tiny));
+  assert.equal(result.failedRequests, 0);
+  assert.equal(result.peakLiveBytes, 14241);
+  assert.ok(result.peakFootprintBytes >= result.peakLiveBytes);
+  assert.ok(result.utilization > 0 && result.utilization <= 1);
 });
 
 Deno.test("verifyReplay() counts requests a small heap cannot satisfy", () => {

@@ -41,6 +41,7 @@ import {
   SAMPLE_MAP_NAMES,
   sampleMemoryMap,
 } from "../mod.ts";
+import { HEADER_BYTES } from "../allocator/heap/layout.ts";
 import {
   type DecodedTrace,
   decodeTrace,
@@ -295,6 +296,22 @@ function printStats(label: string, stats: AllocatorStats): void {
       formatBytes(stats.largestFreeBytes)
     }, ${stats.skippedRegions} regions skipped (${formatBytes(stats.skippedBytes)})`,
   );
+  const layers = stats.layers;
+  if (layers === null) return;
+  console.log(
+    `  page frames: ${layers.chunks} chunks, ${layers.totalFrames} frames (${layers.freeFrames} free, ${layers.pageFrames} in page runs, ${layers.slabFrames} in slabs); buddyinfo ${
+      layers.buddyinfo.join(" ")
+    }`,
+  );
+  const active = layers.slabinfo.filter((line) => line.slabs > 0);
+  for (const line of active.slice(0, 6)) {
+    console.log(
+      `  slabinfo ${
+        line.name.padEnd(12)
+      } ${line.activeObjects}/${line.totalObjects} objects of ${line.objectBytes} B, ${line.objectsPerSlab} per slab of ${line.pagesPerSlab} pages, ${line.activeSlabs}/${line.slabs} slabs`,
+    );
+  }
+  if (active.length > 6) console.log(`  slabinfo … ${active.length - 6} more caches`);
 }
 
 /** Early boot: page-table pages (4 KiB aligned), one 2 MiB huge page, some pages given back. */
@@ -386,12 +403,22 @@ function pictureOf(
   });
   // Blocks live at allocator addresses; draw them at their physical addresses.
   const blocks: PictureBlock[] = [];
+  const offsetOf = (address: number) =>
+    memory.mappings.find((m) => m.base <= address && address < m.base + m.lengthBytes)
+      ?.offsetBytes ?? 0;
+  // A chunk of the page-frame layer is one used block: draw its runs instead.
+  const runs = [...heap.layerRuns()];
+  const chunks = new Set(runs.map((run) => run.chunk));
   for (const block of heap.blocks()) {
-    const mapping = memory.mappings.find((m) =>
-      m.base <= block.address && block.address < m.base + m.lengthBytes
-    );
-    const offset = mapping?.offsetBytes ?? 0;
-    blocks.push({ address: block.address - offset, sizeBytes: block.sizeBytes, free: block.free });
+    const offset = offsetOf(block.address);
+    const chunk = !block.free && chunks.has(block.address + HEADER_BYTES);
+    const sizeBytes = chunk ? HEADER_BYTES : block.sizeBytes;
+    blocks.push({ address: block.address - offset, sizeBytes, free: block.free });
+  }
+  for (const run of runs) {
+    const layer = run.kind === "pages" ? "frames" : run.kind === "slab" ? "slab" : undefined;
+    const address = run.address - offsetOf(run.address);
+    blocks.push({ address, sizeBytes: run.sizeBytes, free: run.kind === "free", layer });
   }
   return { regions, blocks, title };
 }

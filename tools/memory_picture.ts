@@ -54,6 +54,8 @@ export interface PictureBlock {
   readonly sizeBytes: number;
   /** Whether the block is free. */
   readonly free: boolean;
+  /** For memory in use by the page-frame layer: a page run (`"frames"`) or a slab (`"slab"`). */
+  readonly layer?: "frames" | "slab";
 }
 
 /** What to draw. */
@@ -327,7 +329,7 @@ export function renderMemorySvg(picture: MemoryPicture, options: SvgOptions = {}
   const labels = svgLabels(frame, regions);
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${widthPx}" height="${heightPx}" viewBox="0 0 ${widthPx} ${heightPx}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="10">`,
-    `<style>.usable{fill:#7cc47c}.reserved{fill:#b0b0b0}.used{fill:#f08c2a}.free{fill:#d4f0d4}.hole{stroke:#555;fill:none}.region{stroke:#333;stroke-width:0.5}</style>`,
+    `<style>.usable{fill:#7cc47c}.reserved{fill:#b0b0b0}.used{fill:#f08c2a}.frames{fill:#4a7fd0}.slab{fill:#b35cc8}.free{fill:#d4f0d4}.hole{stroke:#555;fill:none}.region{stroke:#333;stroke-width:0.5}</style>`,
     `<rect width="${widthPx}" height="${heightPx}" fill="#fff"/>`,
     `<text x="${SVG_MARGIN_PX}" y="20" font-size="14">${
       escapeXml(picture.title ?? "Physical memory")
@@ -376,7 +378,7 @@ function svgRegion(frame: SvgFrame, region: PictureRegion): string {
 function svgBlock(frame: SvgFrame, block: PictureBlock): string {
   const x0 = frame.x(block.address);
   const widthRect = Math.max(0.5, frame.x(block.address + block.sizeBytes) - x0);
-  const state = block.free ? "free" : "used";
+  const state = block.free ? "free" : block.layer ?? "used";
   return `<rect class="block ${state}" x="${x0.toFixed(2)}" y="${SVG_BLOCK_Y}" width="${
     widthRect.toFixed(2)
   }" height="${SVG_BLOCK_HEIGHT}"><title>${
@@ -450,6 +452,8 @@ function legendSvg(xPx: number, yPx: number, axis: AxisScale): string {
     ["reserved", "reserved/other"],
     ["used", "allocated block"],
     ["free", "free block"],
+    ["frames", "page frames"],
+    ["slab", "slab objects"],
   ];
   return items.map(([kind, label], index) => {
     const x0 = xPx + index * 150;
@@ -457,14 +461,24 @@ function legendSvg(xPx: number, yPx: number, axis: AxisScale): string {
       x0 + 16
     }" y="${yPx}">${label}</text>`;
   }).join("\n") +
-    `\n<text x="${xPx + 620}" y="${yPx}">axis: ${
+    `\n<text x="${xPx + 920}" y="${yPx}">axis: ${
       axis === "linear" ? "width proportional to size" : "log-scaled pieces"
     }, holes broken (dashed)</text>`;
 }
 
-const STATE_CHARS = { used: "█", free: "░", usable: "▒", reserved: "▓", hole: "┊" } as const;
+const STATE_CHARS = {
+  used: "█",
+  frames: "▚",
+  slab: "▤",
+  free: "░",
+  usable: "▒",
+  reserved: "▓",
+  hole: "┊",
+} as const;
 const STATE_COLORS = {
   used: "\x1b[33m",
+  frames: "\x1b[34m",
+  slab: "\x1b[35m",
   free: "\x1b[32m",
   usable: "\x1b[36m",
   reserved: "\x1b[90m",
@@ -472,7 +486,15 @@ const STATE_COLORS = {
 } as const;
 type CellState = keyof typeof STATE_CHARS;
 /** When several states share a column, the most interesting one is shown. */
-const STATE_RANK: Record<CellState, number> = { hole: 0, reserved: 1, usable: 2, free: 3, used: 4 };
+const STATE_RANK: Record<CellState, number> = {
+  hole: 0,
+  reserved: 1,
+  usable: 2,
+  free: 3,
+  used: 4,
+  frames: 5,
+  slab: 5,
+};
 
 function paintBar(
   regions: readonly PictureRegion[],
@@ -504,7 +526,7 @@ function paintBar(
     paint(
       unitsAt(axis, block.address),
       unitsAt(axis, block.address + block.sizeBytes),
-      block.free ? "free" : "used",
+      block.free ? "free" : block.layer ?? "used",
     );
   }
   let bar = "";
@@ -554,7 +576,7 @@ export function renderMemoryTerminal(
   const axis = options.axis ?? "log";
   lines.push(paintBar(regions, blocks, columns, color, axis));
   const legend =
-    `${STATE_CHARS.used} used  ${STATE_CHARS.free} free  ${STATE_CHARS.usable} usable  ${STATE_CHARS.reserved} reserved  ${STATE_CHARS.hole} hole`;
+    `${STATE_CHARS.used} used  ${STATE_CHARS.frames} page frames  ${STATE_CHARS.slab} slab  ${STATE_CHARS.free} free  ${STATE_CHARS.usable} usable  ${STATE_CHARS.reserved} reserved  ${STATE_CHARS.hole} hole`;
   lines.push(legend.slice(0, columns));
   let blockIndex = 0;
   for (const [index, region] of regions.entries()) {

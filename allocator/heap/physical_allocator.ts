@@ -9,6 +9,7 @@
 import { blockSizeFor, type BlockWords, blockWordsFor, NarrowBlockWords } from "./block.ts";
 import {
   AllocatorClosedError,
+  AllocatorError,
   HeapCorruptionError,
   InvalidAddressError,
   InvalidAlignmentError,
@@ -20,6 +21,7 @@ import {
   MemoryInUseError,
   OutOfMemoryError,
 } from "../errors.ts";
+import { corruptionAt } from "./check/corruption.ts";
 import { BlockEdits } from "./block_edits.ts";
 import { BlockVerifier } from "./check/block_verifier.ts";
 import { ControlBlock } from "./control_block.ts";
@@ -56,6 +58,15 @@ import { TlsfPolicy } from "./policy/tlsf.ts";
 import { FALLBACK, fastPathFits, TlsfFastPath } from "./policy/tlsf_fast_path.ts";
 import { type HeapLayout, largestBlockArea, layoutRegions, type RegionLayout } from "./regions.ts";
 import type { AllocatorStats, RegionStats } from "./stats.ts";
+import {
+  CACHE_COUNT_MAX,
+  LayeredHeap,
+  type LayerRun,
+  LAYERS_MIN_AREA_BYTES,
+} from "../slab/layered_heap.ts";
+import { KMALLOC_MAX_BYTES } from "../slab/kmalloc.ts";
+import type { SlabCache, SlabInfo } from "../slab/slab_cache.ts";
+import { CHUNK_FRAMES_MAX, FRAME_BYTES, ORDER_MAX } from "../frames/frame_table.ts";
 
 /** Options of a {@linkcode PhysicalAllocator}. */
 export interface AllocatorOptions {
@@ -112,6 +123,54 @@ export interface AllocatorOptions {
    * @default {false}
    */
   reinitialize?: boolean;
+  /**
+   * Whether the page-frame and slab layers (allocator/frames/, allocator/slab/)
+   * serve `alloc` beside the blocks: small requests from kmalloc slab classes,
+   * page-multiple requests aligned to at most 4096 from buddy page frames,
+   * everything else from blocks. They serve heaps with a region of at least
+   * 1 MiB, placing their chunks in the window's first 2 GiB; in debug mode
+   * slab objects get guard bytes and free ones poison, as blocks do. `false`
+   * gives the pure block allocator.
+   *
+   * @default {true}
+   */
+  layers?: boolean;
+}
+
+/** Options of {@linkcode PhysicalAllocator.createCache}. */
+export interface CacheOptions {
+  /**
+   * The alignment of every object, a power of two up to 4096: the object size
+   * is rounded up to a multiple of it.
+   *
+   * @default {8}
+   */
+  align?: number;
+}
+
+/** A slab cache made by {@linkcode PhysicalAllocator.createCache}: objects of one size. */
+export interface ObjectCache {
+  /** The cache's name. */
+  readonly name: string;
+  /** Bytes of each object. */
+  readonly objectBytes: number;
+  /**
+   * Hands out one object.
+   *
+   * @returns Its address.
+   * @throws {OutOfMemoryError} If no slab can be had.
+   */
+  alloc(): number;
+  /**
+   * Takes an object back.
+   *
+   * @param address An object of this cache.
+   * @throws {InvalidFreeError} If `address` is not an object of this cache.
+   * @throws {DoubleFreeError} If the object is free.
+   */
+  free(address: number): void;
+  /** The cache's slabinfo line. */
+  info(): SlabInfo;
 }
 
 /** Options of {@linkcode PhysicalAllocator.fromBuffer}. */
@@ -178,6 +237,8 @@ export class PhysicalAllocator implements Disposable {
   readonly #totalBytes: number;
   readonly #skippedBytes: number;
   readonly #fixedOverheadBytes: number;
+  /** The page-frame and slab layers, or null when blocks serve everything. */
+  readonly #layers: LayeredHeap | null;
 
   /**
    * Creates an allocator over memory made of regions and writes one free
@@ -292,6 +353,37 @@ export class PhysicalAllocator implements Disposable {
         key: this.#blocks.key,
       }, this.#counters)
       : null;
+    this.#layers = this.#layersFor(options.layers, window.bytes, window.baseAddress);
+  }
+
+  #layersFor(
+    option: boolean | undefined,
+    window: Uint8Array,
+    baseAddress: number,
+  ): LayeredHeap | null {
+    if (option !== undefined && typeof option !== "boolean") {
+      throw new InvalidOptionError(
+        `Cannot create allocator with layers ${describeValue(option)}: expected true or false`,
+      );
+    }
+    const largest = Math.max(0, ...this.#usable.map((r) => r.blockEnd - r.blockStart));
+    if (
+      option === false ||
+      largest < LAYERS_MIN_AREA_BYTES
+    ) return null;
+    return new LayeredHeap(window, baseAddress, {
+      take: (sizeBytes, alignBytes) => this.#allocBlock(sizeBytes, alignBytes),
+      give: (address) => this.#freeBlock(address),
+      largestFreeBytes: () => {
+        const largestFree = this.#policy.largestFree();
+        return largestFree === 0 ? 0 : largestFree - HEADER_BYTES;
+      },
+    }, this.#guardBytes);
+  }
+
+  /** True when the page-frame and slab layers serve this allocator. */
+  get layersActive(): boolean {
+    return this.#layers !== null;
   }
 
   /**
@@ -421,6 +513,17 @@ export class PhysicalAllocator implements Disposable {
       validateAlignment(alignBytes, `allocate ${sizeBytes} bytes`);
     }
     const align = alignBytes < GRANULE_BYTES ? GRANULE_BYTES : alignBytes;
+    if (this.#layers !== null) {
+      const address = this.#allocLayered(sizeBytes, align);
+      if (address !== 0) return address;
+    }
+    const address = this.#allocBlock(sizeBytes, align);
+    if (address !== 0 || this.#layers === null || !this.#layers.releaseReserves()) return address;
+    return this.#allocBlock(sizeBytes, align);
+  }
+
+  /** A block for a validated request, or 0. */
+  #allocBlock(sizeBytes: number, align: number): number {
     const blockSize = blockSizeFor(sizeBytes + this.#guardBytes);
     if (blockSize > this.#layout.largestAreaBytes) return 0;
     if (this.#fast !== null && align === GRANULE_BYTES) {
@@ -428,6 +531,17 @@ export class PhysicalAllocator implements Disposable {
       if (address !== FALLBACK) return address;
     }
     return this.#allocGeneral(blockSize, align, sizeBytes);
+  }
+
+  /** The layers' answer to a validated request (slab, frames), or 0 to use blocks. */
+  #allocLayered(sizeBytes: number, align: number): number {
+    const layers = this.#layers!;
+    if (sizeBytes <= KMALLOC_MAX_BYTES) return layers.kmalloc(sizeBytes, align);
+    if (
+      sizeBytes <= CHUNK_FRAMES_MAX * FRAME_BYTES && sizeBytes % FRAME_BYTES === 0 &&
+      align <= FRAME_BYTES
+    ) return layers.allocPages(sizeBytes / FRAME_BYTES);
+    return 0;
   }
 
   /** tryAlloc() on the general path (kept apart as #freeGeneral is). */
@@ -467,6 +581,12 @@ export class PhysicalAllocator implements Disposable {
    */
   free(address: number): void {
     this.#assertOpen("free");
+    if (this.#layers !== null && this.#layers.free(address)) return;
+    if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
+  }
+
+  /** Frees a block of the block heap (the layers' chunks and descriptors). */
+  #freeBlock(address: number): void {
     if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
   }
 
@@ -508,12 +628,33 @@ export class PhysicalAllocator implements Disposable {
    */
   realloc(address: number, sizeBytes: number): number {
     this.#assertOpen("reallocate");
+    if (this.#layers !== null && this.#layers.owns(address)) {
+      return this.#reallocLayered(address, sizeBytes);
+    }
     if (this.#fast !== null) {
       const resized = this.#fast.resize(address, sizeBytes);
       if (resized > 0) return resized;
       if (resized === 0) return this.#move(address, address - HEADER_BYTES, sizeBytes);
     }
     return this.#reallocGeneral(address, sizeBytes);
+  }
+
+  /** realloc() of an address in a chunk: in place within its kmalloc class, else moved. */
+  #reallocLayered(address: number, sizeBytes: number): number {
+    const layers = this.#layers!;
+    const owner = layers.ownerOf(address, "reallocate");
+    validateSize(sizeBytes, "reallocate", address);
+    if (sizeBytes === owner.sizeBytes || layers.resizeInPlace(address, sizeBytes)) return address;
+    const moved = this.tryAlloc(sizeBytes, this.defaultAlignBytes);
+    if (moved === 0) throw this.#outOfMemory(sizeBytes, this.defaultAlignBytes);
+    const from = address - this.#blocks.baseAddress;
+    this.#window.copyWithin(
+      moved - this.#blocks.baseAddress,
+      from,
+      from + Math.min(owner.sizeBytes, sizeBytes),
+    );
+    this.free(address);
+    return moved;
   }
 
   /** realloc() on the general path (kept apart as #freeGeneral is). */
@@ -584,8 +725,7 @@ export class PhysicalAllocator implements Disposable {
    */
   bytes(address: number, lengthBytes?: number): Uint8Array {
     this.#assertOpen("view");
-    const block = this.#verifier.usedBlockAt(address, "view", InvalidAddressError);
-    const sizeBytes = this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
+    const sizeBytes = this.#payloadBytes(address, "view");
     const length = lengthBytes ?? sizeBytes;
     if (!Number.isSafeInteger(length) || length < 0 || length > sizeBytes) {
       throw new InvalidSizeError(
@@ -620,8 +760,216 @@ export class PhysicalAllocator implements Disposable {
    */
   sizeOf(address: number): number {
     this.#assertOpen("size");
+    return this.#payloadBytes(address, "size");
+  }
+
+  /**
+   * The bytes the live allocation at `address` may hold, like C's
+   * malloc_usable_size: its block payload with slack, its slab object or its
+   * page run. At least `sizeOf(address)`.
+   *
+   * @param address A live payload address.
+   * @returns The capacity in bytes.
+   * @throws {InvalidAddressError} If `address` is not a live payload.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4 << 20));
+   * assert.equal(heap.capacityOf(heap.alloc(100)), 104); // the kmalloc-104 class
+   * ```
+   */
+  capacityOf(address: number): number {
+    this.#assertOpen("size");
+    if (this.#layers !== null && this.#layers.owns(address)) {
+      try {
+        return this.#layers.ownerOf(address, "size").capacityBytes;
+      } catch (error) {
+        if (!(error instanceof AllocatorError) || error.code === "HEAP_CORRUPTION") throw error;
+        throw new InvalidAddressError(error.message);
+      }
+    }
     const block = this.#verifier.usedBlockAt(address, "size", InvalidAddressError);
+    return this.#blocks.size(block) - HEADER_BYTES;
+  }
+
+  /** The requested size of the live allocation at `address`, in any layer. */
+  #payloadBytes(address: number, operation: string): number {
+    if (this.#layers !== null && this.#layers.owns(address)) {
+      try {
+        return this.#layers.ownerOf(address, operation).sizeBytes;
+      } catch (error) {
+        if (!(error instanceof AllocatorError) || error.code === "HEAP_CORRUPTION") throw error;
+        throw new InvalidAddressError(error.message);
+      }
+    }
+    const block = this.#verifier.usedBlockAt(address, operation, InvalidAddressError);
     return this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
+  }
+
+  /**
+   * Allocates 2^order contiguous page frames (4 KiB each), like Linux's
+   * alloc_pages: from the buddy allocator when the layers serve this heap,
+   * else a 4096-aligned block.
+   *
+   * @param order 0 to 10 (4 KiB to 4 MiB).
+   * @returns The first frame's address, a multiple of 4096.
+   * @throws {InvalidSizeError} If the order is not an integer from 0 to 10.
+   * @throws {OutOfMemoryError} If no frames are free.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(8 << 20));
+   * const pages = heap.allocPages(2);
+   * assert.equal(pages % 4096, 0);
+   * assert.equal(heap.sizeOf(pages), 16384);
+   * heap.freePages(pages);
+   * ```
+   */
+  allocPages(order: number): number {
+    this.#assertOpen("allocate pages");
+    if (!Number.isInteger(order) || order < 0 || order > ORDER_MAX) {
+      throw new InvalidSizeError(
+        `Cannot allocate pages of order ${
+          describeValue(order)
+        }: the order must be an integer from 0 to ${ORDER_MAX}`,
+      );
+    }
+    return this.alloc(FRAME_BYTES << order, FRAME_BYTES);
+  }
+
+  /**
+   * Frees pages from `allocPages` (their order is remembered in the frame table).
+   *
+   * @param address The address `allocPages` returned.
+   * @throws {InvalidFreeError} If `address` is not page-aligned or not a live allocation.
+   * @throws {DoubleFreeError} If the pages are free.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(8 << 20));
+   * const page = heap.allocPages(0);
+   * heap.freePages(page);
+   * assert.throws(() => heap.freePages(page), { code: "DOUBLE_FREE" });
+   * ```
+   */
+  freePages(address: number): void {
+    this.#assertOpen("free pages");
+    if (typeof address !== "number" || address % FRAME_BYTES !== 0) {
+      throw new InvalidFreeError(
+        `Cannot free pages at ${
+          describeValue(address)
+        }: the address is not a multiple of ${FRAME_BYTES}`,
+      );
+    }
+    this.free(address);
+  }
+
+  /**
+   * Creates a slab cache of `objectBytes` objects, like Linux's
+   * kmem_cache_create: objects come from slabs of page frames, with no
+   * header, and go back to the cache.
+   *
+   * @param name The cache's name (in slabinfo).
+   * @param objectBytes Bytes of each object, 1 to 16384 (rounded up to 8 and to the alignment).
+   * @param options The objects' alignment.
+   * @returns The cache.
+   * @throws {InvalidOptionError} If the layers do not serve this heap, or the name is not a string.
+   * @throws {InvalidSizeError} If the object size is out of range.
+   * @throws {InvalidAlignmentError} If the alignment is not a power of two up to 4096.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(8 << 20));
+   * const inodes = heap.createCache("inode", 200);
+   * const a = inodes.alloc();
+   * const b = inodes.alloc();
+   * assert.equal(heap.sizeOf(a), 200);
+   * inodes.free(a);
+   * assert.throws(() => inodes.free(a), { code: "DOUBLE_FREE" });
+   * assert.equal(inodes.info().activeObjects, 1);
+   * inodes.free(b);
+   * ```
+   */
+  createCache(name: string, objectBytes: number, options: CacheOptions = {}): ObjectCache {
+    this.#assertOpen("create a cache");
+    if (this.#layers === null) {
+      throw new InvalidOptionError(
+        `Cannot create cache ${
+          describeValue(name)
+        }: the page-frame and slab layers do not serve this heap`,
+      );
+    }
+    if (typeof name !== "string" || name.length === 0) {
+      throw new InvalidOptionError(
+        `Cannot create cache ${describeValue(name)}: the name must be a string`,
+      );
+    }
+    const align = options.align ?? GRANULE_BYTES;
+    if (
+      !Number.isInteger(align) || align <= 0 || align > FRAME_BYTES || (align & (align - 1)) !== 0
+    ) {
+      throw new InvalidAlignmentError(
+        `Cannot create cache ${name} with alignment ${
+          describeValue(align)
+        }: the alignment must be a power of two from 1 to ${FRAME_BYTES}`,
+      );
+    }
+    // At most 16 KiB: a slab of 8 frames holds two objects, or one with debug guards.
+    if (!Number.isInteger(objectBytes) || objectBytes <= 0 || objectBytes > FRAME_BYTES * 4) {
+      throw new InvalidSizeError(
+        `Cannot create cache ${name} of ${
+          describeValue(objectBytes)
+        } bytes: the size must be an integer from 1 to ${FRAME_BYTES * 4}`,
+      );
+    }
+    const step = Math.max(align, GRANULE_BYTES);
+    if (this.#layers.caches.length >= CACHE_COUNT_MAX) {
+      throw new InvalidOptionError(
+        `Cannot create cache ${name}: the heap already holds ${CACHE_COUNT_MAX} caches`,
+      );
+    }
+    const rounded = Math.ceil(objectBytes / step) * step;
+    return this.#cacheHandle(this.#layers.createCache(name, rounded), rounded);
+  }
+
+  #cacheHandle(cache: SlabCache, objectBytes: number): ObjectCache {
+    const layers = this.#layers!;
+    return {
+      name: cache.name,
+      objectBytes,
+      alloc: () => {
+        this.#assertOpen("allocate from a cache");
+        let address = layers.cacheAlloc(cache);
+        if (address === 0 && layers.releaseReserves()) address = layers.cacheAlloc(cache);
+        if (address === 0) {
+          throw new OutOfMemoryError(
+            `Cannot allocate a ${cache.name} object of ${cache.objectBytes} bytes: no page frames are free`,
+          );
+        }
+        return address;
+      },
+      free: (address: number) => {
+        this.#assertOpen("free to a cache");
+        if (!layers.free(address, cache)) {
+          throw new InvalidFreeError(
+            `Cannot free ${describeValue(address)} to cache ${cache.name}: it is not in any slab`,
+          );
+        }
+      },
+      info: () => cache.info(),
+    };
   }
 
   /**
@@ -644,16 +992,26 @@ export class PhysicalAllocator implements Disposable {
   stats(): AllocatorStats {
     this.#assertOpen("read stats of");
     const largest = this.#policy.largestFree();
+    const layers = this.#layers?.stats() ?? null;
+    const layerBlocks = this.#layers === null ? 0 : this.#layers.blockCount;
+    const layerLive = this.#layers === null ? 0 : this.#layers.live;
+    const blocks = {
+      freeBytes: this.#counters.freeBytes,
+      usedBytes: this.#counters.usedBytes - (layers?.blockBytes ?? 0),
+      overheadBytes: this.#overheadBytes(),
+    };
     return {
       policy: this.policy,
       nativeActive: this.#nativeActive,
       totalBytes: this.#totalBytes,
-      freeBytes: this.#counters.freeBytes,
-      usedBytes: this.#counters.usedBytes,
-      overheadBytes: this.#overheadBytes(),
+      freeBytes: blocks.freeBytes + (layers?.freeBytes ?? 0),
+      usedBytes: blocks.usedBytes + (layers?.usedBytes ?? 0),
+      overheadBytes: blocks.overheadBytes + (layers?.overheadBytes ?? 0),
       skippedBytes: this.#skippedBytes,
       freeBlocks: this.#counters.freeBlocks,
-      usedBlocks: this.#counters.usedBlocks,
+      usedBlocks: this.#counters.usedBlocks - layerBlocks + layerLive,
+      blocks,
+      layers,
       largestFreeBytes: largest === 0 ? 0 : largest - HEADER_BYTES,
       skippedRegions: this.#layout.regions.length - this.#usable.length,
       regions: this.#layout.regions.map((region): RegionStats => ({
@@ -697,6 +1055,13 @@ export class PhysicalAllocator implements Disposable {
       expected: this.#counters,
     });
     this.#debug?.verifyHeap(this.#usable);
+    this.#layers?.check((address, sizeBytes) => {
+      const block = this.#verifier.usedBlockAt(address, "check", InvalidAddressError);
+      const payload = this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
+      if (payload !== sizeBytes) {
+        throw corruptionAt(block, `a layer block holds ${payload} bytes, not ${sizeBytes}`);
+      }
+    });
     const s = this.stats();
     if (s.totalBytes !== s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes) {
       throw new HeapCorruptionError(
@@ -740,6 +1105,31 @@ export class PhysicalAllocator implements Disposable {
         block += sizeBytes;
       }
     }
+  }
+
+  /**
+   * The runs of every chunk of the page-frame layer, in address order within
+   * each chunk (free frames, page runs, slabs, then the chunk's frame table):
+   * for pictures and teaching. Nothing when the layers do not serve the heap.
+   *
+   * @returns The runs with their addresses, sizes and kinds.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4 << 20));
+   * heap.alloc(4096, 4096);
+   * heap.alloc(32);
+   * const kinds = [...heap.layerRuns()].map((run) => run.kind);
+   * assert.deepEqual(kinds.slice(0, 2), ["pages", "slab"]);
+   * assert.equal(kinds.at(-1), "table");
+   * ```
+   */
+  *layerRuns(): IterableIterator<LayerRun> {
+    this.#assertOpen("walk");
+    if (this.#layers !== null) yield* this.#layers.runs();
   }
 
   /**

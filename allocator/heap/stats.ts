@@ -9,6 +9,17 @@
  */
 
 import type { PolicyName } from "./policy/policy.ts";
+import type { LayerStats } from "../slab/layered_heap.ts";
+
+/** The block heap's share of the accounting (the layers' chunks and descriptors count as their own). */
+export interface BlockLayerStats {
+  /** Payload bytes of free blocks. */
+  readonly freeBytes: number;
+  /** Bytes requested by live block allocations, not counting the layers' blocks. */
+  readonly usedBytes: number;
+  /** Headers, slack, the control block and trimmed bytes. */
+  readonly overheadBytes: number;
+}
 
 /** One region as the allocator manages it. */
 export interface RegionStats {
@@ -44,10 +55,18 @@ export interface AllocatorStats {
   readonly overheadBytes: number;
   /** Bytes of regions too small to hold a block. */
   readonly skippedBytes: number;
-  /** Free blocks. */
+  /** Free blocks of the block heap. */
   readonly freeBlocks: number;
-  /** Live allocations. */
+  /** Live allocations in every layer (blocks, page runs, slab objects). */
   readonly usedBlocks: number;
+  /** The block heap's share of free, used and overhead bytes. */
+  readonly blocks: BlockLayerStats;
+  /**
+   * The page-frame and slab layers' share (buddyinfo, slabinfo), or null when
+   * they do not serve the heap. Totals: free, used and overhead bytes are the
+   * sums of `blocks` and `layers`.
+   */
+  readonly layers: LayerStats | null;
   /** The largest payload one free block can hold (its size minus the header), or 0. */
   readonly largestFreeBytes: number;
   /** Regions too small to hold a block. */

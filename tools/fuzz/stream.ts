@@ -56,7 +56,9 @@ export interface FuzzRange {
 /**
  * The region layouts a stream cycles through, each in ascending address order: one large region, odd bases
  * with a region too small for a block, many small regions, a thousand tiny
- * ones, and a mix. Small enough that exhaustion phases stay quick.
+ * ones, a mix, and one 4 MiB region (the mix's 1 MiB region and this one are
+ * served by the page-frame and slab layers too). Small enough that exhaustion
+ * phases stay quick.
  */
 export const REGION_LAYOUTS: readonly (readonly FuzzRange[])[] = [
   [{ start: 0x1000, length: 512 * 1024 }],
@@ -71,6 +73,8 @@ export const REGION_LAYOUTS: readonly (readonly FuzzRange[])[] = [
     { start: 0x100000, length: 1 << 20 },
     { start: 0x300000, length: 65_536 + 13 },
   ],
+  // Large enough for the page-frame and slab layers to serve most requests.
+  [{ start: 0x1000, length: 4 << 20 }],
 ];
 
 /** Stream operations between two layout changes, at least and at most. */

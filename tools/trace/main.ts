@@ -5,7 +5,7 @@
  * deno run -A tools/trace/main.ts capture --out T.rep [--children] -- PROGRAM ARGS...
  * deno run -A tools/trace/main.ts replay [--policy tlsf|first-fit|all] [--native]
  *     [--backend buffer|identity] [--heap-bytes N] TRACE|DIR...
- * deno run -A tools/trace/main.ts score [--policies tlsf,first-fit] [--paths ts,native]
+ * deno run -A tools/trace/main.ts score [--policies tlsf,first-fit] [--paths ts,native,blocks]
  *     [--backend buffer,identity] [--peers auto|none|thing,glibc,mimalloc,rlsf,talc]
  *     [--json] [--json-out PATH] [--svg PATH] [--budget-ms N] [--heap-bytes N] [--quiet]
  *     TRACE|DIR...
@@ -68,7 +68,8 @@ Replays every trace on every target, verified and then timed round robin on
 warm memory, prints the table and the performance goals.
 
   --policies LIST   the project's policies: tlsf,first-fit (default tlsf,first-fit)
-  --paths LIST      ts, native or ts,native (default ts)
+  --paths LIST      ts, native, blocks (ts with the page-frame and slab layers off),
+                    comma-separated (default ts)
   --backend LIST    buffer, identity or buffer,identity (default buffer)
   --peers LIST      thing, glibc, mimalloc, rlsf, talc; auto (default: thing, glibc,
                     mimalloc if installed, rlsf and talc if cargo builds them) or none
@@ -204,13 +205,15 @@ async function scoreTargets(values: {
   const backends = values.backend.split(",").map(backendOf);
   const targets: ReplayTarget[] = [];
   for (const path of values.paths.split(",")) {
-    if (path !== "ts" && path !== "native") {
-      throw new UsageError(`unknown path '${path}', expected ts or native`);
+    if (path !== "ts" && path !== "native" && path !== "blocks") {
+      throw new UsageError(`unknown path '${path}', expected ts, native or blocks`);
     }
     for (const policy of policiesOf(values.policies)) {
+      // "blocks": the TS path with the page-frame and slab layers off.
+      const layers = path !== "blocks";
       // Backends side by side in one run: their ratio is only meaningful timed round robin.
       for (const backend of backends) {
-        targets.push(physicalTarget({ policy, native: path === "native", backend }));
+        targets.push(physicalTarget({ policy, native: path === "native", backend, layers }));
       }
     }
   }

@@ -37,6 +37,8 @@ export interface PhysicalTargetOptions {
   readonly native?: boolean | "auto";
   /** The memory backend. @default {"buffer"} */
   readonly backend?: BackendName;
+  /** Whether the page-frame and slab layers serve the heap (`false`: blocks alone). @default {true} */
+  readonly layers?: boolean;
 }
 
 /** Buffer heaps start at this address, as `PhysicalAllocator.fromBuffer` does. */
@@ -69,8 +71,9 @@ export function physicalTarget(options: PhysicalTargetOptions = {}): ReplayTarge
   const policy = options.policy ?? "tlsf";
   const native = options.native ?? false;
   const backend = options.backend ?? "buffer";
+  const layers = options.layers ?? true;
   const name = policy + (native === true ? "/native" : native === "auto" ? "/auto" : "") +
-    (backend === "identity" ? "/identity" : "");
+    (backend === "identity" ? "/identity" : "") + (layers ? "" : "/blocks");
   // One memory for every heap of the same size, kept across repetitions so
   // each one runs on pages touched before (a fresh buffer would time page
   // faults and cold caches, not the allocator). A heap in use is never shared.
@@ -95,7 +98,11 @@ export function physicalTarget(options: PhysicalTargetOptions = {}): ReplayTarge
       // Every heap starts from the same bytes; on a kept memory this also keeps its pages touched.
       memory.regions[0].bytes.fill(0);
       // The allocator gets the regions without `close`: closing the heap must not release kept memory.
-      const allocator = new PhysicalAllocator({ regions: memory.regions }, { policy, native });
+      const allocator = new PhysicalAllocator({ regions: memory.regions }, {
+        policy,
+        native,
+        layers,
+      });
       inUse ||= reuse;
       const release = reuse ? () => (inUse = false) : () => memory.close?.();
       return new PhysicalHeap(allocator, memory, trace.slotCount, release);
@@ -150,6 +157,7 @@ class PhysicalHeap implements ReplayHeap {
   }
 
   blockEnd(address: number): number {
+    if (this.#allocator.layersActive) return address + this.#allocator.capacityOf(address);
     const block = address - HEADER_BYTES;
     const word = (block - this.#windowBase) >>> 2;
     const sizeLow = this.#words[word + HEADER_SIZE_LO_OFFSET / 4] & ~FLAGS_MASK;

@@ -1,0 +1,59 @@
+/**
+ * The kmalloc size classes: the caches `alloc()` uses for small requests,
+ * like SLUB's kmalloc-8 … kmalloc-8k. Neighbouring classes are at most 25%
+ * apart (8-byte steps to 128, then eight steps per doubling, 12.5%), so
+ * rounding a request up wastes less than an eighth of it above 128 bytes.
+ *
+ * @module
+ */
+
+/**
+ * The largest request a kmalloc class serves. Larger requests go to blocks,
+ * whose 16-byte header costs less than class rounding there: chosen by
+ * replaying the shipped traces with largest classes of 128 to 2048 bytes
+ * (README, "Page frames and slab caches").
+ */
+export const KMALLOC_MAX_BYTES = 256;
+
+/** Every class, ascending: 8-byte steps to 128, then eight classes per doubling. */
+export const KMALLOC_CLASSES: readonly number[] = (() => {
+  const classes: number[] = [];
+  for (
+    let size = 8;
+    size <= KMALLOC_MAX_BYTES;
+    size += size < 128 ? 8 : 2 ** Math.floor(Math.log2(size)) >> 3
+  ) {
+    classes.push(size);
+  }
+  return classes;
+})();
+
+/** The most bytes a kmalloc object may hold beyond its request (its slack is one byte). */
+export const KMALLOC_SLACK_MAX = 255;
+
+/**
+ * The class index for each request size in 8-byte steps: `classBySize[(size + 7) >> 3]`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { KMALLOC_CLASSES, KMALLOC_CLASS_BY_STEP } from "./kmalloc.ts";
+ *
+ * assert.equal(KMALLOC_CLASSES[KMALLOC_CLASS_BY_STEP[(100 + 7) >> 3]], 104);
+ * assert.equal(KMALLOC_CLASSES[KMALLOC_CLASS_BY_STEP[(129 + 7) >> 3]], 144);
+ * ```
+ */
+export const KMALLOC_CLASS_BY_STEP: Uint8Array = (() => {
+  const table = new Uint8Array((KMALLOC_MAX_BYTES >> 3) + 1);
+  let cls = 0;
+  for (let step = 0; step < table.length; step++) {
+    while (KMALLOC_CLASSES[cls] < step << 3) cls++;
+    table[step] = cls;
+  }
+  return table;
+})();
+
+/** The alignment every object of a class has: the largest power of two dividing its size. */
+export function classAlignBytes(objectBytes: number): number {
+  return Math.min(objectBytes & -objectBytes, 4096);
+}

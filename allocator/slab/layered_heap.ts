@@ -1,0 +1,564 @@
+/**
+ * The page-frame and slab layers over the block heap, behind one front door:
+ * chunks of frames come from the block heap on demand (allocator/frames/),
+ * slabs come from the frames, and kmalloc classes and named caches carve
+ * objects from slabs. The owner of any address is found from the address
+ * (chunk directory, then frame table), never from bytes a payload could forge.
+ *
+ * Reserves: while anything lives in the layers, each cache keeps one empty
+ * slab and the frames keep one wholly free chunk, so a workload that swings
+ * around a slab or chunk boundary does not take and give them back on every
+ * call; once the layers hold nothing, every slab and chunk goes back, so
+ * freeing everything restores the block heap exactly.
+ *
+ * @module
+ */
+
+import { DoubleFreeError, HeapCorruptionError, InvalidFreeError } from "../errors.ts";
+import { hex } from "../memory/physical_memory.ts";
+import { FrameAllocator, IN_CHUNK_META } from "../frames/buddy.ts";
+import {
+  CHUNK_REF_SHIFT,
+  E_AUX,
+  E_NEXT,
+  E_TAG,
+  FRAME_BYTES,
+  FRAME_SHIFT,
+  KIND_FREE_HEAD,
+  KIND_FREE_TAIL,
+  KIND_MASK,
+  KIND_PAGES_HEAD,
+  KIND_PAGES_TAIL,
+  KIND_SLAB_HEAD,
+  KIND_SLAB_TAIL,
+  LOCAL_MASK,
+  NONE,
+  tagAux,
+  tagOrder,
+} from "../frames/frame_table.ts";
+import {
+  classAlignBytes,
+  KMALLOC_CLASS_BY_STEP,
+  KMALLOC_CLASSES,
+  KMALLOC_MAX_BYTES,
+  KMALLOC_SLACK_MAX,
+} from "./kmalloc.ts";
+import { SlabCache, type SlabInfo } from "./slab_cache.ts";
+
+/** What the layers need from the block heap below them. */
+export interface BlockSource {
+  /** A used block of `sizeBytes` aligned to `alignBytes`, not counted as a user allocation; 0 if none fits. */
+  take(sizeBytes: number, alignBytes: number): number;
+  /** Frees a block `take` returned. */
+  give(address: number): void;
+  /** The largest payload one free block could hold, or 0. */
+  largestFreeBytes(): number;
+}
+
+/** The part of the window (from its start) where chunks and descriptors may lie: offsets stay below 2^31. */
+export const LAYER_WINDOW_BYTES = 2 ** 31 - 4096;
+
+/** Layers serve a heap only when its largest region has a block area at least this large. */
+export const LAYERS_MIN_AREA_BYTES = 1 << 20;
+
+/** The most caches (kmalloc classes included) one heap holds: ids fit a frame tag's aux bits. */
+export const CACHE_COUNT_MAX = 1 << 16;
+
+/** What the layers hold, for `stats()`. */
+export interface LayerStats {
+  /** Chunks of frames taken from the block heap. */
+  readonly chunks: number;
+  /** Frames in those chunks. */
+  readonly totalFrames: number;
+  /** Free frames. */
+  readonly freeFrames: number;
+  /** Frames in page runs handed out by allocPages or alloc. */
+  readonly pageFrames: number;
+  /** Frames in slabs. */
+  readonly slabFrames: number;
+  /** Free blocks per order, like /proc/buddyinfo (index = order). */
+  readonly buddyinfo: readonly number[];
+  /** Every cache that has or had slabs, like /proc/slabinfo. */
+  readonly slabinfo: readonly SlabInfo[];
+  /** Bytes the layers took from the block heap (chunks and slab descriptors). */
+  readonly blockBytes: number;
+  /** Of those, bytes handed out (page runs, objects' requested sizes). */
+  readonly usedBytes: number;
+  /** Of those, bytes of free frames. */
+  readonly freeBytes: number;
+  /** Of those, the rest: frame tables, descriptors, free and rounded slab space. */
+  readonly overheadBytes: number;
+}
+
+/** A run of a chunk, as `PhysicalAllocator.layerRuns()` yields it. */
+export interface LayerRun {
+  /** The address of the run's first byte. */
+  readonly address: number;
+  /** Its bytes. */
+  readonly sizeBytes: number;
+  /** Free frames, a page run in use, a slab, or the chunk's frame table. */
+  readonly kind: "free" | "pages" | "slab" | "table";
+  /** The address of its chunk's first frame (the payload of the chunk's block). */
+  readonly chunk: number;
+}
+
+/** Where an address lives in the layers. */
+export interface LayerOwner {
+  /** Bytes requested for it (its payload size). */
+  readonly sizeBytes: number;
+  /** Bytes it may hold. */
+  readonly capacityBytes: number;
+}
+
+/** The frames and slab layers of one heap. */
+export class LayeredHeap {
+  /** The frame allocator. */
+  readonly frames: FrameAllocator;
+  /** Every cache by id: the kmalloc classes first. */
+  readonly caches: SlabCache[] = [];
+  /** Page runs handed out. */
+  pageRuns = 0;
+  /** Frames in them. */
+  pageFrames = 0;
+  /** Objects and page runs alive in the layers. */
+  live = 0;
+  /** Blocks the layers took from the block heap, and their requested bytes. */
+  blockCount = 0;
+  /** Requested bytes of those blocks. */
+  blockBytes = 0;
+  readonly #source: BlockSource;
+  readonly #baseAddress: number;
+  readonly #seed: number;
+  /** Guard bytes every object gets in debug mode (GUARD_BYTES_MIN), else 0. */
+  readonly #guardBytes: number;
+
+  /**
+   * Creates the layers; nothing is taken from the block heap until needed.
+   *
+   * @param window The window: exactly the heap's bytes, at a byte offset of its buffer that is a multiple of 4.
+   * @param baseAddress The address of its byte 0.
+   * @param source The block heap.
+   * @param guardBytes Debug mode: guard bytes past every object (0: no debug mode).
+   */
+  constructor(window: Uint8Array, baseAddress: number, source: BlockSource, guardBytes = 0) {
+    this.#source = source;
+    this.#guardBytes = guardBytes;
+    this.#baseAddress = baseAddress;
+    // The layers' state is 32-bit window offsets: they view (and place chunks
+    // and descriptors in) the window's first LAYER_WINDOW_BYTES only.
+    const words = new Int32Array(
+      window.buffer,
+      window.byteOffset,
+      Math.min(window.byteLength, LAYER_WINDOW_BYTES) >> 2,
+    );
+    this.frames = new FrameAllocator(words, baseAddress, {
+      take: (payloadBytes) => this.#take(payloadBytes, FRAME_BYTES),
+      give: (address, payloadBytes) => this.#give(address, payloadBytes),
+      largestFreeBytes: () => source.largestFreeBytes(),
+    });
+    this.#seed = crypto.getRandomValues(new Int32Array(1))[0];
+    for (const bytes of KMALLOC_CLASSES) this.createCache(`kmalloc-${bytes}`, bytes, true);
+  }
+
+  #take(sizeBytes: number, alignBytes: number): number {
+    const address = this.#source.take(sizeBytes, alignBytes);
+    if (address !== 0 && address - this.#baseAddress + sizeBytes > this.frames.words.byteLength) {
+      // Beyond the part of the window the layers address: not usable by them.
+      this.#source.give(address);
+      return 0;
+    }
+    if (address !== 0) {
+      this.blockCount++;
+      this.blockBytes += sizeBytes;
+    }
+    return address;
+  }
+
+  #give(address: number, sizeBytes: number): void {
+    this.blockCount--;
+    this.blockBytes -= sizeBytes;
+    this.#source.give(address);
+  }
+
+  /**
+   * Adds a cache of `objectBytes` objects.
+   *
+   * @param name Its name.
+   * @param objectBytes Object size: rounded up to 8, at most 16 KiB (plus the debug guard).
+   * @param keepsSizes Whether requested sizes are kept (kmalloc classes).
+   * @returns The cache.
+   */
+  createCache(name: string, objectBytes: number, keepsSizes = false): SlabCache {
+    const id = this.caches.length;
+    const debug = this.#guardBytes > 0;
+    // Debug mode: a named cache's objects grow by the guard, which their slack records.
+    const bytes = ((objectBytes + 7) & ~7) + (keepsSizes ? 0 : this.#guardBytes);
+    const descriptors = {
+      take: (sizeBytes: number) => this.#take(sizeBytes, 8),
+      give: (address: number) => this.#give(address, this.caches[id].descriptorBytes),
+    };
+    const secret = this.#seed ^ Math.imul(id + 1, 0x85ebca77);
+    const cache = new SlabCache(
+      id,
+      name,
+      bytes,
+      this.frames,
+      descriptors,
+      keepsSizes || debug,
+      secret,
+      debug,
+    );
+    this.caches.push(cache);
+    return cache;
+  }
+
+  /**
+   * A kmalloc object for `sizeBytes` (1 to KMALLOC_MAX_BYTES) aligned to
+   * `alignBytes`: the smallest class that holds it with that alignment.
+   *
+   * @returns Its address, or 0 when no class fits or no slab can be had.
+   */
+  kmalloc(sizeBytes: number, alignBytes: number): number {
+    const wanted = sizeBytes + this.#guardBytes;
+    if (wanted > KMALLOC_MAX_BYTES) return 0;
+    let index = KMALLOC_CLASS_BY_STEP[(wanted + 7) >> 3];
+    if (alignBytes > 8) {
+      for (; index < KMALLOC_CLASSES.length; index++) {
+        if (classAlignBytes(KMALLOC_CLASSES[index]) >= alignBytes) break;
+      }
+      if (index === KMALLOC_CLASSES.length) return 0;
+      if (KMALLOC_CLASSES[index] - wanted > KMALLOC_SLACK_MAX) return 0;
+    }
+    const offset = this.caches[index].alloc(sizeBytes);
+    if (offset < 0) return 0;
+    this.live++;
+    return this.#baseAddress + offset;
+  }
+
+  /**
+   * An object of `cache`.
+   *
+   * @returns Its address, or 0 when no slab can be had.
+   */
+  cacheAlloc(cache: SlabCache): number {
+    const offset = cache.alloc(cache.objectBytes - this.#guardBytes);
+    if (offset < 0) return 0;
+    this.live++;
+    return this.#baseAddress + offset;
+  }
+
+  /**
+   * A run of `frameCount` frames (1 to 1024), page-aligned.
+   *
+   * @returns Its address, or 0 when no chunk can serve it.
+   */
+  allocPages(frameCount: number): number {
+    const ref = this.frames.allocRun(frameCount, KIND_PAGES_HEAD, 0);
+    if (ref === NONE) return 0;
+    this.pageRuns++;
+    this.pageFrames += frameCount;
+    this.live++;
+    return this.frames.address(ref);
+  }
+
+  /** True when `address` lies in a chunk (so the layers own it, or refuse it). */
+  owns(address: number): boolean {
+    return this.frames.directory.count !== 0 && typeof address === "number" &&
+      this.frames.directory.find(address - this.#baseAddress) !== NONE;
+  }
+
+  /**
+   * Frees `address` if a chunk holds it.
+   *
+   * @returns False when no chunk holds the address (the block heap's then).
+   * @throws {InvalidFreeError} If it is not the start of a live page run or object.
+   * @throws {DoubleFreeError} If it is free.
+   * @throws {HeapCorruptionError} If the frame table is inconsistent.
+   */
+  free(address: number, onlyCache: SlabCache | null = null): boolean {
+    const frames = this.frames;
+    const dir = frames.directory;
+    if (dir.count === 0 || typeof address !== "number") return false;
+    const offset = address - this.#baseAddress;
+    const id = dir.find(offset);
+    if (id === NONE) return false;
+    // The common case first: a live object of a slab, one entry (two for a tail frame) read.
+    const local = (offset - dir.startOffset[id]) >>> FRAME_SHIFT;
+    if (local < frames.chunkFrames[id]) {
+      const w = frames.words;
+      let headLocal = local;
+      let e = frames.chunkTableWord[id] + (local << 2);
+      if ((w[e + E_TAG] & KIND_MASK) === KIND_SLAB_TAIL) {
+        headLocal = w[e + E_NEXT] & LOCAL_MASK;
+        e = frames.chunkTableWord[id] + (headLocal << 2);
+      }
+      const t = w[e + E_TAG];
+      if ((t & KIND_MASK) === KIND_SLAB_HEAD) {
+        const cache = this.caches[tagAux(t)];
+        if (
+          (onlyCache === null || onlyCache === cache) &&
+          cache.freeFast(offset, w[e + E_AUX], dir.startOffset[id] + (headLocal << FRAME_SHIFT))
+        ) {
+          this.live--;
+          if (cache.emptySlabs > 1 || this.live === 0) this.#trim();
+          return true;
+        }
+      }
+    }
+    return this.#freeChecked(address, offset, onlyCache);
+  }
+
+  /** free() when the common case does not apply: finds and reports what is wrong, or frees pages. */
+  #freeChecked(address: number, offset: number, onlyCache: SlabCache | null): boolean {
+    const ref = this.frames.refAt(offset);
+    const slab = this.#slabOf(ref, address, "free");
+    if (slab !== NONE) {
+      const cache = this.caches[tagAux(this.frames.words[this.frames.entry(slab) + E_TAG])];
+      if (onlyCache !== null && cache !== onlyCache) {
+        throw new InvalidFreeError(
+          `Cannot free ${
+            hex(address)
+          } to cache ${onlyCache.name}: it belongs to cache ${cache.name}`,
+        );
+      }
+      cache.free(offset, slab, address);
+      this.live--;
+      if (cache.emptySlabs > 1 || this.live === 0) this.#trim();
+      return true;
+    }
+    if (onlyCache !== null) {
+      throw new InvalidFreeError(
+        `Cannot free ${hex(address)} to cache ${onlyCache.name}: it is a page run`,
+      );
+    }
+    const frameCount = this.frames.words[this.frames.entry(ref) + E_AUX];
+    this.frames.freeRun(ref, frameCount);
+    this.pageRuns--;
+    this.pageFrames -= frameCount;
+    this.live--;
+    const chunk = ref >>> CHUNK_REF_SHIFT;
+    if (this.live === 0 || this.frames.chunkFreeFrames[chunk] === this.frames.chunkFrames[chunk]) {
+      this.#trim();
+    }
+    return true;
+  }
+
+  /** Gives back reserves beyond one (or all of them when nothing lives in the layers). */
+  #trim(): void {
+    const keep = this.live === 0 ? 0 : 1;
+    for (const cache of this.caches) if (cache.emptySlabs > keep) cache.shrink(keep);
+    this.frames.trim(keep);
+  }
+
+  /** Gives back every reserve (empty slabs, free chunks): the block heap ran short. */
+  releaseReserves(): boolean {
+    let released = false;
+    for (const cache of this.caches) {
+      if (cache.emptySlabs > 0) {
+        cache.shrink(0);
+        released = true;
+      }
+    }
+    if (this.frames.hasFreeChunk()) {
+      this.frames.trim(0);
+      released = true;
+    }
+    return released;
+  }
+
+  /**
+   * The slab head ref when `ref` is a slab frame; NONE when it is the head of a
+   * live page run at exactly `address`; throws for anything else.
+   */
+  #slabOf(ref: number, address: number, operation: string): number {
+    if (ref === IN_CHUNK_META) {
+      throw new InvalidFreeError(
+        `Cannot ${operation} ${hex(address)}: it lies in a page-frame table, not in an allocation`,
+      );
+    }
+    const w = this.frames.words;
+    const e = this.frames.entry(ref);
+    const kind = w[e + E_TAG] & KIND_MASK;
+    const frameAddress = this.frames.address(ref);
+    if (kind === KIND_SLAB_TAIL) return w[e + E_NEXT];
+    if (
+      kind === KIND_PAGES_HEAD || kind === KIND_PAGES_TAIL || kind === KIND_FREE_HEAD ||
+      kind === KIND_FREE_TAIL
+    ) {
+      if (address !== frameAddress || kind === KIND_PAGES_TAIL) {
+        const head = kind === KIND_PAGES_TAIL ? w[e + E_NEXT] : ref;
+        throw new InvalidFreeError(
+          `Cannot ${operation} ${hex(address)}: inside the page ${
+            kind === KIND_PAGES_HEAD || kind === KIND_PAGES_TAIL
+              ? `run at ${hex(this.frames.address(head))}`
+              : "frame at " + hex(frameAddress) + ", which is free"
+          }`,
+        );
+      }
+      if (kind !== KIND_PAGES_HEAD) {
+        throw new DoubleFreeError(`Cannot ${operation} ${hex(address)}: the page frame is free`);
+      }
+      return NONE;
+    }
+    if (kind === KIND_SLAB_HEAD) return ref;
+    throw new HeapCorruptionError(
+      frameAddress,
+      `Heap corruption at frame ${hex(frameAddress)}: its table entry has kind ${kind}`,
+    );
+  }
+
+  /**
+   * The live allocation at `address`: its requested size and capacity.
+   *
+   * @throws {InvalidFreeError} / {DoubleFreeError} As `free` would (the caller may rethrow its own class).
+   */
+  ownerOf(address: number, operation: string): LayerOwner {
+    const offset = address - this.#baseAddress;
+    const ref = this.frames.refAt(offset);
+    const slab = this.#slabOf(ref, address, operation);
+    if (slab === NONE) {
+      const bytes = this.frames.words[this.frames.entry(ref) + E_AUX] << FRAME_SHIFT;
+      return { sizeBytes: bytes, capacityBytes: bytes };
+    }
+    const cache = this.caches[tagAux(this.frames.words[this.frames.entry(slab) + E_TAG])];
+    const d = cache.descriptorOf(slab);
+    const index = cache.indexOf(offset, slab, address, operation, d);
+    if (!cache.inUse(d, index)) {
+      throw new DoubleFreeError(
+        `Cannot ${operation} ${hex(address)}: the ${cache.name} object is free`,
+      );
+    }
+    return {
+      sizeBytes: cache.objectBytes - cache.slackOf(d, index),
+      capacityBytes: cache.objectBytes,
+    };
+  }
+
+  /**
+   * Resizes a kmalloc object in place when `sizeBytes` maps to its own class.
+   *
+   * @returns True when done in place.
+   */
+  resizeInPlace(address: number, sizeBytes: number): boolean {
+    const wanted = sizeBytes + this.#guardBytes;
+    if (wanted > KMALLOC_MAX_BYTES) return false;
+    const offset = address - this.#baseAddress;
+    const ref = this.frames.refAt(offset);
+    const w = this.frames.words;
+    const kind = w[this.frames.entry(ref) + E_TAG] & KIND_MASK;
+    if (kind !== KIND_SLAB_HEAD && kind !== KIND_SLAB_TAIL) return false;
+    const slab = kind === KIND_SLAB_TAIL ? w[this.frames.entry(ref) + E_NEXT] : ref;
+    const cache = this.caches[tagAux(w[this.frames.entry(slab) + E_TAG])];
+    if (cache !== this.caches[KMALLOC_CLASS_BY_STEP[(wanted + 7) >> 3]]) {
+      return false;
+    }
+    const d = cache.descriptorOf(slab);
+    cache.resize(d, cache.indexOf(offset, slab, address, "reallocate", d), sizeBytes);
+    return true;
+  }
+
+  /** Every chunk's runs in address order: free blocks, page runs, slabs, then its table. */
+  *runs(): IterableIterator<LayerRun> {
+    const frames = this.frames;
+    const dir = frames.directory;
+    for (let id = 0; id < dir.idLimit; id++) {
+      if (dir.startOffset[id] === -1) continue;
+      const chunk = this.#baseAddress + dir.startOffset[id];
+      const count = frames.chunkFrames[id];
+      let local = 0;
+      for (let step = 0; local < count && step < count; step++) {
+        const ref = (id << CHUNK_REF_SHIFT) | local;
+        const t = frames.words[frames.entry(ref) + E_TAG];
+        const kind = t & KIND_MASK;
+        const runFrames = kind === KIND_PAGES_HEAD
+          ? frames.words[frames.entry(ref) + E_AUX]
+          : 1 << tagOrder(t);
+        yield {
+          address: chunk + local * FRAME_BYTES,
+          sizeBytes: runFrames * FRAME_BYTES,
+          kind: kind === KIND_FREE_HEAD ? "free" : kind === KIND_PAGES_HEAD ? "pages" : "slab",
+          chunk,
+        };
+        local += runFrames;
+      }
+      const tableStart = chunk + count * FRAME_BYTES;
+      yield {
+        address: tableStart,
+        sizeBytes: this.#baseAddress + dir.endOffset[id] - tableStart,
+        kind: "table",
+        chunk,
+      };
+    }
+  }
+
+  /** The layers' accounting. */
+  stats(): LayerStats {
+    let requested = 0;
+    let slabFrames = 0;
+    for (const cache of this.caches) {
+      requested += cache.requestedBytes;
+      slabFrames += cache.slabs << cache.slabOrder;
+    }
+    const usedBytes = requested + this.pageFrames * FRAME_BYTES;
+    const freeBytes = this.frames.freeFrames * FRAME_BYTES;
+    return {
+      chunks: this.frames.directory.count,
+      totalFrames: this.frames.totalFrames,
+      freeFrames: this.frames.freeFrames,
+      pageFrames: this.pageFrames,
+      slabFrames,
+      buddyinfo: [...this.frames.freeBlocks],
+      slabinfo: this.caches.filter((c) => c.slabs > 0 || !c.keepsSizes).map((c) => c.info()),
+      blockBytes: this.blockBytes,
+      usedBytes,
+      freeBytes,
+      overheadBytes: this.blockBytes - usedBytes - freeBytes,
+    };
+  }
+
+  /**
+   * Proves the frames, every cache and the layers' books consistent.
+   *
+   * @param verifyBlock Verifies that `address` is a used block of `sizeBytes` in the block heap.
+   * @throws {HeapCorruptionError} Naming what is broken.
+   */
+  check(verifyBlock: (address: number, sizeBytes: number) => void): void {
+    this.frames.check();
+    let slabFrames = 0;
+    let descriptorBytes = 0;
+    let descriptors = 0;
+    let live = 0;
+    for (const cache of this.caches) {
+      const books = cache.check();
+      slabFrames += books.slabFrames;
+      descriptorBytes += books.descriptorBytes;
+      descriptors += cache.slabs;
+      live += cache.activeObjects;
+    }
+    const frames = this.frames;
+    const dir = frames.directory;
+    let chunkBytes = 0;
+    for (let id = 0; id < dir.idLimit; id++) {
+      if (dir.startOffset[id] === -1) continue;
+      const bytes = dir.endOffset[id] - dir.startOffset[id];
+      verifyBlock(this.#baseAddress + dir.startOffset[id], bytes);
+      chunkBytes += bytes;
+    }
+    const inUse = frames.totalFrames - frames.freeFrames;
+    const fail = (what: string) => {
+      throw new HeapCorruptionError(0, `Heap corruption in the page-frame layers: ${what}`);
+    };
+    if (inUse !== slabFrames + this.pageFrames) {
+      fail(`${inUse} frames in use, ${slabFrames} in slabs + ${this.pageFrames} in page runs`);
+    }
+    if (
+      chunkBytes + descriptorBytes !== this.blockBytes ||
+      dir.count + descriptors !== this.blockCount
+    ) {
+      fail(`blocks taken ${this.blockCount} (${this.blockBytes} bytes) != chunks and descriptors`);
+    }
+    if (live + this.pageRuns !== this.live) {
+      fail(`live count ${this.live} != ${live} + ${this.pageRuns}`);
+    }
+  }
+}

@@ -1,0 +1,630 @@
+/**
+ * A slab cache: objects of one size carved from slabs of page frames, like
+ * Linux's `kmem_cache` (mm/slub.c). No per-object header: a free object holds
+ * only its free-list link in its first word, and every other fact lives out
+ * of band in the slab's descriptor, a small block of the block heap.
+ *
+ * ```text
+ * slab (2^order frames, from the buddy)        descriptor (i32 words, out of band)
+ * ┌──────┬──────┬──────┬─────┬──────┬──────┐   ┌──────────┬───────┬─────────┬──────────┬─────────────┬──────────────────┐
+ * │ obj0 │ obj1 │ obj2 │ ... │ objN │ tail │   │ 0 free   │ 1 in  │ 2 carved│ 3 slab   │ 4.. bitmap  │ kmalloc: u8 slack│
+ * └──────┴──────┴──────┴─────┴──────┴──────┘   │ head idx │ use   │ count   │ ref      │ 1 bit/object│ per object       │
+ *  free object: word 0 = next ^ key(own offset) └──────────┴───────┴─────────┴──────────┴─────────────┴──────────────────┘
+ * ```
+ *
+ * - The free list is hardened like glibc's safe-linking and SLUB's
+ *   CONFIG_SLAB_FREELIST_HARDENED: a link is stored as `next ^ secret ^
+ *   mix(own offset)`; a decoded link that is not an object index below the
+ *   slab's carved count, or that names a live object, is reported as
+ *   HEAP_CORRUPTION before anything is written, and never followed.
+ * - Objects never handed out are carved lazily (`carved` grows), so a new slab
+ *   costs no free-list build.
+ * - The bitmap holds each object's state: double frees and frees of objects
+ *   never handed out are told apart from state, not guessed.
+ * - Debug mode: a new slab is filled with POISON_BYTE and a freed object is
+ *   poisoned again after its link word; the poison is verified when the
+ *   object is handed out and at `check()`. A live object's bytes past the size
+ *   asked for (at least GUARD_BYTES_MIN: the class is chosen for the size plus
+ *   the guard) hold GUARD_BYTE, verified at free, realloc and `check()`.
+ *
+ * @module
+ */
+
+import { DoubleFreeError, HeapCorruptionError, InvalidFreeError } from "../errors.ts";
+import { hex } from "../memory/physical_memory.ts";
+import { GUARD_BYTE, POISON_BYTE } from "../heap/check/debug_guard.ts";
+import type { FrameAllocator } from "../frames/buddy.ts";
+import { E_AUX, E_NEXT, E_PREV, FRAME_BYTES, KIND_SLAB_HEAD, NONE } from "../frames/frame_table.ts";
+
+/** Descriptor word: index of the first free object, or NONE. */
+const D_FREE = 0;
+/** Descriptor word: objects in use. */
+const D_IN_USE = 1;
+/** Descriptor word: objects carved so far (never-used ones follow). */
+const D_CARVED = 2;
+/** Descriptor word: the slab's frame ref (proved by check). */
+const D_SLAB = 3;
+/** Descriptor word where the bitmap starts. */
+const D_BITMAP = 4;
+
+/** The most objects one slab holds (bounds the descriptor). */
+export const SLAB_OBJECTS_MAX = 512;
+/** The smallest object: one link word, and 8-byte alignment. */
+export const OBJECT_BYTES_MIN = 8;
+/** The largest slab: 2^SLAB_ORDER_MAX frames. */
+export const SLAB_ORDER_MAX = 3;
+
+/** Where descriptors come from: small blocks of the block heap. */
+export interface DescriptorSource {
+  /** A block of `sizeBytes` (8-aligned); its address or 0. */
+  take(sizeBytes: number): number;
+  /** Gives the block at `address` back. */
+  give(address: number): void;
+}
+
+/** One /proc/slabinfo-like line. */
+export interface SlabInfo {
+  /** The cache's name. */
+  readonly name: string;
+  /** Objects in use. */
+  readonly activeObjects: number;
+  /** Objects the cache's slabs hold. */
+  readonly totalObjects: number;
+  /** Bytes of one object. */
+  readonly objectBytes: number;
+  /** Objects of one slab. */
+  readonly objectsPerSlab: number;
+  /** Frames of one slab. */
+  readonly pagesPerSlab: number;
+  /** Slabs with at least one object in use. */
+  readonly activeSlabs: number;
+  /** Slabs. */
+  readonly slabs: number;
+}
+
+/** The slab size (order) for `objectBytes`: the least tail waste among orders 0..SLAB_ORDER_MAX. */
+export function slabOrderFor(objectBytes: number): number {
+  let best = 0;
+  let bestWaste = Infinity;
+  for (let order = 0; order <= SLAB_ORDER_MAX; order++) {
+    const bytes = FRAME_BYTES << order;
+    const objects = Math.min(SLAB_OBJECTS_MAX, Math.floor(bytes / objectBytes));
+    if (objects === 0) continue;
+    const waste = (bytes - objects * objectBytes) / bytes;
+    if (waste < bestWaste - 0.01) {
+      best = order;
+      bestWaste = waste;
+    }
+  }
+  return best;
+}
+
+/** A cache of equal-sized objects. */
+export class SlabCache {
+  /** The cache's id (the aux bits of its slabs' head frames). */
+  readonly id: number;
+  /** The cache's name. */
+  readonly name: string;
+  /** Bytes of one object (a multiple of 8). */
+  readonly objectBytes: number;
+  /** log2 of the frames of one slab. */
+  readonly slabOrder: number;
+  /** Objects of one slab. */
+  readonly objectsPerSlab: number;
+  /** True for kmalloc classes: each object's requested size is kept (as slack). */
+  readonly keepsSizes: boolean;
+  /** Objects in use. */
+  activeObjects = 0;
+  /** Bytes requested by the objects in use. */
+  requestedBytes = 0;
+  /** Slabs on each list. */
+  partialSlabs = 0;
+  /** Slabs whose every object is in use. */
+  fullSlabs = 0;
+  /** Slabs with no object in use. */
+  emptySlabs = 0;
+  /** Head refs of the partial, full and empty lists. */
+  partialHead = NONE;
+  /** Head of the full list. */
+  fullHead = NONE;
+  /** Head of the empty list. */
+  emptyHead = NONE;
+  /** Bytes of one descriptor. */
+  readonly descriptorBytes: number;
+  readonly #words: Int32Array;
+  readonly #bytes: Uint8Array;
+  readonly #frames: FrameAllocator;
+  readonly #descriptors: DescriptorSource;
+  readonly #secret: number;
+  readonly #bitmapWords: number;
+  /** Debug mode: poison and guard bytes (see the module doc). */
+  readonly #debug: boolean;
+  /** Descriptor word index of the partial list's head (valid while it is not NONE). */
+  #currentDescriptor = 0;
+  /** Window offset of the partial list's head's first frame. */
+  #currentBase = 0;
+
+  /**
+   * Creates a cache; slabs come later, on demand.
+   *
+   * @param id The cache id.
+   * @param name Its name.
+   * @param objectBytes Object size, a multiple of 8 from 8 to FRAME_BYTES << SLAB_ORDER_MAX.
+   * @param frames The frame allocator slabs come from.
+   * @param descriptors Where descriptors come from.
+   * @param keepsSizes Whether each object's requested size is kept.
+   * @param secret The free-link key.
+   * @param debug Whether objects get guard bytes and free objects poison.
+   */
+  constructor(
+    id: number,
+    name: string,
+    objectBytes: number,
+    frames: FrameAllocator,
+    descriptors: DescriptorSource,
+    keepsSizes: boolean,
+    secret: number,
+    debug = false,
+  ) {
+    this.#debug = debug;
+    this.id = id;
+    this.name = name;
+    this.objectBytes = objectBytes;
+    this.slabOrder = slabOrderFor(objectBytes);
+    this.objectsPerSlab = Math.min(
+      SLAB_OBJECTS_MAX,
+      Math.floor((FRAME_BYTES << this.slabOrder) / objectBytes),
+    );
+    this.keepsSizes = keepsSizes;
+    this.#bitmapWords = (this.objectsPerSlab + 31) >>> 5;
+    const slackWords = keepsSizes ? (this.objectsPerSlab + 3) >>> 2 : 0;
+    this.descriptorBytes = (D_BITMAP + this.#bitmapWords + slackWords) * 4;
+    this.#words = frames.words;
+    this.#bytes = new Uint8Array(
+      frames.words.buffer,
+      frames.words.byteOffset,
+      frames.words.byteLength,
+    );
+    this.#frames = frames;
+    this.#descriptors = descriptors;
+    this.#secret = secret | 0;
+  }
+
+  /** The link key of the object at window offset `offset`. */
+  #key(offset: number): number {
+    return this.#secret ^ Math.imul(offset, 0x9e3779b1);
+  }
+
+  /**
+   * Hands out one object: the first free one of the first partial slab.
+   *
+   * @param sizeBytes The size requested (kept for kmalloc classes), at most objectBytes.
+   * @returns The object's window offset, or -1 when no slab can be had.
+   * @throws {HeapCorruptionError} If the slab's free link was overwritten.
+   */
+  alloc(sizeBytes: number): number {
+    if (this.partialHead === NONE && this.#refill() === NONE) return -1;
+    const w = this.#words;
+    // The partial list's head, its descriptor and frame offset are kept in
+    // fields (set by #setHead): the common case reads no frame table entry.
+    const d = this.#currentDescriptor;
+    const base = this.#currentBase;
+    const size = this.objectBytes;
+    const carved = w[d + D_CARVED];
+    let index = w[d + D_FREE];
+    let next = NONE;
+    if (index === NONE) {
+      index = carved;
+    } else {
+      const offset = base + index * size;
+      next = w[offset >> 2] ^ this.#secret ^ Math.imul(offset, 0x9e3779b1);
+      if (
+        next !== NONE &&
+        ((next >>> 0) >= carved || (w[d + D_BITMAP + (next >>> 5)] & (1 << (next & 31))) !== 0)
+      ) this.#forged(offset, next);
+    }
+    // Everything is verified before the first write: a throw changes nothing.
+    const bitWord = d + D_BITMAP + (index >>> 5);
+    const bits = w[bitWord];
+    const bit = 1 << (index & 31);
+    if ((bits & bit) !== 0 || index >= this.objectsPerSlab) {
+      this.#forged(base + index * size, index);
+    }
+    if (this.#debug) this.#verifyPoison(base + index * size, "allocate");
+    if (index === carved) w[d + D_CARVED] = carved + 1;
+    else w[d + D_FREE] = next;
+    w[bitWord] = bits | bit;
+    if (this.keepsSizes) {
+      this.#bytes[((d + D_BITMAP + this.#bitmapWords) << 2) + index] = size - sizeBytes;
+    }
+    this.activeObjects++;
+    this.requestedBytes += sizeBytes;
+    if (this.#debug) {
+      const offset = base + index * size;
+      this.#bytes.fill(GUARD_BYTE, offset + sizeBytes, offset + size);
+    }
+    if (++w[d + D_IN_USE] === this.objectsPerSlab) this.#move(this.partialHead, 1, 2);
+    return base + index * size;
+  }
+
+  /**
+   * The common free: takes back the object at window offset `offset` of the
+   * slab whose descriptor is `d` and first frame is at offset `base`, when it
+   * is exactly a live object. Returns false, having written nothing, for
+   * anything else (the caller's `free` then finds and reports the error).
+   */
+  freeFast(offset: number, d: number, base: number): boolean {
+    if (this.#debug) return false;
+    const w = this.#words;
+    const size = this.objectBytes;
+    const from = offset - base;
+    const index = (from / size) | 0;
+    if (index * size !== from || index >= w[d + D_CARVED]) return false;
+    const bitWord = d + D_BITMAP + (index >>> 5);
+    const bits = w[bitWord];
+    const bit = 1 << (index & 31);
+    if ((bits & bit) === 0) return false;
+    w[bitWord] = bits & ~bit;
+    w[offset >> 2] = w[d + D_FREE] ^ this.#secret ^ Math.imul(offset, 0x9e3779b1);
+    w[d + D_FREE] = index;
+    this.activeObjects--;
+    this.requestedBytes -= this.keepsSizes
+      ? size - this.#bytes[((d + D_BITMAP + this.#bitmapWords) << 2) + index]
+      : size;
+    const inUse = --w[d + D_IN_USE];
+    if (inUse === this.objectsPerSlab - 1) this.#move(w[d + D_SLAB], 2, 1);
+    if (inUse === 0) this.#move(w[d + D_SLAB], 1, 3);
+    return true;
+  }
+
+  /** A slab for the partial list: an empty one or a new one; NONE when no frames. */
+  #refill(): number {
+    if (this.emptyHead !== NONE) {
+      const slab = this.emptyHead;
+      this.#move(slab, 3, 1);
+      return slab;
+    }
+    const d = this.#descriptors.take(this.descriptorBytes);
+    if (d === 0) return NONE;
+    const slab = this.#frames.allocRun(1 << this.slabOrder, KIND_SLAB_HEAD, this.id);
+    if (slab === NONE) {
+      this.#descriptors.give(d);
+      return NONE;
+    }
+    const dw = (d - this.#frames.baseAddress) >> 2;
+    const w = this.#words;
+    if (this.#debug) {
+      const start = this.#frames.offsetOf(slab);
+      this.#bytes.fill(POISON_BYTE, start, start + (FRAME_BYTES << this.slabOrder));
+    }
+    w.fill(0, dw, dw + (this.descriptorBytes >> 2));
+    w[dw + D_FREE] = NONE;
+    w[dw + D_SLAB] = slab;
+    w[this.#frames.entry(slab) + E_AUX] = dw;
+    this.#push(slab, 1);
+    return slab;
+  }
+
+  /**
+   * Takes back the object at window offset `offset` in `slab` (the slab's head ref).
+   * Verifies before it writes: a throw leaves everything as it was.
+   *
+   * @param offset The object's window offset.
+   * @param slab The ref of the slab's head frame.
+   * @param address The address freed (for messages).
+   * @throws {InvalidFreeError} If the offset is not the start of an object handed out.
+   * @throws {DoubleFreeError} If the object is free.
+   */
+  free(offset: number, slab: number, address: number): void {
+    const w = this.#words;
+    const d = w[this.#frames.entry(slab) + E_AUX];
+    const index = this.indexOf(offset, slab, address, "free", d);
+    const bitWord = d + D_BITMAP + (index >>> 5);
+    const bit = 1 << (index & 31);
+    if ((w[bitWord] & bit) === 0) {
+      throw new DoubleFreeError(
+        `Cannot free ${hex(address)}: the ${this.name} object is already free`,
+      );
+    }
+    if (this.#debug) this.verifyGuard(offset, d, index, "free");
+    w[bitWord] &= ~bit;
+    w[offset >> 2] = w[d + D_FREE] ^ this.#key(offset);
+    w[d + D_FREE] = index;
+    if (this.#debug) this.#bytes.fill(POISON_BYTE, offset + 4, offset + this.objectBytes);
+    this.activeObjects--;
+    this.requestedBytes -= this.objectBytes - this.slackOf(d, index);
+    const inUse = --w[d + D_IN_USE];
+    if (inUse === this.objectsPerSlab - 1) this.#move(slab, 2, 1);
+    if (inUse === 0) this.#move(slab, 1, 3);
+  }
+
+  /**
+   * The index of the object at `offset`, verified to be the start of an
+   * object this slab carved; throws InvalidFreeError otherwise.
+   */
+  indexOf(offset: number, slab: number, address: number, operation: string, d: number): number {
+    const from = offset - this.#frames.offsetOf(slab);
+    const index = Math.floor(from / this.objectBytes);
+    if (from < 0 || from % this.objectBytes !== 0 || index >= this.#words[d + D_CARVED]) {
+      const where = index < this.#words[d + D_CARVED]
+        ? `inside the ${this.name} object at ${hex(address - (from % this.objectBytes))}`
+        : `not an object the ${this.name} slab handed out`;
+      throw new InvalidFreeError(`Cannot ${operation} ${hex(address)}: ${where}`);
+    }
+    return index;
+  }
+
+  /** The descriptor word index of `slab`. */
+  descriptorOf(slab: number): number {
+    return this.#words[this.#frames.entry(slab) + E_AUX];
+  }
+
+  /** True when object `index` of the slab with descriptor `d` is in use. */
+  inUse(d: number, index: number): boolean {
+    return (this.#words[d + D_BITMAP + (index >>> 5)] & (1 << (index & 31))) !== 0;
+  }
+
+  /** Bytes beyond the request of object `index` (0 unless kmalloc). */
+  slackOf(d: number, index: number): number {
+    return this.keepsSizes ? this.#bytes[((d + D_BITMAP + this.#bitmapWords) << 2) + index] : 0;
+  }
+
+  /** Records a new requested size for a live kmalloc object (realloc in place). */
+  resize(d: number, index: number, sizeBytes: number): void {
+    const old = this.objectBytes - this.slackOf(d, index);
+    if (this.#debug) {
+      const offset = this.#objectOffset(d, index);
+      this.verifyGuard(offset, d, index, "reallocate");
+      this.#bytes.fill(GUARD_BYTE, offset + sizeBytes, offset + this.objectBytes);
+    }
+    this.#bytes[((d + D_BITMAP + this.#bitmapWords) << 2) + index] = this.objectBytes - sizeBytes;
+    this.requestedBytes += sizeBytes - old;
+  }
+
+  /** Window offset of object `index` of the slab with descriptor `d`. */
+  #objectOffset(d: number, index: number): number {
+    return this.#frames.offsetOf(this.#words[d + D_SLAB]) + index * this.objectBytes;
+  }
+
+  /**
+   * Debug mode: verifies that the live object at `offset` still holds
+   * GUARD_BYTE past the size asked for.
+   *
+   * @throws {HeapCorruptionError} Naming the first overwritten guard byte.
+   */
+  verifyGuard(offset: number, d: number, index: number, operation: string): void {
+    const bytes = this.#bytes;
+    const end = offset + this.objectBytes;
+    for (let at = end - this.slackOf(d, index); at < end; at++) {
+      if (bytes[at] === GUARD_BYTE) continue;
+      const address = this.#frames.baseAddress + at;
+      throw new HeapCorruptionError(
+        address,
+        `Heap corruption at ${hex(address)}: cannot ${operation} the ${this.name} object at ${
+          hex(this.#frames.baseAddress + offset)
+        }: its guard byte was overwritten (written past its size)`,
+      );
+    }
+  }
+
+  /** Debug mode: verifies the poison of the free object at `offset` (after its link word). */
+  #verifyPoison(offset: number, operation: string): void {
+    const bytes = this.#bytes;
+    const end = offset + this.objectBytes;
+    for (let at = offset + 4; at < end; at++) {
+      if (bytes[at] === POISON_BYTE) continue;
+      const address = this.#frames.baseAddress + at;
+      throw new HeapCorruptionError(
+        address,
+        `Heap corruption at ${hex(address)}: cannot ${operation}: the free ${this.name} object at ${
+          hex(this.#frames.baseAddress + offset)
+        } was written after it was freed`,
+      );
+    }
+  }
+
+  /** Gives empty slabs back to the frames, keeping `keep` of them. */
+  shrink(keep: number): void {
+    for (let n = 0; this.emptySlabs > keep && n < 1 << 30; n++) {
+      const slab = this.emptyHead;
+      const d = this.descriptorOf(slab);
+      this.#unlink(slab, 3);
+      this.#frames.freeRun(slab, 1 << this.slabOrder);
+      this.#descriptors.give(this.#frames.baseAddress + (d << 2));
+    }
+  }
+
+  /** Slabs of the cache. */
+  get slabs(): number {
+    return this.partialSlabs + this.fullSlabs + this.emptySlabs;
+  }
+
+  /** The cache's slabinfo line. */
+  info(): SlabInfo {
+    return {
+      name: this.name,
+      activeObjects: this.activeObjects,
+      totalObjects: this.slabs * this.objectsPerSlab,
+      objectBytes: this.objectBytes,
+      objectsPerSlab: this.objectsPerSlab,
+      pagesPerSlab: 1 << this.slabOrder,
+      activeSlabs: this.partialSlabs + this.fullSlabs,
+      slabs: this.slabs,
+    };
+  }
+
+  #head(list: number): number {
+    return list === 1 ? this.partialHead : list === 2 ? this.fullHead : this.emptyHead;
+  }
+
+  #setHead(list: number, ref: number, delta: number): void {
+    if (list === 1) {
+      this.partialHead = ref;
+      this.partialSlabs += delta;
+      if (ref !== NONE) {
+        this.#currentDescriptor = this.#words[this.#frames.entry(ref) + E_AUX];
+        this.#currentBase = this.#frames.offsetOf(ref);
+      }
+    } else if (list === 2) {
+      this.fullHead = ref;
+      this.fullSlabs += delta;
+    } else {
+      this.emptyHead = ref;
+      this.emptySlabs += delta;
+    }
+  }
+
+  #push(slab: number, list: number): void {
+    const w = this.#words;
+    const e = this.#frames.entry(slab);
+    const old = this.#head(list);
+    w[e + E_NEXT] = old;
+    w[e + E_PREV] = NONE;
+    if (old !== NONE) w[this.#frames.entry(old) + E_PREV] = slab;
+    this.#setHead(list, slab, 1);
+  }
+
+  #unlink(slab: number, list: number): void {
+    const w = this.#words;
+    const e = this.#frames.entry(slab);
+    const next = w[e + E_NEXT];
+    const prev = w[e + E_PREV];
+    if (prev === NONE) this.#setHead(list, next, -1);
+    else {
+      w[this.#frames.entry(prev) + E_NEXT] = next;
+      this.#setHead(list, this.#head(list), -1);
+    }
+    if (next !== NONE) w[this.#frames.entry(next) + E_PREV] = prev;
+  }
+
+  #move(slab: number, from: number, to: number): void {
+    this.#unlink(slab, from);
+    this.#push(slab, to);
+  }
+
+  #forged(offset: number, link: number): never {
+    const address = this.#frames.baseAddress + offset;
+    throw new HeapCorruptionError(
+      address,
+      `Heap corruption at ${
+        hex(address)
+      }: the free link of a ${this.name} object was overwritten (decodes to ${link})`,
+    );
+  }
+
+  /**
+   * Proves the cache's lists, descriptors, bitmaps and free lists consistent.
+   *
+   * @returns Bytes of the descriptors and of the slabs' frames, for the heap's accounting.
+   * @throws {HeapCorruptionError} Naming the slab and the broken invariant.
+   */
+  check(): { descriptorBytes: number; slabFrames: number } {
+    let active = 0;
+    let requested = 0;
+    for (
+      const [list, expected] of [[1, this.partialSlabs], [2, this.fullSlabs], [3, this.emptySlabs]]
+    ) {
+      let slab = this.#head(list);
+      let prev = NONE;
+      let n = 0;
+      for (; slab !== NONE && n <= expected; n++) {
+        const e = this.#frames.entry(slab);
+        const w = this.#words;
+        this.#assert(
+          w[e] === (KIND_SLAB_HEAD | (this.slabOrder << 4) | (this.id << 8)),
+          slab,
+          "listed frame is not this cache's slab head",
+        );
+        this.#assert(w[e + E_PREV] === prev, slab, "slab list back link");
+        const inUse = this.#checkSlab(slab);
+        this.#assert(
+          list === 1
+            ? inUse > 0 && inUse < this.objectsPerSlab
+            : list === 2
+            ? inUse === this.objectsPerSlab
+            : inUse === 0,
+          slab,
+          `slab with ${inUse} objects in use on list ${list}`,
+        );
+        active += inUse;
+        requested += this.#requestedIn(slab);
+        prev = slab;
+        slab = w[e + E_NEXT];
+      }
+      this.#assert(
+        n === expected && slab === NONE,
+        NONE,
+        `list ${list} holds ${n} slabs, counted ${expected}`,
+      );
+    }
+    this.#assert(
+      active === this.activeObjects,
+      NONE,
+      `active objects ${active}, counted ${this.activeObjects}`,
+    );
+    this.#assert(
+      requested === this.requestedBytes,
+      NONE,
+      `requested bytes ${requested}, counted ${this.requestedBytes}`,
+    );
+    return {
+      descriptorBytes: this.slabs * this.descriptorBytes,
+      slabFrames: this.slabs << this.slabOrder,
+    };
+  }
+
+  /** Walks one slab's free list and bitmap; returns its objects in use. */
+  #checkSlab(slab: number): number {
+    const w = this.#words;
+    const d = this.descriptorOf(slab);
+    this.#assert(w[d + D_SLAB] === slab, slab, "descriptor names another slab");
+    const carved = w[d + D_CARVED];
+    this.#assert(carved >= 0 && carved <= this.objectsPerSlab, slab, "carved count out of range");
+    const seen = new Uint8Array(carved);
+    const base = this.#frames.offsetOf(slab);
+    let index = w[d + D_FREE];
+    let free = 0;
+    for (; index !== NONE && free <= carved; free++) {
+      this.#assert(
+        index >= 0 && index < carved && seen[index] === 0 && !this.inUse(d, index),
+        slab,
+        `free list names object ${index}`,
+      );
+      seen[index] = 1;
+      const offset = base + index * this.objectBytes;
+      index = w[offset >> 2] ^ this.#key(offset);
+    }
+    let bits = 0;
+    for (let i = 0; i < this.objectsPerSlab; i++) {
+      if (!this.inUse(d, i)) {
+        if (this.#debug && (i >= carved || seen[i] === 1)) {
+          this.#verifyPoison(base + i * this.objectBytes, "check");
+        }
+        continue;
+      }
+      bits++;
+      if (this.#debug) this.verifyGuard(base + i * this.objectBytes, d, i, "check");
+    }
+    this.#assert(bits + free === carved, slab, `bitmap ${bits} + free ${free} != carved ${carved}`);
+    this.#assert(bits === w[d + D_IN_USE], slab, "in-use count differs from the bitmap");
+    return bits;
+  }
+
+  #requestedIn(slab: number): number {
+    const d = this.descriptorOf(slab);
+    let bytes = 0;
+    for (let i = 0; i < this.objectsPerSlab; i++) {
+      if (this.inUse(d, i)) bytes += this.objectBytes - this.slackOf(d, i);
+    }
+    return bytes;
+  }
+
+  #assert(condition: boolean, slab: number, invariant: string): asserts condition {
+    if (condition) return;
+    const address = slab === NONE ? 0 : this.#frames.address(slab);
+    throw new HeapCorruptionError(
+      address,
+      `Heap corruption in cache ${this.name} at ${hex(address)}: ${invariant}`,
+    );
+  }
+}
