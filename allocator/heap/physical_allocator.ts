@@ -351,6 +351,7 @@ export class PhysicalAllocator implements Disposable {
         controlIndex: this.#control.index,
         flCount: tlsf.flCount,
         key: this.#blocks.key,
+        narrow: this.#blocks instanceof NarrowBlockWords,
       }, this.#counters)
       : null;
     this.#layers = this.#layersFor(options.layers, window.bytes, window.baseAddress);

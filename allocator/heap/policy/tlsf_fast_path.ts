@@ -99,6 +99,12 @@ export interface TlsfFastPathLayout {
   readonly flCount: number;
   /** The heap's check-word key. */
   readonly key: number;
+  /**
+   * True when the window ends at or below 2^31 (`NarrowBlockWords`): the
+   * general path then reads only the low words of links and heads, and so
+   * does the fast path; above, both read the high words too.
+   */
+  readonly narrow: boolean;
 }
 
 /**
@@ -139,6 +145,8 @@ export class TlsfFastPath {
   readonly #baseLo: number;
   readonly #baseHi: number;
   readonly #baseHiAbove: number;
+  /** The general path reads no high words (see TlsfFastPathLayout.narrow). */
+  readonly #narrow: boolean;
   /** The first offset whose address's low word has wrapped past 2^32 (its high word is baseHi + 1). */
   readonly #carryAt: number;
   /** The region's block area as offsets from the base: [start, end). */
@@ -167,6 +175,7 @@ export class TlsfFastPath {
     this.#baseLo = base | 0;
     this.#baseHi = Math.floor(base / 2 ** 32);
     this.#baseHiAbove = this.#baseHi + 1;
+    this.#narrow = layout.narrow;
     const wrap = 2 ** 32 - (base >>> 0);
     this.#carryAt = wrap < layout.words.length * 4 ? wrap : 0x7fffffff;
     this.#start = layout.blockStart - base;
@@ -496,8 +505,8 @@ export class TlsfFastPath {
     // The footer is read only when a free block can lie before this one in the region.
     if (block - 40 < this.#start) return FALLBACK;
     const words = this.#words;
-    // A footer holds a size: its high word must be 0, as the general path reads it.
-    const previousSize = words[i - 1] === 0 ? words[i - 2] : 0;
+    // A footer holds a size: in a wide window its high word must be 0, as the general path reads it.
+    const previousSize = this.#narrow || words[i - 1] === 0 ? words[i - 2] : 0;
     const previous = block - previousSize;
     if (previousSize < 40 || (previousSize & 7) !== 0 || previous < this.#start) return FALLBACK;
     const p = i - (previousSize >> 2);
@@ -586,10 +595,13 @@ export class TlsfFastPath {
   /**
    * The u64 link, head or list neighbour at `array[i]` as an offset: 0 for
    * the null link, -1 (outside every region) when its high word is not the
-   * one its low word implies inside the window.
+   * one its low word implies inside the window (in a wide window; a narrow
+   * one's high words are not read, as the general path reads none).
    */
   #readLink(array: Int32Array, i: number): number {
     const lo = array[i];
+    // A narrow window's general path (NarrowBlockWords) ignores high words: so does this one.
+    if (this.#narrow) return lo === 0 ? 0 : (lo - this.#baseLo) | 0;
     const hi = array[i + 1];
     if ((lo | hi) === 0) return 0;
     const offset = (lo - this.#baseLo) | 0;
@@ -599,6 +611,7 @@ export class TlsfFastPath {
   /** A link `#linksIntact` has verified, as an offset (0: null): its high word needs no second look. */
   #verifiedLink(array: Int32Array, i: number): number {
     const lo = array[i];
+    if (this.#narrow) return lo === 0 ? 0 : (lo - this.#baseLo) | 0;
     return (lo | array[i + 1]) === 0 ? 0 : (lo - this.#baseLo) | 0;
   }
 
