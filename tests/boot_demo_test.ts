@@ -98,7 +98,7 @@ Deno.test("boot_demo boots the qemu sample end to end and writes the SVG", async
         /reserved +32 MiB +reserved: kernel image/,
         /^allocator \(tlsf.*\) before: total 4 GiB/m,
         /^early boot: 512 page-aligned 4 KiB pages/m,
-        /^trace replay: git, 133050 operations .* 0 failed$/m,
+        /^trace replay: git, 133050 operations .* in \d+ ms \(\d+\.\d\d M ops\/s, fast path (on|off)\), 0 failed$/m,
         /^allocator after: /m,
         /^check\(\): ok/m,
         /^resident memory \(RSS\): /m,

@@ -45,6 +45,30 @@ for (const [policy, ops, debug, checkEvery] of RUNS) {
   });
 }
 
+/**
+ * [name, baseShift]: the TLSF lanes again with every layout moved above 4 GiB, and moved so that
+ * the first layout's one region straddles 4 GiB (the window's low address words wrap inside it).
+ */
+const HIGH_RUNS = [
+  ["above 4 GiB", 2 ** 32],
+  ["straddling 4 GiB", 2 ** 32 - 0x40000],
+] as const;
+const HIGH_OPS = 60_000;
+
+for (const [where, baseShift] of HIGH_RUNS) {
+  Deno.test(`fuzz (tlsf, ${PATHS.join("+")}, windows ${where}) runs ${HIGH_OPS} operations of seed ${SEED} without a failure`, () => {
+    const result = runOps(take(SEED + HIGH_OPS, HIGH_OPS), {
+      policy: "tlsf",
+      paths: PATHS,
+      checkEvery: CHECK_EVERY_DEFAULT,
+      baseShift,
+    });
+    assert.equal(result.failure, null, result.failure?.message);
+    assert.equal(result.opsRun, HIGH_OPS);
+    assert.ok(result.heapCalls > HIGH_OPS, "exhaust phases make many calls");
+  });
+}
+
 Deno.test("fuzz streams are a pure function of the seed and cover every operation kind", () => {
   const ops = streamOps(7, 200_000);
   assert.deepEqual(ops.slice(0, 1000), streamOps(7, 1000));

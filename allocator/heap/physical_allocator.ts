@@ -68,7 +68,7 @@ import {
 } from "./policy/policy.ts";
 import { POLICIES } from "./policy/registry.ts";
 import { TlsfPolicy } from "./policy/tlsf.ts";
-import { FALLBACK, TlsfFastPath } from "./policy/tlsf_fast_path.ts";
+import { FALLBACK, fastPathFits, TlsfFastPath } from "./policy/tlsf_fast_path.ts";
 import { type HeapLayout, largestBlockArea, layoutRegions, type RegionLayout } from "./regions.ts";
 import type { AllocatorStats, RegionStats } from "./stats.ts";
 import {
@@ -422,7 +422,8 @@ export class PhysicalAllocator implements Disposable {
     if (this.#shared === null || this.#shared.creating) this.#edits.initRegions(this.#usable);
     this.#fast = options.fastPath !== false && tlsf !== null && this.#debug === null &&
         !this.#nativeActive &&
-        this.#usable.length === 1 && this.#blocks instanceof NarrowBlockWords
+        this.#usable.length === 1 &&
+        fastPathFits(this.#windowBytes, window.baseAddress, this.#usable[0].blockStart)
       ? new TlsfFastPath({
         words: this.#blocks.words,
         baseAddress: window.baseAddress,
@@ -432,6 +433,7 @@ export class PhysicalAllocator implements Disposable {
         controlIndex: this.#control.index,
         flCount: tlsf.flCount,
         key: this.#blocks.key,
+        narrow: this.#blocks instanceof NarrowBlockWords,
       }, this.#counters)
       : null;
     this.#layers = this.#layersFor(options.layers, window.bytes, window.baseAddress);

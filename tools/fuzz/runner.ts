@@ -73,6 +73,12 @@ export interface RunConfig {
   /** Create the allocators with `debug: true` (guard bytes and poison). */
   readonly debug?: boolean;
   /**
+   * Added to every address of every region layout, a multiple of 4096:
+   * 2^32 puts the windows above 4 GiB, where links carry high words and the
+   * TLSF fast path works in offsets from a high base. @default {0}
+   */
+  readonly baseShift?: number;
+  /**
    * A fault injected for tests of the shrinker: called after each operation,
    * a returned message is reported as a failure there.
    */
@@ -285,7 +291,11 @@ export class LaneRunner {
     this.#sorted.length = 0;
     this.#entries.clear();
     this.#liveBytes = 0;
-    this.#ranges = REGION_LAYOUTS[index % REGION_LAYOUTS.length];
+    const shift = this.#config.baseShift ?? 0;
+    this.#ranges = REGION_LAYOUTS[index % REGION_LAYOUTS.length].map((range) => ({
+      start: range.start + shift,
+      length: range.length,
+    }));
     const regions = this.#ranges.map((r) => ({ start: r.start, end: r.start + r.length }));
     this.#lanes = [];
     for (const path of this.#config.paths) {

@@ -6,7 +6,7 @@
  * deno run -A tools/trace/main.ts replay [--policy tlsf|first-fit|all] [--native]
  *     [--backend buffer|identity] [--heap-bytes N] TRACE|DIR...
  * deno run -A tools/trace/main.ts score [--policies tlsf,first-fit] [--paths ts,native,blocks]
- *     [--backend buffer|identity] [--peers auto|none|thing,glibc,mimalloc,rlsf,talc]
+ *     [--backend buffer,identity] [--peers auto|none|thing,glibc,mimalloc,rlsf,talc]
  *     [--json] [--json-out PATH] [--svg PATH] [--budget-ms N] [--heap-bytes N] [--quiet]
  *     TRACE|DIR...
  * ```
@@ -70,7 +70,7 @@ warm memory, prints the table and the performance goals.
   --policies LIST   the project's policies: tlsf,first-fit (default tlsf,first-fit)
   --paths LIST      ts, native, blocks (ts with the page-frame and slab layers off),
                     comma-separated (default ts)
-  --backend B       buffer or identity (default buffer)
+  --backend LIST    buffer, identity or buffer,identity (default buffer)
   --peers LIST      thing, glibc, mimalloc, rlsf, talc; auto (default: thing, glibc,
                     mimalloc if installed, rlsf and talc if cargo builds them) or none
   --json            print the report as JSON instead of the table
@@ -202,7 +202,7 @@ async function scoreTargets(values: {
   backend: string;
   peers: string;
 }): Promise<ReplayTarget[]> {
-  const backend = backendOf(values.backend);
+  const backends = values.backend.split(",").map(backendOf);
   const targets: ReplayTarget[] = [];
   for (const path of values.paths.split(",")) {
     if (path !== "ts" && path !== "native" && path !== "blocks") {
@@ -211,7 +211,10 @@ async function scoreTargets(values: {
     for (const policy of policiesOf(values.policies)) {
       // "blocks": the TS path with the page-frame and slab layers off.
       const layers = path !== "blocks";
-      targets.push(physicalTarget({ policy, native: path === "native", backend, layers }));
+      // Backends side by side in one run: their ratio is only meaningful timed round robin.
+      for (const backend of backends) {
+        targets.push(physicalTarget({ policy, native: path === "native", backend, layers }));
+      }
     }
   }
   const peers = values.peers === "none"

@@ -1,9 +1,22 @@
 /**
  * The TLSF hot path: `alloc` at the default alignment, `free`, and
  * `realloc` in place, written out over one `Int32Array` for the heaps most
- * programs make (one region, a window ending below 2^31, TLSF searched in
- * TypeScript, no debug mode). `PhysicalAllocator` uses it where it applies
- * (`fastPathActive`); the option `fastPath: false` turns it off.
+ * programs make (one region, a window shorter than 2^31 bytes at any base
+ * address, TLSF searched in TypeScript, no debug mode). `PhysicalAllocator`
+ * uses it where it applies (`fastPathActive`); the option `fastPath: false`
+ * turns it off.
+ *
+ * Inside, a block is named by its byte offset from the window's base, an
+ * int32 however high the window lies (identity-mapped memory sits at the
+ * machine's physical addresses, far above 2^32), so V8 keeps every
+ * computation in 32-bit registers. The bytes stay those of the general
+ * layout: links, heads and footers hold absolute u64 addresses, which the
+ * Zig side reads too. A link converts by its low word,
+ * `offset = (lo - baseLo) | 0`, exact because the window is shorter than
+ * 2^31 bytes; its high word must be the one the offset implies (the base's,
+ * plus one past the point where the low word wraps), or the link is not
+ * trusted. Only the header check word needs an address, and only its low
+ * 32 bits (`headerCheck`). Addresses cross the API once, at entry and exit.
  *
  * It makes exactly the decisions of the general path (`TlsfPolicy.find` in
  * tlsf.ts, then the edits of `BlockEdits` in ../block_edits.ts) and writes
@@ -72,7 +85,7 @@ if (!LITERALS_MATCH_LAYOUT) throw new Error("tlsf_fast_path.ts no longer matches
 export interface TlsfFastPathLayout {
   /** The window as 32-bit words. */
   readonly words: Uint32Array;
-  /** The address of the window's byte 0; the window ends below 2^31. */
+  /** The address of the window's byte 0, a multiple of 8; the window is shorter than 2^31 bytes. */
   readonly baseAddress: number;
   /** The address of the region's first block. */
   readonly blockStart: number;
@@ -86,13 +99,57 @@ export interface TlsfFastPathLayout {
   readonly flCount: number;
   /** The heap's check-word key. */
   readonly key: number;
+  /**
+   * True when the window ends at or below 2^31 (`NarrowBlockWords`): the
+   * general path then reads only the low words of links and heads, and so
+   * does the fast path; above, both read the high words too.
+   */
+  readonly narrow: boolean;
+}
+
+/**
+ * True when the fast path can serve a heap whose window of `windowBytes`
+ * starts at `baseAddress` and whose one region's blocks start at
+ * `blockStart`: every offset in the window must be an int32, and offset 0
+ * must name no block (it stands for the null link).
+ *
+ * @param windowBytes The window's length.
+ * @param baseAddress The address of the window's byte 0.
+ * @param blockStart The address of the region's first block.
+ * @returns Whether `TlsfFastPath` applies.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fastPathFits } from "./tlsf_fast_path.ts";
+ *
+ * assert.equal(fastPathFits(1 << 20, 2 ** 36, 2 ** 36 + 4096), true);
+ * assert.equal(fastPathFits(2 ** 31, 2 ** 36, 2 ** 36 + 4096), false);
+ * ```
+ */
+export function fastPathFits(
+  windowBytes: number,
+  baseAddress: number,
+  blockStart: number,
+): boolean {
+  return windowBytes < 2 ** 31 && blockStart > baseAddress;
 }
 
 /** `alloc`, `free` and in-place `realloc` of the common TLSF heap. */
 export class TlsfFastPath {
-  /** The window's words as int32 (every value below 2^31 but check words; see headerIntact). */
+  /** The window's words as int32 (V8 keeps their loads in 32-bit registers). */
   readonly #words: Int32Array;
+  /** The window's base address, added and subtracted only at the API. */
   readonly #base: number;
+  /** The base address's low word (int32) and high word. */
+  readonly #baseLo: number;
+  readonly #baseHi: number;
+  readonly #baseHiAbove: number;
+  /** The general path reads no high words (see TlsfFastPathLayout.narrow). */
+  readonly #narrow: boolean;
+  /** The first offset whose address's low word has wrapped past 2^32 (its high word is baseHi + 1). */
+  readonly #carryAt: number;
+  /** The region's block area as offsets from the base: [start, end). */
   readonly #start: number;
   readonly #end: number;
   readonly #control: Int32Array;
@@ -113,9 +170,22 @@ export class TlsfFastPath {
   constructor(layout: TlsfFastPathLayout, counters: HeapCounters) {
     // Int32 views: V8 keeps their loads in 32-bit registers, where uint32 loads may become doubles.
     this.#words = int32View(layout.words);
-    this.#base = layout.baseAddress;
-    this.#start = layout.blockStart;
-    this.#end = layout.blockEnd;
+    const base = layout.baseAddress;
+    this.#base = base;
+    this.#baseLo = base | 0;
+    this.#baseHi = Math.floor(base / 2 ** 32);
+    this.#baseHiAbove = this.#baseHi + 1;
+    this.#narrow = layout.narrow;
+    const wrap = 2 ** 32 - (base >>> 0);
+    this.#carryAt = wrap < layout.words.length * 4 ? wrap : 0x7fffffff;
+    this.#start = layout.blockStart - base;
+    this.#end = layout.blockEnd - base;
+    // Offset 0 names no block (a null link), and every offset must be an int32.
+    if (!fastPathFits(layout.words.length * 4, base, layout.blockStart)) {
+      throw new RangeError(
+        "TlsfFastPath needs a window shorter than 2^31 bytes and blocks past its byte 0",
+      );
+    }
     this.#control = int32View(layout.controlWords);
     this.#flBitmap = layout.controlIndex + CONTROL_FL_BITMAP_OFFSET / 4;
     this.#slBitmaps = layout.controlIndex + CONTROL_SL_BITMAPS_OFFSET / 4;
@@ -135,23 +205,24 @@ export class TlsfFastPath {
    */
   alloc(blockSize: number, sizeBytes: number): number {
     const words = this.#words;
-    const base = this.#base;
+    const control = this.#control;
     // TlsfPolicy.find at the default alignment: at most EXACT_SCAN_MAX
     // blocks of the request's own class, then the head of the first
     // non-empty class above it. Written out here rather than called so that
     // this method is compiled on its own, with its helpers inlined.
+    // Every `block` below is an offset from the window's base.
     const sizeClass = classOfSmall(blockSize);
     let block = 0;
     if (sizeClass < this.#classCount) {
-      let candidate = this.#control[this.#heads + 2 * sizeClass];
+      let candidate = this.#readLink(control, this.#heads + 2 * sizeClass);
       for (let steps = 0; candidate !== 0 && steps < 8; steps++) {
         if (!this.#inRegion(candidate)) return FALLBACK;
-        const j = (candidate - base) >> 2;
+        const j = candidate >> 2;
         if (words[j] - (words[j] & 7) >= blockSize) {
           block = candidate;
           break;
         }
-        candidate = words[j + 4];
+        candidate = this.#readLink(words, j + 4);
       }
     }
     if (block === 0) {
@@ -160,11 +231,11 @@ export class TlsfFastPath {
       if (block === 0) return 0;
       if (!this.#inRegion(block)) return FALLBACK;
     }
-    const i = (block - base) >> 2;
+    const i = block >> 2;
     const word0 = words[i];
     const size = word0 - (word0 & 7);
     if (
-      (word0 & 1) === 0 || !headerIntact(words, i, block, this.#key) ||
+      (word0 & 1) === 0 || !headerIntact(words, i, this.#lo(block), this.#key) ||
       !this.#linksIntact(i, block) || size < blockSize
     ) {
       return FALLBACK;
@@ -172,11 +243,11 @@ export class TlsfFastPath {
     const counters = this.#counters;
     const remainder = size - blockSize;
     counters.dropFree(size);
-    // #unlink(i, size), written out: the most frequent list update.
-    const previous = words[i + 6];
-    const next = words[i + 4];
-    if (next !== 0) setLink(words, ((next - base) >> 2) + 6, previous);
-    if (previous !== 0) setLink(words, ((previous - base) >> 2) + 4, next);
+    // #unlink(i, size), written out: the most frequent list update (links verified above).
+    const previous = this.#verifiedLink(words, i + 6);
+    const next = this.#verifiedLink(words, i + 4);
+    if (next !== 0) this.#writeLink(words, (next >> 2) + 6, previous);
+    if (previous !== 0) this.#writeLink(words, (previous >> 2) + 4, next);
     else this.#setHead(classOfSmall(size), next, next === 0);
     let usedSize = size;
     let last = word0 & 4;
@@ -184,24 +255,24 @@ export class TlsfFastPath {
       const tail = block + blockSize;
       // #link(tail, remainder), written out.
       const tailClass = classOfSmall(remainder);
-      const head = this.#control[this.#heads + 2 * tailClass];
-      const t = i + (blockSize >> 2);
-      setLink(words, t + 6, 0);
-      setLink(words, t + 4, head);
-      if (head !== 0) setLink(words, ((head - base) >> 2) + 6, tail);
+      const head = this.#readLink(control, this.#heads + 2 * tailClass);
+      const t = tail >> 2;
+      this.#writeLink(words, t + 6, 0);
+      this.#writeLink(words, t + 4, head);
+      if (head !== 0) this.#writeLink(words, (head >> 2) + 6, tail);
       this.#setHead(tailClass, tail, head === 0);
-      writeFree(words, t, tail, remainder, last, this.#key);
+      writeFree(words, t, this.#lo(tail), remainder, last, this.#key);
       counters.addFree(remainder);
       usedSize = blockSize;
       last = 0;
     } else if (last === 0) {
       const n = i + (size >> 2);
-      setFlags(words, n, block + size, words[n] & ~2, this.#key);
+      setFlags(words, n, this.#lo(block + size), words[n] & ~2, this.#key);
     }
     const slack = usedSize - 16 - sizeBytes;
-    writeHeader(words, i, block, usedSize, (word0 & 2) | last, slack, this.#key);
+    writeHeader(words, i, this.#lo(block), usedSize, (word0 & 2) | last, slack, this.#key);
     counters.addUsed(sizeBytes, slack);
-    return block + 16;
+    return this.#base + block + 16;
   }
 
   /**
@@ -215,7 +286,7 @@ export class TlsfFastPath {
     const block = this.#usedBlock(address);
     if (block === 0) return FALLBACK;
     const words = this.#words;
-    const i = (block - this.#base) >> 2;
+    const i = block >> 2;
     const word0 = words[i];
     const size = word0 - (word0 & 7);
     const nextWord0 = this.#successorWord0(i, block, size, word0);
@@ -238,7 +309,7 @@ export class TlsfFastPath {
     }
     if (previous !== 0) {
       // The general path's tombstone: freeing `address` again is a double free.
-      writeHeader(words, i, block, 0, 1, 0, this.#key);
+      writeHeader(words, i, this.#lo(block), 0, 1, 0, this.#key);
       const previousSize = block - previous;
       counters.dropFree(previousSize);
       start = previous;
@@ -246,19 +317,18 @@ export class TlsfFastPath {
       this.#unlink(i - (previousSize >> 2), previousSize);
     }
     // #link(start, total), written out.
-    const base = this.#base;
-    const s = (start - base) >> 2;
+    const s = start >> 2;
     const startClass = classOfSmall(total);
-    const head = this.#control[this.#heads + 2 * startClass];
-    setLink(words, s + 6, 0);
-    setLink(words, s + 4, head);
-    if (head !== 0) setLink(words, ((head - base) >> 2) + 6, start);
+    const head = this.#readLink(this.#control, this.#heads + 2 * startClass);
+    this.#writeLink(words, s + 6, 0);
+    this.#writeLink(words, s + 4, head);
+    if (head !== 0) this.#writeLink(words, (head >> 2) + 6, start);
     this.#setHead(startClass, start, head === 0);
-    writeFree(words, s, start, total, last, this.#key);
+    writeFree(words, s, this.#lo(start), total, last, this.#key);
     counters.addFree(total);
     if (last === 0) {
       const after = s + (total >> 2);
-      setFlags(words, after, start + total, words[after] | 2, this.#key);
+      setFlags(words, after, this.#lo(start + total), words[after] | 2, this.#key);
     }
     return 0;
   }
@@ -278,7 +348,7 @@ export class TlsfFastPath {
     }
     const block = this.#usedBlock(address);
     if (block === 0) return FALLBACK;
-    const i = (block - this.#base) >> 2;
+    const i = block >> 2;
     const word0 = this.#words[i];
     const size = word0 - (word0 & 7);
     const nextWord0 = this.#successorWord0(i, block, size, word0);
@@ -317,15 +387,15 @@ export class TlsfFastPath {
       const nextSize = nextWord0 - (nextWord0 & 7);
       this.#unlink(i + (size >> 2), nextSize);
       this.#link(tail, remainder + nextSize);
-      writeFree(words, t, tail, remainder + nextSize, nextWord0 & 4, this.#key);
+      writeFree(words, t, this.#lo(tail), remainder + nextSize, nextWord0 & 4, this.#key);
       counters.dropFree(nextSize);
       counters.addFree(remainder + nextSize);
     } else if (remainder >= 40) {
-      writeFree(words, t, tail, remainder, word0 & 4, this.#key);
+      writeFree(words, t, this.#lo(tail), remainder, word0 & 4, this.#key);
       this.#link(tail, remainder);
       counters.addFree(remainder);
       if ((word0 & 4) === 0) {
-        setFlags(words, i + (size >> 2), block + size, nextWord0 | 2, this.#key);
+        setFlags(words, i + (size >> 2), this.#lo(block + size), nextWord0 | 2, this.#key);
       }
     } else {
       usedSize = size;
@@ -357,13 +427,13 @@ export class TlsfFastPath {
     if (remainder >= 40) {
       const tail = block + newBlockSize;
       this.#link(tail, remainder);
-      writeFree(words, i + (newBlockSize >> 2), tail, remainder, nextLast, this.#key);
+      writeFree(words, i + (newBlockSize >> 2), this.#lo(tail), remainder, nextLast, this.#key);
       counters.addFree(remainder);
       this.#writeUsed(i, block, newBlockSize, word0 & 2, sizeBytes, oldSlack);
     } else {
       if (nextLast === 0) {
         const after = i + ((size + nextSize) >> 2);
-        setFlags(words, after, block + size + nextSize, words[after] & ~2, this.#key);
+        setFlags(words, after, this.#lo(block + size + nextSize), words[after] & ~2, this.#key);
       }
       this.#writeUsed(i, block, size + nextSize, (word0 & 2) | nextLast, sizeBytes, oldSlack);
     }
@@ -379,25 +449,26 @@ export class TlsfFastPath {
     oldSlack: number,
   ): void {
     const slack = blockSize - 16 - sizeBytes;
-    writeHeader(this.#words, i, block, blockSize, flags, slack, this.#key);
+    writeHeader(this.#words, i, this.#lo(block), blockSize, flags, slack, this.#key);
     this.#counters.slackBytes += slack - oldSlack;
   }
 
   /**
-   * The block of the live payload at `address`, verified as the general
-   * path's BlockVerifier.usedBlockAt does; 0 when any check fails.
+   * The block (an offset) of the live payload at `address`, verified as the
+   * general path's BlockVerifier.usedBlockAt does; 0 when any check fails.
    */
   #usedBlock(address: number): number {
-    // An integer below 2^31 on the granule; anything else is the general path's to report.
-    if (typeof address !== "number" || (address | 0) !== address || (address & 7) !== 0) return 0;
-    const block = address - 16;
+    // An integer address on the granule inside the window; anything else is the general path's to report.
+    if (typeof address !== "number") return 0;
+    const block = address - 16 - this.#base;
+    if ((block | 0) !== block || (block & 7) !== 0) return 0;
     if (block < this.#start || block + 40 > this.#end) return 0;
     const words = this.#words;
-    const i = (block - this.#base) >> 2;
+    const i = block >> 2;
     const word0 = words[i];
     const size = word0 - (word0 & 7);
     if (
-      (word0 & 1) !== 0 || !headerIntact(words, i, block, this.#key) || size < 40 ||
+      (word0 & 1) !== 0 || !headerIntact(words, i, this.#lo(block), this.#key) || size < 40 ||
       block + size > this.#end
     ) {
       return 0;
@@ -417,7 +488,7 @@ export class TlsfFastPath {
     const n = i + (size >> 2);
     const nextWord0 = this.#words[n];
     if (
-      !headerIntact(this.#words, n, next, this.#key) ||
+      !headerIntact(this.#words, n, this.#lo(next), this.#key) ||
       ((nextWord0 & 1) !== 0 && !this.#linksIntact(n, next))
     ) {
       return FALLBACK;
@@ -434,21 +505,22 @@ export class TlsfFastPath {
     // The footer is read only when a free block can lie before this one in the region.
     if (block - 40 < this.#start) return FALLBACK;
     const words = this.#words;
-    const previousSize = words[i - 2];
+    // A footer holds a size: in a wide window its high word must be 0, as the general path reads it.
+    const previousSize = this.#narrow || words[i - 1] === 0 ? words[i - 2] : 0;
     const previous = block - previousSize;
     if (previousSize < 40 || (previousSize & 7) !== 0 || previous < this.#start) return FALLBACK;
     const p = i - (previousSize >> 2);
     const word0 = words[p];
     if (
       (word0 & 1) === 0 || word0 - (word0 & 7) !== previousSize ||
-      !headerIntact(words, p, previous, this.#key) || !this.#linksIntact(p, previous)
+      !headerIntact(words, p, this.#lo(previous), this.#key) || !this.#linksIntact(p, previous)
     ) {
       return FALLBACK;
     }
     return previous;
   }
 
-  /** The head of the first non-empty class at or above `sizeClass`, or 0. */
+  /** The head of the first non-empty class at or above `sizeClass` (an offset, -1 untrusted), or 0. */
   #goodFit(sizeClass: number): number {
     if (sizeClass >= this.#classCount) return 0;
     const control = this.#control;
@@ -466,16 +538,16 @@ export class TlsfFastPath {
       fl = flBase + lowestBit(flMap);
       slMap = control[this.#slBitmaps + fl];
     }
-    return control[this.#heads + 2 * ((fl << 4) + lowestBit(slMap))];
+    return this.#readLink(control, this.#heads + 2 * ((fl << 4) + lowestBit(slMap)));
   }
 
-  /** Takes the free block at word `i` off its class list (TlsfPolicy.remove). */
+  /** Takes the free block at word `i` off its class list (TlsfPolicy.remove); its links are verified. */
   #unlink(i: number, size: number): void {
     const words = this.#words;
-    const previous = words[i + 6];
-    const next = words[i + 4];
-    if (next !== 0) setLink(words, this.#index(next) + 6, previous);
-    if (previous !== 0) setLink(words, this.#index(previous) + 4, next);
+    const previous = this.#verifiedLink(words, i + 6);
+    const next = this.#verifiedLink(words, i + 4);
+    if (next !== 0) this.#writeLink(words, (next >> 2) + 6, previous);
+    if (previous !== 0) this.#writeLink(words, (previous >> 2) + 4, next);
     else this.#setHead(classOfSmall(size), next, next === 0);
   }
 
@@ -483,11 +555,11 @@ export class TlsfFastPath {
   #link(block: number, size: number): void {
     const words = this.#words;
     const sizeClass = classOfSmall(size);
-    const head = this.#control[this.#heads + 2 * sizeClass];
-    const i = this.#index(block);
-    setLink(words, i + 6, 0);
-    setLink(words, i + 4, head);
-    if (head !== 0) setLink(words, this.#index(head) + 6, block);
+    const head = this.#readLink(this.#control, this.#heads + 2 * sizeClass);
+    const i = block >> 2;
+    this.#writeLink(words, i + 6, 0);
+    this.#writeLink(words, i + 4, head);
+    if (head !== 0) this.#writeLink(words, (head >> 2) + 6, block);
     this.#setHead(sizeClass, block, head === 0);
   }
 
@@ -496,7 +568,7 @@ export class TlsfFastPath {
    * class was empty or becomes empty, and its bitmap bits follow.
    */
   #setHead(sizeClass: number, block: number, flips: boolean): void {
-    setLink(this.#control, this.#heads + 2 * sizeClass, block);
+    this.#writeLink(this.#control, this.#heads + 2 * sizeClass, block);
     if (flips) this.#flipClass(sizeClass, block !== 0);
   }
 
@@ -515,14 +587,48 @@ export class TlsfFastPath {
     }
   }
 
-  /** The word index of `address` in the window. */
-  #index(address: number): number {
-    return (address - this.#base) >> 2;
+  /** The low word (int32) of the address of the block at offset `block`, all the check word needs. */
+  #lo(block: number): number {
+    return (this.#baseLo + block) | 0;
   }
 
-  /** True when `address` is a granule address inside the region's block area. */
-  #inRegion(address: number): boolean {
-    return address >= this.#start && address < this.#end && (address & 7) === 0;
+  /**
+   * The u64 link, head or list neighbour at `array[i]` as an offset: 0 for
+   * the null link, -1 (outside every region) when its high word is not the
+   * one its low word implies inside the window (in a wide window; a narrow
+   * one's high words are not read, as the general path reads none).
+   */
+  #readLink(array: Int32Array, i: number): number {
+    const lo = array[i];
+    // A narrow window's general path (NarrowBlockWords) ignores high words: so does this one.
+    if (this.#narrow) return lo === 0 ? 0 : (lo - this.#baseLo) | 0;
+    const hi = array[i + 1];
+    if ((lo | hi) === 0) return 0;
+    const offset = (lo - this.#baseLo) | 0;
+    return hi === (offset < this.#carryAt ? this.#baseHi : this.#baseHiAbove) ? offset : -1;
+  }
+
+  /** A link `#linksIntact` has verified, as an offset (0: null): its high word needs no second look. */
+  #verifiedLink(array: Int32Array, i: number): number {
+    const lo = array[i];
+    if (this.#narrow) return lo === 0 ? 0 : (lo - this.#baseLo) | 0;
+    return (lo | array[i + 1]) === 0 ? 0 : (lo - this.#baseLo) | 0;
+  }
+
+  /** Writes the block at `offset` (0: the null link) as a u64 address at `array[i]`. */
+  #writeLink(array: Int32Array, i: number, offset: number): void {
+    if (offset === 0) {
+      array[i] = 0;
+      array[i + 1] = 0;
+    } else {
+      array[i] = (this.#baseLo + offset) | 0;
+      array[i + 1] = offset < this.#carryAt ? this.#baseHi : this.#baseHiAbove;
+    }
+  }
+
+  /** True when `block` is a granule offset inside the region's block area. */
+  #inRegion(block: number): boolean {
+    return block >= this.#start && block < this.#end && (block & 7) === 0;
   }
 
   /**
@@ -531,25 +637,25 @@ export class TlsfFastPath {
    */
   #linksIntact(i: number, block: number): boolean {
     const words = this.#words;
-    const next = words[i + 4];
-    const previous = words[i + 6];
+    const next = this.#readLink(words, i + 4);
+    const previous = this.#readLink(words, i + 6);
     return (next === 0 ||
-      (this.#inRegion(next) && words[((next - this.#base) >> 2) + 6] === block)) &&
+      (this.#inRegion(next) && this.#readLink(words, (next >> 2) + 6) === block)) &&
       (previous === 0 ||
-        (this.#inRegion(previous) && words[((previous - this.#base) >> 2) + 4] === block));
+        (this.#inRegion(previous) && this.#readLink(words, (previous >> 2) + 4) === block));
   }
 }
 
-/** True when the check word of the header at word `i` (address `block`) matches. */
-function headerIntact(words: Int32Array, i: number, block: number, key: number): boolean {
-  return words[i + 3] === (headerCheck(block, words[i], words[i + 1], words[i + 2], key) | 0);
+/** True when the check word of the header at word `i` (whose address's low word is `lo`) matches. */
+function headerIntact(words: Int32Array, i: number, lo: number, key: number): boolean {
+  return words[i + 3] === (headerCheck(lo, words[i], words[i + 1], words[i + 2], key) | 0);
 }
 
-/** Writes a whole header (high size word 0: the window ends below 2^31). */
+/** Writes a whole header (high size word 0: the window is shorter than 2^31 bytes). */
 function writeHeader(
   words: Int32Array,
   i: number,
-  block: number,
+  lo: number,
   size: number,
   flags: number,
   slack: number,
@@ -559,32 +665,28 @@ function writeHeader(
   words[i] = word0;
   words[i + 1] = 0;
   words[i + 2] = slack;
-  words[i + 3] = headerCheck(block, word0, 0, slack, key);
+  words[i + 3] = headerCheck(lo, word0, 0, slack, key);
 }
 
-/** Writes a free block's header (FREE plus `last`) and its footer. */
+/** Writes a free block's header (FREE plus `last`) and its footer, the size as a u64. */
 function writeFree(
   words: Int32Array,
   i: number,
-  block: number,
+  lo: number,
   size: number,
   last: number,
   key: number,
 ): void {
-  writeHeader(words, i, block, size, 1 | last, 0, key);
-  setLink(words, i + (size >> 2) - 2, size);
+  writeHeader(words, i, lo, size, 1 | last, 0, key);
+  const footer = i + (size >> 2) - 2;
+  words[footer] = size;
+  words[footer + 1] = 0;
 }
 
 /** Replaces the flag bits of the header at word `i` by those of `word0`, keeping it intact. */
-function setFlags(words: Int32Array, i: number, block: number, word0: number, key: number): void {
+function setFlags(words: Int32Array, i: number, lo: number, word0: number, key: number): void {
   words[i] = word0;
-  words[i + 3] = headerCheck(block, word0, words[i + 1], words[i + 2], key);
-}
-
-/** Writes a u64 link, head or footer below 2^31 at word `i`: the value, then a zero high word. */
-function setLink(words: Int32Array, i: number, value: number): void {
-  words[i] = value;
-  words[i + 1] = 0;
+  words[i + 3] = headerCheck(lo, word0, words[i + 1], words[i + 2], key);
 }
 
 /** The same words as int32. */
