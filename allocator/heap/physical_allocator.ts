@@ -1579,6 +1579,33 @@ export class PhysicalAllocator implements Disposable {
   }
 
   /**
+   * Gives the page-frame and slab layers' reserves back to the block heap,
+   * like C's malloc_trim: the empty slab each cache keeps and the wholly free
+   * chunk the frames keep (reserves that spare a heap swinging between empty
+   * and not from taking and giving a chunk at every swing). After every
+   * allocation is freed, `trim()` restores the heap's fresh `stats()`.
+   * An allocation that finds no free memory trims by itself and retries.
+   *
+   * @returns True when anything was given back.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4 << 20));
+   * const fresh = heap.stats().freeBytes;
+   * heap.free(heap.alloc(32)); // a kmalloc-32 slab stays in reserve
+   * assert.ok(heap.stats().freeBytes < fresh);
+   * heap.trim();
+   * assert.equal(heap.stats().freeBytes, fresh);
+   * ```
+   */
+  trim(): boolean {
+    return this.#locked("trim", () => this.#layers?.releaseReserves() ?? false);
+  }
+
+  /**
    * Walks every region and free list and proves the heap consistent.
    *
    * @throws {HeapCorruptionError} Naming the address and the broken invariant.

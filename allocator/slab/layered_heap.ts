@@ -343,7 +343,7 @@ export class LayeredHeap {
           cache.freeFast(offset, w[e + E_AUX], dir.startOffset[id] + (headLocal << FRAME_SHIFT))
         ) {
           this.live--;
-          if (cache.emptySlabs > 1 || this.live === 0) this.trim();
+          if (cache.emptySlabs > 1) this.trim();
           return true;
         }
       }
@@ -366,7 +366,7 @@ export class LayeredHeap {
       }
       cache.free(offset, slab, address);
       this.live--;
-      if (cache.emptySlabs > 1 || this.live === 0) this.trim();
+      if (cache.emptySlabs > 1) this.trim();
       return true;
     }
     if (onlyCache !== null) {
@@ -380,17 +380,19 @@ export class LayeredHeap {
     this.pageFrames -= frameCount;
     this.live--;
     const chunk = ref >>> CHUNK_REF_SHIFT;
-    if (this.live === 0 || this.frames.chunkFreeFrames[chunk] === this.frames.chunkFrames[chunk]) {
-      this.trim();
-    }
+    if (this.frames.chunkFreeFrames[chunk] === this.frames.chunkFrames[chunk]) this.trim();
     return true;
   }
 
-  /** Gives back reserves beyond one (or all of them when nothing lives in the layers). */
+  /**
+   * Gives back reserves beyond one: an empty slab per cache and one wholly
+   * free chunk stay, also when nothing lives in the layers, so a heap that
+   * swings between empty and not does not take and give a chunk at every
+   * swing (releaseReserves() gives back the rest: PhysicalAllocator.trim()).
+   */
   trim(): void {
-    const keep = this.live === 0 ? 0 : 1;
-    for (const cache of this.caches) if (cache.emptySlabs > keep) cache.shrink(keep);
-    this.frames.trim(keep);
+    for (const cache of this.caches) if (cache.emptySlabs > 1) cache.shrink(1);
+    this.frames.trim(1);
   }
 
   /** Gives back every reserve (empty slabs, free chunks): the block heap ran short. */

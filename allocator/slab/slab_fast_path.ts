@@ -187,7 +187,7 @@ export class SlabFastPath {
     if (inUse === cache.objectsPerSlab - 1 || inUse === 0) cache.slabFreed(d, inUse);
     const layers = this.#layers;
     layers.live--;
-    if (cache.emptySlabs > 1 || layers.live === 0) layers.trim();
+    if (cache.emptySlabs > 1) layers.trim();
     return FREED;
   }
 
