@@ -14,6 +14,7 @@
  * @module
  */
 
+import { alignUp } from "../_math.ts";
 import { DoubleFreeError, HeapCorruptionError, InvalidFreeError } from "../errors.ts";
 import { hex } from "../memory/physical_memory.ts";
 import { FrameAllocator, IN_CHUNK_META } from "../frames/buddy.ts";
@@ -232,8 +233,7 @@ export class LayeredHeap {
     const guardBytes = keepsSizes || alignBytes > DEBUG_GUARD_ALIGN_MAX ? 0 : this.#guardBytes;
     const bytes = guardBytes === 0
       ? requestedBytes
-      : Math.ceil((requestedBytes + guardBytes) / Math.max(alignBytes, 8)) *
-        Math.max(alignBytes, 8);
+      : alignUp(requestedBytes + guardBytes, Math.max(alignBytes, 8));
     this.#requestedOf[id] = requestedBytes;
     const descriptors = {
       take: (sizeBytes: number) => this.#take(sizeBytes, 8),
