@@ -10,7 +10,7 @@ import { blockSizeFor, type BlockWords, blockWordsFor, NarrowBlockWords } from "
 import {
   AllocatorClosedError,
   AllocatorError,
-  DoubleFreeError,
+  type DoubleFreeError,
   HeapCorruptionError,
   InvalidAddressError,
   InvalidAlignmentError,
@@ -25,15 +25,8 @@ import {
 } from "../errors.ts";
 import { SharedHeapState, sharedOptions } from "../shared/shared_heap.ts";
 import { workerCachesFit } from "../shared/shared_header.ts";
-import {
-  BIN_DEPTH,
-  CACHE_SIZE_MAX,
-  REFILL_BLOCKS,
-  STATE_CACHED,
-  STATE_LIVE,
-  STATE_NONE,
-  type WorkerCache,
-} from "../shared/worker_cache.ts";
+import type { WorkerCache } from "../shared/worker_cache.ts";
+import { SharedCalls } from "../shared/shared_calls.ts";
 import { corruptionAt } from "./check/corruption.ts";
 import { BlockEdits } from "./block_edits.ts";
 import { type AddressErrorClass, BlockVerifier } from "./check/block_verifier.ts";
@@ -299,9 +292,8 @@ export class PhysicalAllocator implements Disposable {
   readonly #shared: SharedHeapState | null;
   /** This Worker's cache of freed small blocks (shared heaps), else null. */
   readonly #cache: WorkerCache | null;
-  /** Payload addresses a Worker cache may hold: [low, high). */
-  #cacheLow = 0;
-  #cacheHigh = 0;
+  /** The shared heap's calls (Worker cache, block lock), else null. */
+  readonly #sharedCalls: SharedCalls | null;
   /** The TLSF fast path for the common heap (see tlsf_fast_path.ts), else null. */
   readonly #fast: TlsfFastPath | null;
   readonly #totalBytes: number;
@@ -439,10 +431,19 @@ export class PhysicalAllocator implements Disposable {
     this.#layers = this.#layersFor(options.layers, window.bytes, window.baseAddress);
     // Published after the layers were set up: the shared books hold every block written so far.
     this.#shared?.publish(this.#counters);
-    if (this.#cache !== null) {
-      this.#cacheLow = this.#usable[0].blockStart + HEADER_BYTES;
-      this.#cacheHigh = this.#usable[0].blockEnd;
-    }
+    this.#sharedCalls = this.#shared === null ? null : new SharedCalls(
+      this.#shared,
+      {
+        tryAllocOwned: (sizeBytes, alignBytes) => this.#tryAllocOwned(sizeBytes, alignBytes),
+        freeBlock: (address) => this.#freeBlock(address),
+        reallocOwned: (address, sizeBytes) => this.#reallocOwned(address, sizeBytes),
+        assertOpen: (operation) => this.#assertOpen(operation),
+      },
+      this.#blocks,
+      this.defaultAlignBytes,
+      this.#usable[0].blockStart + HEADER_BYTES,
+      this.#usable[0].blockEnd,
+    );
     this.#slabFast = options.fastPath !== false && this.#layers !== null && this.#debug === null &&
         this.defaultAlignBytes === GRANULE_BYTES
       ? new SlabFastPath(this.#layers)
@@ -710,18 +711,7 @@ export class PhysicalAllocator implements Disposable {
         "Cannot detach: the heap is not shared (no SharedArrayBuffer)",
       );
     }
-    this.#detachShared(this.#shared);
-  }
-
-  /** Drains this Worker's cache into the heap, then gives the slot back. */
-  #detachShared(shared: SharedHeapState): void {
-    const cache = this.#cache;
-    if (cache !== null && !shared.detached) {
-      this.#locked("detach", () => {
-        cache.drain(shared.slot, 0, BIN_DEPTH, (address) => this.#freeBlock(address));
-      });
-    }
-    shared.detach();
+    this.#sharedCalls!.detach();
   }
 
   /**
@@ -750,16 +740,7 @@ export class PhysicalAllocator implements Disposable {
     if (this.#shared === null) {
       throw new SharedHeapInvalidError("Cannot reclaim a slot: the heap is not shared");
     }
-    const shared = this.#shared;
-    shared.checkReclaim(slot);
-    const cache = this.#cache;
-    if (cache !== null) {
-      this.#locked("reclaim a slot", () => {
-        cache.drain(slot, 0, BIN_DEPTH, (address) => this.#freeBlock(address));
-        cache.resetSlot(slot);
-      });
-    }
-    shared.releaseSlot(slot);
+    this.#sharedCalls!.reclaimSlot(slot);
   }
 
   /** True once `close()` has run or the memory was closed. */
@@ -816,7 +797,7 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   tryAlloc(sizeBytes: number, alignBytes: number = this.defaultAlignBytes): number {
-    if (this.#shared !== null) return this.#tryAllocShared(sizeBytes, alignBytes);
+    if (this.#sharedCalls !== null) return this.#sharedCalls.tryAlloc(sizeBytes, alignBytes);
     this.#assertOpen("allocate");
     // The slab fast path validates the size itself; it serves only the default alignment (8).
     if (this.#slabFast !== null && alignBytes === this.defaultAlignBytes) {
@@ -824,57 +805,6 @@ export class PhysicalAllocator implements Disposable {
       if (address !== SLAB_FALLBACK) return address;
     }
     return this.#tryAllocOwned(sizeBytes, alignBytes);
-  }
-
-  /** tryAlloc() of a shared heap: under the block lock. */
-  #tryAllocShared(sizeBytes: number, alignBytes: number): number {
-    const shared = this.#shared!;
-    const cache = this.#cache;
-    if (
-      cache !== null && alignBytes === this.defaultAlignBytes && typeof sizeBytes === "number" &&
-      sizeBytes > 0 && sizeBytes <= CACHE_SIZE_MAX && (sizeBytes | 0) === sizeBytes &&
-      !shared.detached
-    ) {
-      const cached = cache.pop(sizeBytes);
-      if (cached !== 0) return cached;
-    }
-    shared.enter("allocate");
-    try {
-      this.#assertOpen("allocate");
-      let address = this.#tryAllocOwned(sizeBytes, alignBytes);
-      if (address === 0 && cache !== null) {
-        // Short of memory: this Worker's cached blocks go back to the heap first
-        // (other Workers' caches are theirs to drain).
-        cache.drain(shared.slot, 0, BIN_DEPTH, (cached) => this.#freeBlock(cached));
-        address = this.#tryAllocOwned(sizeBytes, alignBytes);
-      }
-      if (address !== 0 && cache !== null) {
-        cache.setState(address, STATE_LIVE);
-        if (alignBytes === this.defaultAlignBytes) this.#refill(cache, sizeBytes);
-      }
-      return address;
-    } finally {
-      shared.leave();
-    }
-  }
-
-  /**
-   * After a cache miss, under the lock: carves REFILL_BLOCKS - 1 more blocks
-   * of the same size into the Worker's cache, so the next allocations of that
-   * size take no lock (a batch refill, like SLUB's per-CPU slab refill).
-   */
-  #refill(cache: WorkerCache, sizeBytes: number): void {
-    if (sizeBytes > CACHE_SIZE_MAX || (sizeBytes | 0) !== sizeBytes) return;
-    for (let extra = 1; extra < REFILL_BLOCKS; extra++) {
-      const address = this.#tryAllocOwned(sizeBytes, this.defaultAlignBytes);
-      if (address === 0) return;
-      cache.setState(address, STATE_LIVE);
-      if (!cache.push(address, sizeBytes)) {
-        this.#freeBlock(address);
-        cache.setState(address, STATE_NONE);
-        return;
-      }
-    }
   }
 
   /** tryAlloc() once the heap is this caller's (unshared, or the block lock held). */
@@ -952,7 +882,7 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   free(address: number): void {
-    if (this.#shared !== null) return this.#freeShared(address);
+    if (this.#sharedCalls !== null) return this.#sharedCalls.free(address);
     this.#assertOpen("free");
     // The slab fast path also says when no chunk holds the address: then the layers are not asked again.
     const layered = this.#slabFast === null ? SLAB_FALLBACK : this.#slabFast.free(address);
@@ -967,68 +897,6 @@ export class PhysicalAllocator implements Disposable {
   /** Frees a block of the block heap (the layers' chunks and descriptors). */
   #freeBlock(address: number): void {
     if (this.#fast === null || this.#fast.free(address) === FALLBACK) this.#freeGeneral(address);
-  }
-
-  /** free() of a shared heap: under the block lock. */
-  #freeShared(address: number): void {
-    const shared = this.#shared!;
-    const cache = this.#cache;
-    if (cache !== null && !shared.detached && this.#cacheFree(cache, address)) return;
-    shared.enter("free");
-    try {
-      this.#assertOpen("free");
-      this.#refuseCached(address, "free");
-      this.#freeBlock(address);
-      cache?.setState(address, STATE_NONE);
-    } finally {
-      shared.leave();
-    }
-  }
-
-  /**
-   * Puts a live small payload into this Worker's cache without the lock;
-   * false when it is not one (the locked path then frees it or reports why).
-   * The header is read, never written: a torn read (a neighbour's edit under
-   * the lock) fails the check word and sends the call to the locked path.
-   */
-  #cacheFree(cache: WorkerCache, address: number): boolean {
-    if (
-      typeof address !== "number" || !(address >= this.#cacheLow && address < this.#cacheHigh) ||
-      address % this.defaultAlignBytes !== 0
-    ) return false;
-    const state = cache.state(address);
-    if (state === STATE_CACHED) {
-      throw new DoubleFreeError(
-        `Cannot free address ${hex(address)}: the block is already free (in a Worker cache)`,
-      );
-    }
-    const block = address - HEADER_BYTES;
-    const blocks = this.#blocks;
-    if (state !== STATE_LIVE || !blocks.headerValid(block) || blocks.isFree(block)) return false;
-    const sizeBytes = blocks.size(block) - HEADER_BYTES - blocks.slack(block);
-    if (sizeBytes > CACHE_SIZE_MAX || sizeBytes <= 0) return false;
-    if (cache.push(address, sizeBytes)) return true;
-    // The bin is full: half of it goes back to the heap in one hold of the lock.
-    this.#locked("free", () => {
-      cache.drain(this.#shared!.slot, sizeBytes, BIN_DEPTH / 2, (a) => this.#freeBlock(a));
-    });
-    return cache.push(address, sizeBytes);
-  }
-
-  /** Refuses an address sitting in a Worker cache (freed already), under the lock. */
-  #refuseCached(address: number, operation: string): void {
-    const cache = this.#cache;
-    if (
-      cache !== null && typeof address === "number" && address >= this.#cacheLow &&
-      address < this.#cacheHigh && cache.state(address) === STATE_CACHED
-    ) {
-      const message = `Cannot ${operation} address ${
-        hex(address)
-      }: the block is free (in a Worker cache)`;
-      throw operation === "free" || operation === "reallocate"
-        ? new DoubleFreeError(message)
-        : new InvalidAddressError(message);
-    }
   }
 
   /**
@@ -1068,28 +936,13 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   realloc(address: number, sizeBytes: number): number {
-    if (this.#shared !== null) return this.#reallocShared(address, sizeBytes);
+    if (this.#sharedCalls !== null) return this.#sharedCalls.realloc(address, sizeBytes);
     this.#assertOpen("reallocate");
     if (this.#slabFast !== null) {
       const resized = this.#slabFast.realloc(address, sizeBytes);
       if (resized !== SLAB_FALLBACK) return resized;
     }
     return this.#reallocOwned(address, sizeBytes);
-  }
-
-  /** realloc() of a shared heap: under the block lock (a move re-enters it). */
-  #reallocShared(address: number, sizeBytes: number): number {
-    const shared = this.#shared!;
-    shared.enter("reallocate");
-    try {
-      this.#assertOpen("reallocate");
-      this.#refuseCached(address, "reallocate");
-      const resized = this.#reallocOwned(address, sizeBytes);
-      this.#cache?.setState(resized, STATE_LIVE);
-      return resized;
-    } finally {
-      shared.leave();
-    }
   }
 
   /** realloc() once the heap is this caller's. */
@@ -1195,7 +1048,7 @@ export class PhysicalAllocator implements Disposable {
   }
 
   #bytesOwned(address: number, lengthBytes: number | undefined): Uint8Array {
-    this.#refuseCached(address, "view");
+    this.#sharedCalls?.refuseCached(address, "view");
     const sizeBytes = this.#payloadBytes(address, "view");
     const length = lengthBytes ?? sizeBytes;
     if (!Number.isSafeInteger(length) || length < 0 || length > sizeBytes) {
@@ -1231,7 +1084,7 @@ export class PhysicalAllocator implements Disposable {
    */
   sizeOf(address: number): number {
     return this.#locked("size", () => {
-      this.#refuseCached(address, "size");
+      this.#sharedCalls?.refuseCached(address, "size");
       return this.#payloadBytes(address, "size");
     });
   }
@@ -1259,7 +1112,7 @@ export class PhysicalAllocator implements Disposable {
   }
 
   #capacityOfOwned(address: number): number {
-    this.#refuseCached(address, "size");
+    this.#sharedCalls?.refuseCached(address, "size");
     // Debug mode: every byte past the size asked for is a guard byte.
     if (this.#debug !== null) return this.#payloadBytes(address, "size");
     if (this.#layers !== null && this.#layers.owns(address)) {
@@ -1730,7 +1583,7 @@ export class PhysicalAllocator implements Disposable {
    */
   close(): void {
     if (this.#closed) return;
-    if (this.#shared !== null && !this.#shared.detached) this.#detachShared(this.#shared);
+    if (this.#sharedCalls !== null && !this.#shared!.detached) this.#sharedCalls.detach();
     this.#closed = true;
     this.#claim.release();
     // Clearing the magic lets a new allocator take the memory without reinitialize
@@ -1769,18 +1622,9 @@ export class PhysicalAllocator implements Disposable {
 
   /** Runs `body` with the heap this caller's: the block lock held when shared. */
   #locked<T>(operation: string, body: () => T): T {
-    const shared = this.#shared;
-    if (shared === null) {
-      this.#assertOpen(operation);
-      return body();
-    }
-    shared.enter(operation);
-    try {
-      this.#assertOpen(operation);
-      return body();
-    } finally {
-      shared.leave();
-    }
+    if (this.#sharedCalls !== null) return this.#sharedCalls.locked(operation, body);
+    this.#assertOpen(operation);
+    return body();
   }
 
   #assertOpen(operation: string): void {
