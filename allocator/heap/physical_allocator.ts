@@ -10,7 +10,6 @@ import { blockSizeFor, type BlockWords, blockWordsFor, NarrowBlockWords } from "
 import {
   AllocatorClosedError,
   AllocatorError,
-  type DoubleFreeError,
   HeapCorruptionError,
   InvalidAddressError,
   InvalidAlignmentError,
