@@ -226,6 +226,8 @@ Deno.test("shared bad input: a lock left held by a stopped Worker times out nami
       fill: false,
       detach: false,
       stopHoldingLock: true,
+      warmupOperations: 0,
+      nullHeap: false,
     };
     worker.postMessage(job);
     await messages.next();

@@ -1173,7 +1173,9 @@ export class PhysicalAllocator implements Disposable {
     }
     this.#refuseInternal(address, operation, InvalidAddressError);
     const block = this.#verifier.usedBlockAt(address, operation, InvalidAddressError);
-    return this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block);
+    // A shared heap's size class may record more than was asked for (its hidden slack).
+    return this.#blocks.size(block) - HEADER_BYTES - this.#blocks.slack(block) -
+      (this.#sharedCalls?.hiddenBytes(address) ?? 0);
   }
 
   /**
@@ -1391,12 +1393,14 @@ export class PhysicalAllocator implements Disposable {
     const layers = this.#layers?.stats() ?? null;
     const layerBlocks = this.#layers === null ? 0 : this.#layers.blockCount;
     const layerLive = this.#layers === null ? 0 : this.#layers.live;
-    // Blocks in Worker caches are used blocks to the heap and overhead to the caller.
-    const cached = this.#cache?.totals() ?? { blocks: 0, bytes: 0 };
+    // Blocks in Worker caches are used blocks to the heap and overhead to the caller,
+    // and so is the slack a size class hides beyond the size asked for.
+    const cached = this.#cache?.totals() ?? { blocks: 0, bytes: 0, hiddenBytes: 0 };
+    const cachedBytes = cached.bytes + cached.hiddenBytes;
     const blocks = {
       freeBytes: this.#counters.freeBytes,
-      usedBytes: this.#counters.usedBytes - (layers?.blockBytes ?? 0) - cached.bytes,
-      overheadBytes: this.#overheadBytes() + cached.bytes,
+      usedBytes: this.#counters.usedBytes - (layers?.blockBytes ?? 0) - cachedBytes,
+      overheadBytes: this.#overheadBytes() + cachedBytes,
     };
     return {
       policy: this.policy,

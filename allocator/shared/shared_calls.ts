@@ -14,11 +14,13 @@ import { HEADER_BYTES } from "../heap/layout.ts";
 import { hex } from "../memory/physical_memory.ts";
 import type { SharedHeapState } from "./shared_heap.ts";
 import {
-  BIN_DEPTH,
+  BIN_ENTRIES,
   CACHE_SIZE_MAX,
-  REFILL_BLOCKS,
+  classCapacity,
+  classHolding,
+  classOf,
+  refillBlocks,
   STATE_CACHED,
-  STATE_LIVE,
   STATE_NONE,
   type WorkerCache,
 } from "./worker_cache.ts";
@@ -45,6 +47,8 @@ export class SharedCalls {
   /** Payload addresses a Worker cache may hold: [low, high). */
   readonly #cacheLow: number;
   readonly #cacheHigh: number;
+  /** The window's bytes (a realloc through the cache copies the payload). */
+  readonly #window: Uint8Array;
 
   /**
    * Wraps a Worker's handle on a shared heap.
@@ -71,34 +75,44 @@ export class SharedCalls {
     this.#defaultAlignBytes = defaultAlignBytes;
     this.#cacheLow = cacheLow;
     this.#cacheHigh = cacheHigh;
+    const words = blocks.words;
+    this.#window = new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
   }
 
   /** tryAlloc() of a shared heap: from the Worker cache, else under the block lock. */
   tryAlloc(sizeBytes: number, alignBytes: number): number {
-    const shared = this.#shared;
     const cache = this.#cache;
     if (
       cache !== null && alignBytes === this.#defaultAlignBytes && typeof sizeBytes === "number" &&
       sizeBytes > 0 && sizeBytes <= CACHE_SIZE_MAX && (sizeBytes | 0) === sizeBytes &&
-      !shared.detached
+      !this.#shared.detached
     ) {
-      const cached = cache.pop(sizeBytes);
+      const cls = classOf(sizeBytes);
+      const cached = cache.pop(cls, sizeBytes);
       if (cached !== 0) return cached;
+      return this.#allocMiss(cache, cls, sizeBytes);
     }
+    return this.#allocLocked(sizeBytes, alignBytes);
+  }
+
+  /**
+   * A cache miss, under the lock: carves the caller's block and a batch more
+   * of its class into the bin (like SLUB's per-CPU slab refill), so the next
+   * allocations of the class take no lock.
+   */
+  #allocMiss(cache: WorkerCache, cls: number, sizeBytes: number): number {
+    const shared = this.#shared;
     shared.enter("allocate");
     try {
       this.#owned.assertOpen("allocate");
-      let address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
-      if (address === 0 && cache !== null) {
+      let address = this.#carveClass(cache, cls, sizeBytes);
+      if (address === 0) {
         // Short of memory: this Worker's cached blocks go back to the heap first
         // (other Workers' caches are theirs to drain).
-        cache.drain(shared.slot, 0, BIN_DEPTH, (cached) => this.#owned.freeBlock(cached));
-        address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
+        cache.drain(shared.slot, -1, BIN_ENTRIES, (cached) => this.#owned.freeBlock(cached));
+        address = this.#carveClass(cache, cls, sizeBytes);
       }
-      if (address !== 0 && cache !== null) {
-        cache.setState(address, STATE_LIVE);
-        if (alignBytes === this.#defaultAlignBytes) this.#refill(cache, sizeBytes);
-      }
+      if (address !== 0) this.#refill(cache, cls);
       return address;
     } finally {
       shared.leave();
@@ -106,21 +120,53 @@ export class SharedCalls {
   }
 
   /**
-   * After a cache miss, under the lock: carves REFILL_BLOCKS - 1 more blocks
-   * of the same size into the Worker's cache, so the next allocations of that
-   * size take no lock (a batch refill, like SLUB's per-CPU slab refill).
+   * A live block of class `cls` for `sizeBytes`, the capacity recorded in
+   * its header and the rest kept as hidden slack; a block of exactly
+   * `sizeBytes` when the capacity does not fit; 0 when neither does.
    */
-  #refill(cache: WorkerCache, sizeBytes: number): void {
-    if (sizeBytes > CACHE_SIZE_MAX || (sizeBytes | 0) !== sizeBytes) return;
-    for (let extra = 1; extra < REFILL_BLOCKS; extra++) {
-      const address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
+  #carveClass(cache: WorkerCache, cls: number, sizeBytes: number): number {
+    const capacity = classCapacity(cls);
+    let address = this.#owned.tryAllocOwned(capacity, this.#defaultAlignBytes);
+    if (address !== 0) {
+      cache.setLive(address, capacity - sizeBytes);
+      return address;
+    }
+    address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
+    if (address !== 0) cache.setLive(address, 0);
+    return address;
+  }
+
+  /** Carves refillBlocks(cls) blocks of class `cls` into its (empty) bin, under the lock. */
+  #refill(cache: WorkerCache, cls: number): void {
+    const capacity = classCapacity(cls);
+    for (let extra = refillBlocks(cls); extra > 0; extra--) {
+      const address = this.#owned.tryAllocOwned(capacity, this.#defaultAlignBytes);
       if (address === 0) return;
-      cache.setState(address, STATE_LIVE);
-      if (!cache.push(address, sizeBytes)) {
+      cache.setLive(address, 0);
+      if (!cache.push(address, cls)) {
+        cache.clearLive(address);
         this.#owned.freeBlock(address);
-        cache.setState(address, STATE_NONE);
         return;
       }
+    }
+  }
+
+  /** An allocation no cache serves (large, aligned, or an invalid request), under the lock. */
+  #allocLocked(sizeBytes: number, alignBytes: number): number {
+    const shared = this.#shared;
+    const cache = this.#cache;
+    shared.enter("allocate");
+    try {
+      this.#owned.assertOpen("allocate");
+      let address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
+      if (address === 0 && cache !== null) {
+        cache.drain(shared.slot, -1, BIN_ENTRIES, (cached) => this.#owned.freeBlock(cached));
+        address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
+      }
+      if (address !== 0 && cache !== null) cache.setLive(address, 0);
+      return address;
+    } finally {
+      shared.leave();
     }
   }
 
@@ -134,40 +180,54 @@ export class SharedCalls {
       this.#owned.assertOpen("free");
       this.refuseCached(address, "free");
       this.#owned.freeBlock(address);
-      cache?.setState(address, STATE_NONE);
+      cache?.clearLive(address);
     } finally {
       shared.leave();
     }
   }
 
   /**
-   * Puts a live small payload into this Worker's cache without the lock;
-   * false when it is not one (the locked path then frees it or reports why).
-   * The header is read, never written: a torn read (a neighbour's edit under
-   * the lock) fails the check word and sends the call to the locked path.
+   * The size class of the live payload at `address` when a Worker cache may
+   * hold it (its header records a class capacity), else -1: not a payload,
+   * or one the locked path frees or reports. The header is read, never
+   * written: a torn read (a neighbour's edit under the lock) fails the check
+   * word and sends the call to the locked path.
+   *
+   * @throws {DoubleFreeError} If the payload sits in a Worker cache (`operation` names the call).
    */
-  #cacheFree(cache: WorkerCache, address: number): boolean {
+  #cachedClass(cache: WorkerCache, address: number, operation: string): number {
     if (
       typeof address !== "number" || !(address >= this.#cacheLow && address < this.#cacheHigh) ||
       address % this.#defaultAlignBytes !== 0
-    ) return false;
+    ) return -1;
     const state = cache.state(address);
     if (state === STATE_CACHED) {
       throw new DoubleFreeError(
-        `Cannot free address ${hex(address)}: the block is already free (in a Worker cache)`,
+        `Cannot ${operation} address ${
+          hex(address)
+        }: the block is already free (in a Worker cache)`,
       );
     }
     const block = address - HEADER_BYTES;
     const blocks = this.#blocks;
-    if (state !== STATE_LIVE || !blocks.headerValid(block) || blocks.isFree(block)) return false;
-    const sizeBytes = blocks.size(block) - HEADER_BYTES - blocks.slack(block);
-    if (sizeBytes > CACHE_SIZE_MAX || sizeBytes <= 0) return false;
-    if (cache.push(address, sizeBytes)) return true;
-    // The bin is full: half of it goes back to the heap in one hold of the lock.
+    if (state === STATE_NONE || !blocks.headerValid(block) || blocks.isFree(block)) return -1;
+    return classHolding(blocks.size(block) - HEADER_BYTES - blocks.slack(block));
+  }
+
+  /**
+   * Puts a live payload of a size class into this Worker's cache without the
+   * lock; false when it is not one (the locked path then frees it or reports
+   * why).
+   */
+  #cacheFree(cache: WorkerCache, address: number): boolean {
+    const cls = this.#cachedClass(cache, address, "free");
+    if (cls < 0) return false;
+    if (cache.push(address, cls)) return true;
+    // The bin is full: a batch of it goes back to the heap in one hold of the lock.
     this.locked("free", () => {
-      cache.drain(this.#shared.slot, sizeBytes, BIN_DEPTH / 2, (a) => this.#owned.freeBlock(a));
+      cache.drain(this.#shared.slot, cls, refillBlocks(cls), (a) => this.#owned.freeBlock(a));
     });
-    return cache.push(address, sizeBytes);
+    return cache.push(address, cls);
   }
 
   /** Refuses an address sitting in a Worker cache (freed already), under the lock. */
@@ -186,15 +246,67 @@ export class SharedCalls {
     }
   }
 
-  /** realloc() of a shared heap: under the block lock (a move re-enters it). */
+  /** Hidden slack of the live payload at `address`: what its header records beyond the size asked for. */
+  hiddenBytes(address: number): number {
+    const cache = this.#cache;
+    if (
+      cache === null || typeof address !== "number" || !(address >= this.#cacheLow) ||
+      !(address < this.#cacheHigh)
+    ) return 0;
+    return cache.hiddenBytes(address);
+  }
+
+  /**
+   * realloc() of a shared heap: a payload of a size class resized to a size
+   * class moves through the Worker cache (in place within its class) with
+   * no lock of its own; anything else runs under the block lock.
+   */
   realloc(address: number, sizeBytes: number): number {
+    const cache = this.#cache;
+    if (
+      cache !== null && typeof sizeBytes === "number" && sizeBytes > 0 &&
+      sizeBytes <= CACHE_SIZE_MAX && (sizeBytes | 0) === sizeBytes && !this.#shared.detached
+    ) {
+      const resized = this.#cacheRealloc(cache, address, sizeBytes);
+      if (resized !== 0) return resized;
+    }
+    return this.#reallocLocked(address, sizeBytes);
+  }
+
+  /** realloc() through the cache; 0 when it does not apply (the locked path then runs). */
+  #cacheRealloc(cache: WorkerCache, address: number, sizeBytes: number): number {
+    const cls = this.#cachedClass(cache, address, "reallocate");
+    if (cls < 0) return 0;
+    const target = classOf(sizeBytes);
+    if (target === cls) {
+      // Within its class the block stays: only the hidden slack changes.
+      cache.clearLive(address);
+      cache.setLive(address, classCapacity(cls) - sizeBytes);
+      return address;
+    }
+    const moved = this.tryAlloc(sizeBytes, this.#defaultAlignBytes);
+    if (moved === 0) return 0;
+    const base = this.#blocks.baseAddress;
+    const from = address - base;
+    const keptBytes = Math.min(classCapacity(cls) - cache.hiddenBytes(address), sizeBytes);
+    this.#window.copyWithin(moved - base, from, from + keptBytes);
+    this.free(address);
+    return moved;
+  }
+
+  /** realloc() under the block lock (a move re-enters it through the facade's alloc and free). */
+  #reallocLocked(address: number, sizeBytes: number): number {
     const shared = this.#shared;
     shared.enter("reallocate");
     try {
       this.#owned.assertOpen("reallocate");
       this.refuseCached(address, "reallocate");
       const resized = this.#owned.reallocOwned(address, sizeBytes);
-      this.#cache?.setState(resized, STATE_LIVE);
+      // Resized in place: its header records the new size, so no slack stays hidden.
+      if (resized === address && this.#cache !== null) {
+        this.#cache.clearLive(address);
+        this.#cache.setLive(address, 0);
+      }
       return resized;
     } finally {
       shared.leave();
@@ -219,7 +331,7 @@ export class SharedCalls {
     const cache = this.#cache;
     if (cache !== null && !shared.detached) {
       this.locked("detach", () => {
-        cache.drain(shared.slot, 0, BIN_DEPTH, (address) => this.#owned.freeBlock(address));
+        cache.drain(shared.slot, -1, BIN_ENTRIES, (address) => this.#owned.freeBlock(address));
       });
     }
     shared.detach();
@@ -232,7 +344,7 @@ export class SharedCalls {
     const cache = this.#cache;
     if (cache !== null) {
       this.locked("reclaim a slot", () => {
-        cache.drain(slot, 0, BIN_DEPTH, (address) => this.#owned.freeBlock(address));
+        cache.drain(slot, -1, BIN_ENTRIES, (address) => this.#owned.freeBlock(address));
         cache.resetSlot(slot);
       });
     }

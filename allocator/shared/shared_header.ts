@@ -34,7 +34,7 @@ import { SLOT_CACHE_BYTES, stateMapBytes } from "./worker_cache.ts";
 /** "PMAS" read as a little-endian u32. */
 export const SHARED_MAGIC = 0x53414d50;
 /** The layout drawn above; bumped whenever it or the block layout changes. */
-export const SHARED_FORMAT_VERSION = 1;
+export const SHARED_FORMAT_VERSION = 2;
 
 /** Byte offsets of the header's fields (see the drawing in the module doc). */
 export const SH_MAGIC = 0;

@@ -3,30 +3,40 @@
  * slabs), in the shared memory, so that the common alloc and free take no
  * lock and touch no atomic.
  *
- * A cached block stays a used block of the block heap: its header is not
- * written while it sits in a cache (a neighbour's free may rewrite the
- * header's flags and check word under the block lock at any time), so a
- * cache bin holds blocks of exactly one requested size and hands them out
- * for that size only. What a Worker cache changes lives beside the heap:
+ * Bins are keyed by size class, like kmalloc's caches: a class is a payload
+ * capacity (24 to 128 bytes in steps of 8, to 256 in steps of 16, to 512 in
+ * steps of 32, to 1024 in steps of 64), and a request is served by the
+ * smallest class that holds it. A cached block stays a used block of the
+ * block heap whose header records the class capacity as its requested size
+ * (the header is not written while the block sits in a cache, or by anyone
+ * but the lock holder: a neighbour's free rewrites its flags and check word
+ * under the block lock at any time). What the caller asked for below the
+ * capacity (the hidden slack) is kept in the block's state byte instead, so
+ * `sizeOf` and `bytes` still answer the size asked for, and every slot
+ * counts the hidden slack of the blocks it handed out and freed, for
+ * `stats()` to move from used bytes to overhead.
  *
  * ```text
- * per slot (SLOT_CACHE_BYTES):  +0 i32 cached blocks  +8 f64 cached bytes (requested)
- *                               +16 per bin (sizes 1..CACHE_SIZE_MAX): i32 count, u32 x BIN_DEPTH entries
- *                                   (entry = (address - base) / 8)
+ * per slot (SLOT_CACHE_BYTES, a multiple of 64: no two Workers write one cache line)
+ *   +0 i32 cached blocks  +8 f64 cached bytes (class capacities)  +16 f64 hidden slack bytes
+ *   +64 per class: i32 count, u32 x BIN_ENTRIES entries (entry = (address - base) / 8)
  * state map: one byte per 32 bytes of the window, at (payload - base) >> 5
  *            (two payloads are at least 40 bytes apart, so they never share a byte):
- *            0 not a live payload, 1 live (handed out), 2 cached (freed into a Worker cache)
+ *            0 not a live payload, 255 cached (freed into a Worker cache),
+ *            1 + s live (handed out) with s bytes of hidden slack (0 to 63)
  * ```
  *
- * A miss takes the lock and carves REFILL_BLOCKS blocks of its size at once
- * (one for the caller, the rest into the bin); a full bin gives half of
- * itself back to the heap in one hold of the lock.
+ * A miss takes the lock and carves a batch of its class at once (the
+ * caller's block, and `refillBlocks(class)` more into the bin); a bin that
+ * reaches its depth (twice the batch) gives a batch back to the heap in one
+ * hold of the lock. The batches hold about REFILL_BYTES each, so large
+ * classes keep fewer blocks.
  *
  * Only the Worker owning a cache writes it, and only the Worker holding a
  * block (live or cached in its cache) writes the block's state byte, with
  * plain stores: a block passes between Workers only through the program's
  * own synchronisation (postMessage, Atomics), which orders those stores.
- * Double frees are told from the state byte (2: cached), not guessed; a
+ * Double frees are told from the state byte (255: cached), not guessed; a
  * double free racing with the first free in another Worker, with no
  * synchronisation between them, is a data race in the program and may go
  * unseen (as with SLUB's per-CPU freelists).
@@ -34,29 +44,90 @@
  * @module
  */
 
-/** Requested sizes up to this many bytes are cached. */
-export const CACHE_SIZE_MAX = 256;
-/** Blocks one bin holds; a full bin drains half of itself under the block lock. */
-export const BIN_DEPTH = 8;
-/** Blocks one cache miss carves under the lock: the one asked for, the rest into the bin. */
-export const REFILL_BLOCKS = 4;
-/** Bytes of one bin: its count and its entries. */
-const BIN_BYTES = 4 + 4 * BIN_DEPTH;
-/** Bytes of a slot's cache: totals then bins for sizes 1..CACHE_SIZE_MAX. */
-export const SLOT_CACHE_BYTES = 16 + CACHE_SIZE_MAX * BIN_BYTES;
+/** Requested sizes up to this many bytes are cached (the largest class). */
+export const CACHE_SIZE_MAX = 1024;
+/** Entries of one bin: the deepest any class may fill it. */
+export const BIN_ENTRIES = 32;
+/** Bytes one refill or drain batch aims at: fewer blocks for larger classes. */
+export const REFILL_BYTES = 2048;
+
+/** Payload capacity of each size class, smallest first (every one a granule multiple). */
+export const CLASS_CAPACITIES: readonly number[] = classCapacities();
+/** Size classes. */
+export const CLASS_COUNT = CLASS_CAPACITIES.length;
+
+function classCapacities(): number[] {
+  const capacities: number[] = [];
+  // The smallest block (40 bytes) holds 24 payload bytes; steps double with the size.
+  for (let c = 24; c <= 128; c += 8) capacities.push(c);
+  for (let c = 144; c <= 256; c += 16) capacities.push(c);
+  for (let c = 288; c <= 512; c += 32) capacities.push(c);
+  for (let c = 576; c <= CACHE_SIZE_MAX; c += 64) capacities.push(c);
+  return capacities;
+}
+
+/** The class of a request of n bytes (1..CACHE_SIZE_MAX), at index (n + 7) >> 3. */
+const CLASS_OF_GRANULES: Uint8Array = (() => {
+  const table = new Uint8Array((CACHE_SIZE_MAX >>> 3) + 1);
+  let cls = 0;
+  for (let granules = 1; granules < table.length; granules++) {
+    while (CLASS_CAPACITIES[cls] < granules * 8) cls++;
+    table[granules] = cls;
+  }
+  return table;
+})();
+
+/** Capacity of class `cls`, as a typed array for the hot paths. */
+const CAPACITY_OF: Uint16Array = Uint16Array.from(CLASS_CAPACITIES);
+
+/** Blocks one refill carves (besides the caller's) and one drain gives back, per class. */
+const REFILL_OF: Uint8Array = Uint8Array.from(
+  CLASS_CAPACITIES,
+  (capacity) => Math.max(2, Math.min(BIN_ENTRIES / 2, Math.floor(REFILL_BYTES / capacity))),
+);
+
+/** Words of one bin: its count and its entries. */
+const BIN_WORDS = 1 + BIN_ENTRIES;
+/** Words of a slot's totals line (64 bytes). */
+const TOTALS_WORDS = 16;
+/** Bytes of a slot's cache: totals, then bins, padded to a cache line. */
+export const SLOT_CACHE_BYTES = Math.ceil((4 * (TOTALS_WORDS + CLASS_COUNT * BIN_WORDS)) / 64) *
+  64;
 /** Window bytes per state byte. */
 export const STATE_SHIFT = 5;
 
 /** State byte: not a live payload (free, never handed out, or not a payload). */
 export const STATE_NONE = 0;
-/** State byte: a live payload. */
+/** State byte: a live payload with no hidden slack; 1 + s: live with s bytes of hidden slack. */
 export const STATE_LIVE = 1;
 /** State byte: freed into a Worker cache. */
-export const STATE_CACHED = 2;
+export const STATE_CACHED = 255;
 
 /** Bytes of the state map of a window of `windowBytes`. */
 export function stateMapBytes(windowBytes: number): number {
   return Math.ceil(windowBytes / (1 << STATE_SHIFT));
+}
+
+/** The class serving a request of `sizeBytes` (an integer from 1 to CACHE_SIZE_MAX). */
+export function classOf(sizeBytes: number): number {
+  return CLASS_OF_GRANULES[(sizeBytes + 7) >>> 3];
+}
+
+/** The class whose capacity is exactly `payloadBytes`, or -1 (a block a cache may not hold). */
+export function classHolding(payloadBytes: number): number {
+  if (payloadBytes < 1 || payloadBytes > CACHE_SIZE_MAX || (payloadBytes & 7) !== 0) return -1;
+  const cls = CLASS_OF_GRANULES[payloadBytes >>> 3];
+  return CAPACITY_OF[cls] === payloadBytes ? cls : -1;
+}
+
+/** Capacity of class `cls`. */
+export function classCapacity(cls: number): number {
+  return CAPACITY_OF[cls];
+}
+
+/** Blocks a refill of class `cls` adds to the bin, and a drain of a full bin gives back. */
+export function refillBlocks(cls: number): number {
+  return REFILL_OF[cls];
 }
 
 /** One Worker's cache, and read access to every slot's totals. */
@@ -68,6 +139,10 @@ export class WorkerCache {
   readonly #base: number;
   /** Word index of this slot's cache. */
   readonly #own: number;
+  /** Index in #f64 of this slot's cached bytes (hidden slack bytes follow). */
+  readonly #ownBytes: number;
+  /** Word index of this slot's first bin. */
+  readonly #bins: number;
   /** Word index of slot 1's cache. */
   readonly #first: number;
   readonly #slotCount: number;
@@ -76,7 +151,7 @@ export class WorkerCache {
    * Wraps the caches.
    *
    * @param buffer The shared buffer.
-   * @param cachesOffsetBytes Buffer offset of slot 1's cache (a multiple of 8).
+   * @param cachesOffsetBytes Buffer offset of slot 1's cache (a multiple of 64).
    * @param slot This Worker's slot.
    * @param slotCount Slots of the heap.
    * @param stateMap The state map bytes.
@@ -97,6 +172,8 @@ export class WorkerCache {
     this.#base = baseAddress;
     this.#first = cachesOffsetBytes >>> 2;
     this.#own = this.#slotIndex(slot);
+    this.#ownBytes = (this.#own >>> 1) + 1;
+    this.#bins = this.#own + TOTALS_WORDS;
     this.#slotCount = slotCount;
   }
 
@@ -109,75 +186,112 @@ export class WorkerCache {
     return this.#states[(address - this.#base) >>> STATE_SHIFT];
   }
 
-  /** Sets the state byte of the payload at `address`. */
-  setState(address: number, state: number): void {
-    this.#states[(address - this.#base) >>> STATE_SHIFT] = state;
-  }
-
-  /** A cached block for exactly `sizeBytes` (1..CACHE_SIZE_MAX), made live; 0 on a miss. */
-  pop(sizeBytes: number): number {
-    const bin = this.#own + 4 + (sizeBytes - 1) * (BIN_BYTES >>> 2);
-    const count = this.#i32[bin];
-    if (count === 0) return 0;
-    this.#i32[bin] = count - 1;
-    const address = this.#base + this.#u32[bin + count] * 8;
-    this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_LIVE;
-    this.#i32[this.#own]--;
-    this.#f64[(this.#own >>> 1) + 1] -= sizeBytes;
-    return address;
+  /**
+   * Marks the payload at `address` live with `hiddenBytes` of hidden slack
+   * (0 for a block whose header records the size asked for), and counts the
+   * slack in this slot.
+   */
+  setLive(address: number, hiddenBytes: number): void {
+    this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_LIVE + hiddenBytes;
+    this.#f64[this.#ownBytes + 1] += hiddenBytes;
   }
 
   /**
-   * Caches the live payload at `address` holding `sizeBytes`; false when its
-   * bin is full (the caller drains it and tries again).
+   * Marks the live payload at `address` not live (freed to the heap, or its
+   * header rewritten), taking its hidden slack off this slot's count.
    */
-  push(address: number, sizeBytes: number): boolean {
-    const bin = this.#own + 4 + (sizeBytes - 1) * (BIN_BYTES >>> 2);
+  clearLive(address: number): void {
+    const at = (address - this.#base) >>> STATE_SHIFT;
+    const state = this.#states[at];
+    if (state !== STATE_CACHED && state !== STATE_NONE) this.#f64[this.#ownBytes + 1] -= state - 1;
+    this.#states[at] = STATE_NONE;
+  }
+
+  /** Hidden slack of the live payload at `address` (0 when it has none or is not live). */
+  hiddenBytes(address: number): number {
+    const state = this.#states[(address - this.#base) >>> STATE_SHIFT];
+    return state === STATE_CACHED || state === STATE_NONE ? 0 : state - 1;
+  }
+
+  /**
+   * A cached block of class `cls` made live for a request of `sizeBytes`;
+   * 0 when the bin is empty.
+   */
+  pop(cls: number, sizeBytes: number): number {
+    const bin = this.#bins + cls * BIN_WORDS;
     const count = this.#i32[bin];
-    if (count === BIN_DEPTH) return false;
-    this.#u32[bin + count + 1] = (address - this.#base) / 8;
+    if (count === 0) return 0;
+    this.#i32[bin] = count - 1;
+    const offset = this.#u32[bin + count] * 8;
+    const capacity = CAPACITY_OF[cls];
+    const hidden = capacity - sizeBytes;
+    this.#states[offset >>> STATE_SHIFT] = STATE_LIVE + hidden;
+    this.#i32[this.#own]--;
+    this.#f64[this.#ownBytes] -= capacity;
+    this.#f64[this.#ownBytes + 1] += hidden;
+    return this.#base + offset;
+  }
+
+  /**
+   * Caches the live payload at `address`, whose header records the capacity
+   * of class `cls`; false when its bin is full (the caller drains it and
+   * tries again).
+   */
+  push(address: number, cls: number): boolean {
+    const bin = this.#bins + cls * BIN_WORDS;
+    const count = this.#i32[bin];
+    if (count >= 2 * REFILL_OF[cls]) return false;
+    const offset = address - this.#base;
+    this.#u32[bin + count + 1] = offset / 8;
     this.#i32[bin] = count + 1;
-    this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_CACHED;
+    const at = offset >>> STATE_SHIFT;
+    this.#f64[this.#ownBytes + 1] -= this.#states[at] - 1;
+    this.#states[at] = STATE_CACHED;
     this.#i32[this.#own]++;
-    this.#f64[(this.#own >>> 1) + 1] += sizeBytes;
+    this.#f64[this.#ownBytes] += CAPACITY_OF[cls];
     return true;
   }
 
   /**
-   * Takes up to `limit` blocks out of slot `slot`'s bin for `sizeBytes`
-   * (all bins when `sizeBytes` is 0) and hands each to `free` with its
-   * state byte cleared. The caller holds the block lock, and `slot` is its
-   * own or one no Worker uses any more.
+   * Takes up to `limit` blocks out of slot `slot`'s bin of class `cls` (all
+   * classes when `cls` is -1) and hands each to `free` with its state byte
+   * cleared. The caller holds the block lock, and `slot` is its own or one
+   * no Worker uses any more.
    */
-  drain(slot: number, sizeBytes: number, limit: number, free: (address: number) => void): void {
+  drain(slot: number, cls: number, limit: number, free: (address: number) => void): void {
     const own = this.#slotIndex(slot);
-    const first = sizeBytes === 0 ? 1 : sizeBytes;
-    const last = sizeBytes === 0 ? CACHE_SIZE_MAX : sizeBytes;
-    for (let size = first; size <= last; size++) {
-      const bin = own + 4 + (size - 1) * (BIN_BYTES >>> 2);
-      const count = Math.min(this.#i32[bin], BIN_DEPTH);
+    const first = cls === -1 ? 0 : cls;
+    const last = cls === -1 ? CLASS_COUNT - 1 : cls;
+    for (let c = first; c <= last; c++) {
+      const bin = own + TOTALS_WORDS + c * BIN_WORDS;
+      const count = Math.min(this.#i32[bin], BIN_ENTRIES);
       const keep = Math.max(0, count - limit);
       for (let entry = count; entry > keep; entry--) {
         const address = this.#base + this.#u32[bin + entry] * 8;
         this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_NONE;
         this.#i32[own]--;
-        this.#f64[(own >>> 1) + 1] -= size;
+        this.#f64[(own >>> 1) + 1] -= CAPACITY_OF[c];
         this.#i32[bin] = entry - 1;
         free(address);
       }
     }
   }
 
-  /** Blocks and requested bytes cached by every slot (a snapshot; exact once Workers are idle). */
-  totals(): { blocks: number; bytes: number } {
+  /**
+   * Blocks and bytes cached by every slot, and the hidden slack of every
+   * live block (a snapshot; exact once Workers are idle).
+   */
+  totals(): { blocks: number; bytes: number; hiddenBytes: number } {
     let blocks = 0;
     let bytes = 0;
+    let hiddenBytes = 0;
     for (let slot = 1; slot <= this.#slotCount; slot++) {
       const index = this.#slotIndex(slot);
       blocks += this.#i32[index];
       bytes += this.#f64[(index >>> 1) + 1];
+      hiddenBytes += this.#f64[(index >>> 1) + 2];
     }
-    return { blocks, bytes };
+    return { blocks, bytes, hiddenBytes };
   }
 
   /** Clears every slot's cache and the state map (the creator, before publishing). */
@@ -186,9 +300,14 @@ export class WorkerCache {
     this.#states.fill(0, 0, stateMapBytes);
   }
 
-  /** Clears slot `slot`'s cache after a drain (its totals are zero by then). */
+  /**
+   * Clears slot `slot`'s bins after a drain (its cached totals are zero by
+   * then), moving its hidden slack count to this slot: the blocks it
+   * handed out live on, in whichever Worker holds them.
+   */
   resetSlot(slot: number): void {
     const index = this.#slotIndex(slot);
+    this.#f64[this.#ownBytes + 1] += this.#f64[(index >>> 1) + 2];
     this.#i32.fill(0, index, index + (SLOT_CACHE_BYTES >>> 2));
   }
 }

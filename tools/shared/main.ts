@@ -9,8 +9,10 @@
  * `scale` runs the "small" mix (workload in worker.ts: allocate 8 to 128
  * bytes uniform when the Worker holds fewer than 128 blocks and a roll
  * < 0.45, else free a random block it holds), payloads not filled, each
- * Worker its own `--operations`. The machine's other load makes figures
- * noisy; every row is the best of `--repeat` runs.
+ * Worker its own `--operations`, after as many untimed operations of the
+ * same mix (JIT warm-up, caches filled). The machine's other load makes
+ * figures noisy; every row is the best of `--repeat` runs. The last line is
+ * the workload loop's own cost, run against a heap that does nothing.
  *
  * @module
  */
@@ -68,14 +70,13 @@ async function scale(
   seed: number,
 ): Promise<void> {
   console.log(`workload ${workload}, ${operations} operations per Worker, best of ${repeat}`);
-  console.log(
-    "workers | total ops | wall ms | ops/s (millions) | vs 1 Worker | ceiling (CPU-only Workers)",
-  );
-  let single = 0;
-  let ceilingSingle = 0;
-  for (const workers of counts) {
-    let best = Infinity;
-    for (let r = 0; r < repeat; r++) {
+  // Rounds interleave every row and its CPU-only ceiling, so a burst of other load
+  // hits every row alike instead of one row's every repeat.
+  const bestMs = counts.map(() => Infinity);
+  const bestCpuMs = counts.map(() => Infinity);
+  const ceilingMs = counts.map(() => Infinity);
+  for (let r = 0; r < repeat; r++) {
+    for (const [row, workers] of counts.entries()) {
       const run = await runSharedWorkers({
         workers,
         operations,
@@ -83,24 +84,63 @@ async function scale(
         workload,
         fill: false,
         heapBytes: 32 << 20,
+        warmupOperations: operations,
       });
       const report = modelCheck(run);
       run.heap.close();
       if (report.corrupt !== 0) throw new Error(`corruption: ${report.firstProblem}`);
-      best = Math.min(best, run.wallMs);
+      bestMs[row] = Math.min(bestMs[row], run.wallMs);
+      bestCpuMs[row] = Math.min(bestCpuMs[row], run.cpuMs);
+      ceilingMs[row] = Math.min(ceilingMs[row], await cpuOnlyMs(workers));
     }
-    const rate = (workers * operations) / (best / 1000);
-    const ceilingRate = workers / (await cpuOnlyMs(workers));
-    if (workers === 1) {
-      single = rate;
-      ceilingSingle = ceilingRate;
-    }
+  }
+  console.log(
+    "workers | total ops | wall ms | ops/s (millions) | vs 1 Worker | ceiling (CPU-only Workers) | CPU ns per op",
+  );
+  const rate = (row: number) => (counts[row] * operations) / (bestMs[row] / 1000);
+  const ceiling = (row: number) => counts[row] / ceilingMs[row];
+  for (const [row, workers] of counts.entries()) {
     console.log(
-      `${workers} | ${workers * operations} | ${best.toFixed(0)} | ${(rate / 1e6).toFixed(2)} | ${
-        single === 0 ? "-" : (rate / single).toFixed(2) + "x"
-      } | ${ceilingSingle === 0 ? "-" : (ceilingRate / ceilingSingle).toFixed(2) + "x"}`,
+      `${workers} | ${workers * operations} | ${bestMs[row].toFixed(0)} | ${
+        (rate(row) / 1e6).toFixed(2)
+      } | ${(rate(row) / rate(0)).toFixed(2)}x | ${(ceiling(row) / ceiling(0)).toFixed(2)}x | ${
+        (bestCpuMs[row] * 1e6 / (workers * operations)).toFixed(1)
+      }`,
     );
   }
+  const loopMs = await harnessMs(operations, repeat, workload, seed);
+  console.log(
+    `the workload loop alone (1 Worker, a heap that does nothing): ${
+      (loopMs * 1e6 / operations).toFixed(1)
+    } ns/op; ${counts[0]} Worker(s) with the heap: ${
+      (bestMs[0] * 1e6 / (counts[0] * operations)).toFixed(1)
+    } ns/op (wall)`,
+  );
+}
+
+/** Best wall time of one Worker running the mix against a heap that does nothing. */
+async function harnessMs(
+  operations: number,
+  repeat: number,
+  workload: WorkloadName,
+  seed: number,
+): Promise<number> {
+  let best = Infinity;
+  for (let r = 0; r < repeat; r++) {
+    const run = await runSharedWorkers({
+      workers: 1,
+      operations,
+      seed: seed + r * 100,
+      workload,
+      fill: false,
+      heapBytes: 1 << 20,
+      warmupOperations: operations,
+      nullHeap: true,
+    });
+    run.heap.close();
+    best = Math.min(best, run.wallMs);
+  }
+  return best;
 }
 
 const CPU_ONLY_WORKER = "self.onmessage = (e) => { let x = 0; " +

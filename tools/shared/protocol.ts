@@ -34,6 +34,14 @@ export interface SharedRunJob {
   readonly detach: boolean;
   /** For the lock-timeout test: leave the block lock held and stop. */
   readonly stopHoldingLock: boolean;
+  /**
+   * Operations of the same mix run before the Worker reports ready, on a
+   * table of its own, every block freed after: the JIT compiles the loop and
+   * the caches fill, so the timed run measures the steady state.
+   */
+  readonly warmupOperations: number;
+  /** Run against a stand-in heap that does nothing: the workload loop's own cost. */
+  readonly nullHeap: boolean;
 }
 
 /** What a Worker reports when its operations are done. */

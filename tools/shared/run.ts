@@ -8,6 +8,7 @@
  * @module
  */
 
+import { cpuUsage } from "node:process";
 import { PhysicalAllocator } from "../../mod.ts";
 import {
   type SharedRunJob,
@@ -32,6 +33,10 @@ export interface SharedRunOptions {
   readonly heapBytes: number;
   /** Exchange slots (0 turns cross-Worker hand-overs into plain frees of nothing). */
   readonly exchangeSlots?: number;
+  /** Untimed operations each Worker runs (and frees) before the start signal; 0 by default. */
+  readonly warmupOperations?: number;
+  /** Workers run the loop against a stand-in heap that does nothing (the harness alone). */
+  readonly nullHeap?: boolean;
 }
 
 /** A finished run: the heap (the driver's own handle, slot 1) and what each Worker reported. */
@@ -42,6 +47,11 @@ export interface SharedRun {
   readonly results: SharedRunResult[];
   /** From the start signal to the last report. */
   readonly wallMs: number;
+  /**
+   * CPU time the process used in that interval (every Worker's, the driver
+   * waiting idle): unlike wall time, barely moved by other processes.
+   */
+  readonly cpuMs: number;
   /** Blocks left in the exchange table. */
   readonly exchanged: number[];
   /** The registry (keys, sizes). */
@@ -85,18 +95,23 @@ export async function runSharedWorkers(options: SharedRunOptions): Promise<Share
       fill: options.fill,
       detach: true,
       stopHoldingLock: false,
+      warmupOperations: options.warmupOperations ?? 0,
+      nullHeap: options.nullHeap ?? false,
     };
     worker.postMessage(job);
   }
   try {
     await Promise.all(ready);
+    const cpuStart = cpuUsage();
     const start = performance.now();
     Atomics.store(new Int32Array(control), 0, 1);
     Atomics.notify(new Int32Array(control), 0);
     const results = await Promise.all(done);
     const wallMs = performance.now() - start;
+    const cpu = cpuUsage(cpuStart);
+    const cpuMs = (cpu.user + cpu.system) / 1000;
     const exchanged = [...new Int32Array(exchange)].filter((address) => address !== 0);
-    return { heap, results, wallMs, exchanged, registry, fill: options.fill };
+    return { heap, results, wallMs, cpuMs, exchanged, registry, fill: options.fill };
   } finally {
     for (const worker of workers) worker.terminate();
   }
