@@ -1,0 +1,190 @@
+/**
+ * Worker caches by size class (allocator/shared/worker_cache.ts): a class
+ * block serves any request of its class, `sizeOf`/`bytes`/`stats()` still
+ * answer the size asked for, realloc moves through the cache, and a heap
+ * with caches answers every call exactly as the same heap without them
+ * (lockstep: the caches are a fast path over the locked general path).
+ */
+import assert from "node:assert/strict";
+import { type AllocatorStats, PhysicalAllocator } from "../mod.ts";
+import {
+  CACHE_SIZE_MAX,
+  CLASS_CAPACITIES,
+  classCapacity,
+  classHolding,
+  classOf,
+  refillBlocks,
+} from "../allocator/shared/worker_cache.ts";
+import { Random } from "./support/random.ts";
+
+function assertBalanced(stats: AllocatorStats): void {
+  assert.equal(
+    stats.totalBytes,
+    stats.freeBytes + stats.usedBytes + stats.overheadBytes + stats.skippedBytes,
+  );
+}
+
+Deno.test("classOf() maps every cached size to the smallest class that holds it", () => {
+  for (let size = 1; size <= CACHE_SIZE_MAX; size++) {
+    const cls = classOf(size);
+    assert.ok(classCapacity(cls) >= size, `size ${size}`);
+    assert.ok(cls === 0 || classCapacity(cls - 1) < size, `size ${size} skips a smaller class`);
+    assert.ok(classCapacity(cls) - size <= 63, "hidden slack fits the state byte");
+  }
+  for (const [cls, capacity] of CLASS_CAPACITIES.entries()) {
+    assert.equal(classHolding(capacity), cls);
+    assert.equal(capacity % 8, 0);
+    assert.ok(refillBlocks(cls) >= 2 && refillBlocks(cls) <= 16);
+  }
+  assert.equal(classHolding(100), -1, "100 is no class capacity");
+  assert.equal(classHolding(CACHE_SIZE_MAX + 64), -1);
+  assert.equal(classHolding(0), -1);
+});
+
+Deno.test("shared heap: a class block serves any size of its class; sizeOf and stats() answer the size asked for", () => {
+  using heap = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(4 << 20));
+  const fresh = heap.stats();
+  const a = heap.alloc(100);
+  assert.equal(heap.sizeOf(a), 100);
+  assert.equal(heap.bytes(a).length, 100);
+  assert.equal(heap.capacityOf(a), 104, "the class capacity");
+  assert.equal(heap.stats().usedBytes, 100);
+  assert.equal(heap.stats().usedBlocks, 1);
+  heap.free(a);
+  const b = heap.alloc(97);
+  assert.equal(b, a, "the freed block serves another size of its class");
+  assert.equal(heap.sizeOf(b), 97);
+  assert.throws(() => heap.bytes(b, 98), { code: "INVALID_SIZE" });
+  assert.equal(heap.stats().usedBytes, 97);
+  assertBalanced(heap.stats());
+  heap.check();
+  heap.free(b);
+  assert.equal(heap.stats().usedBytes, 0);
+  assert.equal(heap.stats().usedBlocks, 0);
+  heap.close();
+  using after = PhysicalAllocator.attach(heap.sharedBuffer!);
+  assert.deepEqual(after.stats(), { ...fresh, blocks: after.stats().blocks });
+});
+
+Deno.test("shared heap: realloc stays in place within a class and moves with its bytes between classes", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using a = PhysicalAllocator.fromBuffer(memory);
+  using b = PhysicalAllocator.attach(memory);
+  const first = a.alloc(100);
+  a.bytes(first).fill(7);
+  assert.equal(b.realloc(first, 104), first, "same class: in place");
+  assert.equal(a.sizeOf(first), 104);
+  const grown = b.realloc(first, 500);
+  assert.notEqual(grown, first);
+  assert.equal(a.sizeOf(grown), 500);
+  assert.ok(a.bytes(grown, 100).every((byte) => byte === 7), "the 100 bytes written");
+  const shrunk = a.realloc(grown, 20);
+  assert.equal(b.sizeOf(shrunk), 20);
+  assert.ok(b.bytes(shrunk).every((byte) => byte === 7));
+  const large = a.realloc(shrunk, 5000);
+  assert.equal(a.sizeOf(large), 5000);
+  assert.ok(a.bytes(large, 20).every((byte) => byte === 7));
+  assert.equal(a.stats().usedBytes, 5000);
+  assertBalanced(a.stats());
+  a.check();
+  b.free(large);
+  assert.equal(a.stats().usedBytes, 0);
+  assert.throws(() => a.realloc(first, 10), { code: "DOUBLE_FREE" });
+});
+
+Deno.test("shared heap: the hidden slack of a reclaimed slot's blocks stays counted", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using heap = PhysicalAllocator.fromBuffer(memory);
+  const lost = PhysicalAllocator.attach(memory);
+  const kept = lost.alloc(100);
+  heap.reclaimSlot(lost.workerSlot);
+  assert.equal(heap.stats().usedBytes, 100);
+  assert.equal(heap.sizeOf(kept), 100);
+  using next = PhysicalAllocator.attach(memory);
+  next.free(kept);
+  assert.equal(heap.stats().usedBytes, 0);
+  assertBalanced(heap.stats());
+  heap.check();
+});
+
+/**
+ * One random call on both heaps (the same call: `pick` chooses the handle
+ * by index); every answer and every payload must agree.
+ */
+Deno.test("shared heap: with Worker caches every call answers as without them (lockstep)", () => {
+  const cached = [PhysicalAllocator.fromBuffer(new SharedArrayBuffer(1 << 21))];
+  cached.push(PhysicalAllocator.attach(cached[0].sharedBuffer!));
+  const plain = [
+    PhysicalAllocator.fromBuffer(new SharedArrayBuffer(1 << 21), { workerCaches: false }),
+  ];
+  plain.push(PhysicalAllocator.attach(plain[0].sharedBuffer!));
+  const random = new Random(12);
+  const live: { cached: number; plain: number; size: number; key: number }[] = [];
+  const size = () =>
+    random.next() < 0.8 ? random.int(1, 300) : random.int(1, 2 * CACHE_SIZE_MAX + 100);
+  const fill = (heap: PhysicalAllocator, address: number, key: number) => {
+    const bytes = heap.bytes(address);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (key + i) & 0xff;
+  };
+  const same = (entry: typeof live[number]) => {
+    const bytes = cached[0].bytes(entry.cached);
+    assert.equal(bytes.length, entry.size);
+    assert.deepEqual(bytes, plain[1].bytes(entry.plain));
+  };
+  for (let op = 0; op < 6000; op++) {
+    const who = random.int(0, 1);
+    const roll = random.next();
+    if (live.length === 0 || roll < 0.45) {
+      const sizeBytes = size();
+      const align = random.next() < 0.1 ? 64 : 8;
+      const entry = {
+        cached: cached[who].alloc(sizeBytes, align),
+        plain: plain[who].alloc(sizeBytes, align),
+        size: sizeBytes,
+        key: op,
+      };
+      fill(cached[who], entry.cached, op);
+      fill(plain[who], entry.plain, op);
+      live.push(entry);
+    } else if (roll < 0.75) {
+      const [entry] = live.splice(random.int(0, live.length - 1), 1);
+      same(entry);
+      cached[who].free(entry.cached);
+      plain[who].free(entry.plain);
+    } else {
+      const entry = live[random.int(0, live.length - 1)];
+      const sizeBytes = size();
+      entry.cached = cached[who].realloc(entry.cached, sizeBytes);
+      entry.plain = plain[who].realloc(entry.plain, sizeBytes);
+      entry.size = Math.min(entry.size, sizeBytes);
+      assert.equal(cached[1 - who].sizeOf(entry.cached), sizeBytes);
+      assert.equal(plain[1 - who].sizeOf(entry.plain), sizeBytes);
+      assert.deepEqual(
+        cached[who].bytes(entry.cached, entry.size),
+        plain[who].bytes(entry.plain, entry.size),
+      );
+      entry.size = sizeBytes;
+      fill(cached[who], entry.cached, op);
+      fill(plain[who], entry.plain, op);
+    }
+    if (op % 500 === 0) {
+      const [c, p] = [cached[who].stats(), plain[who].stats()];
+      assert.equal(c.usedBytes, p.usedBytes, `op ${op}`);
+      assert.equal(c.usedBlocks, p.usedBlocks, `op ${op}`);
+      assertBalanced(c);
+      cached[who].check();
+    }
+  }
+  for (const entry of live) same(entry);
+  assert.throws(() => cached[0].free(live[0].cached + 8), { code: "INVALID_FREE" });
+  assert.throws(() => plain[0].free(live[0].plain + 8), { code: "INVALID_FREE" });
+  for (const entry of live) {
+    cached[1].free(entry.cached);
+    plain[0].free(entry.plain);
+  }
+  for (const heap of [...cached, ...plain]) heap.close();
+  using after = PhysicalAllocator.attach(cached[0].sharedBuffer!);
+  assert.equal(after.stats().usedBlocks, 0);
+  assert.equal(after.stats().freeBlocks, 1, "every cached block went back and merged");
+  after.check();
+});
