@@ -143,7 +143,7 @@ export class SharedCalls {
       const address = this.#owned.tryAllocOwned(capacity, this.#defaultAlignBytes);
       if (address === 0) return;
       cache.setLive(address, 0);
-      if (!cache.push(address, cls)) {
+      if (!cache.push(address, cls, 0)) {
         cache.clearLive(address);
         this.#owned.freeBlock(address);
         return;
@@ -222,12 +222,13 @@ export class SharedCalls {
   #cacheFree(cache: WorkerCache, address: number): boolean {
     const cls = this.#cachedClass(cache, address, "free");
     if (cls < 0) return false;
-    if (cache.push(address, cls)) return true;
+    const hidden = cache.hiddenBytes(address);
+    if (cache.push(address, cls, hidden)) return true;
     // The bin is full: a batch of it goes back to the heap in one hold of the lock.
     this.locked("free", () => {
       cache.drain(this.#shared.slot, cls, refillBlocks(cls), (a) => this.#owned.freeBlock(a));
     });
-    return cache.push(address, cls);
+    return cache.push(address, cls, hidden);
   }
 
   /** Refuses an address sitting in a Worker cache (freed already), under the lock. */

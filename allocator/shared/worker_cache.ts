@@ -18,8 +18,9 @@
  *
  * ```text
  * per slot (SLOT_CACHE_BYTES, a multiple of 64: no two Workers write one cache line)
- *   +0 i32 cached blocks  +8 f64 cached bytes (class capacities)  +16 f64 hidden slack bytes
+ *   +0 f64 hidden slack bytes (the slack this slot's pops and frees added and took away)
  *   +64 per class: i32 count, u32 x BIN_ENTRIES entries (entry = (address - base) / 8)
+ *   (cached blocks and bytes are not counted as they change: totals() sums the bins)
  * state map: one byte per 32 bytes of the window, at (payload - base) >> 5
  *            (two payloads are at least 40 bytes apart, so they never share a byte):
  *            0 not a live payload, 255 cached (freed into a Worker cache),
@@ -137,10 +138,8 @@ export class WorkerCache {
   readonly #f64: Float64Array;
   readonly #states: Uint8Array;
   readonly #base: number;
-  /** Word index of this slot's cache. */
-  readonly #own: number;
-  /** Index in #f64 of this slot's cached bytes (hidden slack bytes follow). */
-  readonly #ownBytes: number;
+  /** Index in #f64 of this slot's hidden slack bytes. */
+  readonly #ownHidden: number;
   /** Word index of this slot's first bin. */
   readonly #bins: number;
   /** Word index of slot 1's cache. */
@@ -171,9 +170,9 @@ export class WorkerCache {
     this.#states = stateMap;
     this.#base = baseAddress;
     this.#first = cachesOffsetBytes >>> 2;
-    this.#own = this.#slotIndex(slot);
-    this.#ownBytes = (this.#own >>> 1) + 1;
-    this.#bins = this.#own + TOTALS_WORDS;
+    const own = this.#slotIndex(slot);
+    this.#ownHidden = own >>> 1;
+    this.#bins = own + TOTALS_WORDS;
     this.#slotCount = slotCount;
   }
 
@@ -193,7 +192,7 @@ export class WorkerCache {
    */
   setLive(address: number, hiddenBytes: number): void {
     this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_LIVE + hiddenBytes;
-    this.#f64[this.#ownBytes + 1] += hiddenBytes;
+    this.#f64[this.#ownHidden] += hiddenBytes;
   }
 
   /**
@@ -203,7 +202,7 @@ export class WorkerCache {
   clearLive(address: number): void {
     const at = (address - this.#base) >>> STATE_SHIFT;
     const state = this.#states[at];
-    if (state !== STATE_CACHED && state !== STATE_NONE) this.#f64[this.#ownBytes + 1] -= state - 1;
+    if (state !== STATE_CACHED && state !== STATE_NONE) this.#f64[this.#ownHidden] -= state - 1;
     this.#states[at] = STATE_NONE;
   }
 
@@ -223,32 +222,26 @@ export class WorkerCache {
     if (count === 0) return 0;
     this.#i32[bin] = count - 1;
     const offset = this.#u32[bin + count] * 8;
-    const capacity = CAPACITY_OF[cls];
-    const hidden = capacity - sizeBytes;
+    const hidden = CAPACITY_OF[cls] - sizeBytes;
     this.#states[offset >>> STATE_SHIFT] = STATE_LIVE + hidden;
-    this.#i32[this.#own]--;
-    this.#f64[this.#ownBytes] -= capacity;
-    this.#f64[this.#ownBytes + 1] += hidden;
+    this.#f64[this.#ownHidden] += hidden;
     return this.#base + offset;
   }
 
   /**
    * Caches the live payload at `address`, whose header records the capacity
-   * of class `cls`; false when its bin is full (the caller drains it and
-   * tries again).
+   * of class `cls` and whose state byte `hiddenBytes` of hidden slack; false
+   * when its bin is full (the caller drains it and tries again).
    */
-  push(address: number, cls: number): boolean {
+  push(address: number, cls: number, hiddenBytes: number): boolean {
     const bin = this.#bins + cls * BIN_WORDS;
     const count = this.#i32[bin];
     if (count >= 2 * REFILL_OF[cls]) return false;
     const offset = address - this.#base;
     this.#u32[bin + count + 1] = offset / 8;
     this.#i32[bin] = count + 1;
-    const at = offset >>> STATE_SHIFT;
-    this.#f64[this.#ownBytes + 1] -= this.#states[at] - 1;
-    this.#states[at] = STATE_CACHED;
-    this.#i32[this.#own]++;
-    this.#f64[this.#ownBytes] += CAPACITY_OF[cls];
+    this.#states[offset >>> STATE_SHIFT] = STATE_CACHED;
+    this.#f64[this.#ownHidden] -= hiddenBytes;
     return true;
   }
 
@@ -269,8 +262,6 @@ export class WorkerCache {
       for (let entry = count; entry > keep; entry--) {
         const address = this.#base + this.#u32[bin + entry] * 8;
         this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_NONE;
-        this.#i32[own]--;
-        this.#f64[(own >>> 1) + 1] -= CAPACITY_OF[c];
         this.#i32[bin] = entry - 1;
         free(address);
       }
@@ -287,9 +278,12 @@ export class WorkerCache {
     let hiddenBytes = 0;
     for (let slot = 1; slot <= this.#slotCount; slot++) {
       const index = this.#slotIndex(slot);
-      blocks += this.#i32[index];
-      bytes += this.#f64[(index >>> 1) + 1];
-      hiddenBytes += this.#f64[(index >>> 1) + 2];
+      hiddenBytes += this.#f64[index >>> 1];
+      for (let cls = 0; cls < CLASS_COUNT; cls++) {
+        const count = this.#i32[index + TOTALS_WORDS + cls * BIN_WORDS];
+        blocks += count;
+        bytes += count * CAPACITY_OF[cls];
+      }
     }
     return { blocks, bytes, hiddenBytes };
   }
@@ -301,13 +295,13 @@ export class WorkerCache {
   }
 
   /**
-   * Clears slot `slot`'s bins after a drain (its cached totals are zero by
-   * then), moving its hidden slack count to this slot: the blocks it
-   * handed out live on, in whichever Worker holds them.
+   * Clears slot `slot`'s bins after a drain (they are empty by then),
+   * moving its hidden slack count to this slot: the blocks it handed out
+   * live on, in whichever Worker holds them.
    */
   resetSlot(slot: number): void {
     const index = this.#slotIndex(slot);
-    this.#f64[this.#ownBytes + 1] += this.#f64[(index >>> 1) + 2];
+    this.#f64[this.#ownHidden] += this.#f64[index >>> 1];
     this.#i32.fill(0, index, index + (SLOT_CACHE_BYTES >>> 2));
   }
 }
