@@ -1043,12 +1043,19 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   bytes(address: number, lengthBytes?: number): Uint8Array {
+    // A shared heap views a live block of the Worker cache's without the lock (its size is stable).
+    const live = this.#sharedCalls?.livePayloadBytes(address) ?? -1;
+    if (live >= 0) return this.#view(address, live, lengthBytes);
     return this.#locked("view", () => this.#bytesOwned(address, lengthBytes));
   }
 
   #bytesOwned(address: number, lengthBytes: number | undefined): Uint8Array {
     this.#sharedCalls?.refuseCached(address, "view");
-    const sizeBytes = this.#payloadBytes(address, "view");
+    return this.#view(address, this.#payloadBytes(address, "view"), lengthBytes);
+  }
+
+  /** A view of `lengthBytes` (default: all `sizeBytes`) of the verified payload at `address`. */
+  #view(address: number, sizeBytes: number, lengthBytes: number | undefined): Uint8Array {
     const length = lengthBytes ?? sizeBytes;
     if (!Number.isSafeInteger(length) || length < 0 || length > sizeBytes) {
       throw new InvalidSizeError(
@@ -1082,6 +1089,8 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   sizeOf(address: number): number {
+    const live = this.#sharedCalls?.livePayloadBytes(address) ?? -1;
+    if (live >= 0) return live;
     return this.#locked("size", () => {
       this.#sharedCalls?.refuseCached(address, "size");
       return this.#payloadBytes(address, "size");

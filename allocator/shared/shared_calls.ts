@@ -21,6 +21,7 @@ import {
   classOf,
   refillBlocks,
   STATE_CACHED,
+  STATE_LIVE,
   STATE_NONE,
   type WorkerCache,
 } from "./worker_cache.ts";
@@ -245,6 +246,31 @@ export class SharedCalls {
         ? new DoubleFreeError(message)
         : new InvalidAddressError(message);
     }
+  }
+
+  /**
+   * The size asked for of the live payload at `address`, read without the
+   * lock; -1 when the lock-free read does not apply (no Worker cache, this
+   * Worker detached, not a live payload the state map knows, a torn header
+   * read): the locked path then answers or reports why. The size and slack
+   * words of a live block change only by its holder's own calls; a
+   * neighbour's edit under the lock rewrites only its flags and check word.
+   */
+  livePayloadBytes(address: number): number {
+    const cache = this.#cache;
+    if (
+      cache === null || this.#shared.detached || typeof address !== "number" ||
+      !(address >= this.#cacheLow && address < this.#cacheHigh) ||
+      address % this.#defaultAlignBytes !== 0
+    ) return -1;
+    const state = cache.state(address);
+    const block = address - HEADER_BYTES;
+    const blocks = this.#blocks;
+    if (
+      state === STATE_NONE || state === STATE_CACHED || !blocks.headerValid(block) ||
+      blocks.isFree(block)
+    ) return -1;
+    return blocks.size(block) - HEADER_BYTES - blocks.slack(block) - (state - STATE_LIVE);
   }
 
   /** Hidden slack of the live payload at `address`: what its header records beyond the size asked for. */
