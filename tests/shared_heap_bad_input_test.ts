@@ -306,3 +306,38 @@ Deno.test("shared bad input: a heap every Worker left is refused to a new creato
   assert.equal(fresh.stats().usedBlocks, 0);
   fresh.check();
 });
+
+Deno.test("shared bad input: with the lock held by a stopped slot, the Worker cache serves what it holds and every call that needs the lock times out leaving the heap unchanged", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using heap = PhysicalAllocator.fromBuffer(memory, { lockTimeoutMs: 50 });
+  const stopped = PhysicalAllocator.attach(memory);
+  const live = Array.from({ length: 48 }, () => heap.alloc(100));
+  const views = headerViews(memory, 0);
+  // What a Worker that ended inside an operation leaves behind (see worker.ts stopHoldingLock).
+  const owner = lockWordAt(views, LOCK_BLOCKS);
+  assert.equal(Atomics.compareExchange(views.i32, owner, 0, stopped.workerSlot | (1 << 8)), 0);
+  assert.equal(heap.sizeOf(live[0]), 100, "a live block is read without the lock");
+  assert.equal(heap.bytes(live[1]).length, 100);
+  const slot = `slot ${stopped.workerSlot}`;
+  assertRefused(memory, () => heap.alloc(5000), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  assertRefused(memory, () => heap.alloc(20, 64), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  assertRefused(memory, () => heap.realloc(live[2], 5000), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  // Frees go to the cache until the bin is full: the one that needs a drain times out.
+  let full = -1;
+  for (let i = 3; i < live.length && full < 0; i++) {
+    try {
+      heap.free(live[i]);
+    } catch (error) {
+      assert.ok(error instanceof LockTimeoutError);
+      full = i;
+    }
+  }
+  assert.ok(full > 3, "some frees went to the cache without the lock");
+  assertRefused(memory, () => heap.free(live[full]), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  // A move between classes whose old bin is full needs the lock for the free: refused before any change.
+  assertRefused(memory, () => heap.realloc(live[2], 500), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  assert.notEqual(heap.alloc(97), 0, "a cached block of the class, without the lock");
+  Atomics.store(views.i32, owner, 0);
+  heap.check();
+  assert.equal(heap.sizeOf(live[full]), 100);
+});

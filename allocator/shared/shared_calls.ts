@@ -311,6 +311,9 @@ export class SharedCalls {
       cache.setLive(address, classCapacity(cls) - sizeBytes);
       return address;
     }
+    // The old block's free must not need the lock once the new block is taken:
+    // a lock timeout there would leave both live (the heap changed by a call that threw).
+    if (!cache.hasRoom(cls)) return 0;
     const moved = this.tryAlloc(sizeBytes, this.#defaultAlignBytes);
     if (moved === 0) return 0;
     const base = this.#blocks.baseAddress;

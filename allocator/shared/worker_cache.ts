@@ -245,6 +245,11 @@ export class WorkerCache {
     return true;
   }
 
+  /** Whether the bin of class `cls` takes one more block without a drain. */
+  hasRoom(cls: number): boolean {
+    return this.#i32[this.#bins + cls * BIN_WORDS] < 2 * REFILL_OF[cls];
+  }
+
   /**
    * Takes up to `limit` blocks out of slot `slot`'s bin of class `cls` (all
    * classes when `cls` is -1) and hands each to `free` with its state byte
