@@ -66,6 +66,25 @@ Deno.test("shared heap: a class block serves any size of its class; sizeOf and s
   assert.deepEqual(after.stats(), { ...fresh, blocks: after.stats().blocks });
 });
 
+Deno.test("shared heap: a cache miss carves its batch as one run of blocks side by side", () => {
+  using heap = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(4 << 20));
+  heap.alloc(100);
+  const batch = refillBlocks(classOf(100));
+  const run = Array.from({ length: batch }, () => heap.alloc(100 - (batch & 3)));
+  run.sort((a, b) => a - b);
+  for (const [index, address] of run.entries()) {
+    assert.equal(address - run[0], index * (classCapacity(classOf(100)) + 16));
+  }
+  const stats = heap.stats();
+  assert.equal(stats.usedBlocks, batch + 1);
+  assert.equal(stats.usedBytes, 100 + batch * (100 - (batch & 3)));
+  assertBalanced(stats);
+  heap.check();
+  assert.equal(heap.stats().freeBlocks, 1, "the run came out of the one free block");
+  for (const address of run) heap.free(address);
+  heap.check();
+});
+
 Deno.test("shared heap: realloc stays in place within a class and moves with its bytes between classes", () => {
   const memory = new SharedArrayBuffer(4 << 20);
   using a = PhysicalAllocator.fromBuffer(memory);

@@ -200,6 +200,39 @@ export class BlockEdits {
   }
 
   /**
+   * Splits the used block `block` (just carved by the caller, so verified)
+   * into `count` used blocks of `pieceBytes`, each holding `sizeBytes`; the
+   * last keeps what is left as slack. A Worker cache refill carves one run
+   * and splits it: one search instead of `count`, and the Worker's blocks
+   * side by side (its state bytes and payloads in cache lines of its own).
+   * No neighbour changes: the run's neighbours saw a used block, and still do.
+   */
+  splitUsed(block: number, pieceBytes: number, count: number, sizeBytes: number): void {
+    const blocks = this.#blocks;
+    const blockBytes = blocks.size(block);
+    const flags = blocks.flags(block);
+    const oldSlackBytes = blocks.slack(block);
+    check((flags & FLAG_FREE) === 0, block, "a run to split is used");
+    check(
+      count >= 1 && pieceBytes * count <= blockBytes && pieceBytes % GRANULE_BYTES === 0 &&
+        pieceBytes >= MIN_BLOCK_BYTES && sizeBytes <= pieceBytes - HEADER_BYTES,
+      block,
+      `a run of ${blockBytes} bytes splits into ${count} blocks of ${pieceBytes}`,
+    );
+    this.#counters.dropUsed(blockBytes - HEADER_BYTES - oldSlackBytes, oldSlackBytes);
+    for (let index = 0; index < count; index++) {
+      const piece = block + index * pieceBytes;
+      const last = index === count - 1;
+      const bytes = last ? blockBytes - index * pieceBytes : pieceBytes;
+      const pieceFlags = (index === 0 ? flags & FLAG_PREV_FREE : 0) |
+        (last ? flags & FLAG_LAST : 0);
+      const slackBytes = bytes - HEADER_BYTES - sizeBytes;
+      blocks.writeHeader(piece, bytes, pieceFlags, slackBytes);
+      this.#counters.addUsed(sizeBytes, slackBytes);
+    }
+  }
+
+  /**
    * Grows the used block `block` into its verified free successor `next`, to
    * `newBlockBytes` holding `sizeBytes`.
    */

@@ -436,6 +436,8 @@ export class PhysicalAllocator implements Disposable {
         tryAllocOwned: (sizeBytes, alignBytes) => this.#tryAllocOwned(sizeBytes, alignBytes),
         freeBlock: (address) => this.#freeBlock(address),
         reallocOwned: (address, sizeBytes) => this.#reallocOwned(address, sizeBytes),
+        splitRun: (address, pieceBytes, count, sizeBytes) =>
+          this.#edits.splitUsed(address - HEADER_BYTES, pieceBytes, count, sizeBytes),
         assertOpen: (operation) => this.#assertOpen(operation),
       },
       this.#blocks,

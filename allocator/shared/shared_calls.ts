@@ -34,6 +34,11 @@ export interface OwnedHeap {
   freeBlock(address: number): void;
   /** realloc() on the heap. */
   reallocOwned(address: number, sizeBytes: number): number;
+  /**
+   * Splits the used block at payload `address`, just allocated, into `count`
+   * used blocks of `pieceBytes` each holding `sizeBytes` (BlockEdits.splitUsed).
+   */
+  splitRun(address: number, pieceBytes: number, count: number, sizeBytes: number): void;
   /** Throws AllocatorClosedError or MemoryDetachedError when the heap may not be used. */
   assertOpen(operation: string): void;
 }
@@ -137,10 +142,33 @@ export class SharedCalls {
     return address;
   }
 
-  /** Carves refillBlocks(cls) blocks of class `cls` into its (empty) bin, under the lock. */
+  /**
+   * Carves refillBlocks(cls) blocks of class `cls` into its (empty) bin,
+   * under the lock: one run split into blocks side by side, or (no free
+   * block holds the run) block by block.
+   */
   #refill(cache: WorkerCache, cls: number): void {
     const capacity = classCapacity(cls);
-    for (let extra = refillBlocks(cls); extra > 0; extra--) {
+    const count = refillBlocks(cls);
+    const pieceBytes = capacity + HEADER_BYTES;
+    const run = this.#owned.tryAllocOwned(
+      count * pieceBytes - HEADER_BYTES,
+      this.#defaultAlignBytes,
+    );
+    if (run !== 0) {
+      this.#owned.splitRun(run, pieceBytes, count, capacity);
+      for (let index = 0; index < count; index++) {
+        const address = run + index * pieceBytes;
+        cache.setLive(address, 0);
+        // The bin was empty at the miss; a full one would lose the block, so it goes back.
+        if (!cache.push(address, cls, 0)) {
+          cache.clearLive(address);
+          this.#owned.freeBlock(address);
+        }
+      }
+      return;
+    }
+    for (let extra = count; extra > 0; extra--) {
       const address = this.#owned.tryAllocOwned(capacity, this.#defaultAlignBytes);
       if (address === 0) return;
       cache.setLive(address, 0);
