@@ -14,7 +14,7 @@ import { HEADER_BYTES } from "../heap/layout.ts";
 import { hex } from "../memory/physical_memory.ts";
 import type { SharedHeapState } from "./shared_heap.ts";
 import {
-  BIN_ENTRIES,
+  BIN_ENTRIES_MAX,
   CACHE_SIZE_MAX,
   classCapacity,
   classHolding,
@@ -115,7 +115,7 @@ export class SharedCalls {
       if (address === 0) {
         // Short of memory: this Worker's cached blocks go back to the heap first
         // (other Workers' caches are theirs to drain).
-        cache.drain(shared.slot, -1, BIN_ENTRIES, (cached) => this.#owned.freeBlock(cached));
+        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (cached) => this.#owned.freeBlock(cached));
         address = this.#carveClass(cache, cls, sizeBytes);
       }
       if (address !== 0) this.#refill(cache, cls);
@@ -189,7 +189,7 @@ export class SharedCalls {
       this.#owned.assertOpen("allocate");
       let address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
       if (address === 0 && cache !== null) {
-        cache.drain(shared.slot, -1, BIN_ENTRIES, (cached) => this.#owned.freeBlock(cached));
+        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (cached) => this.#owned.freeBlock(cached));
         address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
       }
       if (address !== 0 && cache !== null) cache.setLive(address, 0);
@@ -389,7 +389,7 @@ export class SharedCalls {
     const cache = this.#cache;
     if (cache !== null && !shared.detached) {
       this.locked("detach", () => {
-        cache.drain(shared.slot, -1, BIN_ENTRIES, (address) => this.#owned.freeBlock(address));
+        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (address) => this.#owned.freeBlock(address));
       });
     }
     shared.detach();
@@ -402,7 +402,7 @@ export class SharedCalls {
     const cache = this.#cache;
     if (cache !== null) {
       this.locked("reclaim a slot", () => {
-        cache.drain(slot, -1, BIN_ENTRIES, (address) => this.#owned.freeBlock(address));
+        cache.drain(slot, -1, BIN_ENTRIES_MAX, (address) => this.#owned.freeBlock(address));
         cache.resetSlot(slot);
       });
     }

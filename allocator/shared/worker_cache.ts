@@ -19,7 +19,8 @@
  * ```text
  * per slot (SLOT_CACHE_BYTES, a multiple of 64: no two Workers write one cache line)
  *   +0 f64 hidden slack bytes (the slack this slot's pops and frees added and took away)
- *   +64 per class: i32 count, u32 x BIN_ENTRIES entries (entry = (address - base) / 8)
+ *   +64 per class, in class order: i32 count, u32 x binDepth(class) entries
+ *       (entry = (address - base) / 8; binDepth = twice the class's batch)
  *   (cached blocks and bytes are not counted as they change: totals() sums the bins)
  * state map: one byte per 32 bytes of the window, at (payload - base) >> 5
  *            (two payloads are at least 40 bytes apart, so they never share a byte):
@@ -28,10 +29,12 @@
  * ```
  *
  * A miss takes the lock and carves a batch of its class at once (the
- * caller's block, and `refillBlocks(class)` more into the bin); a bin that
- * reaches its depth (twice the batch) gives a batch back to the heap in one
- * hold of the lock. The batches hold about REFILL_BYTES each, so large
- * classes keep fewer blocks.
+ * caller's block, and `refillBlocks(class)` more into the bin, as one run of
+ * blocks side by side); a bin that reaches its depth (twice the batch) gives
+ * a batch back to the heap in one hold of the lock. A batch's blocks take
+ * about REFILL_BYTES (headers included), so a run covers about one cache
+ * line of the state map (64 bytes = 2 KiB of window) and large classes keep
+ * fewer blocks.
  *
  * Only the Worker owning a cache writes it, and only the Worker holding a
  * block (live or cached in its cache) writes the block's state byte, with
@@ -47,10 +50,12 @@
 
 /** Requested sizes up to this many bytes are cached (the largest class). */
 export const CACHE_SIZE_MAX = 1024;
-/** Entries of one bin: the deepest any class may fill it. */
-export const BIN_ENTRIES = 32;
-/** Bytes one refill or drain batch aims at: fewer blocks for larger classes. */
+/** Blocks of one batch at most (the smallest class's). */
+export const REFILL_BLOCKS_MAX = 48;
+/** Block bytes one refill or drain batch aims at: fewer blocks for larger classes. */
 export const REFILL_BYTES = 2048;
+/** More blocks than any bin holds (a drain limit meaning "all"). */
+export const BIN_ENTRIES_MAX = 2 * REFILL_BLOCKS_MAX;
 
 /** Payload capacity of each size class, smallest first (every one a granule multiple). */
 export const CLASS_CAPACITIES: readonly number[] = classCapacities();
@@ -84,16 +89,23 @@ const CAPACITY_OF: Uint16Array = Uint16Array.from(CLASS_CAPACITIES);
 /** Blocks one refill carves (besides the caller's) and one drain gives back, per class. */
 const REFILL_OF: Uint8Array = Uint8Array.from(
   CLASS_CAPACITIES,
-  (capacity) => Math.max(2, Math.min(BIN_ENTRIES / 2, Math.floor(REFILL_BYTES / capacity))),
+  (capacity) =>
+    Math.max(2, Math.min(REFILL_BLOCKS_MAX, Math.floor(REFILL_BYTES / (capacity + 16)))),
 );
 
-/** Words of one bin: its count and its entries. */
-const BIN_WORDS = 1 + BIN_ENTRIES;
 /** Words of a slot's totals line (64 bytes). */
 const TOTALS_WORDS = 16;
+/** Word offset of each class's bin in a slot's cache: its count, then 2 x batch entries. */
+const BIN_AT: Uint16Array = (() => {
+  const offsets = new Uint16Array(CLASS_COUNT + 1);
+  offsets[0] = TOTALS_WORDS;
+  for (let cls = 0; cls < CLASS_COUNT; cls++) {
+    offsets[cls + 1] = offsets[cls] + 1 + 2 * REFILL_OF[cls];
+  }
+  return offsets;
+})();
 /** Bytes of a slot's cache: totals, then bins, padded to a cache line. */
-export const SLOT_CACHE_BYTES = Math.ceil((4 * (TOTALS_WORDS + CLASS_COUNT * BIN_WORDS)) / 64) *
-  64;
+export const SLOT_CACHE_BYTES = Math.ceil((4 * BIN_AT[CLASS_COUNT]) / 64) * 64;
 /** Window bytes per state byte. */
 export const STATE_SHIFT = 5;
 
@@ -140,7 +152,7 @@ export class WorkerCache {
   readonly #base: number;
   /** Index in #f64 of this slot's hidden slack bytes. */
   readonly #ownHidden: number;
-  /** Word index of this slot's first bin. */
+  /** Word index of this slot's cache (its bins are at BIN_AT offsets). */
   readonly #bins: number;
   /** Word index of slot 1's cache. */
   readonly #first: number;
@@ -172,7 +184,7 @@ export class WorkerCache {
     this.#first = cachesOffsetBytes >>> 2;
     const own = this.#slotIndex(slot);
     this.#ownHidden = own >>> 1;
-    this.#bins = own + TOTALS_WORDS;
+    this.#bins = own;
     this.#slotCount = slotCount;
   }
 
@@ -217,7 +229,7 @@ export class WorkerCache {
    * 0 when the bin is empty.
    */
   pop(cls: number, sizeBytes: number): number {
-    const bin = this.#bins + cls * BIN_WORDS;
+    const bin = this.#bins + BIN_AT[cls];
     const count = this.#i32[bin];
     if (count === 0) return 0;
     this.#i32[bin] = count - 1;
@@ -234,7 +246,7 @@ export class WorkerCache {
    * when its bin is full (the caller drains it and tries again).
    */
   push(address: number, cls: number, hiddenBytes: number): boolean {
-    const bin = this.#bins + cls * BIN_WORDS;
+    const bin = this.#bins + BIN_AT[cls];
     const count = this.#i32[bin];
     if (count >= 2 * REFILL_OF[cls]) return false;
     const offset = address - this.#base;
@@ -247,7 +259,7 @@ export class WorkerCache {
 
   /** Whether the bin of class `cls` takes one more block without a drain. */
   hasRoom(cls: number): boolean {
-    return this.#i32[this.#bins + cls * BIN_WORDS] < 2 * REFILL_OF[cls];
+    return this.#i32[this.#bins + BIN_AT[cls]] < 2 * REFILL_OF[cls];
   }
 
   /**
@@ -261,8 +273,8 @@ export class WorkerCache {
     const first = cls === -1 ? 0 : cls;
     const last = cls === -1 ? CLASS_COUNT - 1 : cls;
     for (let c = first; c <= last; c++) {
-      const bin = own + TOTALS_WORDS + c * BIN_WORDS;
-      const count = Math.min(this.#i32[bin], BIN_ENTRIES);
+      const bin = own + BIN_AT[c];
+      const count = Math.min(this.#i32[bin], 2 * REFILL_OF[c]);
       const keep = Math.max(0, count - limit);
       for (let entry = count; entry > keep; entry--) {
         const address = this.#base + this.#u32[bin + entry] * 8;
@@ -285,7 +297,7 @@ export class WorkerCache {
       const index = this.#slotIndex(slot);
       hiddenBytes += this.#f64[index >>> 1];
       for (let cls = 0; cls < CLASS_COUNT; cls++) {
-        const count = this.#i32[index + TOTALS_WORDS + cls * BIN_WORDS];
+        const count = this.#i32[index + BIN_AT[cls]];
         blocks += count;
         bytes += count * CAPACITY_OF[cls];
       }
