@@ -11,8 +11,10 @@
  * < 0.45, else free a random block it holds), payloads not filled, each
  * Worker its own `--operations`, after as many untimed operations of the
  * same mix (JIT warm-up, caches filled). The machine's other load makes
- * figures noisy; every row is the best of `--repeat` runs. The last line is
- * the workload loop's own cost, run against a heap that does nothing.
+ * figures noisy; every row is the best of `--repeat` runs, and beside it the
+ * best of the same Workers each on a heap of its own (nothing shared: the
+ * scaling the machine gives this loop) and of CPU-only Workers. The last
+ * line is the workload loop's own cost, run against a heap that does nothing.
  *
  * @module
  */
@@ -75,6 +77,7 @@ async function scale(
   const bestMs = counts.map(() => Infinity);
   const bestCpuMs = counts.map(() => Infinity);
   const ceilingMs = counts.map(() => Infinity);
+  const separateMs = counts.map(() => Infinity);
   for (let r = 0; r < repeat; r++) {
     for (const [row, workers] of counts.entries()) {
       const run = await runSharedWorkers({
@@ -92,10 +95,23 @@ async function scale(
       bestMs[row] = Math.min(bestMs[row], run.wallMs);
       bestCpuMs[row] = Math.min(bestCpuMs[row], run.cpuMs);
       ceilingMs[row] = Math.min(ceilingMs[row], await cpuOnlyMs(workers));
+      const apart = await runSharedWorkers({
+        workers,
+        operations,
+        seed: seed + r * 100,
+        workload,
+        fill: false,
+        heapBytes: 32 << 20,
+        warmupOperations: operations,
+        separateHeaps: true,
+      });
+      apart.heap.close();
+      separateMs[row] = Math.min(separateMs[row], apart.wallMs);
     }
   }
   console.log(
-    "workers | total ops | wall ms | ops/s (millions) | vs 1 Worker | ceiling (CPU-only Workers) | CPU ns per op",
+    "workers | total ops | wall ms | ops/s (millions) | vs 1 Worker | ceiling (CPU-only Workers) | " +
+      "a heap per Worker (vs 1) | CPU ns per op",
   );
   const rate = (row: number) => (counts[row] * operations) / (bestMs[row] / 1000);
   const ceiling = (row: number) => counts[row] / ceilingMs[row];
@@ -104,8 +120,8 @@ async function scale(
       `${workers} | ${workers * operations} | ${bestMs[row].toFixed(0)} | ${
         (rate(row) / 1e6).toFixed(2)
       } | ${(rate(row) / rate(0)).toFixed(2)}x | ${(ceiling(row) / ceiling(0)).toFixed(2)}x | ${
-        (bestCpuMs[row] * 1e6 / (workers * operations)).toFixed(1)
-      }`,
+        (workers * separateMs[0] / separateMs[row]).toFixed(2)
+      }x | ${(bestCpuMs[row] * 1e6 / (workers * operations)).toFixed(1)}`,
     );
   }
   const loopMs = await harnessMs(operations, repeat, workload, seed);

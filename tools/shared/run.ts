@@ -37,6 +37,12 @@ export interface SharedRunOptions {
   readonly warmupOperations?: number;
   /** Workers run the loop against a stand-in heap that does nothing (the harness alone). */
   readonly nullHeap?: boolean;
+  /**
+   * Each Worker gets a shared heap of its own (nothing shared between
+   * Workers: the scaling the machine gives this very loop); the run's `heap`
+   * is the first Worker's, and the others are closed when the run ends.
+   */
+  readonly separateHeaps?: boolean;
 }
 
 /** A finished run: the heap (the driver's own handle, slot 1) and what each Worker reported. */
@@ -70,6 +76,13 @@ const BASE_ADDRESS = 0x1000;
 export async function runSharedWorkers(options: SharedRunOptions): Promise<SharedRun> {
   const buffer = new SharedArrayBuffer(options.heapBytes);
   const heap = PhysicalAllocator.fromBuffer(buffer, { baseAddress: BASE_ADDRESS });
+  const others: PhysicalAllocator[] = [];
+  const bufferFor = (index: number): SharedArrayBuffer => {
+    if (index === 0 || options.separateHeaps !== true) return buffer;
+    const own = new SharedArrayBuffer(options.heapBytes);
+    others.push(PhysicalAllocator.fromBuffer(own, { baseAddress: BASE_ADDRESS }));
+    return own;
+  };
   const exchange = new SharedArrayBuffer(4 * (options.exchangeSlots ?? 64));
   const registry = new SharedArrayBuffer(options.heapBytes);
   const control = new SharedArrayBuffer(4);
@@ -83,7 +96,7 @@ export async function runSharedWorkers(options: SharedRunOptions): Promise<Share
     ready.push(messages.next());
     done.push(messages.next().then((m) => m as SharedRunResult));
     const job: SharedRunJob = {
-      heap: buffer,
+      heap: bufferFor(index),
       baseAddress: BASE_ADDRESS,
       exchange,
       registry,
@@ -114,6 +127,7 @@ export async function runSharedWorkers(options: SharedRunOptions): Promise<Share
     return { heap, results, wallMs, cpuMs, exchanged, registry, fill: options.fill };
   } finally {
     for (const worker of workers) worker.terminate();
+    for (const other of others) other.close();
   }
 }
 
