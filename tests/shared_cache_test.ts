@@ -15,6 +15,7 @@ import {
   classOf,
   refillBlocks,
 } from "../allocator/shared/worker_cache.ts";
+import { headerViews, LOCK_BLOCKS, lockWordAt } from "../allocator/shared/shared_header.ts";
 import { Random } from "./support/random.ts";
 
 function assertBalanced(stats: AllocatorStats): void {
@@ -206,4 +207,38 @@ Deno.test("shared heap: with Worker caches every call answers as without them (l
   assert.equal(after.stats().usedBlocks, 0);
   assert.equal(after.stats().freeBlocks, 1, "every cached block went back and merged");
   after.check();
+});
+
+Deno.test("shared heap: in the steady state of the small mix no call takes the block lock", () => {
+  const memory = new SharedArrayBuffer(8 << 20);
+  using heap = PhysicalAllocator.fromBuffer(memory, { lockTimeoutMs: 1 });
+  const stopped = PhysicalAllocator.attach(memory);
+  // The "small" mix of tools/shared/worker.ts: 8 to 128 bytes, fewer than 128 held.
+  const run = (seed: number, operations: number) => {
+    const random = new Random(seed);
+    const live: number[] = [];
+    for (let op = 0; op < operations; op++) {
+      const roll = random.next();
+      if (live.length === 0 || (roll < 0.45 && live.length < 128)) {
+        live.push(heap.alloc(random.int(8, 128)));
+      } else {
+        const at = random.int(0, live.length - 1);
+        heap.free(live[at]);
+        live[at] = live[live.length - 1];
+        live.pop();
+      }
+    }
+    for (const address of live) heap.free(address);
+  };
+  run(1, 200_000); // warm-up: the bins settle
+  const views = headerViews(memory, 0);
+  const owner = lockWordAt(views, LOCK_BLOCKS);
+  assert.equal(Atomics.compareExchange(views.i32, owner, 0, stopped.workerSlot | (1 << 8)), 0);
+  try {
+    run(2, 200_000); // any call that took the lock would throw LOCK_TIMEOUT
+  } finally {
+    Atomics.store(views.i32, owner, 0);
+  }
+  heap.check();
+  assert.equal(heap.stats().usedBytes, 0);
 });
