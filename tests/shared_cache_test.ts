@@ -86,6 +86,15 @@ Deno.test("shared heap: a cache miss carves its batch as one run of blocks side 
   heap.check();
 });
 
+Deno.test("shared heap: a heap with a larger default alignment hands out aligned cached blocks", () => {
+  using heap = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(4 << 20), { align: 64 });
+  const live = Array.from({ length: 200 }, (_, i) => heap.alloc(8 + (i % 120)));
+  for (const address of live) assert.equal(address % 64, 0);
+  for (const address of live.slice(0, 100)) heap.free(address);
+  for (let i = 0; i < 100; i++) assert.equal(heap.alloc(8 + (i % 120)) % 64, 0);
+  heap.check();
+});
+
 Deno.test("shared heap: realloc stays in place within a class and moves with its bytes between classes", () => {
   const memory = new SharedArrayBuffer(4 << 20);
   using a = PhysicalAllocator.fromBuffer(memory);

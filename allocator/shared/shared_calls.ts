@@ -10,7 +10,7 @@
 
 import { DoubleFreeError, InvalidAddressError } from "../errors.ts";
 import type { BlockWords } from "../heap/block.ts";
-import { HEADER_BYTES } from "../heap/layout.ts";
+import { GRANULE_BYTES, HEADER_BYTES } from "../heap/layout.ts";
 import { hex } from "../memory/physical_memory.ts";
 import type { SharedHeapState } from "./shared_heap.ts";
 import {
@@ -151,10 +151,11 @@ export class SharedCalls {
     const capacity = classCapacity(cls);
     const count = refillBlocks(cls);
     const pieceBytes = capacity + HEADER_BYTES;
-    const run = this.#owned.tryAllocOwned(
-      count * pieceBytes - HEADER_BYTES,
-      this.#defaultAlignBytes,
-    );
+    // Pieces of a run are aligned to the granule only: a heap with a larger default alignment
+    // carves its blocks one by one.
+    const run = this.#defaultAlignBytes === GRANULE_BYTES
+      ? this.#owned.tryAllocOwned(count * pieceBytes - HEADER_BYTES, GRANULE_BYTES)
+      : 0;
     if (run !== 0) {
       this.#owned.splitRun(run, pieceBytes, count, capacity);
       for (let index = 0; index < count; index++) {
