@@ -90,20 +90,24 @@ class NullHeap {
 }
 
 /**
- * Runs the job's mix untimed on a private exchange table, then frees every
- * block it still holds: the JIT has compiled the loop and the heap's calls,
- * and this Worker's cache is filled, when the timed run starts.
+ * Runs the job's mix untimed through the very code the timed run uses (so
+ * the JIT's feedback does not change at the start signal), on a private
+ * exchange table and without payloads, then frees every block it still
+ * holds: the loop and the heap's calls are compiled, and this Worker's
+ * cache is filled, when the timed run starts.
  */
 function warmUp(heap: WorkloadHeap, job: SharedRunJob): void {
-  const random = new Random(job.seed ^ 0x5eed);
-  const exchange = new Int32Array(64);
-  const live: number[] = [];
-  const result = { allocs: 0, frees: 0, reallocs: 0, handedOver: 0, received: 0 };
-  const ignore = () => 0;
-  for (let op = 0; op < job.warmupOperations; op++) {
-    step(job.workload, random, heap, live, exchange, result, ignore, ignore);
+  const exchange = new SharedArrayBuffer(4 * 64);
+  const result = runOperations(heap, {
+    ...job,
+    operations: job.warmupOperations,
+    seed: job.seed ^ 0x5eed,
+    fill: false,
+    exchange,
+  });
+  for (const address of [...result.live, ...new Int32Array(exchange)]) {
+    if (address !== 0) heap.free(address);
   }
-  for (const address of [...live, ...exchange]) if (address !== 0) heap.free(address);
 }
 
 function runOperations(heap: WorkloadHeap, job: SharedRunJob): SharedRunResult {
@@ -182,7 +186,7 @@ function step(
   heap: WorkloadHeap,
   live: number[],
   exchange: Int32Array,
-  result: Pick<SharedRunResult, "allocs" | "frees" | "reallocs" | "handedOver" | "received">,
+  result: SharedRunResult,
   register: Register,
   release: Release,
 ): void {
