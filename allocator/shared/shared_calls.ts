@@ -20,6 +20,7 @@ import {
   classHolding,
   classOf,
   refillBlocks,
+  RUN_ALIGN_BYTES,
   STATE_CACHED,
   STATE_LIVE,
   STATE_NONE,
@@ -111,18 +112,51 @@ export class SharedCalls {
     shared.enter("allocate");
     try {
       this.#owned.assertOpen("allocate");
-      let address = this.#carveClass(cache, cls, sizeBytes);
+      let address = this.#carveRun(cache, cls, sizeBytes);
+      if (address !== 0) return address;
+      address = this.#carveClass(cache, cls, sizeBytes);
       if (address === 0) {
         // Short of memory: this Worker's cached blocks go back to the heap first
         // (other Workers' caches are theirs to drain).
         cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (cached) => this.#owned.freeBlock(cached));
         address = this.#carveClass(cache, cls, sizeBytes);
       }
-      if (address !== 0) this.#refill(cache, cls);
+      if (address !== 0) this.#refillBlockByBlock(cache, cls);
       return address;
     } finally {
       shared.leave();
     }
+  }
+
+  /**
+   * The caller's block and refillBlocks(cls) - 1 more of class `cls` into
+   * its (empty) bin, carved in one search as one run and split into blocks
+   * side by side, the run aligned to RUN_ALIGN_BYTES: the run's state bytes
+   * fill one cache line of the state map that no other Worker's blocks
+   * write (exact when the heap's base address is a multiple of it, as
+   * fromBuffer's default is). 0 when no free block holds the run, or when
+   * the heap's default alignment is above a granule (the pieces would not
+   * keep it).
+   */
+  #carveRun(cache: WorkerCache, cls: number, sizeBytes: number): number {
+    if (this.#defaultAlignBytes !== GRANULE_BYTES) return 0;
+    const capacity = classCapacity(cls);
+    const count = refillBlocks(cls);
+    const pieceBytes = capacity + HEADER_BYTES;
+    const run = this.#owned.tryAllocOwned(count * pieceBytes - HEADER_BYTES, RUN_ALIGN_BYTES);
+    if (run === 0) return 0;
+    this.#owned.splitRun(run, pieceBytes, count, capacity);
+    cache.setLive(run, capacity - sizeBytes);
+    for (let index = 1; index < count; index++) {
+      const address = run + index * pieceBytes;
+      cache.setLive(address, 0);
+      // The bin was empty at the miss; a full one would lose the block, so it goes back.
+      if (!cache.push(address, cls, 0)) {
+        cache.clearLive(address);
+        this.#owned.freeBlock(address);
+      }
+    }
+    return run;
   }
 
   /**
@@ -142,34 +176,10 @@ export class SharedCalls {
     return address;
   }
 
-  /**
-   * Carves refillBlocks(cls) blocks of class `cls` into its (empty) bin,
-   * under the lock: one run split into blocks side by side, or (no free
-   * block holds the run) block by block.
-   */
-  #refill(cache: WorkerCache, cls: number): void {
+  /** Carves up to refillBlocks(cls) - 1 blocks of class `cls` one by one into its (empty) bin. */
+  #refillBlockByBlock(cache: WorkerCache, cls: number): void {
     const capacity = classCapacity(cls);
-    const count = refillBlocks(cls);
-    const pieceBytes = capacity + HEADER_BYTES;
-    // Pieces of a run are aligned to the granule only: a heap with a larger default alignment
-    // carves its blocks one by one.
-    const run = this.#defaultAlignBytes === GRANULE_BYTES
-      ? this.#owned.tryAllocOwned(count * pieceBytes - HEADER_BYTES, GRANULE_BYTES)
-      : 0;
-    if (run !== 0) {
-      this.#owned.splitRun(run, pieceBytes, count, capacity);
-      for (let index = 0; index < count; index++) {
-        const address = run + index * pieceBytes;
-        cache.setLive(address, 0);
-        // The bin was empty at the miss; a full one would lose the block, so it goes back.
-        if (!cache.push(address, cls, 0)) {
-          cache.clearLive(address);
-          this.#owned.freeBlock(address);
-        }
-      }
-      return;
-    }
-    for (let extra = count; extra > 0; extra--) {
+    for (let extra = refillBlocks(cls) - 1; extra > 0; extra--) {
       const address = this.#owned.tryAllocOwned(capacity, this.#defaultAlignBytes);
       if (address === 0) return;
       cache.setLive(address, 0);

@@ -108,6 +108,8 @@ const BIN_AT: Uint16Array = (() => {
 export const SLOT_CACHE_BYTES = Math.ceil((4 * BIN_AT[CLASS_COUNT]) / 64) * 64;
 /** Window bytes per state byte. */
 export const STATE_SHIFT = 5;
+/** Window bytes whose state bytes fill one 64-byte cache line: a refill run starts at a multiple. */
+export const RUN_ALIGN_BYTES = 64 << STATE_SHIFT;
 
 /** State byte: not a live payload (free, never handed out, or not a payload). */
 export const STATE_NONE = 0;
