@@ -272,3 +272,55 @@ Deno.test("PhysicalAllocator layers serve an identity-mapped window larger than 
   heap.trim();
   assert.equal(heap.stats().layers!.chunks, 0);
 });
+
+/** Fills the block heap's largest free block but `leaveBytes` with one block (never a page run). */
+function fillLargest(heap: PhysicalAllocator, leaveBytes: number): number {
+  let size = heap.stats().largestFreeBytes - leaveBytes;
+  if (size % 4096 === 0) size -= 8; // a multiple of 4096 would be a page run
+  return heap.alloc(size);
+}
+
+Deno.test("PhysicalAllocator gives reserves back for a block only when that surely serves it", () => {
+  const { heap } = heapOf(2 * MIB);
+  const low = heap.alloc(600_000);
+  heap.free(heap.alloc(32)); // a chunk with an empty kmalloc-32 slab: both kept in reserve
+  assert.equal(heap.stats().layers!.chunks, 1);
+  fillLargest(heap, 0);
+  heap.free(low); // 600 KB free below the reserved chunk
+  heap.check();
+  // 600 KB + the chunk (about 260 KB) cannot hold 1 MB: the reserves stay, nothing changes.
+  const before = JSON.stringify(heap.stats());
+  assert.throws(() => heap.alloc(1_000_000), { code: "OUT_OF_MEMORY" });
+  assert.equal(JSON.stringify(heap.stats()), before, "a failed alloc changes nothing");
+  assert.equal(heap.tryAlloc(1_000_000), 0);
+  assert.equal(JSON.stringify(heap.stats()), before, "a failed tryAlloc changes nothing");
+  heap.check();
+  // They can hold 700 KB: the reserves go back and the allocation succeeds.
+  const served = heap.alloc(700_000);
+  assert.equal(heap.stats().layers!.chunks, 0, "the reserved chunk went back to the blocks");
+  assert.equal(heap.sizeOf(served), 700_000);
+  heap.check();
+});
+
+Deno.test("A cache alloc takes other caches' empty slabs only when that surely serves it", () => {
+  const { heap } = heapOf(2 * MIB);
+  const big = heap.createCache("big", 16384); // slabs of 4 frames
+  const small = heap.createCache("small", 64); // slabs of 1 frame
+  const a = heap.alloc(32); // the first chunk, with a kmalloc-32 slab of 1 frame
+  const pages: number[] = [];
+  while (heap.stats().layers!.freeFrames > 0) pages.push(heap.allocPages(0));
+  fillLargest(heap, 2048); // room for a descriptor, none for a chunk
+  heap.free(a); // kmalloc-32 keeps its empty slab of 1 frame
+  heap.check();
+  const before = JSON.stringify(heap.stats());
+  assert.throws(() => big.alloc(), { code: "OUT_OF_MEMORY" }, "1 free frame cannot hold 4");
+  assert.equal(JSON.stringify(heap.stats()), before, "a failed cache alloc changes nothing");
+  heap.check();
+  const object = small.alloc(); // the kmalloc-32 reserve slab's frame serves it
+  assert.equal(heap.sizeOf(object), 64);
+  const kmalloc32 = heap.stats().layers!.slabinfo.find((line) => line.name === "kmalloc-32");
+  assert.equal(kmalloc32?.slabs ?? 0, 0, "kmalloc-32 gave its empty slab up");
+  small.free(object);
+  for (const page of pages) heap.freePages(page);
+  heap.check();
+});

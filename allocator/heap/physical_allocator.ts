@@ -45,6 +45,8 @@ import {
   ALIGN_BYTES_MAX,
   CONTROL_MAGIC,
   CONTROL_MAGIC_OFFSET,
+  FLAG_LAST,
+  FLAG_PREV_FREE,
   GRANULE_BYTES,
   HEADER_BYTES,
   MIN_BLOCK_BYTES,
@@ -890,8 +892,41 @@ export class PhysicalAllocator implements Disposable {
       if (address !== 0) return address;
     }
     const address = this.#allocBlock(sizeBytes, align);
-    if (address !== 0 || this.#layers === null || !this.#layers.releaseReserves()) return address;
+    if (address !== 0 || !this.#reservesWouldServe(sizeBytes, align)) return address;
+    this.#layers!.releaseReserves();
     return this.#allocBlock(sizeBytes, align);
+  }
+
+  /**
+   * True when giving the layers' reserves back would surely let a block of
+   * `sizeBytes` at `align` be carved, after the block heap found none: each
+   * block given back (a chunk, an empty slab's descriptor) merges with its
+   * free neighbours and with blocks given back beside it, and the policy must
+   * surely find one merged block. Only then are reserves given back, so a
+   * failed allocation changes nothing.
+   */
+  #reservesWouldServe(sizeBytes: number, align: number): boolean {
+    if (this.#layers === null) return false;
+    const blockSize = blockSizeFor(sizeBytes + this.#guardBytes);
+    if (blockSize > this.#layout.largestAreaBytes) return false;
+    const blocks = this.#blocks;
+    const extents = this.#layers.releasableBlocks().map((address) => {
+      const block = address - HEADER_BYTES;
+      const flags = blocks.flags(block);
+      const end = block + blocks.size(block);
+      const start = (flags & FLAG_PREV_FREE) !== 0 ? block - blocks.previousFooter(block) : block;
+      const nextFree = (flags & FLAG_LAST) === 0 && blocks.isFree(end);
+      return { start, end: nextFree ? end + blocks.size(end) : end };
+    }).sort((a, b) => a.start - b.start);
+    for (let i = 0; i < extents.length; i++) {
+      let { start, end } = extents[i];
+      // Extents that touch merge into one free block once both chunks are back.
+      while (i + 1 < extents.length && extents[i + 1].start <= end) {
+        end = Math.max(end, extents[++i].end);
+      }
+      if (this.#policy.findsAnyOf(end - start, blockSize, align)) return true;
+    }
+    return false;
   }
 
   /** A block for a validated request, or 0. */
@@ -1493,7 +1528,20 @@ export class PhysicalAllocator implements Disposable {
       alloc: () => {
         this.#assertOpen("allocate from a cache");
         let address = layers.cacheAlloc(cache);
-        if (address === 0 && layers.releaseReserves()) address = layers.cacheAlloc(cache);
+        // Other caches' empty slabs are freed only when that surely serves
+        // this one (frames of the order and a block for the descriptor), so
+        // that a failed alloc changes nothing.
+        if (
+          address === 0 && layers.emptySlabsWouldServe(cache) &&
+          this.#policy.findsAnyOf(
+            this.#policy.largestFree(),
+            blockSizeFor(cache.descriptorBytes + this.#guardBytes),
+            GRANULE_BYTES,
+          )
+        ) {
+          layers.releaseEmptySlabs();
+          address = layers.cacheAlloc(cache);
+        }
         if (address === 0) {
           throw new OutOfMemoryError(
             `Cannot allocate a ${cache.name} object of ${cache.objectBytes} bytes: no page frames are free`,
@@ -1584,7 +1632,8 @@ export class PhysicalAllocator implements Disposable {
    * chunk the frames keep (reserves that spare a heap swinging between empty
    * and not from taking and giving a chunk at every swing). After every
    * allocation is freed, `trim()` restores the heap's fresh `stats()`.
-   * An allocation that finds no free memory trims by itself and retries.
+   * An allocation that finds no free memory trims by itself and retries,
+   * only when the retry surely succeeds: a failed allocation changes nothing.
    *
    * @returns True when anything was given back.
    *

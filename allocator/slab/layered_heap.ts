@@ -412,6 +412,49 @@ export class LayeredHeap {
   }
 
   /**
+   * True when freeing the other caches' empty slabs surely gives `cache` the
+   * frames of a new slab: one of them is at least as large (the buddy then
+   * holds a free block of the order wanted). Nothing is written.
+   */
+  emptySlabsWouldServe(cache: SlabCache): boolean {
+    return this.caches.some((other) =>
+      other !== cache && other.emptySlabs > 0 && other.slabOrder >= cache.slabOrder
+    );
+  }
+
+  /** Frees every cache's empty slabs into the buddy allocator; the chunks stay. */
+  releaseEmptySlabs(): void {
+    for (const cache of this.caches) if (cache.emptySlabs > 0) cache.shrink(0);
+  }
+
+  /**
+   * The blocks `releaseReserves()` would give back to the block heap: the
+   * descriptors of every empty slab, and the chunks wholly free once those
+   * slabs are freed. Nothing is written.
+   *
+   * @returns The payload addresses of those blocks.
+   */
+  releasableBlocks(): number[] {
+    const frames = this.frames;
+    const dir = frames.directory;
+    const freeAfter = frames.chunkFreeFrames.slice(0, dir.idLimit);
+    const blocks: number[] = [];
+    for (const cache of this.caches) {
+      let slab = cache.emptyHead;
+      for (let n = 0; slab !== NONE && n < cache.emptySlabs; n++) {
+        freeAfter[slab >>> CHUNK_REF_SHIFT] += 1 << cache.slabOrder;
+        blocks.push(this.#baseAddress + (cache.descriptorOf(slab) << 2));
+        slab = frames.words[frames.entry(slab) + E_NEXT];
+      }
+    }
+    for (let id = 0; id < dir.idLimit; id++) {
+      if (dir.startOffset[id] === -1 || freeAfter[id] !== frames.chunkFrames[id]) continue;
+      blocks.push(this.#baseAddress + dir.startOffset[id]);
+    }
+    return blocks;
+  }
+
+  /**
    * The slab head ref when `ref` is a slab frame; NONE when it is the head of a
    * live page run at exactly `address`; throws for anything else.
    */
