@@ -324,3 +324,75 @@ Deno.test("A cache alloc takes other caches' empty slabs only when that surely s
   for (const page of pages) heap.freePages(page);
   heap.check();
 });
+
+Deno.test("PhysicalAllocator.destroyCache() refuses a cache with live objects, changing nothing", () => {
+  const { heap } = heapOf(4 * MIB);
+  const inodes = heap.createCache("inode", 200);
+  const objects = [inodes.alloc(), inodes.alloc(), inodes.alloc()];
+  const before = JSON.stringify(heap.stats());
+  assert.throws(() => heap.destroyCache(inodes), (error: Error & { code: string }) => {
+    assert.equal(error.code, "CACHE_IN_USE");
+    assert.match(error.message, /^Cannot destroy cache inode: 3 of its objects are live$/);
+    return true;
+  });
+  assert.equal(JSON.stringify(heap.stats()), before);
+  assert.equal(inodes.info().activeObjects, 3, "the cache still works");
+  for (const address of objects) inodes.free(address);
+  heap.check();
+});
+
+Deno.test("PhysicalAllocator.destroyCache() gives the slabs back and refuses later use", () => {
+  const { heap } = heapOf(4 * MIB);
+  const fresh = JSON.stringify(heap.stats());
+  const keep = heap.alloc(64); // something lives elsewhere in the layers
+  const dentries = heap.createCache("dentry", 192);
+  const objects = Array.from({ length: 100 }, () => dentries.alloc());
+  const slabFrames = heap.stats().layers!.slabFrames;
+  const { slabs, pagesPerSlab } = dentries.info();
+  assert.ok(slabs >= 2);
+  for (const address of objects) dentries.free(address);
+  assert.equal(dentries.info().slabs, 1, "one empty slab kept as a reserve");
+  heap.destroyCache(dentries);
+  const layers = heap.stats().layers!;
+  assert.equal(layers.slabFrames, slabFrames - slabs * pagesPerSlab, "every slab went back");
+  assert.ok(!layers.slabinfo.some((line) => line.name === "dentry"), "gone from slabinfo");
+  heap.check();
+  for (
+    const [what, call] of [
+      ["alloc", () => dentries.alloc()],
+      ["free", () => dentries.free(objects[0])],
+      ["info", () => dentries.info()],
+      ["destroyCache", () => heap.destroyCache(dentries)],
+    ] as const
+  ) {
+    assert.throws(call, (error: Error & { code: string }) => {
+      assert.equal(error.code, "CACHE_DESTROYED", what);
+      assert.match(error.message, /cache dentry: it was destroyed/);
+      return true;
+    });
+  }
+  // The name and the id serve a new cache, with a new free-link key.
+  const again = heap.createCache("dentry", 96);
+  const object = again.alloc();
+  assert.equal(heap.sizeOf(object), 96);
+  again.free(object);
+  heap.destroyCache(again);
+  heap.free(keep);
+  heap.trim();
+  assert.equal(JSON.stringify(heap.stats()), fresh, "trim() restores the fresh heap");
+  heap.check();
+});
+
+Deno.test("PhysicalAllocator.destroyCache() refuses what is not its own cache", () => {
+  const { heap } = heapOf(4 * MIB);
+  const { heap: other } = heapOf(4 * MIB);
+  const foreign = other.createCache("inode", 200);
+  for (const value of [foreign, null, 7, { name: "inode", objectBytes: 200 }]) {
+    assert.throws(
+      () => heap.destroyCache(value as never),
+      { code: "INVALID_OPTION" },
+      String(value),
+    );
+  }
+  assert.equal(foreign.info().slabs, 0, "the other heap's cache is untouched");
+});

@@ -10,6 +10,8 @@ import { blockSizeFor, type BlockWords, blockWordsFor, NarrowBlockWords } from "
 import {
   AllocatorClosedError,
   AllocatorError,
+  CacheDestroyedError,
+  CacheInUseError,
   DoubleFreeError,
   HeapCorruptionError,
   InvalidAddressError,
@@ -309,6 +311,10 @@ export class PhysicalAllocator implements Disposable {
   readonly #totalBytes: number;
   readonly #skippedBytes: number;
   readonly #fixedOverheadBytes: number;
+  /** The slab cache behind each live handle createCache returned. */
+  readonly #cacheOf = new WeakMap<ObjectCache, SlabCache>();
+  /** Handles of destroyed caches (destroyCache). */
+  readonly #destroyedCaches = new WeakSet<ObjectCache>();
   /** The page-frame and slab layers, or null when blocks serve everything. */
   readonly #layers: LayeredHeap | null;
   /** The slab fast path for layers without debug mode (see slab_fast_path.ts), else null. */
@@ -1482,7 +1488,7 @@ export class PhysicalAllocator implements Disposable {
         `Cannot create cache ${describeValue(name)}: the name must be a non-empty string`,
       );
     }
-    if (this.#layers.caches.some((cache) => cache.name === name)) {
+    if (this.#layers.caches.some((cache) => !cache.destroyed && cache.name === name)) {
       throw new InvalidOptionError(
         `Cannot create cache ${describeValue(name)}: a cache of that name exists`,
       );
@@ -1511,7 +1517,7 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     const step = Math.max(align, GRANULE_BYTES);
-    if (this.#layers.caches.length >= CACHE_COUNT_MAX) {
+    if (!this.#layers.cacheIdFree) {
       throw new InvalidOptionError(
         `Cannot create cache ${name}: the heap already holds ${CACHE_COUNT_MAX} caches`,
       );
@@ -1522,11 +1528,12 @@ export class PhysicalAllocator implements Disposable {
 
   #cacheHandle(cache: SlabCache, objectBytes: number): ObjectCache {
     const layers = this.#layers!;
-    return {
+    const handle: ObjectCache = {
       name: cache.name,
       objectBytes,
       alloc: () => {
         this.#assertOpen("allocate from a cache");
+        this.#assertNotDestroyed(handle, "allocate from");
         let address = layers.cacheAlloc(cache);
         // Other caches' empty slabs are freed only when that surely serves
         // this one (frames of the order and a block for the descriptor), so
@@ -1551,14 +1558,75 @@ export class PhysicalAllocator implements Disposable {
       },
       free: (address: number) => {
         this.#assertOpen("free to a cache");
+        this.#assertNotDestroyed(handle, "free to");
         if (!layers.free(address, cache)) {
           throw new InvalidFreeError(
             `Cannot free ${describeValue(address)} to cache ${cache.name}: it is not in any slab`,
           );
         }
       },
-      info: () => cache.info(),
+      info: () => {
+        this.#assertNotDestroyed(handle, "describe");
+        return cache.info();
+      },
     };
+    this.#cacheOf.set(handle, cache);
+    return handle;
+  }
+
+  #assertNotDestroyed(handle: ObjectCache, operation: string): void {
+    if (!this.#cacheOf.has(handle)) {
+      throw new CacheDestroyedError(
+        `Cannot ${operation} cache ${handle.name}: it was destroyed (destroyCache)`,
+      );
+    }
+  }
+
+  /**
+   * Destroys a cache made by {@linkcode PhysicalAllocator.createCache}, like
+   * Linux's kmem_cache_destroy: its slabs (all empty) go back to the page
+   * frames, its name may be given to a new cache, and every later call on it
+   * throws CacheDestroyedError.
+   *
+   * @param cache The cache `createCache` returned.
+   * @throws {CacheInUseError} If objects of the cache are live (the message names the cache and their count).
+   * @throws {CacheDestroyedError} If the cache was destroyed already.
+   * @throws {InvalidOptionError} If `cache` is not a cache this heap made.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(8 << 20));
+   * const inodes = heap.createCache("inode", 200);
+   * const inode = inodes.alloc();
+   * assert.throws(() => heap.destroyCache(inodes), { code: "CACHE_IN_USE" });
+   * inodes.free(inode);
+   * heap.destroyCache(inodes);
+   * assert.throws(() => inodes.alloc(), { code: "CACHE_DESTROYED" });
+   * heap.createCache("inode", 200); // the name is free again
+   * ```
+   */
+  destroyCache(cache: ObjectCache): void {
+    this.#assertOpen("destroy a cache");
+    const slabCache = typeof cache === "object" && cache !== null
+      ? this.#cacheOf.get(cache)
+      : undefined;
+    if (slabCache === undefined) {
+      if (this.#destroyedCaches.has(cache)) this.#assertNotDestroyed(cache, "destroy");
+      throw new InvalidOptionError(
+        `Cannot destroy cache ${describeValue(cache)}: it is not a cache this heap made`,
+      );
+    }
+    if (slabCache.activeObjects > 0) {
+      throw new CacheInUseError(
+        `Cannot destroy cache ${slabCache.name}: ${slabCache.activeObjects} of its objects are live`,
+      );
+    }
+    this.#layers!.destroyCache(slabCache);
+    this.#cacheOf.delete(cache);
+    this.#destroyedCaches.add(cache);
   }
 
   /**

@@ -146,6 +146,8 @@ export class LayeredHeap {
   readonly #requestedOf: number[] = [];
   readonly #baseAddress: number;
   readonly #seed: number;
+  /** Caches made since creation (kmalloc classes included): draws each one's key. */
+  #cachesMade = 0;
   /** Guard bytes every object gets in debug mode (GUARD_BYTES_MIN), else 0. */
   readonly #guardBytes: number;
 
@@ -223,7 +225,9 @@ export class LayeredHeap {
     keepsSizes = false,
     alignBytes = 8,
   ): SlabCache {
-    const id = this.caches.length;
+    // A destroyed cache's id is given to the new cache: ids stay below CACHE_COUNT_MAX.
+    let id = this.caches.findIndex((cache) => cache.destroyed);
+    if (id === -1) id = this.caches.length;
     const debug = this.#guardBytes > 0;
     const requestedBytes = (objectBytes + 7) & ~7;
     // Debug mode: a named cache's objects grow by the guard (rounded up to
@@ -239,8 +243,10 @@ export class LayeredHeap {
       take: (sizeBytes: number) => this.#take(sizeBytes, 8),
       give: (address: number) => this.#give(address, this.caches[id].descriptorBytes),
     };
-    const secret = this.#seed ^ Math.imul(id + 1, 0x85ebca77);
-    this.cacheSecrets.push(secret | 0);
+    // A reused id gets a fresh key: links of the old cache never decode in the new one.
+    const secret = this.#seed ^ Math.imul(this.#cachesMade + 1, 0x85ebca77);
+    this.#cachesMade++;
+    this.cacheSecrets[id] = secret | 0;
     const cache = new SlabCache(
       id,
       name,
@@ -251,8 +257,25 @@ export class LayeredHeap {
       secret,
       debug,
     );
-    this.caches.push(cache);
+    this.caches[id] = cache;
     return cache;
+  }
+
+  /** True when `createCache` can make another cache (an id is free). */
+  get cacheIdFree(): boolean {
+    return this.caches.length < CACHE_COUNT_MAX || this.caches.some((cache) => cache.destroyed);
+  }
+
+  /**
+   * Destroys `cache`, which has no live objects (the caller checked): its
+   * slabs, all empty, go back to the frames; its id may serve a new cache.
+   *
+   * @param cache A named cache with no live objects.
+   */
+  destroyCache(cache: SlabCache): void {
+    cache.shrink(0);
+    cache.destroyed = true;
+    this.trim();
   }
 
   /**
@@ -597,7 +620,9 @@ export class LayeredHeap {
       pageFrames: this.pageFrames,
       slabFrames,
       buddyinfo: [...this.frames.freeBlocks],
-      slabinfo: this.caches.filter((c) => c.slabs > 0 || !c.keepsSizes).map((c) => c.info()),
+      slabinfo: this.caches.filter((c) => !c.destroyed && (c.slabs > 0 || !c.keepsSizes)).map((
+        c,
+      ) => c.info()),
       blockBytes: this.blockBytes,
       usedBytes,
       freeBytes,

@@ -115,6 +115,8 @@ export class SlabCache {
   readonly objectsPerSlab: number;
   /** True for kmalloc classes: each object's requested size is kept (as slack). */
   readonly keepsSizes: boolean;
+  /** True once destroyed (LayeredHeap.destroyCache): no slabs, its id free for a new cache. */
+  destroyed = false;
   /** Objects in use. */
   activeObjects = 0;
   /** Bytes requested by the objects in use. */
