@@ -151,7 +151,7 @@ export interface AllocatorOptions {
   /**
    * Whether the page-frame and slab layers (allocator/frames/, allocator/slab/)
    * serve `alloc` beside the blocks: small requests from kmalloc slab classes,
-   * page-multiple requests aligned to at most 4096 from buddy page frames,
+   * page-multiple requests aligned to exactly 4096 from buddy page frames,
    * everything else from blocks. They serve heaps with a region of at least
    * 1 MiB, placing their chunks in the window's first 2 GiB; in debug mode
    * slab objects get guard bytes and free ones poison, as blocks do. `false`
@@ -473,11 +473,29 @@ export class PhysicalAllocator implements Disposable {
     return new LayeredHeap(window, baseAddress, {
       take: (sizeBytes, alignBytes) => this.#allocBlock(sizeBytes, alignBytes),
       give: (address) => this.#freeBlock(address),
+      growInPlace: (address, sizeBytes) => this.#growBlockInPlace(address, sizeBytes),
       largestFreeBytes: () => {
         const largestFree = this.#policy.largestFree();
         return largestFree === 0 ? 0 : largestFree - HEADER_BYTES;
       },
     }, this.#guardBytes);
+  }
+
+  /**
+   * Grows the layers' block at `address` (a chunk) in place to hold
+   * `sizeBytes`, when its successor is free and large enough; false (nothing
+   * written) otherwise, and always in debug mode (guards would move).
+   */
+  #growBlockInPlace(address: number, sizeBytes: number): boolean {
+    if (this.#debug !== null) return false;
+    const blocks = this.#blocks;
+    const block = address - HEADER_BYTES;
+    const size = blocks.size(block);
+    const next = this.#edits.checkedSuccessor(block, size, blocks.flags(block));
+    const newBlockSize = blockSizeFor(sizeBytes);
+    if (next === 0 || !blocks.isFree(next) || size + blocks.size(next) < newBlockSize) return false;
+    this.#edits.growInPlace(block, newBlockSize, sizeBytes, next);
+    return true;
   }
 
   /** True when the page-frame and slab layers serve this allocator. */
@@ -952,7 +970,7 @@ export class PhysicalAllocator implements Disposable {
     if (sizeBytes <= KMALLOC_MAX_BYTES) return layers.kmalloc(sizeBytes, align);
     if (
       sizeBytes <= CHUNK_FRAMES_MAX * FRAME_BYTES && sizeBytes % FRAME_BYTES === 0 &&
-      align <= FRAME_BYTES
+      align === FRAME_BYTES
     ) return layers.allocPages(sizeBytes / FRAME_BYTES);
     return 0;
   }

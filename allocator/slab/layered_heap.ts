@@ -53,6 +53,8 @@ export interface BlockSource {
   take(sizeBytes: number, alignBytes: number): number;
   /** Frees a block `take` returned. */
   give(address: number): void;
+  /** Grows the block `take` returned at `address` in place to `sizeBytes`; false (nothing written) if it cannot. */
+  growInPlace(address: number, sizeBytes: number): boolean;
   /** The largest payload one free block could hold, or 0. */
   largestFreeBytes(): number;
 }
@@ -173,6 +175,13 @@ export class LayeredHeap {
     this.frames = new FrameAllocator(words, baseAddress, {
       take: (payloadBytes) => this.#take(payloadBytes, FRAME_BYTES),
       give: (address, payloadBytes) => this.#give(address, payloadBytes),
+      growInPlace: (address, oldBytes, newBytes) => {
+        // Only inside the part of the window the layers address.
+        if (address - baseAddress + newBytes > this.frames.words.byteLength) return false;
+        if (!source.growInPlace(address, newBytes)) return false;
+        this.blockBytes += newBytes - oldBytes;
+        return true;
+      },
       largestFreeBytes: () => source.largestFreeBytes(),
     });
     // drawHeaderKey: random, or fixed inside withHeaderKey so that tests can
