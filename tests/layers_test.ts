@@ -410,3 +410,29 @@ Deno.test("PhysicalAllocator.destroyCache() refuses what is not its own cache", 
   }
   assert.equal(foreign.info().slabs, 0, "the other heap's cache is untouched");
 });
+
+Deno.test("PhysicalAllocator serves a large request from free frames that hold it already", () => {
+  const { heap } = heapOf(8 * MIB);
+  heap.freePages(heap.allocPages(6)); // 64 free frames stay in the layers
+  const before = heap.stats();
+  const large = heap.alloc(100_000); // 25 frames from the free order-6 block
+  assert.equal(heap.sizeOf(large), 100_000);
+  assert.equal(heap.capacityOf(large), 25 * 4096);
+  assert.equal(heap.bytes(large).length, 100_000);
+  const s = heap.stats();
+  assert.equal(s.layers!.pageFrames, 25);
+  assert.equal(s.usedBytes, before.usedBytes + 100_000, "the request, not its frames");
+  assert.equal(s.totalBytes, s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes);
+  heap.check();
+  // No free block of 64 frames is left: a 200 KB request goes to the blocks.
+  const block = heap.alloc(200_000);
+  assert.equal(heap.stats().layers!.pageFrames, 25);
+  assert.equal(heap.stats().blocks.usedBytes, before.blocks.usedBytes + 200_000);
+  const moved = heap.realloc(large, 120_000);
+  assert.equal(heap.sizeOf(moved), 120_000);
+  heap.free(moved);
+  heap.free(block);
+  heap.check();
+  heap.trim();
+  assert.equal(heap.stats().layers!.chunks, 0);
+});

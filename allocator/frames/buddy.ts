@@ -371,6 +371,14 @@ export class FrameAllocator {
     }
   }
 
+  /** True when a free block can hold a run of `frameCount` frames now, without a new chunk. */
+  hasFreeBlock(frameCount: number): boolean {
+    for (let order = orderFor(frameCount); order <= ORDER_MAX; order++) {
+      if (this.heads[order] !== NONE) return true;
+    }
+    return false;
+  }
+
   /** True when some chunk is wholly free. */
   hasFreeChunk(): boolean {
     const dir = this.directory;

@@ -91,6 +91,15 @@ import type { SlabCache, SlabInfo } from "../slab/slab_cache.ts";
 import { CHUNK_FRAMES_MAX, FRAME_BYTES, ORDER_MAX } from "../frames/frame_table.ts";
 
 /** Options of a {@linkcode PhysicalAllocator}. */
+
+/**
+ * Requests of at least this many bytes (not page multiples at 4096) are served
+ * from free page frames when a free buddy block holds them already (see
+ * #allocLayered): from 64 KiB the rounding up to whole frames wastes at most
+ * 1/16 of the request.
+ */
+const PAGE_RUN_BLOCK_MIN_BYTES = 65536;
+
 export interface AllocatorOptions {
   /**
    * The placement policy: `"tlsf"` (O(1) segregated fits) or `"first-fit"`
@@ -972,6 +981,17 @@ export class PhysicalAllocator implements Disposable {
       sizeBytes <= CHUNK_FRAMES_MAX * FRAME_BYTES && sizeBytes % FRAME_BYTES === 0 &&
       align === FRAME_BYTES
     ) return layers.allocPages(sizeBytes / FRAME_BYTES);
+    // A large request takes free frames when a free buddy block holds it
+    // already: frames the slabs left free cannot serve blocks, and the block
+    // heap would place it above them (raising the footprint). Never in debug
+    // mode: a page run has no guard bytes past the request.
+    if (
+      sizeBytes >= PAGE_RUN_BLOCK_MIN_BYTES && sizeBytes <= CHUNK_FRAMES_MAX * FRAME_BYTES &&
+      align <= FRAME_BYTES && this.#guardBytes === 0
+    ) {
+      const frames = Math.ceil(sizeBytes / FRAME_BYTES);
+      if (layers.frames.hasFreeBlock(frames)) return layers.allocPages(frames, sizeBytes);
+    }
     return 0;
   }
 

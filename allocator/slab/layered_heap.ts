@@ -22,6 +22,7 @@ import {
   CHUNK_REF_SHIFT,
   E_AUX,
   E_NEXT,
+  E_PREV,
   E_TAG,
   FRAME_BYTES,
   FRAME_SHIFT,
@@ -129,6 +130,8 @@ export class LayeredHeap {
   pageRuns = 0;
   /** Frames in them. */
   pageFrames = 0;
+  /** Bytes of those runs past their requests (a large block request served from free frames). */
+  pageSlackBytes = 0;
   /** Objects and page runs alive in the layers. */
   live = 0;
   /** Blocks the layers took from the block heap, and their requested bytes. */
@@ -327,9 +330,13 @@ export class LayeredHeap {
    *
    * @returns Its address, or 0 when no chunk can serve it.
    */
-  allocPages(frameCount: number): number {
+  allocPages(frameCount: number, sizeBytes: number = frameCount * FRAME_BYTES): number {
     const ref = this.frames.allocRun(frameCount, KIND_PAGES_HEAD, 0);
     if (ref === NONE) return 0;
+    // The bytes of the run past the request, in the head's otherwise unused prev word.
+    const slack = frameCount * FRAME_BYTES - sizeBytes;
+    this.frames.words[this.frames.entry(ref) + E_PREV] = slack;
+    this.pageSlackBytes += slack;
     this.pageRuns++;
     this.pageFrames += frameCount;
     this.live++;
@@ -407,6 +414,7 @@ export class LayeredHeap {
       );
     }
     const frameCount = this.frames.words[this.frames.entry(ref) + E_AUX];
+    this.pageSlackBytes -= this.frames.words[this.frames.entry(ref) + E_PREV];
     this.frames.freeRun(ref, frameCount);
     this.pageRuns--;
     this.pageFrames -= frameCount;
@@ -537,8 +545,13 @@ export class LayeredHeap {
     const ref = this.frames.refAt(offset);
     const slab = this.#slabOf(ref, address, operation);
     if (slab === NONE) {
-      const bytes = this.frames.words[this.frames.entry(ref) + E_AUX] << FRAME_SHIFT;
-      return { sizeBytes: bytes, capacityBytes: bytes, pages: true };
+      const e = this.frames.entry(ref);
+      const bytes = this.frames.words[e + E_AUX] << FRAME_SHIFT;
+      return {
+        sizeBytes: bytes - this.frames.words[e + E_PREV],
+        capacityBytes: bytes,
+        pages: true,
+      };
     }
     const cache = this.caches[tagAux(this.frames.words[this.frames.entry(slab) + E_TAG])];
     const d = cache.descriptorOf(slab);
@@ -620,7 +633,7 @@ export class LayeredHeap {
       requested += cache.requestedBytes;
       slabFrames += cache.slabs << cache.slabOrder;
     }
-    const usedBytes = requested + this.pageFrames * FRAME_BYTES;
+    const usedBytes = requested + this.pageFrames * FRAME_BYTES - this.pageSlackBytes;
     const freeBytes = this.frames.freeFrames * FRAME_BYTES;
     return {
       chunks: this.frames.directory.count,
@@ -679,6 +692,19 @@ export class LayeredHeap {
       dir.count + descriptors !== this.blockCount
     ) {
       fail(`blocks taken ${this.blockCount} (${this.blockBytes} bytes) != chunks and descriptors`);
+    }
+    let pageSlack = 0;
+    for (const run of this.runs()) {
+      if (run.kind !== "pages") continue;
+      const slack =
+        frames.words[frames.entry(frames.refAt(run.address - this.#baseAddress)) + E_PREV];
+      if (slack < 0 || slack >= FRAME_BYTES) {
+        fail(`page run at ${hex(run.address)} has slack ${slack}`);
+      }
+      pageSlack += slack;
+    }
+    if (pageSlack !== this.pageSlackBytes) {
+      fail(`page runs hold ${pageSlack} bytes past their requests, counted ${this.pageSlackBytes}`);
     }
     if (live + this.pageRuns !== this.live) {
       fail(`live count ${this.live} != ${live} + ${this.pageRuns}`);
