@@ -90,8 +90,6 @@ import {
 import type { SlabCache, SlabInfo } from "../slab/slab_cache.ts";
 import { CHUNK_FRAMES_MAX, FRAME_BYTES, ORDER_MAX } from "../frames/frame_table.ts";
 
-/** Options of a {@linkcode PhysicalAllocator}. */
-
 /**
  * Requests of at least this many bytes (not page multiples at 4096) are served
  * from free page frames when a free buddy block holds them already (see
@@ -100,6 +98,7 @@ import { CHUNK_FRAMES_MAX, FRAME_BYTES, ORDER_MAX } from "../frames/frame_table.
  */
 const PAGE_RUN_BLOCK_MIN_BYTES = 65536;
 
+/** Options of a {@linkcode PhysicalAllocator}. */
 export interface AllocatorOptions {
   /**
    * The placement policy: `"tlsf"` (O(1) segregated fits) or `"first-fit"`
