@@ -5,11 +5,11 @@
  * objects from slabs. The owner of any address is found from the address
  * (chunk directory, then frame table), never from bytes a payload could forge.
  *
- * Reserves: while anything lives in the layers, each cache keeps one empty
- * slab and the frames keep one wholly free chunk, so a workload that swings
- * around a slab or chunk boundary does not take and give them back on every
- * call; once the layers hold nothing, every slab and chunk goes back, so
- * freeing everything restores the block heap exactly.
+ * Reserves: each cache keeps one empty slab and the frames keep one wholly
+ * free chunk, also when nothing lives in the layers, so a workload that
+ * swings around a slab or chunk boundary does not take and give them back on
+ * every call; `releaseReserves()` (PhysicalAllocator.trim()) gives them back,
+ * and a failed allocation does so only when that surely serves it.
  *
  * @module
  */
