@@ -436,3 +436,22 @@ Deno.test("PhysicalAllocator serves a large request from free frames that hold i
   heap.trim();
   assert.equal(heap.stats().layers!.chunks, 0);
 });
+
+Deno.test("The caches keep at most 4 empty slabs in all, the one just emptied among them", () => {
+  const { heap } = heapOf(8 * MIB);
+  const keep = heap.alloc(4096, 4096);
+  const sizes = [8, 16, 24, 32, 40, 48];
+  const objects = sizes.map((size) => heap.alloc(size));
+  const emptySlabs = () =>
+    heap.stats().layers!.slabinfo.reduce((sum, line) => sum + line.slabs - line.activeSlabs, 0);
+  objects.forEach((address, i) => {
+    heap.free(address);
+    assert.equal(emptySlabs(), Math.min(i + 1, 4), `after freeing the ${sizes[i]}-byte object`);
+    const line = heap.stats().layers!.slabinfo.find((l) => l.name === `kmalloc-${sizes[i]}`)!;
+    assert.equal(line.slabs, 1, "the cache just emptied keeps its slab");
+  });
+  heap.check();
+  heap.free(keep);
+  heap.trim();
+  assert.equal(heap.stats().layers!.chunks, 0);
+});

@@ -117,6 +117,13 @@ export interface LayerOwner {
   readonly pages: boolean;
 }
 
+/**
+ * The most empty slabs the caches keep in all (each keeps at most one): a
+ * slab reserve per kmalloc class would keep up to 24 frames below the
+ * footprint (README, "Page frames and slab caches").
+ */
+const EMPTY_SLABS_KEPT_MAX = 4;
+
 /** Debug mode: caches aligned to more than this get poison but no guard bytes (see createCache). */
 const DEBUG_GUARD_ALIGN_MAX = 128;
 
@@ -269,8 +276,27 @@ export class LayeredHeap {
       secret,
       debug,
     );
+    cache.onEmptied = (emptied) => this.#slabEmptied(emptied);
     this.caches[id] = cache;
     return cache;
+  }
+
+  /**
+   * After a slab of `emptied` became empty: when the caches hold more than
+   * EMPTY_SLABS_KEPT_MAX empty slabs in all, the other caches' go back to the
+   * frames (`emptied` keeps its own, so an alloc+free loop on one cache does
+   * not make and unmake a slab at every turn).
+   */
+  #slabEmptied(emptied: SlabCache): void {
+    let total = 0;
+    for (const cache of this.caches) total += cache.emptySlabs;
+    if (total <= EMPTY_SLABS_KEPT_MAX) return;
+    for (const cache of this.caches) {
+      if (cache === emptied || cache.emptySlabs === 0) continue;
+      total -= cache.emptySlabs;
+      cache.shrink(0);
+      if (total <= EMPTY_SLABS_KEPT_MAX) break;
+    }
   }
 
   /** True when `createCache` can make another cache (an id is free). */

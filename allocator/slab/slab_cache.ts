@@ -137,6 +137,11 @@ export class SlabCache {
   readonly objectsPerSlab: number;
   /** True for kmalloc classes: each object's requested size is kept (as slack). */
   readonly keepsSizes: boolean;
+  /**
+   * Called when a slab of this cache has just become empty (its lists are
+   * consistent again): the layers keep a bounded number of empty slabs.
+   */
+  onEmptied: ((cache: SlabCache) => void) | null = null;
   /** True once destroyed (LayeredHeap.destroyCache): no slabs, its id free for a new cache. */
   destroyed = false;
   /** Objects in use. */
@@ -532,6 +537,7 @@ export class SlabCache {
     w[e + E_PREV] = NONE;
     if (old !== NONE) w[this.#frames.entry(old) + E_PREV] = slab;
     this.#setHead(list, slab, 1);
+    if (list === 3) this.onEmptied?.(this);
   }
 
   #unlink(slab: number, list: number): void {
