@@ -91,7 +91,9 @@ function kindOf(address: number, size: number, heap: PhysicalAllocator): string 
     const cls = KMALLOC_CLASSES[KMALLOC_CLASS_BY_STEP[(size + 7) >> 3]];
     if (heap.capacityOf(address) === cls) return `slab ${cls}`;
   }
-  if (heap.layersActive && size % 4096 === 0 && address % 4096 === 0) return "pages";
+  if (heap.layersActive && address % 4096 === 0 && heap.capacityOf(address) % 4096 === 0) {
+    return "pages";
+  }
   return size <= 256 ? "block <=256" : size <= 4096 ? "block <=4K" : "block >4K";
 }
 
@@ -201,7 +203,9 @@ function classify(
       continue;
     }
     if (run.kind === "pages") {
-      mark(run.address, end, "live");
+      // A large request served from free frames holds less than its run.
+      mark(run.address, end, "rounding");
+      mark(run.address, run.address + (liveAt.get(run.address)?.size ?? run.sizeBytes), "live");
       continue;
     }
     let i = firstAtOrAbove(run.address);
