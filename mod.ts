@@ -49,6 +49,8 @@ export {
   AllocatorClosedError,
   AllocatorError,
   type AllocatorErrorCode,
+  CacheDestroyedError,
+  CacheInUseError,
   DoubleFreeError,
   HeapCorruptionError,
   HeapDetachedError,

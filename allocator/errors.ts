@@ -27,7 +27,9 @@ export type AllocatorErrorCode =
   | "SHARED_HEAP_VERSION"
   | "HEAP_DETACHED"
   | "WORKER_SLOT"
-  | "LOCK_TIMEOUT";
+  | "LOCK_TIMEOUT"
+  | "CACHE_IN_USE"
+  | "CACHE_DESTROYED";
 
 /**
  * The common base class of every error this module throws.
@@ -498,5 +500,50 @@ export class LockTimeoutError extends AllocatorError {
   constructor(message: string, ownerSlot: number) {
     super("LOCK_TIMEOUT", message);
     this.ownerSlot = ownerSlot;
+  }
+}
+
+/**
+ * `destroyCache` of a slab cache that still has live objects; the message
+ * names the cache and how many objects live.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CacheInUseError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4 << 20));
+ * const inodes = heap.createCache("inode", 200);
+ * const inode = inodes.alloc();
+ * assert.throws(() => heap.destroyCache(inodes), CacheInUseError);
+ * inodes.free(inode);
+ * heap.destroyCache(inodes);
+ * ```
+ */
+export class CacheInUseError extends AllocatorError {
+  /** Creates the error. @param message The cache and its live objects. */
+  constructor(message: string) {
+    super("CACHE_IN_USE", message);
+  }
+}
+
+/**
+ * A call on a slab cache that `destroyCache` destroyed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CacheDestroyedError, PhysicalAllocator } from "@phys/allocator";
+ *
+ * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4 << 20));
+ * const inodes = heap.createCache("inode", 200);
+ * heap.destroyCache(inodes);
+ * assert.throws(() => inodes.alloc(), CacheDestroyedError);
+ * ```
+ */
+export class CacheDestroyedError extends AllocatorError {
+  /** Creates the error. @param message The call refused. */
+  constructor(message: string) {
+    super("CACHE_DESTROYED", message);
   }
 }

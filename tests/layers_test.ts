@@ -23,8 +23,10 @@ Deno.test("PhysicalAllocator routes small, page and other requests to slabs, fra
   assert.equal(heap.capacityOf(small), 104, "kmalloc-104");
   const page = heap.alloc(4096, 4096);
   assert.equal(page % 4096, 0);
-  const run = heap.alloc(3 * 4096);
+  const run = heap.alloc(3 * 4096, 4096);
   assert.equal(heap.sizeOf(run), 3 * 4096);
+  // Page-sized but not page-aligned: a block (16 bytes of header, not up to a frame of rounding).
+  const unaligned = heap.alloc(2 * 4096);
   const block = heap.alloc(300);
   const aligned = heap.alloc(24, 16);
   assert.equal(aligned % 16, 0);
@@ -33,11 +35,15 @@ Deno.test("PhysicalAllocator routes small, page and other requests to slabs, fra
   assert.equal(bigAlign % 8192, 0);
   const s = heap.stats();
   assert.equal(s.layers!.pageFrames, 4);
-  assert.equal(s.usedBlocks, 6);
-  assert.equal(s.usedBytes, 100 + 4096 + 3 * 4096 + 300 + 24 + 24);
-  assert.equal(s.blocks.usedBytes, 300 + 24, "the block and the 8192-aligned request");
+  assert.equal(s.usedBlocks, 7);
+  assert.equal(s.usedBytes, 100 + 4096 + 3 * 4096 + 2 * 4096 + 300 + 24 + 24);
+  assert.equal(
+    s.blocks.usedBytes,
+    2 * 4096 + 300 + 24,
+    "the unaligned page-sized request, the block and the 8192-aligned request",
+  );
   heap.check();
-  for (const address of [small, page, run, block, aligned, bigAlign]) heap.free(address);
+  for (const address of [small, page, run, unaligned, block, aligned, bigAlign]) heap.free(address);
   heap.check();
   heap.trim(); // the layers keep reserves until trimmed
   assert.equal(heap.stats().freeBlocks, 1);
@@ -233,7 +239,15 @@ Deno.test("PhysicalAllocator survives a random run mixing every layer against a 
       const address = random.pick(live);
       const old = model.live.get(address)!;
       const size = random.next() < 0.5 ? random.int(1, 300) : 4096 * random.int(1, 4);
-      const result = heap.realloc(address, size);
+      let result: number;
+      try {
+        result = heap.realloc(address, size);
+      } catch (error) {
+        // The heap fills up as the run goes on: a failed realloc keeps the old allocation intact.
+        assert.equal((error as { code?: string }).code, "OUT_OF_MEMORY");
+        model.verifyBytes(old, old.sizeBytes);
+        continue;
+      }
       model.verifyBytes({ ...old, address: result }, Math.min(old.sizeBytes, size));
       model.forget(address);
       model.added(result, size, 8, step);
@@ -269,6 +283,175 @@ Deno.test("PhysicalAllocator layers serve an identity-mapped window larger than 
   heap.check();
   for (const address of [...small, ...pages]) heap.free(address);
   heap.check();
+  heap.trim();
+  assert.equal(heap.stats().layers!.chunks, 0);
+});
+
+/** Fills the block heap's largest free block but `leaveBytes` with one block (never a page run). */
+function fillLargest(heap: PhysicalAllocator, leaveBytes: number): number {
+  let size = heap.stats().largestFreeBytes - leaveBytes;
+  if (size % 4096 === 0) size -= 8; // a multiple of 4096 would be a page run
+  return heap.alloc(size);
+}
+
+Deno.test("PhysicalAllocator gives reserves back for a block only when that surely serves it", () => {
+  const { heap } = heapOf(2 * MIB);
+  const low = heap.alloc(600_000);
+  heap.free(heap.alloc(32)); // a chunk with an empty kmalloc-32 slab: both kept in reserve
+  assert.equal(heap.stats().layers!.chunks, 1);
+  fillLargest(heap, 0);
+  heap.free(low); // 600 KB free below the reserved chunk
+  heap.check();
+  // 600 KB + the chunk (about 66 KB) cannot hold 1 MB: the reserves stay, nothing changes.
+  const before = JSON.stringify(heap.stats());
+  assert.throws(() => heap.alloc(1_000_000), { code: "OUT_OF_MEMORY" });
+  assert.equal(JSON.stringify(heap.stats()), before, "a failed alloc changes nothing");
+  assert.equal(heap.tryAlloc(1_000_000), 0);
+  assert.equal(JSON.stringify(heap.stats()), before, "a failed tryAlloc changes nothing");
+  heap.check();
+  // They can hold 620 KB: the reserves go back and the allocation succeeds.
+  const served = heap.alloc(620_000);
+  assert.equal(heap.stats().layers!.chunks, 0, "the reserved chunk went back to the blocks");
+  assert.equal(heap.sizeOf(served), 620_000);
+  heap.check();
+});
+
+Deno.test("A cache alloc takes other caches' empty slabs only when that surely serves it", () => {
+  const { heap } = heapOf(2 * MIB);
+  const big = heap.createCache("big", 16384); // slabs of 4 frames
+  const small = heap.createCache("small", 64); // slabs of 1 frame
+  const a = heap.alloc(32); // the first chunk, with a kmalloc-32 slab of 1 frame
+  const pages: number[] = [];
+  while (heap.stats().layers!.freeFrames > 0) pages.push(heap.allocPages(0));
+  fillLargest(heap, 2048); // room for a descriptor, none for a chunk
+  heap.free(a); // kmalloc-32 keeps its empty slab of 1 frame
+  heap.check();
+  const before = JSON.stringify(heap.stats());
+  assert.throws(() => big.alloc(), { code: "OUT_OF_MEMORY" }, "1 free frame cannot hold 4");
+  assert.equal(JSON.stringify(heap.stats()), before, "a failed cache alloc changes nothing");
+  heap.check();
+  const object = small.alloc(); // the kmalloc-32 reserve slab's frame serves it
+  assert.equal(heap.sizeOf(object), 64);
+  const kmalloc32 = heap.stats().layers!.slabinfo.find((line) => line.name === "kmalloc-32");
+  assert.equal(kmalloc32?.slabs ?? 0, 0, "kmalloc-32 gave its empty slab up");
+  small.free(object);
+  for (const page of pages) heap.freePages(page);
+  heap.check();
+});
+
+Deno.test("PhysicalAllocator.destroyCache() refuses a cache with live objects, changing nothing", () => {
+  const { heap } = heapOf(4 * MIB);
+  const inodes = heap.createCache("inode", 200);
+  const objects = [inodes.alloc(), inodes.alloc(), inodes.alloc()];
+  const before = JSON.stringify(heap.stats());
+  assert.throws(() => heap.destroyCache(inodes), (error: Error & { code: string }) => {
+    assert.equal(error.code, "CACHE_IN_USE");
+    assert.match(error.message, /^Cannot destroy cache inode: 3 of its objects are live$/);
+    return true;
+  });
+  assert.equal(JSON.stringify(heap.stats()), before);
+  assert.equal(inodes.info().activeObjects, 3, "the cache still works");
+  for (const address of objects) inodes.free(address);
+  heap.check();
+});
+
+Deno.test("PhysicalAllocator.destroyCache() gives the slabs back and refuses later use", () => {
+  const { heap } = heapOf(4 * MIB);
+  const fresh = JSON.stringify(heap.stats());
+  const keep = heap.alloc(64); // something lives elsewhere in the layers
+  const dentries = heap.createCache("dentry", 192);
+  const objects = Array.from({ length: 100 }, () => dentries.alloc());
+  const slabFrames = heap.stats().layers!.slabFrames;
+  const { slabs, pagesPerSlab } = dentries.info();
+  assert.ok(slabs >= 2);
+  for (const address of objects) dentries.free(address);
+  assert.equal(dentries.info().slabs, 1, "one empty slab kept as a reserve");
+  heap.destroyCache(dentries);
+  const layers = heap.stats().layers!;
+  assert.equal(layers.slabFrames, slabFrames - slabs * pagesPerSlab, "every slab went back");
+  assert.ok(!layers.slabinfo.some((line) => line.name === "dentry"), "gone from slabinfo");
+  heap.check();
+  for (
+    const [what, call] of [
+      ["alloc", () => dentries.alloc()],
+      ["free", () => dentries.free(objects[0])],
+      ["info", () => dentries.info()],
+      ["destroyCache", () => heap.destroyCache(dentries)],
+    ] as const
+  ) {
+    assert.throws(call, (error: Error & { code: string }) => {
+      assert.equal(error.code, "CACHE_DESTROYED", what);
+      assert.match(error.message, /cache dentry: it was destroyed/);
+      return true;
+    });
+  }
+  // The name and the id serve a new cache, with a new free-link key.
+  const again = heap.createCache("dentry", 96);
+  const object = again.alloc();
+  assert.equal(heap.sizeOf(object), 96);
+  again.free(object);
+  heap.destroyCache(again);
+  heap.free(keep);
+  heap.trim();
+  assert.equal(JSON.stringify(heap.stats()), fresh, "trim() restores the fresh heap");
+  heap.check();
+});
+
+Deno.test("PhysicalAllocator.destroyCache() refuses what is not its own cache", () => {
+  const { heap } = heapOf(4 * MIB);
+  const { heap: other } = heapOf(4 * MIB);
+  const foreign = other.createCache("inode", 200);
+  for (const value of [foreign, null, 7, { name: "inode", objectBytes: 200 }]) {
+    assert.throws(
+      () => heap.destroyCache(value as never),
+      { code: "INVALID_OPTION" },
+      String(value),
+    );
+  }
+  assert.equal(foreign.info().slabs, 0, "the other heap's cache is untouched");
+});
+
+Deno.test("PhysicalAllocator serves a large request from free frames that hold it already", () => {
+  const { heap } = heapOf(8 * MIB);
+  heap.freePages(heap.allocPages(6)); // 64 free frames stay in the layers
+  const before = heap.stats();
+  const large = heap.alloc(100_000); // 25 frames from the free order-6 block
+  assert.equal(heap.sizeOf(large), 100_000);
+  assert.equal(heap.capacityOf(large), 25 * 4096);
+  assert.equal(heap.bytes(large).length, 100_000);
+  const s = heap.stats();
+  assert.equal(s.layers!.pageFrames, 25);
+  assert.equal(s.usedBytes, before.usedBytes + 100_000, "the request, not its frames");
+  assert.equal(s.totalBytes, s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes);
+  heap.check();
+  // No free block of 64 frames is left: a 200 KB request goes to the blocks.
+  const block = heap.alloc(200_000);
+  assert.equal(heap.stats().layers!.pageFrames, 25);
+  assert.equal(heap.stats().blocks.usedBytes, before.blocks.usedBytes + 200_000);
+  const moved = heap.realloc(large, 120_000);
+  assert.equal(heap.sizeOf(moved), 120_000);
+  heap.free(moved);
+  heap.free(block);
+  heap.check();
+  heap.trim();
+  assert.equal(heap.stats().layers!.chunks, 0);
+});
+
+Deno.test("The caches keep at most 4 empty slabs in all, the one just emptied among them", () => {
+  const { heap } = heapOf(8 * MIB);
+  const keep = heap.alloc(4096, 4096);
+  const sizes = [8, 16, 24, 32, 40, 48];
+  const objects = sizes.map((size) => heap.alloc(size));
+  const emptySlabs = () =>
+    heap.stats().layers!.slabinfo.reduce((sum, line) => sum + line.slabs - line.activeSlabs, 0);
+  objects.forEach((address, i) => {
+    heap.free(address);
+    assert.equal(emptySlabs(), Math.min(i + 1, 4), `after freeing the ${sizes[i]}-byte object`);
+    const line = heap.stats().layers!.slabinfo.find((l) => l.name === `kmalloc-${sizes[i]}`)!;
+    assert.equal(line.slabs, 1, "the cache just emptied keeps its slab");
+  });
+  heap.check();
+  heap.free(keep);
   heap.trim();
   assert.equal(heap.stats().layers!.chunks, 0);
 });

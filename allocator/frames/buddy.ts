@@ -1,6 +1,7 @@
 /**
  * The page-frame allocator: a binary buddy allocator over 4 KiB frames, in
- * chunks taken from the block heap on demand and given back when wholly free.
+ * chunks taken from the block heap on demand, grown in place while the block
+ * after them is free, and given back when wholly free.
  *
  * Like Linux's `mm/page_alloc.c`: one free list per order (`free_area`), a
  * block's buddy is `local ^ (1 << order)`, and the metadata is a frame table
@@ -17,6 +18,7 @@
  * @module
  */
 
+import { alignUp } from "../_math.ts";
 import { HeapCorruptionError } from "../errors.ts";
 import { hex } from "../memory/physical_memory.ts";
 import { ChunkDirectory } from "./chunk_directory.ts";
@@ -52,22 +54,24 @@ export interface ChunkSource {
   take(payloadBytes: number): number;
   /** Gives back the chunk block of `payloadBytes` whose payload is at `payloadAddress`. */
   give(payloadAddress: number, payloadBytes: number): void;
+  /** Grows that chunk block in place from `oldBytes` to `newBytes`; false (nothing written) if it cannot. */
+  growInPlace(payloadAddress: number, oldBytes: number, newBytes: number): boolean;
   /** The largest payload one free block could hold now, or 0. */
   largestFreeBytes(): number;
 }
 
 /**
- * Frames of the smallest chunk (256 KiB). A new chunk gets a quarter of the
- * frames the layers already hold (a power of two), between CHUNK_FRAMES_MIN
- * and CHUNK_FRAMES_MAX, and at least the run asked for: a small heap's layers
- * stay small and the unused tail of the newest chunk stays a small share,
- * while a heap of pages soon gets full 4 MiB chunks whose tables cost 0.5%.
- * (Doubling every chunk up to 4 MiB measured far worse on the shipped traces,
- * README: the newest chunk's free frames lay below blocks in use.)
+ * Frames of a new chunk, at least (64 KiB). Chunks start small and grow in
+ * place (CHUNK_GROW_FRAMES at a time) while the block after them is free, so
+ * the free frames at the edge of the layers stay few: free frames inside a
+ * chunk cannot serve the block heap, and a block placed above them would keep
+ * them below the heap's footprint. (A new chunk of a quarter of the frames
+ * held, as before, left up to a quarter of them free at the peak: README,
+ * "Page frames and slab caches".)
  */
-export const CHUNK_FRAMES_MIN = 64;
-/** A new chunk holds 1/CHUNK_SHARE_DIVISOR of the frames already held. */
-const CHUNK_SHARE_DIVISOR = 4;
+export const CHUNK_FRAMES_MIN = 16;
+/** Frames a chunk grows by in place, at least (see #grow). */
+export const CHUNK_GROW_FRAMES = 16;
 
 /** What `refAt` answers for an address inside a chunk's metadata area. */
 export const IN_CHUNK_META = -3;
@@ -98,6 +102,8 @@ export class FrameAllocator {
   metaBytes = 0;
   /** Chunks taken from the block heap since creation. */
   chunksTaken = 0;
+  /** Chunks grown in place since creation. */
+  chunksGrown = 0;
   readonly #source: ChunkSource;
 
   /**
@@ -150,7 +156,7 @@ export class FrameAllocator {
     const order = orderFor(frameCount);
     let ref = this.#takeBlock(order);
     if (ref === NONE) {
-      if (!this.#grow(1 << order)) return NONE;
+      if (!this.#grow(order)) return NONE;
       ref = this.#takeBlock(order);
       if (ref === NONE) return NONE;
     }
@@ -266,13 +272,55 @@ export class FrameAllocator {
     return ref;
   }
 
+  /**
+   * Makes a free block of `order` available: grows the first chunk (by id)
+   * whose block is followed by a free block large enough, else takes a new
+   * chunk from the block heap.
+   */
+  #grow(order: number): boolean {
+    const dir = this.directory;
+    const run = 1 << order;
+    for (let id = 0; id < dir.idLimit; id++) {
+      if (dir.startOffset[id] === -1) continue;
+      const frames = this.chunkFrames[id];
+      // The new frames must hold an aligned run of 2^order frames.
+      const least = alignUp(frames, run) + run;
+      if (least > CHUNK_FRAMES_MAX) continue;
+      const step = Math.min(CHUNK_FRAMES_MAX, Math.max(least, frames + CHUNK_GROW_FRAMES));
+      if (this.#growChunk(id, step) || (step > least && this.#growChunk(id, least))) return true;
+    }
+    return this.#addNewChunk(run);
+  }
+
+  /** Grows chunk `id` in place to `frameCount` frames, moving its frame table up; false if it cannot. */
+  #growChunk(id: number, frameCount: number): boolean {
+    const dir = this.directory;
+    const start = dir.startOffset[id];
+    const oldFrames = this.chunkFrames[id];
+    const oldBytes = dir.endOffset[id] - start;
+    const newBytes = frameCount * FRAME_BYTES + chunkMetaBytes(frameCount);
+    if (!this.#source.growInPlace(this.baseAddress + start, oldBytes, newBytes)) return false;
+    const oldTable = this.chunkTableWord[id];
+    const newTable = (start + frameCount * FRAME_BYTES) >> 2;
+    this.words.copyWithin(newTable, oldTable, oldTable + (chunkMetaBytes(oldFrames) >> 2));
+    this.words.fill(0, newTable + (oldFrames << 2), newTable + (frameCount << 2));
+    for (let i = oldFrames; i < frameCount; i++) {
+      this.words[newTable + (i << 2) + E_TAG] = KIND_FREE_TAIL;
+    }
+    this.chunkTableWord[id] = newTable;
+    this.chunkFrames[id] = frameCount;
+    this.totalFrames += frameCount - oldFrames;
+    this.metaBytes += chunkMetaBytes(frameCount) - chunkMetaBytes(oldFrames);
+    dir.remove(id);
+    dir.add(id, start, start + newBytes);
+    this.chunksGrown++;
+    this.#releaseRange(id, oldFrames, frameCount, true);
+    return true;
+  }
+
   /** Takes a new chunk of at least `minFrames` frames from the block heap; false when none fits. */
-  #grow(minFrames: number): boolean {
-    const share = 2 ** Math.floor(Math.log2(Math.max(1, this.totalFrames / CHUNK_SHARE_DIVISOR)));
-    const wanted = Math.max(
-      minFrames,
-      Math.min(CHUNK_FRAMES_MAX, Math.max(CHUNK_FRAMES_MIN, share)),
-    );
+  #addNewChunk(minFrames: number): boolean {
+    const wanted = Math.max(minFrames, CHUNK_FRAMES_MIN);
     if (this.#addChunk(wanted)) return true;
     // A smaller chunk: half of what the largest free block could hold, so
     // that blocks are not starved, and never fewer frames than asked for.
@@ -321,6 +369,14 @@ export class FrameAllocator {
       }
       this.#removeChunk(id);
     }
+  }
+
+  /** True when a free block can hold a run of `frameCount` frames now, without a new chunk. */
+  hasFreeBlock(frameCount: number): boolean {
+    for (let order = orderFor(frameCount); order <= ORDER_MAX; order++) {
+      if (this.heads[order] !== NONE) return true;
+    }
+    return false;
   }
 
   /** True when some chunk is wholly free. */

@@ -1,7 +1,7 @@
 /**
  * The chunk directory: which chunk, if any, owns an address. Found from the
  * address alone (never from bytes a payload could forge), in O(1): the
- * window is cut into 256 KiB slots and each slot names the (at most two)
+ * window is cut into 64 KiB slots and each slot names the (at most two)
  * chunks that overlap it; a slot overlapped by more (only small chunks can
  * do that) is marked and falls back to a bounded scan of every chunk.
  *
@@ -19,7 +19,7 @@ import { CHUNK_COUNT_MAX, NONE } from "./frame_table.ts";
  * the usual sizes and the scan serves only the small chunks taken when the
  * block heap runs short.
  */
-export const SLOT_SHIFT = 18;
+export const SLOT_SHIFT = 16;
 /** A slot overlapped by more than two chunks: scan. */
 export const MULTI = -2;
 

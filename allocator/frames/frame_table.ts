@@ -6,10 +6,8 @@
  * ```text
  * chunk = one used block of the block heap (B = block header, P = payload, 4 KiB aligned)
  * B        P                                           P + n*4096
- * │ hdr 16 │ frame 0 │ frame 1 │ ... │ frame n-1 │ frame table: n × 16 B │ pad │
- *                                                 └─ metaBytes = alignUp(16n + 16, 4096) - 16
- * the block is n*4096 + metaBytes + 16 bytes, a multiple of 4096, so the next
- * chunk's payload after its own 16-byte header is page-aligned again
+ * │ hdr 16 │ frame 0 │ frame 1 │ ... │ frame n-1 │ frame table: n × 16 B │
+ *                                                 └─ metaBytes = 16n (no padding: see chunkMetaBytes)
  *
  * frame table entry (four i32 words)
  * ┌────────────────────────────┬──────────────┬──────────────┬─────────────────┐
@@ -97,9 +95,11 @@ export function tagAux(tagWord: number): number {
 }
 
 /**
- * Bytes of a chunk's metadata area for `frameCount` frames: the frame table
- * padded so that the chunk's block (16-byte header, frames, metadata) is a
- * multiple of FRAME_BYTES and the block after it has a page-aligned payload.
+ * Bytes of a chunk's metadata area for `frameCount` frames: its frame table,
+ * unpadded. The chunk's block is then not a multiple of FRAME_BYTES, so the
+ * next chunk's page-aligned payload may leave a gap of up to 4 KiB before it;
+ * that gap is an ordinary free block, which small blocks (slab descriptors
+ * among them) fill, where padding the table would waste it for good.
  *
  * @param frameCount Frames in the chunk, 1 to CHUNK_FRAMES_MAX.
  * @returns The metadata bytes.
@@ -109,13 +109,12 @@ export function tagAux(tagWord: number): number {
  * import assert from "node:assert/strict";
  * import { chunkMetaBytes } from "./frame_table.ts";
  *
- * assert.equal(chunkMetaBytes(1024), 20464);
- * assert.equal((1024 * 4096 + chunkMetaBytes(1024) + 16) % 4096, 0);
+ * assert.equal(chunkMetaBytes(1024), 16384);
+ * assert.equal(chunkMetaBytes(64), 1024);
  * ```
  */
 export function chunkMetaBytes(frameCount: number): number {
-  const needed = frameCount * ENTRY_BYTES + 16;
-  return Math.ceil(needed / FRAME_BYTES) * FRAME_BYTES - 16;
+  return frameCount * ENTRY_BYTES;
 }
 
 /** The smallest order whose block holds `frameCount` frames. */

@@ -10,6 +10,8 @@ import { blockSizeFor, type BlockWords, blockWordsFor, NarrowBlockWords } from "
 import {
   AllocatorClosedError,
   AllocatorError,
+  CacheDestroyedError,
+  CacheInUseError,
   HeapCorruptionError,
   InvalidAddressError,
   InvalidAlignmentError,
@@ -37,6 +39,8 @@ import {
   ALIGN_BYTES_MAX,
   CONTROL_MAGIC,
   CONTROL_MAGIC_OFFSET,
+  FLAG_LAST,
+  FLAG_PREV_FREE,
   GRANULE_BYTES,
   HEADER_BYTES,
   MIN_BLOCK_BYTES,
@@ -77,6 +81,14 @@ import {
 } from "../slab/slab_fast_path.ts";
 import type { SlabCache, SlabInfo } from "../slab/slab_cache.ts";
 import { CHUNK_FRAMES_MAX, FRAME_BYTES, ORDER_MAX } from "../frames/frame_table.ts";
+
+/**
+ * Requests of at least this many bytes (not page multiples at 4096) are served
+ * from free page frames when a free buddy block holds them already (see
+ * #allocLayered): from 64 KiB the rounding up to whole frames wastes at most
+ * 1/16 of the request.
+ */
+const PAGE_RUN_BLOCK_MIN_BYTES = 65536;
 
 /** Options of a {@linkcode PhysicalAllocator}. */
 export interface AllocatorOptions {
@@ -139,7 +151,7 @@ export interface AllocatorOptions {
   /**
    * Whether the page-frame and slab layers (allocator/frames/, allocator/slab/)
    * serve `alloc` beside the blocks: small requests from kmalloc slab classes,
-   * page-multiple requests aligned to at most 4096 from buddy page frames,
+   * page-multiple requests aligned to exactly 4096 from buddy page frames,
    * everything else from blocks. They serve heaps with a region of at least
    * 1 MiB, placing their chunks in the window's first 2 GiB; in debug mode
    * slab objects get guard bytes and free ones poison, as blocks do. `false`
@@ -298,6 +310,10 @@ export class PhysicalAllocator implements Disposable {
   readonly #totalBytes: number;
   readonly #skippedBytes: number;
   readonly #fixedOverheadBytes: number;
+  /** The slab cache behind each live handle createCache returned. */
+  readonly #cacheOf = new WeakMap<ObjectCache, SlabCache>();
+  /** Handles of destroyed caches (destroyCache). */
+  readonly #destroyedCaches = new WeakSet<ObjectCache>();
   /** The page-frame and slab layers, or null when blocks serve everything. */
   readonly #layers: LayeredHeap | null;
   /** The slab fast path for layers without debug mode (see slab_fast_path.ts), else null. */
@@ -467,11 +483,29 @@ export class PhysicalAllocator implements Disposable {
     return new LayeredHeap(window, baseAddress, {
       take: (sizeBytes, alignBytes) => this.#allocBlock(sizeBytes, alignBytes),
       give: (address) => this.#freeBlock(address),
+      growInPlace: (address, sizeBytes) => this.#growBlockInPlace(address, sizeBytes),
       largestFreeBytes: () => {
         const largestFree = this.#policy.largestFree();
         return largestFree === 0 ? 0 : largestFree - HEADER_BYTES;
       },
     }, this.#guardBytes);
+  }
+
+  /**
+   * Grows the layers' block at `address` (a chunk) in place to hold
+   * `sizeBytes`, when its successor is free and large enough; false (nothing
+   * written) otherwise, and always in debug mode (guards would move).
+   */
+  #growBlockInPlace(address: number, sizeBytes: number): boolean {
+    if (this.#debug !== null) return false;
+    const blocks = this.#blocks;
+    const block = address - HEADER_BYTES;
+    const size = blocks.size(block);
+    const next = this.#edits.checkedSuccessor(block, size, blocks.flags(block));
+    const newBlockSize = blockSizeFor(sizeBytes);
+    if (next === 0 || !blocks.isFree(next) || size + blocks.size(next) < newBlockSize) return false;
+    this.#edits.growInPlace(block, newBlockSize, sizeBytes, next);
+    return true;
   }
 
   /** True when the page-frame and slab layers serve this allocator. */
@@ -821,8 +855,41 @@ export class PhysicalAllocator implements Disposable {
       if (address !== 0) return address;
     }
     const address = this.#allocBlock(sizeBytes, align);
-    if (address !== 0 || this.#layers === null || !this.#layers.releaseReserves()) return address;
+    if (address !== 0 || !this.#reservesWouldServe(sizeBytes, align)) return address;
+    this.#layers!.releaseReserves();
     return this.#allocBlock(sizeBytes, align);
+  }
+
+  /**
+   * True when giving the layers' reserves back would surely let a block of
+   * `sizeBytes` at `align` be carved, after the block heap found none: each
+   * block given back (a chunk, an empty slab's descriptor) merges with its
+   * free neighbours and with blocks given back beside it, and the policy must
+   * surely find one merged block. Only then are reserves given back, so a
+   * failed allocation changes nothing.
+   */
+  #reservesWouldServe(sizeBytes: number, align: number): boolean {
+    if (this.#layers === null) return false;
+    const blockSize = blockSizeFor(sizeBytes + this.#guardBytes);
+    if (blockSize > this.#layout.largestAreaBytes) return false;
+    const blocks = this.#blocks;
+    const extents = this.#layers.releasableBlocks().map((address) => {
+      const block = address - HEADER_BYTES;
+      const flags = blocks.flags(block);
+      const end = block + blocks.size(block);
+      const start = (flags & FLAG_PREV_FREE) !== 0 ? block - blocks.previousFooter(block) : block;
+      const nextFree = (flags & FLAG_LAST) === 0 && blocks.isFree(end);
+      return { start, end: nextFree ? end + blocks.size(end) : end };
+    }).sort((a, b) => a.start - b.start);
+    for (let i = 0; i < extents.length; i++) {
+      let { start, end } = extents[i];
+      // Extents that touch merge into one free block once both chunks are back.
+      while (i + 1 < extents.length && extents[i + 1].start <= end) {
+        end = Math.max(end, extents[++i].end);
+      }
+      if (this.#policy.findsAnyOf(end - start, blockSize, align)) return true;
+    }
+    return false;
   }
 
   /** A block for a validated request, or 0. */
@@ -842,8 +909,19 @@ export class PhysicalAllocator implements Disposable {
     if (sizeBytes <= KMALLOC_MAX_BYTES) return layers.kmalloc(sizeBytes, align);
     if (
       sizeBytes <= CHUNK_FRAMES_MAX * FRAME_BYTES && sizeBytes % FRAME_BYTES === 0 &&
-      align <= FRAME_BYTES
+      align === FRAME_BYTES
     ) return layers.allocPages(sizeBytes / FRAME_BYTES);
+    // A large request takes free frames when a free buddy block holds it
+    // already: frames the slabs left free cannot serve blocks, and the block
+    // heap would place it above them (raising the footprint). Never in debug
+    // mode: a page run has no guard bytes past the request.
+    if (
+      sizeBytes >= PAGE_RUN_BLOCK_MIN_BYTES && sizeBytes <= CHUNK_FRAMES_MAX * FRAME_BYTES &&
+      align <= FRAME_BYTES && this.#guardBytes === 0
+    ) {
+      const frames = Math.ceil(sizeBytes / FRAME_BYTES);
+      if (layers.frames.hasFreeBlock(frames)) return layers.allocPages(frames, sizeBytes);
+    }
     return 0;
   }
 
@@ -1312,7 +1390,7 @@ export class PhysicalAllocator implements Disposable {
         `Cannot create cache ${describeValue(name)}: the name must be a non-empty string`,
       );
     }
-    if (this.#layers.caches.some((cache) => cache.name === name)) {
+    if (this.#layers.caches.some((cache) => !cache.destroyed && cache.name === name)) {
       throw new InvalidOptionError(
         `Cannot create cache ${describeValue(name)}: a cache of that name exists`,
       );
@@ -1341,7 +1419,7 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     const step = Math.max(align, GRANULE_BYTES);
-    if (this.#layers.caches.length >= CACHE_COUNT_MAX) {
+    if (!this.#layers.cacheIdFree) {
       throw new InvalidOptionError(
         `Cannot create cache ${name}: the heap already holds ${CACHE_COUNT_MAX} caches`,
       );
@@ -1352,13 +1430,27 @@ export class PhysicalAllocator implements Disposable {
 
   #cacheHandle(cache: SlabCache, objectBytes: number): ObjectCache {
     const layers = this.#layers!;
-    return {
+    const handle: ObjectCache = {
       name: cache.name,
       objectBytes,
       alloc: () => {
         this.#assertOpen("allocate from a cache");
+        this.#assertNotDestroyed(handle, "allocate from");
         let address = layers.cacheAlloc(cache);
-        if (address === 0 && layers.releaseReserves()) address = layers.cacheAlloc(cache);
+        // Other caches' empty slabs are freed only when that surely serves
+        // this one (frames of the order and a block for the descriptor), so
+        // that a failed alloc changes nothing.
+        if (
+          address === 0 && layers.emptySlabsWouldServe(cache) &&
+          this.#policy.findsAnyOf(
+            this.#policy.largestFree(),
+            blockSizeFor(cache.descriptorBytes + this.#guardBytes),
+            GRANULE_BYTES,
+          )
+        ) {
+          layers.releaseEmptySlabs();
+          address = layers.cacheAlloc(cache);
+        }
         if (address === 0) {
           throw new OutOfMemoryError(
             `Cannot allocate a ${cache.name} object of ${cache.objectBytes} bytes: no page frames are free`,
@@ -1368,14 +1460,75 @@ export class PhysicalAllocator implements Disposable {
       },
       free: (address: number) => {
         this.#assertOpen("free to a cache");
+        this.#assertNotDestroyed(handle, "free to");
         if (!layers.free(address, cache)) {
           throw new InvalidFreeError(
             `Cannot free ${describeValue(address)} to cache ${cache.name}: it is not in any slab`,
           );
         }
       },
-      info: () => cache.info(),
+      info: () => {
+        this.#assertNotDestroyed(handle, "describe");
+        return cache.info();
+      },
     };
+    this.#cacheOf.set(handle, cache);
+    return handle;
+  }
+
+  #assertNotDestroyed(handle: ObjectCache, operation: string): void {
+    if (!this.#cacheOf.has(handle)) {
+      throw new CacheDestroyedError(
+        `Cannot ${operation} cache ${handle.name}: it was destroyed (destroyCache)`,
+      );
+    }
+  }
+
+  /**
+   * Destroys a cache made by {@linkcode PhysicalAllocator.createCache}, like
+   * Linux's kmem_cache_destroy: its slabs (all empty) go back to the page
+   * frames, its name may be given to a new cache, and every later call on it
+   * throws CacheDestroyedError.
+   *
+   * @param cache The cache `createCache` returned.
+   * @throws {CacheInUseError} If objects of the cache are live (the message names the cache and their count).
+   * @throws {CacheDestroyedError} If the cache was destroyed already.
+   * @throws {InvalidOptionError} If `cache` is not a cache this heap made.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PhysicalAllocator } from "@phys/allocator";
+   *
+   * const heap = PhysicalAllocator.fromBuffer(new Uint8Array(8 << 20));
+   * const inodes = heap.createCache("inode", 200);
+   * const inode = inodes.alloc();
+   * assert.throws(() => heap.destroyCache(inodes), { code: "CACHE_IN_USE" });
+   * inodes.free(inode);
+   * heap.destroyCache(inodes);
+   * assert.throws(() => inodes.alloc(), { code: "CACHE_DESTROYED" });
+   * heap.createCache("inode", 200); // the name is free again
+   * ```
+   */
+  destroyCache(cache: ObjectCache): void {
+    this.#assertOpen("destroy a cache");
+    const slabCache = typeof cache === "object" && cache !== null
+      ? this.#cacheOf.get(cache)
+      : undefined;
+    if (slabCache === undefined) {
+      if (this.#destroyedCaches.has(cache)) this.#assertNotDestroyed(cache, "destroy");
+      throw new InvalidOptionError(
+        `Cannot destroy cache ${describeValue(cache)}: it is not a cache this heap made`,
+      );
+    }
+    if (slabCache.activeObjects > 0) {
+      throw new CacheInUseError(
+        `Cannot destroy cache ${slabCache.name}: ${slabCache.activeObjects} of its objects are live`,
+      );
+    }
+    this.#layers!.destroyCache(slabCache);
+    this.#cacheOf.delete(cache);
+    this.#destroyedCaches.add(cache);
   }
 
   /**
@@ -1451,7 +1604,8 @@ export class PhysicalAllocator implements Disposable {
    * chunk the frames keep (reserves that spare a heap swinging between empty
    * and not from taking and giving a chunk at every swing). After every
    * allocation is freed, `trim()` restores the heap's fresh `stats()`.
-   * An allocation that finds no free memory trims by itself and retries.
+   * An allocation that finds no free memory trims by itself and retries,
+   * only when the retry surely succeeds: a failed allocation changes nothing.
    *
    * @returns True when anything was given back.
    *

@@ -5,11 +5,11 @@
  * objects from slabs. The owner of any address is found from the address
  * (chunk directory, then frame table), never from bytes a payload could forge.
  *
- * Reserves: while anything lives in the layers, each cache keeps one empty
- * slab and the frames keep one wholly free chunk, so a workload that swings
- * around a slab or chunk boundary does not take and give them back on every
- * call; once the layers hold nothing, every slab and chunk goes back, so
- * freeing everything restores the block heap exactly.
+ * Reserves: each cache keeps one empty slab and the frames keep one wholly
+ * free chunk, also when nothing lives in the layers, so a workload that
+ * swings around a slab or chunk boundary does not take and give them back on
+ * every call; `releaseReserves()` (PhysicalAllocator.trim()) gives them back,
+ * and a failed allocation does so only when that surely serves it.
  *
  * @module
  */
@@ -22,6 +22,7 @@ import {
   CHUNK_REF_SHIFT,
   E_AUX,
   E_NEXT,
+  E_PREV,
   E_TAG,
   FRAME_BYTES,
   FRAME_SHIFT,
@@ -53,6 +54,8 @@ export interface BlockSource {
   take(sizeBytes: number, alignBytes: number): number;
   /** Frees a block `take` returned. */
   give(address: number): void;
+  /** Grows the block `take` returned at `address` in place to `sizeBytes`; false (nothing written) if it cannot. */
+  growInPlace(address: number, sizeBytes: number): boolean;
   /** The largest payload one free block could hold, or 0. */
   largestFreeBytes(): number;
 }
@@ -114,6 +117,13 @@ export interface LayerOwner {
   readonly pages: boolean;
 }
 
+/**
+ * The most empty slabs the caches keep in all (each keeps at most one): a
+ * slab reserve per kmalloc class would keep up to 24 frames below the
+ * footprint (README, "Page frames and slab caches").
+ */
+const EMPTY_SLABS_KEPT_MAX = 4;
+
 /** Debug mode: caches aligned to more than this get poison but no guard bytes (see createCache). */
 const DEBUG_GUARD_ALIGN_MAX = 128;
 
@@ -127,6 +137,8 @@ export class LayeredHeap {
   pageRuns = 0;
   /** Frames in them. */
   pageFrames = 0;
+  /** Bytes of those runs past their requests (a large block request served from free frames). */
+  pageSlackBytes = 0;
   /** Objects and page runs alive in the layers. */
   live = 0;
   /** Blocks the layers took from the block heap, and their requested bytes. */
@@ -146,6 +158,8 @@ export class LayeredHeap {
   readonly #requestedOf: number[] = [];
   readonly #baseAddress: number;
   readonly #seed: number;
+  /** Caches made since creation (kmalloc classes included): draws each one's key. */
+  #cachesMade = 0;
   /** Guard bytes every object gets in debug mode (GUARD_BYTES_MIN), else 0. */
   readonly #guardBytes: number;
 
@@ -171,6 +185,13 @@ export class LayeredHeap {
     this.frames = new FrameAllocator(words, baseAddress, {
       take: (payloadBytes) => this.#take(payloadBytes, FRAME_BYTES),
       give: (address, payloadBytes) => this.#give(address, payloadBytes),
+      growInPlace: (address, oldBytes, newBytes) => {
+        // Only inside the part of the window the layers address.
+        if (address - baseAddress + newBytes > this.frames.words.byteLength) return false;
+        if (!source.growInPlace(address, newBytes)) return false;
+        this.blockBytes += newBytes - oldBytes;
+        return true;
+      },
       largestFreeBytes: () => source.largestFreeBytes(),
     });
     // drawHeaderKey: random, or fixed inside withHeaderKey so that tests can
@@ -223,7 +244,9 @@ export class LayeredHeap {
     keepsSizes = false,
     alignBytes = 8,
   ): SlabCache {
-    const id = this.caches.length;
+    // A destroyed cache's id is given to the new cache: ids stay below CACHE_COUNT_MAX.
+    let id = this.caches.findIndex((cache) => cache.destroyed);
+    if (id === -1) id = this.caches.length;
     const debug = this.#guardBytes > 0;
     const requestedBytes = (objectBytes + 7) & ~7;
     // Debug mode: a named cache's objects grow by the guard (rounded up to
@@ -239,8 +262,10 @@ export class LayeredHeap {
       take: (sizeBytes: number) => this.#take(sizeBytes, 8),
       give: (address: number) => this.#give(address, this.caches[id].descriptorBytes),
     };
-    const secret = this.#seed ^ Math.imul(id + 1, 0x85ebca77);
-    this.cacheSecrets.push(secret | 0);
+    // A reused id gets a fresh key: links of the old cache never decode in the new one.
+    const secret = this.#seed ^ Math.imul(this.#cachesMade + 1, 0x85ebca77);
+    this.#cachesMade++;
+    this.cacheSecrets[id] = secret | 0;
     const cache = new SlabCache(
       id,
       name,
@@ -251,8 +276,44 @@ export class LayeredHeap {
       secret,
       debug,
     );
-    this.caches.push(cache);
+    cache.onEmptied = (emptied) => this.#slabEmptied(emptied);
+    this.caches[id] = cache;
     return cache;
+  }
+
+  /**
+   * After a slab of `emptied` became empty: when the caches hold more than
+   * EMPTY_SLABS_KEPT_MAX empty slabs in all, the other caches' go back to the
+   * frames (`emptied` keeps its own, so an alloc+free loop on one cache does
+   * not make and unmake a slab at every turn).
+   */
+  #slabEmptied(emptied: SlabCache): void {
+    let total = 0;
+    for (const cache of this.caches) total += cache.emptySlabs;
+    if (total <= EMPTY_SLABS_KEPT_MAX) return;
+    for (const cache of this.caches) {
+      if (cache === emptied || cache.emptySlabs === 0) continue;
+      total -= cache.emptySlabs;
+      cache.shrink(0);
+      if (total <= EMPTY_SLABS_KEPT_MAX) break;
+    }
+  }
+
+  /** True when `createCache` can make another cache (an id is free). */
+  get cacheIdFree(): boolean {
+    return this.caches.length < CACHE_COUNT_MAX || this.caches.some((cache) => cache.destroyed);
+  }
+
+  /**
+   * Destroys `cache`, which has no live objects (the caller checked): its
+   * slabs, all empty, go back to the frames; its id may serve a new cache.
+   *
+   * @param cache A named cache with no live objects.
+   */
+  destroyCache(cache: SlabCache): void {
+    cache.shrink(0);
+    cache.destroyed = true;
+    this.trim();
   }
 
   /**
@@ -295,9 +356,13 @@ export class LayeredHeap {
    *
    * @returns Its address, or 0 when no chunk can serve it.
    */
-  allocPages(frameCount: number): number {
+  allocPages(frameCount: number, sizeBytes: number = frameCount * FRAME_BYTES): number {
     const ref = this.frames.allocRun(frameCount, KIND_PAGES_HEAD, 0);
     if (ref === NONE) return 0;
+    // The bytes of the run past the request, in the head's otherwise unused prev word.
+    const slack = frameCount * FRAME_BYTES - sizeBytes;
+    this.frames.words[this.frames.entry(ref) + E_PREV] = slack;
+    this.pageSlackBytes += slack;
     this.pageRuns++;
     this.pageFrames += frameCount;
     this.live++;
@@ -375,6 +440,7 @@ export class LayeredHeap {
       );
     }
     const frameCount = this.frames.words[this.frames.entry(ref) + E_AUX];
+    this.pageSlackBytes -= this.frames.words[this.frames.entry(ref) + E_PREV];
     this.frames.freeRun(ref, frameCount);
     this.pageRuns--;
     this.pageFrames -= frameCount;
@@ -409,6 +475,49 @@ export class LayeredHeap {
       released = true;
     }
     return released;
+  }
+
+  /**
+   * True when freeing the other caches' empty slabs surely gives `cache` the
+   * frames of a new slab: one of them is at least as large (the buddy then
+   * holds a free block of the order wanted). Nothing is written.
+   */
+  emptySlabsWouldServe(cache: SlabCache): boolean {
+    return this.caches.some((other) =>
+      other !== cache && other.emptySlabs > 0 && other.slabOrder >= cache.slabOrder
+    );
+  }
+
+  /** Frees every cache's empty slabs into the buddy allocator; the chunks stay. */
+  releaseEmptySlabs(): void {
+    for (const cache of this.caches) if (cache.emptySlabs > 0) cache.shrink(0);
+  }
+
+  /**
+   * The blocks `releaseReserves()` would give back to the block heap: the
+   * descriptors of every empty slab, and the chunks wholly free once those
+   * slabs are freed. Nothing is written.
+   *
+   * @returns The payload addresses of those blocks.
+   */
+  releasableBlocks(): number[] {
+    const frames = this.frames;
+    const dir = frames.directory;
+    const freeAfter = frames.chunkFreeFrames.slice(0, dir.idLimit);
+    const blocks: number[] = [];
+    for (const cache of this.caches) {
+      let slab = cache.emptyHead;
+      for (let n = 0; slab !== NONE && n < cache.emptySlabs; n++) {
+        freeAfter[slab >>> CHUNK_REF_SHIFT] += 1 << cache.slabOrder;
+        blocks.push(this.#baseAddress + (cache.descriptorOf(slab) << 2));
+        slab = frames.words[frames.entry(slab) + E_NEXT];
+      }
+    }
+    for (let id = 0; id < dir.idLimit; id++) {
+      if (dir.startOffset[id] === -1 || freeAfter[id] !== frames.chunkFrames[id]) continue;
+      blocks.push(this.#baseAddress + dir.startOffset[id]);
+    }
+    return blocks;
   }
 
   /**
@@ -462,8 +571,13 @@ export class LayeredHeap {
     const ref = this.frames.refAt(offset);
     const slab = this.#slabOf(ref, address, operation);
     if (slab === NONE) {
-      const bytes = this.frames.words[this.frames.entry(ref) + E_AUX] << FRAME_SHIFT;
-      return { sizeBytes: bytes, capacityBytes: bytes, pages: true };
+      const e = this.frames.entry(ref);
+      const bytes = this.frames.words[e + E_AUX] << FRAME_SHIFT;
+      return {
+        sizeBytes: bytes - this.frames.words[e + E_PREV],
+        capacityBytes: bytes,
+        pages: true,
+      };
     }
     const cache = this.caches[tagAux(this.frames.words[this.frames.entry(slab) + E_TAG])];
     const d = cache.descriptorOf(slab);
@@ -545,7 +659,7 @@ export class LayeredHeap {
       requested += cache.requestedBytes;
       slabFrames += cache.slabs << cache.slabOrder;
     }
-    const usedBytes = requested + this.pageFrames * FRAME_BYTES;
+    const usedBytes = requested + this.pageFrames * FRAME_BYTES - this.pageSlackBytes;
     const freeBytes = this.frames.freeFrames * FRAME_BYTES;
     return {
       chunks: this.frames.directory.count,
@@ -554,7 +668,9 @@ export class LayeredHeap {
       pageFrames: this.pageFrames,
       slabFrames,
       buddyinfo: [...this.frames.freeBlocks],
-      slabinfo: this.caches.filter((c) => c.slabs > 0 || !c.keepsSizes).map((c) => c.info()),
+      slabinfo: this.caches.filter((c) => !c.destroyed && (c.slabs > 0 || !c.keepsSizes)).map((
+        c,
+      ) => c.info()),
       blockBytes: this.blockBytes,
       usedBytes,
       freeBytes,
@@ -602,6 +718,19 @@ export class LayeredHeap {
       dir.count + descriptors !== this.blockCount
     ) {
       fail(`blocks taken ${this.blockCount} (${this.blockBytes} bytes) != chunks and descriptors`);
+    }
+    let pageSlack = 0;
+    for (const run of this.runs()) {
+      if (run.kind !== "pages") continue;
+      const slack =
+        frames.words[frames.entry(frames.refAt(run.address - this.#baseAddress)) + E_PREV];
+      if (slack < 0 || slack >= FRAME_BYTES) {
+        fail(`page run at ${hex(run.address)} has slack ${slack}`);
+      }
+      pageSlack += slack;
+    }
+    if (pageSlack !== this.pageSlackBytes) {
+      fail(`page runs hold ${pageSlack} bytes past their requests, counted ${this.pageSlackBytes}`);
     }
     if (live + this.pageRuns !== this.live) {
       fail(`live count ${this.live} != ${live} + ${this.pageRuns}`);

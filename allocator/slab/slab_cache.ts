@@ -82,7 +82,28 @@ export interface SlabInfo {
   readonly slabs: number;
 }
 
-/** The slab size (order) for `objectBytes`: the least tail waste among orders 0..SLAB_ORDER_MAX. */
+/**
+ * The largest share of a slab its tail (the bytes past its last object) may
+ * waste: 1/SLAB_LEFTOVER_FRACTION, SLUB's first `fract_leftover` (16).
+ */
+export const SLAB_LEFTOVER_FRACTION = 16;
+
+/**
+ * The slab size (order) for `objectBytes`: the smallest order whose tail
+ * wastes at most 1/SLAB_LEFTOVER_FRACTION of the slab (SLUB's
+ * calc_slab_order), else the order that wastes least. Small slabs keep a
+ * cache's memory close to its live objects: a rarely used class costs one
+ * frame, not eight, and a slab empties (and goes back) sooner.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { slabOrderFor } from "./slab_cache.ts";
+ *
+ * assert.equal(slabOrderFor(144), 0); // 28 objects, 64 bytes left over
+ * assert.equal(slabOrderFor(2100), 3); // 15 objects in 8 frames, 3.9% left over
+ * ```
+ */
 export function slabOrderFor(objectBytes: number): number {
   let best = 0;
   let bestWaste = Infinity;
@@ -91,7 +112,8 @@ export function slabOrderFor(objectBytes: number): number {
     const objects = Math.min(SLAB_OBJECTS_MAX, Math.floor(bytes / objectBytes));
     if (objects === 0) continue;
     const waste = (bytes - objects * objectBytes) / bytes;
-    if (waste < bestWaste - 0.01) {
+    if (waste <= 1 / SLAB_LEFTOVER_FRACTION) return order;
+    if (waste < bestWaste) {
       best = order;
       bestWaste = waste;
     }
@@ -115,6 +137,13 @@ export class SlabCache {
   readonly objectsPerSlab: number;
   /** True for kmalloc classes: each object's requested size is kept (as slack). */
   readonly keepsSizes: boolean;
+  /**
+   * Called when a slab of this cache has just become empty (its lists are
+   * consistent again): the layers keep a bounded number of empty slabs.
+   */
+  onEmptied: ((cache: SlabCache) => void) | null = null;
+  /** True once destroyed (LayeredHeap.destroyCache): no slabs, its id free for a new cache. */
+  destroyed = false;
   /** Objects in use. */
   activeObjects = 0;
   /** Bytes requested by the objects in use. */
@@ -508,6 +537,7 @@ export class SlabCache {
     w[e + E_PREV] = NONE;
     if (old !== NONE) w[this.#frames.entry(old) + E_PREV] = slab;
     this.#setHead(list, slab, 1);
+    if (list === 3) this.onEmptied?.(this);
   }
 
   #unlink(slab: number, list: number): void {

@@ -62,13 +62,13 @@ const INSIDE = -2;
  * once, when the module loads:
  *   descriptor words: free head 0, in use 1, carved 2, slab 3, bitmap from 4;
  *   frame table entry words: tag 0, next 1, aux 3; kind mask 15, slab head 5,
- *   slab tail 6; frame shift 12, local mask 1023; directory slot shift 18;
+ *   slab tail 6; frame shift 12, local mask 1023; directory slot shift 16;
  *   NONE -1; kmalloc's largest class 256.
  */
 const LITERALS_MATCH_FORMATS = D_FREE === 0 && D_IN_USE === 1 && D_CARVED === 2 &&
   D_SLAB === 3 && D_BITMAP === 4 && E_TAG === 0 && E_NEXT === 1 && E_AUX === 3 &&
   KIND_MASK === 15 && KIND_SLAB_HEAD === 5 && KIND_SLAB_TAIL === 6 && FRAME_SHIFT === 12 &&
-  LOCAL_MASK === 1023 && SLOT_SHIFT === 18 && NONE === -1 && KMALLOC_MAX_BYTES === 256;
+  LOCAL_MASK === 1023 && SLOT_SHIFT === 16 && NONE === -1 && KMALLOC_MAX_BYTES === 256;
 if (!LITERALS_MATCH_FORMATS) throw new Error("slab_fast_path.ts no longer matches its formats");
 
 /** `alloc` and `free` of the layers' slab objects, the common case written out. */
@@ -244,7 +244,7 @@ export class SlabFastPath {
     const offset = address - this.#baseAddress;
     // No range test first: `>>>` maps a negative, huge or NaN offset to some
     // slot or past the end, and the chunk bounds below refuse it.
-    const slot = offset >>> 18;
+    const slot = offset >>> 16;
     if (slot >= directory.slotLo.length) return OUTSIDE;
     let id = directory.slotLo[slot];
     if (id < 0) return id === -1 ? OUTSIDE : INSIDE; // NONE, or MULTI: the general scan

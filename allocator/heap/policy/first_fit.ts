@@ -22,6 +22,7 @@ import {
   controlBytes,
   controlHeadsOffset,
   GRANULE_BYTES,
+  MIN_BLOCK_BYTES,
   POLICY_ID_FIRST_FIT,
 } from "../layout.ts";
 import type { FreeListPolicy, PolicyName } from "./policy.ts";
@@ -160,6 +161,15 @@ export class FirstFitPolicy implements FreeListPolicy {
       result.push(block);
     }
     return result;
+  }
+
+  findsAnyOf(freeBytes: number, blockSizeBytes: number, alignBytes: number): boolean {
+    // The walk visits every listed block; an alignment gap is 0 or at least
+    // MIN_BLOCK_BYTES and below alignBytes + MIN_BLOCK_BYTES.
+    const gapBytesMax = alignBytes <= GRANULE_BYTES
+      ? 0
+      : alignBytes + MIN_BLOCK_BYTES - GRANULE_BYTES;
+    return freeBytes >= blockSizeBytes + gapBytesMax;
   }
 
   largestFree(): number {

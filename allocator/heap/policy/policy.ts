@@ -72,6 +72,14 @@ export interface FreeListPolicy {
   replace(oldBlock: number, oldSizeBytes: number, newBlock: number, newSizeBytes: number): void;
   /** The free block where a block of `blockSizeBytes` aligned to `alignBytes` fits, or 0. */
   find(blockSizeBytes: number, alignBytes: number): number;
+  /**
+   * True when a new free block of `freeBytes`, wherever it lies, would surely
+   * be found for a block of `blockSizeBytes` aligned to `alignBytes` by a
+   * find() that finds nothing among the blocks listed now. The layers ask
+   * before they give their reserves back for a failed allocation: a reserve
+   * is given back only when the retry cannot fail (a throw changes nothing).
+   */
+  findsAnyOf(freeBytes: number, blockSizeBytes: number, alignBytes: number): boolean;
   /** Every listed free block, each list in order; bounded by `limit` blocks. */
   listed(limit: number): number[];
   /** The size of the largest listed free block, or 0. */

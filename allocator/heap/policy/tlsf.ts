@@ -223,6 +223,15 @@ export class TlsfPolicy implements FreeListPolicy {
     return this.#findGoodFit(searchClassOf(searchBytes));
   }
 
+  findsAnyOf(freeBytes: number, blockSizeBytes: number, alignBytes: number): boolean {
+    const searchBytes = alignBytes <= GRANULE_BYTES
+      ? blockSizeBytes
+      : blockSizeBytes + alignBytes + MIN_BLOCK_BYTES - GRANULE_BYTES;
+    // find() ends with a good fit: the head of the first non-empty class at
+    // or above the search class, whose every block holds the request.
+    return classOf(freeBytes) >= searchClassOf(searchBytes);
+  }
+
   /** The head of the first non-empty class at or above `sizeClass`, or 0. */
   #findGoodFit(sizeClass: number): number {
     let fl = sizeClass >>> SL_LOG2;
