@@ -534,10 +534,8 @@ export class TlsfFastPath {
     if (this.#single) {
       if (block < this.#start || block + 40 > end) return 0;
     } else {
-      const region = this.#regionOf(block);
-      if (region < 0) return 0;
-      this.#foundStart = this.#starts[region];
-      end = this.#foundEnd = this.#ends[region];
+      end = this.#enterRegion(block);
+      if (end === 0) return 0;
     }
     const words = this.#words;
     const i = block >> 2;
@@ -600,6 +598,14 @@ export class TlsfFastPath {
       return FALLBACK;
     }
     return previous;
+  }
+
+  /** Remembers the block area holding `block` (several regions) and returns its end; 0 when none does. */
+  #enterRegion(block: number): number {
+    const region = this.#regionOf(block);
+    if (region < 0) return 0;
+    this.#foundStart = this.#starts[region];
+    return this.#foundEnd = this.#ends[region];
   }
 
   /**
