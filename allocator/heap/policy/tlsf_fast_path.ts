@@ -61,10 +61,12 @@ import {
   SL_COUNT,
   SL_LOG2,
 } from "../layout.ts";
-import { classOfSmall, EXACT_SCAN_MAX, searchClassOf } from "./tlsf.ts";
+import { classOf, classOfSmall, EXACT_SCAN_MAX, searchClassOf } from "./tlsf.ts";
 
 /** Returned when the general path must run the operation instead. */
 export const FALLBACK = -1;
+/** #successorWord0: the successor is a free block of 2^31 bytes or more that ends its region. */
+const BIG_SUCCESSOR = -2;
 
 /*
  * V8 decides what to inline into a hot function by counting bytecode, and
@@ -174,6 +176,13 @@ export class TlsfFastPath {
   readonly #limit: number;
   /** Blocks lie past the span too: a list head may be one the fast path cannot reach. */
   readonly #clipped: boolean;
+  /**
+   * Per block area: where its region's block area really ends (past the span
+   * for the last one, maybe), and a view of its last 8 bytes: the footer of a
+   * free block of 2^31 bytes or more that ends the region (a heap's top).
+   */
+  readonly #realEnds: Float64Array;
+  readonly #footers: Int32Array[];
   /** The block area of the block #usedBlock found last (several regions). */
   #foundStart = 0;
   #foundEnd = 0;
@@ -228,6 +237,14 @@ export class TlsfFastPath {
     this.#end = areas[0][1];
     this.#limit = areas[areas.length - 1][1];
     this.#clipped = regions.some((r) => r.blockEnd - base > spanBytes);
+    const inSpan = regions.filter((r) => {
+      const end = r.blockEnd - base;
+      return (end <= spanBytes ? end : spanBytes - 40) - (r.blockStart - base) >= 40;
+    });
+    this.#realEnds = Float64Array.from(inSpan, (r) => r.blockEnd - base);
+    this.#footers = inSpan.map((r) =>
+      new Int32Array(layout.words.buffer, layout.words.byteOffset + r.blockEnd - base - 8, 2)
+    );
     let slotShift = 3;
     while ((this.#limit >>> slotShift) >= REGION_SLOTS_MAX) slotShift++;
     this.#slotShift = slotShift;
@@ -287,14 +304,17 @@ export class TlsfFastPath {
     const i = block >> 2;
     const word0 = words[i];
     const size = word0 - (word0 & 7);
-    // A size of 2^31 or more (negative here, or a high word) or past the span is the general path's.
     if (
       (word0 & 1) === 0 || !headerIntact(words, i, this.#lo(block), this.#key) ||
-      !this.#linksIntact(i, block) || size < blockSize || words[i + 1] !== 0 ||
-      block + size > this.#limit
+      !this.#linksIntact(i, block)
     ) {
       return FALLBACK;
     }
+    // A size of 2^31 or more (negative here, or a high word): a region's last free block, maybe.
+    if (size < 0 || words[i + 1] !== 0) {
+      return this.#carveBig(i, block, word0, blockSize, sizeBytes);
+    }
+    if (size < blockSize || block + size > this.#limit) return FALLBACK;
     const remainder = size - blockSize;
     if (this.#clipped && remainder >= 40 && !this.#headInSpan(remainder)) return FALLBACK;
     const counters = this.#counters;
@@ -349,6 +369,7 @@ export class TlsfFastPath {
     if (nextWord0 === FALLBACK) return FALLBACK;
     const previous = (word0 & 2) === 0 ? 0 : this.#freePredecessor(i, block);
     if (previous === FALLBACK) return FALLBACK;
+    if (nextWord0 === BIG_SUCCESSOR) return this.#freeIntoBig(i, block, size, previous);
     if (
       this.#clipped &&
       !this.#headInSpan(
@@ -415,7 +436,8 @@ export class TlsfFastPath {
     const word0 = this.#words[i];
     const size = word0 - (word0 & 7);
     const nextWord0 = this.#successorWord0(i, block, size, word0);
-    if (nextWord0 === FALLBACK) return FALLBACK;
+    // FALLBACK, BIG_SUCCESSOR, or (rare: a used successor of 2^31 bytes or more) a negative word.
+    if (nextWord0 < 0) return FALLBACK;
     const newBlockSize = blockSizeFor(sizeBytes);
     if (newBlockSize <= size) {
       const remainder = size - newBlockSize;
@@ -522,6 +544,110 @@ export class TlsfFastPath {
   }
 
   /**
+   * alloc from a free block of 2^31 bytes or more (verified: header, links):
+   * served when it ends its region (a heap's top: its footer is the region's
+   * last 8 bytes, written through #footers) and the tail left free starts in
+   * the span; its sizes go in two words and its classes by `classOf`.
+   */
+  #carveBig(i: number, block: number, word0: number, blockSize: number, sizeBytes: number): number {
+    const words = this.#words;
+    if (this.#narrow || (word0 & 4) === 0) return FALLBACK;
+    const region = this.#single ? 0 : this.#regionOf(block);
+    if (region < 0) return FALLBACK;
+    const size = (word0 >>> 0) - (word0 & 7) + words[i + 1] * 2 ** 32;
+    const tail = block + blockSize;
+    if (block + size !== this.#realEnds[region] || tail + 40 > this.#ends[region]) return FALLBACK;
+    const remainder = size - blockSize;
+    const tailClass = classOf(remainder);
+    const head = this.#readLink(this.#control, this.#heads + 2 * tailClass);
+    // The tail's list head, unless it is `block` (unlinked first), must be one the fast path writes.
+    if (head !== 0 && head !== block && !this.#inRegion(head)) return FALLBACK;
+    const counters = this.#counters;
+    counters.dropFree(size);
+    this.#unlinkFrom(i, classOf(size));
+    this.#linkInto(tail, tailClass);
+    this.#writeBigFree(tail, remainder, 4, region);
+    counters.addFree(remainder);
+    const slack = blockSize - 16 - sizeBytes;
+    writeHeader(words, i, this.#lo(block), blockSize, word0 & 2, slack, this.#key);
+    counters.addUsed(sizeBytes, slack);
+    return this.#base + block + 16;
+  }
+
+  /**
+   * free of the used block `block` whose successor is a free block of 2^31
+   * bytes or more (links verified): served when that one ends the region, as
+   * #carveBig; merges with the free predecessor `previous` (0: none) too.
+   */
+  #freeIntoBig(i: number, block: number, size: number, previous: number): number {
+    const words = this.#words;
+    const n = i + (size >> 2);
+    const nextWord0 = words[n];
+    const nextSize = (nextWord0 >>> 0) - (nextWord0 & 7) + words[n + 1] * 2 ** 32;
+    const region = this.#single ? 0 : this.#regionOf(block);
+    if (
+      this.#narrow || region < 0 || (nextWord0 & 5) !== 5 ||
+      block + size + nextSize !== this.#realEnds[region]
+    ) return FALLBACK;
+    const start = previous === 0 ? block : previous;
+    const total = block - start + size + nextSize;
+    const totalClass = classOf(total);
+    const head = this.#readLink(this.#control, this.#heads + 2 * totalClass);
+    if (head !== 0 && !this.#inRegion(head)) return FALLBACK;
+    const counters = this.#counters;
+    const slack = words[i + 2];
+    counters.dropUsed(size - 16 - slack, slack);
+    counters.dropFree(nextSize);
+    this.#unlinkFrom(n, classOf(nextSize));
+    if (previous !== 0) {
+      // The general path's tombstone: freeing `address` again is a double free.
+      writeHeader(words, i, this.#lo(block), 0, 1, 0, this.#key);
+      counters.dropFree(block - previous);
+      this.#unlink(previous >> 2, block - previous);
+    }
+    this.#linkInto(start, totalClass);
+    this.#writeBigFree(start, total, 4, region);
+    counters.addFree(total);
+    return 0;
+  }
+
+  /** Takes the free block at word `i` off the list of `sizeClass` (its links verified). */
+  #unlinkFrom(i: number, sizeClass: number): void {
+    const words = this.#words;
+    const previous = this.#verifiedLink(words, i + 6);
+    const next = this.#verifiedLink(words, i + 4);
+    if (next !== 0) this.#writeLink(words, (next >> 2) + 6, previous);
+    if (previous !== 0) this.#writeLink(words, (previous >> 2) + 4, next);
+    else this.#setHead(sizeClass, next, next === 0);
+  }
+
+  /** Puts the free block `block` at the head of the list of `sizeClass`. */
+  #linkInto(block: number, sizeClass: number): void {
+    const words = this.#words;
+    const head = this.#readLink(this.#control, this.#heads + 2 * sizeClass);
+    const i = block >> 2;
+    this.#writeLink(words, i + 6, 0);
+    this.#writeLink(words, i + 4, head);
+    if (head !== 0) this.#writeLink(words, (head >> 2) + 6, block);
+    this.#setHead(sizeClass, block, head === 0);
+  }
+
+  /** Writes a free block of 2^31 bytes or more that ends block area `region`: header and footer, sizes in two words. */
+  #writeBigFree(block: number, size: number, last: number, region: number): void {
+    const hi = Math.floor(size / 2 ** 32);
+    const word0 = ((size - hi * 2 ** 32) | 1 | last) >>> 0;
+    const i = block >> 2;
+    const words = this.#words;
+    words[i] = word0;
+    words[i + 1] = hi;
+    words[i + 2] = 0;
+    words[i + 3] = headerCheck(this.#lo(block), word0, hi, 0, this.#key);
+    const footer = this.#footers[region];
+    footer[0] = size - hi * 2 ** 32;
+    footer[1] = hi;
+  }
+
+  /**
    * The block (an offset) of the live payload at `address`, verified as the
    * general path's BlockVerifier.usedBlockAt does; 0 when any check fails.
    */
@@ -563,15 +689,11 @@ export class TlsfFastPath {
     const n = i + (size >> 2);
     const nextWord0 = words[n];
     if (!headerIntact(words, n, this.#lo(next), this.#key)) return FALLBACK;
-    // A free successor of 2^31 bytes or more (negative here, or a high word) or past the span is the general path's.
-    if (
-      (nextWord0 & 1) !== 0 &&
-      (nextWord0 < 0 || words[n + 1] !== 0 || next + nextWord0 - (nextWord0 & 7) > this.#limit ||
-        !this.#linksIntact(n, next))
-    ) {
-      return FALLBACK;
-    }
-    return nextWord0;
+    if ((nextWord0 & 1) === 0) return nextWord0;
+    if (!this.#linksIntact(n, next)) return FALLBACK;
+    // A free successor of 2^31 bytes or more (negative here, or a high word): a region's top, maybe.
+    if (nextWord0 < 0 || words[n + 1] !== 0) return BIG_SUCCESSOR;
+    return next + nextWord0 - (nextWord0 & 7) > this.#limit ? FALLBACK : nextWord0;
   }
 
   /**
