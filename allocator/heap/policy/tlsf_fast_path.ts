@@ -1,22 +1,26 @@
 /**
  * The TLSF hot path: `alloc` at the default alignment, `free`, and
- * `realloc` in place, written out over one `Int32Array` for the heaps most
- * programs make (one region, a window shorter than 2^31 bytes at any base
- * address, TLSF searched in TypeScript, no debug mode). `PhysicalAllocator`
- * uses it where it applies (`fastPathActive`); the option `fastPath: false`
- * turns it off.
+ * `realloc` in place, written out over one `Int32Array` for every TLSF heap
+ * searched in TypeScript without debug mode (any number of regions, a window
+ * of any length at any base address). `PhysicalAllocator` uses it where it
+ * applies (`fastPathActive`); the option `fastPath: false` turns it off.
  *
  * Inside, a block is named by its byte offset from the window's base, an
  * int32 however high the window lies (identity-mapped memory sits at the
  * machine's physical addresses, far above 2^32), so V8 keeps every
- * computation in 32-bit registers. The bytes stay those of the general
- * layout: links, heads and footers hold absolute u64 addresses, which the
- * Zig side reads too. A link converts by its low word,
- * `offset = (lo - baseLo) | 0`, exact because the window is shorter than
- * 2^31 bytes; its high word must be the one the offset implies (the base's,
- * plus one past the point where the low word wraps), or the link is not
- * trusted. Only the header check word needs an address, and only its low
- * 32 bits (`headerCheck`). Addresses cross the API once, at entry and exit.
+ * computation in 32-bit registers. It serves the blocks in the window's
+ * first SPAN_BYTES_MAX bytes (the span, viewed by an `Int32Array` of its
+ * own: V8 runs typed-array indices of 2^31 or more many times slower);
+ * blocks past it, list heads past it and sizes of 2^31 or more are the
+ * general path's, except a region's top free block (see #carveBig). Over
+ * several regions, a slot table over the span finds a block's region. The
+ * bytes stay those of the general layout: links, heads and footers hold
+ * absolute u64 addresses, which the Zig side reads too. A link converts by
+ * its low word, `offset = (lo - baseLo) | 0`, exact inside the span; its
+ * high word must be the one the offset implies (the base's, plus one past
+ * the point where the low word wraps), or the link is not trusted. Only the
+ * header check word needs an address, and only its low 32 bits
+ * (`headerCheck`). Addresses cross the API once, at entry and exit.
  *
  * It makes exactly the decisions of the general path (`TlsfPolicy.find` in
  * tlsf.ts, then the edits of `BlockEdits` in ../block_edits.ts) and writes
