@@ -174,7 +174,7 @@ function makePair(heapBytes: number, baseAddress: number, identity = false): Pai
 }
 
 /** Where the general heap of a mapped pair is mapped: this far above the fast heap's window. */
-const SHADOW_SHIFT_BYTES = 0x5000_0000_0000;
+const SHADOW_SHIFT_BYTES = 0x3000_0000_0000;
 /** Of each region of a mapped pair, these first and last bytes are compared (the rest stays untouched). */
 const COMPARED_HEAD_BYTES = 4 << 20;
 const COMPARED_TAIL_BYTES = 64 << 10;
@@ -407,6 +407,7 @@ interface LockstepConfig {
 }
 
 const GIB = 2 ** 30;
+const HOST_MAP_AT = 0x2000_0000_0000;
 
 const CONFIGS: readonly LockstepConfig[] = [
   { name: "64 KiB", heapBytes: 64 * 1024, baseAddress: 0x1000, largeMax: 16 * 1024, steps: 5000 },
@@ -491,14 +492,15 @@ const REGION_CONFIGS: readonly LockstepConfig[] = [
     steps: 5000,
   },
   {
-    name: "four regions identity-mapped above 4 GiB (the host's map, moved up 8 GiB)",
+    name: "four regions identity-mapped far above 4 GiB (the host's map, moved up 32 TiB)",
     heapBytes: 0,
     baseAddress: 0,
+    // Far up, where nothing else of the process maps (the window spans 33 GiB and is never relocated).
     ranges: [
-      { start: 8 * GIB + 0x1000, length: 0x9e000 },
-      { start: 8 * GIB + 0x100000, length: 0xf00000 },
-      { start: 8 * GIB + 0x3000000, length: 0xbd000000 },
-      { start: 12 * GIB, length: 21 * GIB },
+      { start: HOST_MAP_AT + 0x1000, length: 0x9e000 },
+      { start: HOST_MAP_AT + 0x100000, length: 0xf00000 },
+      { start: HOST_MAP_AT + 0x3000000, length: 0xbd000000 },
+      { start: HOST_MAP_AT + 4 * GIB, length: 21 * GIB },
     ],
     mapped: true,
     wide: true,
