@@ -508,10 +508,10 @@ const REGION_CONFIGS: readonly LockstepConfig[] = [
     steps: 5000,
   },
   {
-    name: "one region of 2^31 + 4 MiB identity-mapped at 40 GiB",
+    name: "one region of 2^31 + 4 MiB identity-mapped at 33 TiB",
     heapBytes: 0,
     baseAddress: 0,
-    ranges: [{ start: 40 * GIB, length: 2 * GIB + (4 << 20) }],
+    ranges: [{ start: HOST_MAP_AT + 1024 * GIB, length: 2 * GIB + (4 << 20) }],
     mapped: true,
     wide: true,
     largeMax: 64 * 1024,
@@ -1024,7 +1024,7 @@ const SCENE_IDENTITY_BASE = 28 * 2 ** 30;
  * path's span (its free block's class is larger, so the scene's requests
  * take the first region's blocks).
  */
-const SCENE_WIDE_BASE = 44 * 2 ** 30;
+const SCENE_WIDE_BASE = HOST_MAP_AT + 1056 * GIB;
 const SCENE_FAR_BYTES = 1 << 20;
 
 /** The same heap state built on both heaps of a pair. */
