@@ -25,8 +25,8 @@
  * - `mapped`: the lanes' heaps lie in memory from `mapIdentity` over
  *   MAPPED_LAYOUTS, windows of 2^31 bytes and more with unmapped holes (only
  *   the pages touched cost memory): the first lane's at the layout's
- *   addresses, every other lane's mapped elsewhere and handed to its
- *   allocator at the same addresses. The outside-bytes and detach checks are
+ *   addresses (or higher, when they are taken), every other lane's mapped
+ *   elsewhere, each handed to its allocator at the layout's addresses. The outside-bytes and detach checks are
  *   left out there (the holes cannot be read; the mappings are closed instead).
  * - `thorough`: `checkEvery` is 1 and each lane also drives the shared
  *   `HeapModel` (tests/support/heap_model.ts), whose `verifyAll` runs
@@ -157,6 +157,8 @@ export const MAPPED_LAYOUTS: readonly (readonly FuzzRange[])[] = [
 
 /** Where the lanes after the first map their memory in `mapped` runs: this far above, per lane. */
 const LANE_SHIFT_BYTES = 0x1000_0000_0000;
+/** How far a lane's mapping moves up when its place is taken. */
+const LANE_MOVE_BYTES = 0x200_0000_0000;
 
 /** One allocator per path over identical memory. */
 interface Lane {
@@ -359,11 +361,20 @@ export class LaneRunner {
 
   /** The memory of lane `index` of a `mapped` run: lane 0 at the layout's addresses, never relocated. */
   #mapLane(index: number): IdentityMemory {
-    const shift = index * LANE_SHIFT_BYTES;
-    return mapIdentity(
-      this.#ranges.map((range) => ({ start: range.start + shift, length: range.length })),
-      { relocate: false },
-    );
+    // The layout must hold, so it is never relocated range by range; where something of the
+    // process maps already (V8 reserves its sandbox, a TiB, at a random address), all of it
+    // moves up, up to 3 times (the heap still sees the layout's addresses).
+    for (let move = 0;; move++) {
+      const shift = index * LANE_SHIFT_BYTES + move * LANE_MOVE_BYTES;
+      try {
+        return mapIdentity(
+          this.#ranges.map((range) => ({ start: range.start + shift, length: range.length })),
+          { relocate: false },
+        );
+      } catch (error) {
+        if (move === 3 || !String(error).includes("EEXIST")) throw error;
+      }
+    }
   }
 
   /**

@@ -69,7 +69,7 @@ import { classOf, classOfSmall, EXACT_SCAN_MAX, searchClassOf } from "./tlsf.ts"
 
 /** Returned when the general path must run the operation instead. */
 export const FALLBACK = -1;
-/** #successorWord0: the successor is a free block of 2^31 bytes or more that ends its region. */
+/** #successorWord0: the successor is a free block of 2^31 bytes or more, or ending past the span. */
 const BIG_SUCCESSOR = -2;
 
 /*
@@ -314,11 +314,12 @@ export class TlsfFastPath {
     ) {
       return FALLBACK;
     }
-    // A size of 2^31 or more (negative here, or a high word): a region's last free block, maybe.
-    if (size < 0 || words[i + 1] !== 0) {
+    // A size of 2^31 or more (negative here, or a high word), or an end past the span: a
+    // region's top free block, maybe.
+    if (size < 0 || words[i + 1] !== 0 || block + size > this.#limit) {
       return this.#carveBig(i, block, word0, blockSize, sizeBytes);
     }
-    if (size < blockSize || block + size > this.#limit) return FALLBACK;
+    if (size < blockSize) return FALLBACK;
     const remainder = size - blockSize;
     if (this.#clipped && remainder >= 40 && !this.#headInSpan(remainder)) return FALLBACK;
     const counters = this.#counters;
@@ -548,8 +549,8 @@ export class TlsfFastPath {
   }
 
   /**
-   * alloc from a free block of 2^31 bytes or more (verified: header, links):
-   * served when it ends its region (a heap's top: its footer is the region's
+   * alloc from a free block of 2^31 bytes or more or ending past the span
+   * (verified: header, links): served when it ends its region (a heap's top: its footer is the region's
    * last 8 bytes, written through #footers) and the tail left free starts in
    * the span; its sizes go in two words and its classes by `classOf`.
    */
@@ -560,8 +561,11 @@ export class TlsfFastPath {
     if (region < 0) return FALLBACK;
     const size = (word0 >>> 0) - (word0 & 7) + words[i + 1] * 2 ** 32;
     const tail = block + blockSize;
-    if (block + size !== this.#realEnds[region] || tail + 40 > this.#ends[region]) return FALLBACK;
+    if (
+      size < blockSize || block + size !== this.#realEnds[region] || tail + 40 > this.#ends[region]
+    ) return FALLBACK;
     const remainder = size - blockSize;
+    // (A remainder under 40 bytes, which the block would keep whole, failed the test of `tail` above.)
     const tailClass = classOf(remainder);
     const head = this.#readLink(this.#control, this.#heads + 2 * tailClass);
     // The tail's list head, unless it is `block` (unlinked first), must be one the fast path writes.
@@ -695,9 +699,11 @@ export class TlsfFastPath {
     if (!headerIntact(words, n, this.#lo(next), this.#key)) return FALLBACK;
     if ((nextWord0 & 1) === 0) return nextWord0;
     if (!this.#linksIntact(n, next)) return FALLBACK;
-    // A free successor of 2^31 bytes or more (negative here, or a high word): a region's top, maybe.
-    if (nextWord0 < 0 || words[n + 1] !== 0) return BIG_SUCCESSOR;
-    return next + nextWord0 - (nextWord0 & 7) > this.#limit ? FALLBACK : nextWord0;
+    // A free successor of 2^31 bytes or more (negative here, or a high word), or ending past the
+    // span: a region's top, maybe.
+    return nextWord0 < 0 || words[n + 1] !== 0 || next + nextWord0 - (nextWord0 & 7) > this.#limit
+      ? BIG_SUCCESSOR
+      : nextWord0;
   }
 
   /**
