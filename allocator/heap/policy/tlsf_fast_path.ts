@@ -878,9 +878,13 @@ export class TlsfFastPath {
 
   /** True when `block` is a granule offset with a whole smallest block inside a block area. */
   #inRegion(block: number): boolean {
-    if ((block & 7) !== 0) return false;
-    if (this.#single) return block >= this.#start && block + 40 <= this.#end;
-    return this.#regionOf(block) >= 0;
+    if (this.#single) return block >= this.#start && block + 40 <= this.#end && (block & 7) === 0;
+    return this.#inRegions(block);
+  }
+
+  /** #inRegion over several regions (a method of its own: a heap of one region inlines none of it). */
+  #inRegions(block: number): boolean {
+    return (block & 7) === 0 && this.#regionOf(block) >= 0;
   }
 
   /**
