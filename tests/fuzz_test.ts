@@ -69,6 +69,27 @@ for (const [where, baseShift] of HIGH_RUNS) {
   });
 }
 
+/**
+ * The TLSF lanes over identity-mapped windows of 2^31 bytes and more (MAPPED_LAYOUTS: the last
+ * region straddles the window's first 2^31 bytes, where the fast path's span ends, and a window
+ * of 6 GiB whose regions lie far apart), above 4 GiB. Each lane's heap in memory of its own.
+ */
+const MAPPED_OPS = 40_000;
+
+Deno.test(`fuzz (tlsf, ${PATHS.join("+")}, identity-mapped windows of 2^31 bytes and more) runs ${MAPPED_OPS} operations of seed ${SEED} without a failure`, () => {
+  const result = runOps(take(SEED + MAPPED_OPS + 1, MAPPED_OPS), {
+    policy: "tlsf",
+    paths: PATHS,
+    checkEvery: CHECK_EVERY_DEFAULT,
+    mapped: true,
+    // Far up, where nothing else of the test process maps (the layouts are never relocated).
+    baseShift: 0x2200_0000_0000,
+  });
+  assert.equal(result.failure, null, result.failure?.message);
+  assert.equal(result.opsRun, MAPPED_OPS);
+  assert.ok(result.heapCalls > MAPPED_OPS, "exhaust phases make many calls");
+});
+
 Deno.test("fuzz streams are a pure function of the seed and cover every operation kind", () => {
   const ops = streamOps(7, 200_000);
   assert.deepEqual(ops.slice(0, 1000), streamOps(7, 1000));

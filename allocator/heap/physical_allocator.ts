@@ -428,14 +428,11 @@ export class PhysicalAllocator implements Disposable {
     // A Worker joining a shared heap finds it written; only its creator writes it.
     if (this.#shared === null || this.#shared.creating) this.#edits.initRegions(this.#usable);
     this.#fast = options.fastPath !== false && tlsf !== null && this.#debug === null &&
-        !this.#nativeActive &&
-        this.#usable.length === 1 &&
-        fastPathFits(this.#windowBytes, window.baseAddress, this.#usable[0].blockStart)
+        !this.#nativeActive && fastPathFits(window.baseAddress, this.#usable[0].blockStart)
       ? new TlsfFastPath({
         words: this.#blocks.words,
         baseAddress: window.baseAddress,
-        blockStart: this.#usable[0].blockStart,
-        blockEnd: this.#usable[0].blockEnd,
+        regions: this.#usable,
         controlWords: this.#control.words,
         controlIndex: this.#control.index,
         flCount: tlsf.flCount,

@@ -22,6 +22,12 @@
  *   thousand-region layouts either.
  * - At the end of each epoch: the bad-input probes of `verifyHeaps`, then each
  *   lane's buffer is transferred away and calls must fail with MEMORY_DETACHED.
+ * - `mapped`: the lanes' heaps lie in memory from `mapIdentity` over
+ *   MAPPED_LAYOUTS, windows of 2^31 bytes and more with unmapped holes (only
+ *   the pages touched cost memory): the first lane's at the layout's
+ *   addresses (or higher, when they are taken), every other lane's mapped
+ *   elsewhere, each handed to its allocator at the layout's addresses. The outside-bytes and detach checks are
+ *   left out there (the holes cannot be read; the mappings are closed instead).
  * - `thorough`: `checkEvery` is 1 and each lane also drives the shared
  *   `HeapModel` (tests/support/heap_model.ts), whose `verifyAll` runs
  *   `check()` and the totals after every operation and whose overlap check is
@@ -35,6 +41,8 @@ import {
   AllocatorError,
   type AllocatorOptions,
   bufferMemory,
+  type IdentityMemory,
+  mapIdentity,
   MemoryDetachedError,
   NativeUnavailableError,
   PhysicalAllocator,
@@ -78,6 +86,11 @@ export interface RunConfig {
    * TLSF fast path works in offsets from a high base. @default {0}
    */
   readonly baseShift?: number;
+  /**
+   * Heaps over identity-mapped memory laid out as MAPPED_LAYOUTS (windows of
+   * 2^31 bytes and more, see the module doc). Needs `--allow-ffi`. @default {false}
+   */
+  readonly mapped?: boolean;
   /**
    * A fault injected for tests of the shrinker: called after each operation,
    * a returned message is reported as a failure there.
@@ -123,13 +136,39 @@ const EXHAUST_ALLOCS_MAX = 200_000;
 const EXHAUST_FREE_FRACTION = 0.9;
 const DEFAULT_ALIGN_BYTES = 8;
 
+/**
+ * Layouts of `mapped` runs (page-aligned, addresses from 4 GiB; `baseShift`
+ * is added): windows of 2^31 bytes and more whose last region straddles the
+ * window's first 2^31 bytes (the TLSF fast path's span), so blocks lie on
+ * both sides of it, and a window of 6 GiB whose regions lie far apart.
+ */
+export const MAPPED_LAYOUTS: readonly (readonly FuzzRange[])[] = [
+  [
+    { start: 2 ** 32 + 0x1000, length: 256 * 1024 },
+    { start: 2 ** 32 + 2 ** 31 - 128 * 1024, length: 512 * 1024 },
+  ],
+  [
+    { start: 2 ** 32, length: 64 * 1024 },
+    { start: 2 ** 32 + 0x100000, length: 1 << 20 },
+    { start: 2 ** 32 + 2 ** 31 - 64 * 1024, length: 256 * 1024 },
+    { start: 10 * 2 ** 30, length: 512 * 1024 },
+  ],
+];
+
+/** Where the lanes after the first map their memory in `mapped` runs: this far above, per lane. */
+const LANE_SHIFT_BYTES = 0x1000_0000_0000;
+/** How far a lane's mapping moves up when its place is taken. */
+const LANE_MOVE_BYTES = 0x200_0000_0000;
+
 /** One allocator per path over identical memory. */
 interface Lane {
   readonly path: FuzzPath;
   readonly heap: PhysicalAllocator;
   readonly model: HeapModel | null;
-  /** The window bytes outside block areas and control block, copied when the heap was made. */
-  readonly outside: OutsideBytes;
+  /** The window bytes outside block areas and control block, copied when the heap was made (null: mapped). */
+  readonly outside: OutsideBytes | null;
+  /** The lane's mapping in `mapped` runs, closed with the lane. */
+  readonly mapping: IdentityMemory | null;
 }
 
 /** Lockstep execution of operations with the checks listed in the module doc. */
@@ -159,7 +198,10 @@ export class LaneRunner {
 
   /** Releases the lanes' allocators. */
   close(): void {
-    for (const lane of this.#lanes) lane.heap.close();
+    for (const lane of this.#lanes) {
+      lane.heap.close();
+      lane.mapping?.close();
+    }
     this.#lanes = [];
   }
 
@@ -169,6 +211,7 @@ export class LaneRunner {
    */
   #detachLanes(): void {
     for (const lane of this.#lanes) {
+      if (lane.mapping !== null) continue;
       const buffer = inspectHeap(lane.heap).window.buffer as ArrayBuffer;
       const address = this.#live[0] ?? 0x1000;
       buffer.transfer();
@@ -223,7 +266,7 @@ export class LaneRunner {
     let first: unknown = null;
     for (const lane of this.#lanes) {
       lane.heap.check();
-      lane.outside.verify();
+      lane.outside?.verify();
       const { nativeActive: _, ...s } = lane.heap.stats();
       if (s.totalBytes !== s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes) {
         fail(`${lane.path}: stats identity broken: ${JSON.stringify(s)}`);
@@ -292,21 +335,45 @@ export class LaneRunner {
     this.#entries.clear();
     this.#liveBytes = 0;
     const shift = this.#config.baseShift ?? 0;
-    this.#ranges = REGION_LAYOUTS[index % REGION_LAYOUTS.length].map((range) => ({
+    const layouts = this.#config.mapped === true ? MAPPED_LAYOUTS : REGION_LAYOUTS;
+    this.#ranges = layouts[index % layouts.length].map((range) => ({
       start: range.start + shift,
       length: range.length,
     }));
     const regions = this.#ranges.map((r) => ({ start: r.start, end: r.start + r.length }));
     this.#lanes = [];
     for (const path of this.#config.paths) {
-      const heap = this.#makeHeap(path);
-      if (heap === null) continue;
+      const mapping = this.#config.mapped === true ? this.#mapLane(this.#lanes.length) : null;
+      const heap = this.#makeHeap(path, mapping);
+      if (heap === null) {
+        mapping?.close();
+        continue;
+      }
       this.#lanes.push({
         path,
         heap,
         model: this.#config.thorough ? new HeapModel(heap, regions) : null,
-        outside: new OutsideBytes(heap),
+        outside: mapping === null ? new OutsideBytes(heap) : null,
+        mapping,
       });
+    }
+  }
+
+  /** The memory of lane `index` of a `mapped` run: lane 0 at the layout's addresses, never relocated. */
+  #mapLane(index: number): IdentityMemory {
+    // The layout must hold, so it is never relocated range by range; where something of the
+    // process maps already (V8 reserves its sandbox, a TiB, at a random address), all of it
+    // moves up, up to 3 times (the heap still sees the layout's addresses).
+    for (let move = 0;; move++) {
+      const shift = index * LANE_SHIFT_BYTES + move * LANE_MOVE_BYTES;
+      try {
+        return mapIdentity(
+          this.#ranges.map((range) => ({ start: range.start + shift, length: range.length })),
+          { relocate: false },
+        );
+      } catch (error) {
+        if (move === 3 || !String(error).includes("EEXIST")) throw error;
+      }
     }
   }
 
@@ -316,7 +383,7 @@ export class LaneRunner {
    * lives outside the window the library reads (`native: true` then throws
    * NativeUnavailableError by design), and that epoch runs on the TS lane only.
    */
-  #makeHeap(path: FuzzPath): PhysicalAllocator | null {
+  #makeHeap(path: FuzzPath, mapping: IdentityMemory | null): PhysicalAllocator | null {
     const options: AllocatorOptions = {
       policy: this.#config.policy,
       native: path === "native",
@@ -324,7 +391,14 @@ export class LaneRunner {
     };
     let heap: PhysicalAllocator;
     try {
-      heap = new PhysicalAllocator(paddedMemory(this.#ranges), options);
+      // A mapped lane's regions are handed over at the layout's addresses, wherever they are mapped.
+      const memory = mapping === null ? paddedMemory(this.#ranges) : {
+        regions: mapping.regions.map((region, i) => ({
+          base: this.#ranges[i].start,
+          bytes: region.bytes,
+        })),
+      };
+      heap = new PhysicalAllocator(memory, options);
     } catch (error) {
       if (path === "native" && error instanceof NativeUnavailableError) {
         this.nativeSkippedEpochs++;
