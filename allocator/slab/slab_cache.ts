@@ -150,6 +150,8 @@ export class SlabCache {
   currentDescriptor = 0;
   /** Window offset of the partial list's head's first frame (as currentDescriptor). */
   currentBase = 0;
+  /** The partial list's tail (a slab that stops being full joins there). */
+  #partialTail = NONE;
 
   /**
    * Creates a cache; slabs come later, on demand.
@@ -507,7 +509,21 @@ export class SlabCache {
     w[e + E_NEXT] = old;
     w[e + E_PREV] = NONE;
     if (old !== NONE) w[this.#frames.entry(old) + E_PREV] = slab;
+    else if (list === 1) this.#partialTail = slab;
     this.#setHead(list, slab, 1);
+  }
+
+  /** Puts `slab` at the partial list's tail. */
+  #append(slab: number): void {
+    const tail = this.#partialTail;
+    if (tail === NONE) return this.#push(slab, 1);
+    const w = this.#words;
+    const e = this.#frames.entry(slab);
+    w[e + E_NEXT] = NONE;
+    w[e + E_PREV] = tail;
+    w[this.#frames.entry(tail) + E_NEXT] = slab;
+    this.#partialTail = slab;
+    this.partialSlabs++;
   }
 
   #unlink(slab: number, list: number): void {
@@ -521,11 +537,20 @@ export class SlabCache {
       this.#setHead(list, this.#head(list), -1);
     }
     if (next !== NONE) w[this.#frames.entry(next) + E_PREV] = prev;
+    else if (list === 1) this.#partialTail = prev;
   }
 
+  /**
+   * A slab that stops being full joins the partial list's tail, not its head
+   * (FIFO): at the head it would take the next allocation at once and be full
+   * again, so a workload that frees and allocates in turns would move one slab
+   * between the full and partial lists at every pair. At the tail it gathers
+   * more frees before it is used again.
+   */
   #move(slab: number, from: number, to: number): void {
     this.#unlink(slab, from);
-    this.#push(slab, to);
+    if (from === 2 && to === 1) this.#append(slab);
+    else this.#push(slab, to);
   }
 
   #forged(offset: number, link: number): never {
@@ -582,6 +607,7 @@ export class SlabCache {
         NONE,
         `list ${list} holds ${n} slabs, counted ${expected}`,
       );
+      if (list === 1) this.#assert(prev === this.#partialTail, NONE, "partial list tail");
     }
     this.#assert(
       active === this.activeObjects,
