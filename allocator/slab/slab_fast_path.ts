@@ -37,8 +37,6 @@ import {
   NONE,
 } from "../frames/frame_table.ts";
 import { SLOT_SHIFT } from "../frames/chunk_directory.ts";
-import type { ChunkDirectory } from "../frames/chunk_directory.ts";
-import type { FrameAllocator } from "../frames/buddy.ts";
 import { KMALLOC_CLASS_BY_STEP, KMALLOC_MAX_BYTES } from "./kmalloc.ts";
 import type { LayeredHeap } from "./layered_heap.ts";
 import { D_BITMAP, D_CARVED, D_FREE, D_IN_USE, D_SLAB, type SlabCache } from "./slab_cache.ts";
@@ -79,8 +77,6 @@ export class SlabFastPath {
   readonly #bytes: Uint8Array;
   readonly #baseAddress: number;
   readonly #layers: LayeredHeap;
-  readonly #frames: FrameAllocator;
-  readonly #directory: ChunkDirectory;
   /** Every cache by id (the kmalloc classes first); the same array the layers grow. */
   readonly #caches: SlabCache[];
   /** Each cache's free-link key by id; the same array the layers grow. */
@@ -112,8 +108,6 @@ export class SlabFastPath {
     );
     this.#baseAddress = frames.baseAddress;
     this.#layers = layers;
-    this.#frames = frames;
-    this.#directory = frames.directory;
     this.#caches = layers.caches;
     this.#secrets = layers.cacheSecrets;
     this.#classByStep = KMALLOC_CLASS_BY_STEP;
@@ -182,7 +176,13 @@ export class SlabFastPath {
   free(address: number): number {
     // #locate written out here (free is the hotter caller): one call less per free.
     if (typeof address !== "number") return NOT_IN_LAYERS;
-    const offset = address - this.#baseAddress;
+    const offsetNumber = address - this.#baseAddress;
+    // From here on int32 arithmetic: a non-integer offset (the general path
+    // reports it) or one past 2^31 (beyond every chunk) goes no further.
+    const offset = offsetNumber | 0;
+    if (offset !== offsetNumber) {
+      return offsetNumber >= 0 && offsetNumber < 2147483648 ? FALLBACK : NOT_IN_LAYERS;
+    }
     const slot = offset >>> 18;
     const slotLo = this.#slotLo;
     if (slot >= slotLo.length) return NOT_IN_LAYERS;
@@ -213,8 +213,8 @@ export class SlabFastPath {
     const d = w[table + (headLocal << 2) + 3];
     const size = cache.objectBytes;
     const from = offset - start - (headLocal << 12);
-    const index = (from * cache.inverseObjectBytes + 0.5) | 0;
-    if (index * size !== from || (index >>> 0) >= w[d + 2]) return FALLBACK;
+    const index = Math.imul(from, cache.indexMultiplier) >>> 20;
+    if (index * size !== from || index >= w[d + 2]) return FALLBACK;
     const bitWord = d + 4 + (index >>> 5);
     const bits = w[bitWord];
     const bit = 1 << (index & 31);
@@ -284,25 +284,27 @@ export class SlabFastPath {
    */
   #locate(address: number): number {
     if (typeof address !== "number") return OUTSIDE;
-    const directory = this.#directory;
-    const offset = address - this.#baseAddress;
-    // No range test first: `>>>` maps a negative, huge or NaN offset to some
-    // slot or past the end, and the chunk bounds below refuse it.
+    const offsetNumber = address - this.#baseAddress;
+    // Int32 arithmetic from here on (as in free).
+    const offset = offsetNumber | 0;
+    if (offset !== offsetNumber) {
+      return offsetNumber >= 0 && offsetNumber < 2147483648 ? INSIDE : OUTSIDE;
+    }
+    // No range test first: `>>>` maps a negative offset past the last slot.
     const slot = offset >>> 18;
-    if (slot >= directory.slotLo.length) return OUTSIDE;
-    let id = directory.slotLo[slot];
+    if (slot >= this.#slotLo.length) return OUTSIDE;
+    let id = this.#slotLo[slot];
     if (id < 0) return id === -1 ? OUTSIDE : INSIDE; // NONE, or MULTI: the general scan
-    const starts = directory.startOffset;
-    const ends = directory.endOffset;
+    const starts = this.#starts;
+    const ends = this.#ends;
     if (!(offset >= starts[id] && offset < ends[id])) {
-      id = directory.slotHi[slot];
+      id = this.#slotHi[slot];
       if (id < 0 || !(offset >= starts[id] && offset < ends[id])) return OUTSIDE;
     }
-    const frames = this.#frames;
     const local = (offset - starts[id]) >>> 12;
-    if (local >= frames.chunkFrames[id]) return INSIDE;
+    if (local >= this.#chunkFrames[id]) return INSIDE;
     const w = this.#words;
-    const table = frames.chunkTableWord[id];
+    const table = this.#chunkTableWord[id];
     let headLocal = local;
     let t = w[table + (local << 2)];
     if ((t & 15) === 6) {
@@ -315,10 +317,10 @@ export class SlabFastPath {
     const d = w[table + (headLocal << 2) + 3];
     const size = cache.objectBytes;
     const from = offset - starts[id] - (headLocal << 12);
-    // The nearest index by a multiply (a division costs several times more);
+    // The index by an int32 multiply (see SlabCache.indexMultiplier);
     // exactness is proved by the test after it, as the general path's `%` does.
-    const index = (from * cache.inverseObjectBytes + 0.5) | 0;
-    if (index * size !== from || (index >>> 0) >= w[d + 2]) return INSIDE;
+    const index = Math.imul(from, cache.indexMultiplier) >>> 20;
+    if (index * size !== from || index >= w[d + 2]) return INSIDE;
     if ((w[d + 4 + (index >>> 5)] & (1 << (index & 31))) === 0) return INSIDE;
     this.#foundCache = cache;
     this.#foundIndex = index;
