@@ -161,7 +161,6 @@ export class SlabFastPath {
     this.#bytes[((d + 4 + cache.bitmapWords) << 2) + index] = size - sizeBytes;
     cache.activeObjects++;
     cache.requestedBytes += sizeBytes;
-    this.#layers.live++;
     if (++w[d + 1] === cache.objectsPerSlab) cache.partialFilled();
     return this.#baseAddress + base + index * size;
   }
@@ -229,9 +228,7 @@ export class SlabFastPath {
       : size;
     const inUse = --w[d + 1];
     if (inUse === cache.objectsPerSlab - 1 || inUse === 0) cache.slabFreed(d, inUse);
-    const layers = this.#layers;
-    layers.live--;
-    if (cache.emptySlabs > 1) layers.trim();
+    if (cache.emptySlabs > 1) this.#layers.trim();
     return FREED;
   }
 
