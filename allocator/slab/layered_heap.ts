@@ -45,6 +45,7 @@ import {
   KMALLOC_SLACK_MAX,
 } from "./kmalloc.ts";
 import { SlabCache, type SlabInfo } from "./slab_cache.ts";
+import { InternalBlocks } from "./internal_blocks.ts";
 import { drawHeaderKey } from "../heap/_header_key.ts";
 
 /** What the layers need from the block heap below them. */
@@ -148,7 +149,7 @@ export class LayeredHeap {
    * (chunks, slab descriptors): the block heap must refuse them from users,
    * since `alloc` never handed them out.
    */
-  readonly #internalBlocks = new Set<number>();
+  readonly #internalBlocks = new InternalBlocks();
   /** Per cache id: the bytes a user object holds (its object size less the debug guard). */
   readonly #requestedOf: number[] = [];
   readonly #baseAddress: number;
