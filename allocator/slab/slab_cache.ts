@@ -186,7 +186,8 @@ export class SlabCache {
     this.id = id;
     this.name = name;
     this.objectBytes = objectBytes;
-    this.indexMultiplier = Math.ceil(2 ** 20 / objectBytes);
+    // `| 0` keeps the field a small integer (Math.ceil gives V8 a double, which it would box).
+    this.indexMultiplier = Math.ceil(2 ** 20 / objectBytes) | 0;
     this.slabOrder = slabOrderFor(objectBytes);
     this.objectsPerSlab = Math.min(
       SLAB_OBJECTS_MAX,
