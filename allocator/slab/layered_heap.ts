@@ -46,6 +46,7 @@ import {
 } from "./kmalloc.ts";
 import { SlabCache, type SlabInfo } from "./slab_cache.ts";
 import { InternalBlocks } from "./internal_blocks.ts";
+import { SlabPageMap } from "./slab_page_map.ts";
 import { drawHeaderKey } from "../heap/_header_key.ts";
 
 /** What the layers need from the block heap below them. */
@@ -150,6 +151,8 @@ export class LayeredHeap {
    * since `alloc` never handed them out.
    */
   readonly #internalBlocks = new InternalBlocks();
+  /** Which slab every slab frame belongs to (for slab_fast_path.ts's free; proved by check()). */
+  readonly slabPages: SlabPageMap;
   /** Per cache id: the bytes a user object holds (its object size less the debug guard). */
   readonly #requestedOf: number[] = [];
   readonly #baseAddress: number;
@@ -176,6 +179,7 @@ export class LayeredHeap {
       window.byteOffset,
       Math.min(window.byteLength, LAYER_WINDOW_BYTES) >> 2,
     );
+    this.slabPages = new SlabPageMap(words.byteLength, baseAddress);
     this.frames = new FrameAllocator(words, baseAddress, {
       take: (payloadBytes) => this.#take(payloadBytes, FRAME_BYTES),
       give: (address, payloadBytes) => this.#give(address, payloadBytes),
@@ -258,6 +262,7 @@ export class LayeredHeap {
       keepsSizes || debug,
       secret,
       debug,
+      this.slabPages,
     );
     this.caches.push(cache);
     return cache;
@@ -594,6 +599,8 @@ export class LayeredHeap {
     const fail = (what: string) => {
       throw new HeapCorruptionError(0, `Heap corruption in the page-frame layers: ${what}`);
     };
+    const mapDifference = this.slabPages.difference(frames);
+    if (mapDifference !== null) fail(`slab page map: ${mapDifference}`);
     if (inUse !== slabFrames + this.pageFrames) {
       fail(`${inUse} frames in use, ${slabFrames} in slabs + ${this.pageFrames} in page runs`);
     }

@@ -35,6 +35,7 @@ import { hex } from "../memory/physical_memory.ts";
 import { GUARD_BYTE, POISON_BYTE } from "../heap/check/debug_guard.ts";
 import type { FrameAllocator } from "../frames/buddy.ts";
 import { E_AUX, E_NEXT, E_PREV, FRAME_BYTES, KIND_SLAB_HEAD, NONE } from "../frames/frame_table.ts";
+import type { SlabPageMap } from "./slab_page_map.ts";
 
 /** Descriptor word: index of the first free object, or NONE. */
 export const D_FREE = 0;
@@ -145,6 +146,8 @@ export class SlabCache {
   readonly #frames: FrameAllocator;
   readonly #descriptors: DescriptorSource;
   readonly #secret: number;
+  /** The layers' page → slab map, kept equal to the frame table (slab_page_map.ts), or null. */
+  readonly #pages: SlabPageMap | null;
   /** Words of the descriptor's bitmap (its kmalloc slack bytes follow them). */
   readonly bitmapWords: number;
   /** Debug mode: poison and guard bytes (see the module doc). */
@@ -181,7 +184,9 @@ export class SlabCache {
     keepsSizes: boolean,
     secret: number,
     debug = false,
+    pages: SlabPageMap | null = null,
   ) {
+    this.#pages = pages;
     this.#debug = debug;
     this.id = id;
     this.name = name;
@@ -337,6 +342,7 @@ export class SlabCache {
     w[dw + D_FREE] = NONE;
     w[dw + D_SLAB] = slab;
     w[this.#frames.entry(slab) + E_AUX] = dw;
+    this.#pages?.set(this.#frames.offsetOf(slab), 1 << this.slabOrder, dw, this.id);
     this.#push(slab, 1);
     return slab;
   }
@@ -465,6 +471,7 @@ export class SlabCache {
       const slab = this.emptyHead;
       const d = this.descriptorOf(slab);
       this.#unlink(slab, 3);
+      this.#pages?.clear(this.#frames.offsetOf(slab), 1 << this.slabOrder);
       this.#frames.freeRun(slab, 1 << this.slabOrder);
       this.#descriptors.give(this.#frames.baseAddress + (d << 2));
     }

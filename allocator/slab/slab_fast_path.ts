@@ -13,7 +13,7 @@
  * result, error and byte.
  *
  * Every check the general path makes before it writes is made here too: the
- * owner is found from the address (chunk directory, frame table), never from
+ * owner is found from the address (the slab page map, a copy of the frame table out of the payloads' reach), never from
  * payload bytes; a free link is decoded with its key (safe-linking) and must
  * name a carved, free object; an object's state bit must say it is free
  * before it is handed out and live before it is freed. When a check fails, or
@@ -25,20 +25,11 @@
  * @module
  */
 
-import {
-  E_AUX,
-  E_NEXT,
-  E_TAG,
-  FRAME_SHIFT,
-  KIND_MASK,
-  KIND_SLAB_HEAD,
-  KIND_SLAB_TAIL,
-  LOCAL_MASK,
-  NONE,
-} from "../frames/frame_table.ts";
+import { FRAME_SHIFT, NONE } from "../frames/frame_table.ts";
 import { SLOT_SHIFT } from "../frames/chunk_directory.ts";
 import { KMALLOC_CLASS_BY_STEP, KMALLOC_MAX_BYTES } from "./kmalloc.ts";
 import type { LayeredHeap } from "./layered_heap.ts";
+import { FRAME_INDEX_BITS } from "./slab_page_map.ts";
 import { D_BITMAP, D_CARVED, D_FREE, D_IN_USE, D_SLAB, type SlabCache } from "./slab_cache.ts";
 
 /** Returned by `alloc`, `realloc` and `free` when the general path must run the call instead. */
@@ -59,14 +50,12 @@ const INSIDE = -2;
  * the bytecode V8 counts for inlining), and proved against their sources here,
  * once, when the module loads:
  *   descriptor words: free head 0, in use 1, carved 2, slab 3, bitmap from 4;
- *   frame table entry words: tag 0, next 1, aux 3; kind mask 15, slab head 5,
- *   slab tail 6; frame shift 12, local mask 1023; directory slot shift 18;
- *   NONE -1; kmalloc's largest class 256.
+ *   frame shift 12 (mask 4095); slab page map info: frame index bits 3
+ *   (mask 7); directory slot shift 18; NONE -1; kmalloc's largest class 256.
  */
 const LITERALS_MATCH_FORMATS = D_FREE === 0 && D_IN_USE === 1 && D_CARVED === 2 &&
-  D_SLAB === 3 && D_BITMAP === 4 && E_TAG === 0 && E_NEXT === 1 && E_AUX === 3 &&
-  KIND_MASK === 15 && KIND_SLAB_HEAD === 5 && KIND_SLAB_TAIL === 6 && FRAME_SHIFT === 12 &&
-  LOCAL_MASK === 1023 && SLOT_SHIFT === 18 && NONE === -1 && KMALLOC_MAX_BYTES === 256;
+  D_SLAB === 3 && D_BITMAP === 4 && FRAME_SHIFT === 12 && FRAME_INDEX_BITS === 3 &&
+  SLOT_SHIFT === 18 && NONE === -1 && KMALLOC_MAX_BYTES === 256;
 if (!LITERALS_MATCH_FORMATS) throw new Error("slab_fast_path.ts no longer matches its formats");
 
 /** `alloc` and `free` of the layers' slab objects, the common case written out. */
@@ -87,8 +76,10 @@ export class SlabFastPath {
   readonly #slotHi: Int32Array;
   readonly #starts: Int32Array;
   readonly #ends: Int32Array;
-  readonly #chunkFrames: Int32Array;
-  readonly #chunkTableWord: Int32Array;
+  /** The layers' slab page map (see slab_page_map.ts): its phase and arrays, fixed at creation. */
+  readonly #phaseBytes: number;
+  readonly #pageDescriptors: Int32Array;
+  readonly #pageInfo: Int32Array;
   /** What #locate found: the object's cache and index in its slab. */
   #foundCache: SlabCache | null = null;
   #foundIndex = 0;
@@ -115,8 +106,9 @@ export class SlabFastPath {
     this.#slotHi = frames.directory.slotHi;
     this.#starts = frames.directory.startOffset;
     this.#ends = frames.directory.endOffset;
-    this.#chunkFrames = frames.chunkFrames;
-    this.#chunkTableWord = frames.chunkTableWord;
+    this.#phaseBytes = layers.slabPages.phaseBytes;
+    this.#pageDescriptors = layers.slabPages.descriptorPlusOne;
+    this.#pageInfo = layers.slabPages.info;
   }
 
   /**
@@ -173,53 +165,16 @@ export class SlabFastPath {
    * @returns FREED; or, having written nothing, NOT_IN_LAYERS or FALLBACK (the general layer path must run the call).
    */
   free(address: number): number {
-    // #locate written out here (free is the hotter caller): one call less per free.
-    if (typeof address !== "number") return NOT_IN_LAYERS;
-    const offsetNumber = address - this.#baseAddress;
-    // From here on int32 arithmetic: a non-integer offset (the general path
-    // reports it) or one past 2^31 (beyond every chunk) goes no further.
-    const offset = offsetNumber | 0;
-    if (offset !== offsetNumber) {
-      return offsetNumber >= 0 && offsetNumber < 2147483648 ? FALLBACK : NOT_IN_LAYERS;
-    }
-    const slot = offset >>> 18;
-    const slotLo = this.#slotLo;
-    if (slot >= slotLo.length) return NOT_IN_LAYERS;
-    let id = slotLo[slot];
-    if (id < 0) return id === -1 ? NOT_IN_LAYERS : FALLBACK;
-    const starts = this.#starts;
-    const ends = this.#ends;
-    let start = starts[id];
-    if (!(offset >= start && offset < ends[id])) {
-      id = this.#slotHi[slot];
-      if (id < 0) return NOT_IN_LAYERS;
-      start = starts[id];
-      if (!(offset >= start && offset < ends[id])) return NOT_IN_LAYERS;
-    }
-    const local = (offset - start) >>> 12;
-    if (local >= this.#chunkFrames[id]) return FALLBACK;
-    const w = this.#words;
-    const table = this.#chunkTableWord[id];
-    let headLocal = local;
-    let t = w[table + (local << 2)];
-    if ((t & 15) === 6) {
-      headLocal = w[table + (local << 2) + 1] & 1023;
-      t = w[table + (headLocal << 2)];
-    }
-    if ((t & 15) !== 5) return FALLBACK;
-    const cache = this.#caches[t >>> 8];
-    if (cache === undefined) return FALLBACK;
-    const d = w[table + (headLocal << 2) + 3];
+    const d = this.#locate(address);
+    if (d < 0) return d === OUTSIDE ? NOT_IN_LAYERS : FALLBACK;
+    const cache = this.#foundCache!;
+    const index = this.#foundIndex;
+    const offset = address - this.#baseAddress;
     const size = cache.objectBytes;
-    const from = offset - start - (headLocal << 12);
-    const index = Math.imul(from, cache.indexMultiplier) >>> 20;
-    if (index * size !== from || index >= w[d + 2]) return FALLBACK;
+    const w = this.#words;
+    // Everything verified (#locate): from here on, the general path's writes.
     const bitWord = d + 4 + (index >>> 5);
-    const bits = w[bitWord];
-    const bit = 1 << (index & 31);
-    if ((bits & bit) === 0) return FALLBACK;
-    // Everything verified: from here on, the general path's writes.
-    w[bitWord] = bits & ~bit;
+    w[bitWord] &= ~(1 << (index & 31));
     w[offset >> 2] = w[d] ^ this.#secrets[cache.id] ^ Math.imul(offset, 0x9e3779b1);
     w[d] = index;
     cache.activeObjects--;
@@ -288,45 +243,46 @@ export class SlabFastPath {
   #locate(address: number): number {
     if (typeof address !== "number") return OUTSIDE;
     const offsetNumber = address - this.#baseAddress;
-    // Int32 arithmetic from here on (as in free).
+    // From here on int32 arithmetic: a non-integer offset (the general path
+    // reports it) or one past 2^31 (beyond every chunk) goes no further.
     const offset = offsetNumber | 0;
     if (offset !== offsetNumber) {
       return offsetNumber >= 0 && offsetNumber < 2147483648 ? INSIDE : OUTSIDE;
     }
-    // No range test first: `>>>` maps a negative offset past the last slot.
-    const slot = offset >>> 18;
-    if (slot >= this.#slotLo.length) return OUTSIDE;
-    let id = this.#slotLo[slot];
-    if (id < 0) return id === -1 ? OUTSIDE : INSIDE; // NONE, or MULTI: the general scan
-    const starts = this.#starts;
-    const ends = this.#ends;
-    if (!(offset >= starts[id] && offset < ends[id])) {
-      id = this.#slotHi[slot];
-      if (id < 0 || !(offset >= starts[id] && offset < ends[id])) return OUTSIDE;
-    }
-    const local = (offset - starts[id]) >>> 12;
-    if (local >= this.#chunkFrames[id]) return INSIDE;
-    const w = this.#words;
-    const table = this.#chunkTableWord[id];
-    let headLocal = local;
-    let t = w[table + (local << 2)];
-    if ((t & 15) === 6) {
-      headLocal = w[table + (local << 2) + 1] & 1023;
-      t = w[table + (headLocal << 2)];
-    }
-    if ((t & 15) !== 5) return INSIDE;
-    const cache = this.#caches[t >>> 8];
-    if (cache === undefined) return INSIDE;
-    const d = w[table + (headLocal << 2) + 3];
+    // The slab page map (slab_page_map.ts): the slab's descriptor, cache and
+    // frame in two loads. A negative offset maps past the last page.
+    const phased = offset + this.#phaseBytes;
+    const page = phased >>> 12;
+    const descriptors = this.#pageDescriptors;
+    const d = page < descriptors.length ? descriptors[page] - 1 : -1;
+    if (d < 0) return this.#inChunk(offset) ? INSIDE : OUTSIDE;
+    const info = this.#pageInfo[page];
+    const cache = this.#caches[info >>> 3];
     const size = cache.objectBytes;
-    const from = offset - starts[id] - (headLocal << 12);
+    const from = (phased & 4095) + ((info & 7) << 12);
     // The index by an int32 multiply (see SlabCache.indexMultiplier);
     // exactness is proved by the test after it, as the general path's `%` does.
     const index = Math.imul(from, cache.indexMultiplier) >>> 20;
+    const w = this.#words;
     if (index * size !== from || index >= w[d + 2]) return INSIDE;
     if ((w[d + 4 + (index >>> 5)] & (1 << (index & 31))) === 0) return INSIDE;
     this.#foundCache = cache;
     this.#foundIndex = index;
     return d;
+  }
+
+  /**
+   * True when a chunk holds window offset `offset` (an int32), exactly when
+   * ChunkDirectory.find would find one: the chunk directory's slot, then the
+   * at most two chunks it names.
+   */
+  #inChunk(offset: number): boolean {
+    const slot = offset >>> 18;
+    if (slot >= this.#slotLo.length) return false;
+    const id = this.#slotLo[slot];
+    if (id < 0) return id !== -1; // NONE, or MULTI: the general scan decides
+    if (offset >= this.#starts[id] && offset < this.#ends[id]) return true;
+    const hi = this.#slotHi[slot];
+    return hi >= 0 && offset >= this.#starts[hi] && offset < this.#ends[hi];
   }
 }
