@@ -819,11 +819,10 @@ export class PhysicalAllocator implements Disposable {
     if (this.#shared !== null) return this.#tryAllocShared(sizeBytes, alignBytes);
     this.#assertOpen("allocate");
     // The slab fast path validates the size itself; it serves only the default alignment (8).
-    if (this.#slabFast !== null && alignBytes === this.defaultAlignBytes) {
-      const address = this.#slabFast.alloc(sizeBytes);
-      if (address !== SLAB_FALLBACK) return address;
-    }
-    return this.#tryAllocOwned(sizeBytes, alignBytes);
+    const address = this.#slabFast === null || alignBytes !== this.defaultAlignBytes
+      ? SLAB_FALLBACK
+      : this.#slabFast.alloc(sizeBytes);
+    return address !== SLAB_FALLBACK ? address : this.#tryAllocOwned(sizeBytes, alignBytes);
   }
 
   /** tryAlloc() of a shared heap: under the block lock. */
@@ -956,7 +955,15 @@ export class PhysicalAllocator implements Disposable {
     this.#assertOpen("free");
     // The slab fast path also says when no chunk holds the address: then the layers are not asked again.
     const layered = this.#slabFast === null ? SLAB_FALLBACK : this.#slabFast.free(address);
-    if (layered === SLAB_FREED) return;
+    if (layered !== SLAB_FREED) this.#freeUnserved(address, layered);
+  }
+
+  /**
+   * free() of what the slab fast path did not free (`layered` says why):
+   * kept apart so that free() stays small enough for V8 to inline with the
+   * fast path it calls.
+   */
+  #freeUnserved(address: number, layered: number): void {
     if (this.#layers !== null) {
       if (layered === SLAB_FALLBACK && this.#layers.free(address)) return;
       this.#refuseInternal(address, "free", InvalidFreeError);

@@ -130,12 +130,11 @@ export class SlabFastPath {
     const base = cache.currentBase;
     const size = cache.objectBytes;
     const carved = w[d + 2];
-    let index = w[d];
+    const head = w[d];
+    const index = head === -1 ? carved : head;
+    const offset = base + index * size;
     let next = -1;
-    if (index === -1) {
-      index = carved;
-    } else {
-      const offset = base + index * size;
+    if (head !== -1) {
       next = w[offset >> 2] ^ this.#secrets[cache.id] ^ Math.imul(offset, 0x9e3779b1);
       if (
         next !== -1 &&
@@ -154,7 +153,7 @@ export class SlabFastPath {
     cache.activeObjects++;
     cache.requestedBytes += sizeBytes;
     if (++w[d + 1] === cache.objectsPerSlab) cache.partialFilled();
-    return this.#baseAddress + base + index * size;
+    return this.#baseAddress + offset;
   }
 
   /**
