@@ -70,7 +70,8 @@ export class SlabFastPath {
   readonly #caches: SlabCache[];
   /** Each cache's free-link key by id; the same array the layers grow. */
   readonly #secrets: number[];
-  readonly #classByStep: Uint8Array;
+  /** The kmalloc cache of each request size in 8-byte steps: `[(size + 7) >> 3]` (one load, not two). */
+  readonly #kmallocByStep: readonly SlabCache[];
   /** The chunk directory's and the frames' per-slot and per-chunk arrays (fixed at creation). */
   readonly #slotLo: Int32Array;
   readonly #slotHi: Int32Array;
@@ -101,7 +102,7 @@ export class SlabFastPath {
     this.#layers = layers;
     this.#caches = layers.caches;
     this.#secrets = layers.cacheSecrets;
-    this.#classByStep = KMALLOC_CLASS_BY_STEP;
+    this.#kmallocByStep = Array.from(KMALLOC_CLASS_BY_STEP, (index) => layers.caches[index]);
     this.#slotLo = frames.directory.slotLo;
     this.#slotHi = frames.directory.slotHi;
     this.#starts = frames.directory.startOffset;
@@ -123,7 +124,7 @@ export class SlabFastPath {
       typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 256) ||
       (sizeBytes | 0) !== sizeBytes
     ) return FALLBACK;
-    const cache = this.#caches[this.#classByStep[(sizeBytes + 7) >> 3]];
+    const cache = this.#kmallocByStep[(sizeBytes + 7) >> 3];
     if (cache.partialHead === -1) return FALLBACK;
     const w = this.#words;
     const d = cache.currentDescriptor;
@@ -208,7 +209,7 @@ export class SlabFastPath {
     const slackByte = ((d + 4 + cache.bitmapWords) << 2) + this.#foundIndex;
     const oldBytes = cache.objectBytes - this.#bytes[slackByte];
     if (sizeBytes === oldBytes) return address;
-    if (cache === this.#caches[this.#classByStep[(sizeBytes + 7) >> 3]]) {
+    if (cache === this.#kmallocByStep[(sizeBytes + 7) >> 3]) {
       this.#bytes[slackByte] = cache.objectBytes - sizeBytes;
       cache.requestedBytes += sizeBytes - oldBytes;
       return address;
