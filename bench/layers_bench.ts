@@ -1,19 +1,36 @@
 /**
- * The hot paths of the page-frame and slab layers beside the block fast path
- * and glibc reached through FFI (its fastest binding: `usize` values kept as
- * BigInt), all in one run; ns per alloc+free pair. Every heap holds 10^4 live
- * allocations first, and the harness's own cost per call is measured too, so
- * the distance to the limit is visible.
+ * The hot paths of the page-frame and slab layers beside the block fast path,
+ * glibc reached through FFI at its fastest binding (pointer objects, sizes
+ * converted to BigInt before timing: `FFI_BINDING` in
+ * `tools/trace/target_ffi.ts`) and the harness's own cost, all in one run.
  *
  *   deno bench --allow-ffi --allow-read --allow-env bench/layers_bench.ts
+ *
+ * Every iteration runs PAIRS alloc+free pairs (time per iteration / 1000 =
+ * ns per pair; one pair per iteration would time mostly the bench timer).
+ * Every heap holds 10^4 live allocations first. Each target runs its own
+ * compiled copy of each loop (`tools/trace/fresh_copy.ts`), so one target's
+ * calls do not make another's call sites polymorphic. The last group replays
+ * `bench/traces/bash.rep` (100% requests of at most 256 bytes) through the
+ * scoreboard's own targets, beside a no-op target whose allocator only counts:
+ * what is left after it is the allocator's cost per operation.
  *
  * @module
  */
 
 import { PhysicalAllocator } from "../mod.ts";
+import { loadTraces } from "../tools/trace/main.ts";
+import { freshCopy } from "../tools/trace/fresh_copy.ts";
+import { heapBytesFor } from "../tools/trace/replay.ts";
+import { physicalTarget } from "../tools/trace/target_physical.ts";
+import { glibcTarget, libraryOpens } from "../tools/trace/target_ffi.ts";
+import { noopTarget } from "../tools/trace/target_noop.ts";
 
+const PAIRS = 1000;
 const HEAP_BYTES = 64 << 20;
 const SMALL_SIZES = [16, 24, 32, 48, 64, 96, 128, 256];
+const MIXED_BYTES = Array.from({ length: PAIRS }, (_, i) => SMALL_SIZES[i & 7]);
+const MIXED_BIG = MIXED_BYTES.map((size) => BigInt(size));
 
 function heapWithLive(layers: boolean): PhysicalAllocator {
   const heap = PhysicalAllocator.fromBuffer(new Uint8Array(HEAP_BYTES), { layers, native: false });
@@ -27,81 +44,102 @@ const layered = heapWithLive(true);
 const blocks = heapWithLive(false);
 const cache = layered.createCache("bench_object", 32);
 const keep = cache.alloc(); // keeps the cache's slab warm between pairs
-const libc = Deno.dlopen(
-  "libc.so.6",
-  {
-    malloc: { parameters: ["usize"], result: "usize" },
-    free: { parameters: ["usize"], result: "void" },
-  } as const,
+const glibc = libraryOpens("libc.so.6")
+  ? Deno.dlopen(
+    "libc.so.6",
+    {
+      malloc: { parameters: ["usize"], result: "pointer" },
+      free: { parameters: ["pointer"], result: "void" },
+    } as const,
+  ).symbols
+  : null;
+const counter = { calls: 0 };
+
+/** One bench per target, each on its own copy of `loop`. */
+function group(
+  name: string,
+  loop: (target: never) => void,
+  targets: readonly [string, unknown][],
+): void {
+  for (const [targetName, target] of targets) {
+    if (target === null) continue;
+    const copy = freshCopy(loop, { PAIRS, MIXED_BYTES, MIXED_BIG });
+    Deno.bench(
+      `${targetName} (x${PAIRS})`,
+      { group: name, baseline: targetName === "harness" },
+      () => copy(target as never),
+    );
+  }
+}
+
+group(
+  "alloc+free pair, 32 bytes",
+  ((t: { run(i: number): void }) => {
+    for (let i = 0; i < PAIRS; i++) t.run(i);
+  }) as (target: never) => void,
+  [
+    ["harness", { run: () => void counter.calls++ }],
+    ["slab: kmalloc-32 via alloc/free", { run: () => layered.free(layered.alloc(32)) }],
+    ["slab: createCache object", { run: () => cache.free(cache.alloc()) }],
+    ["blocks: TLSF fast path (layers: false)", { run: () => blocks.free(blocks.alloc(32)) }],
+    ["glibc malloc+free via FFI", glibc && { run: () => glibc.free(glibc.malloc(32n)) }],
+  ],
 );
-const SIZE_32 = 32n;
-const BIG_SIZES = SMALL_SIZES.map((size) => BigInt(size));
-let sink = 0;
 
-const small = "alloc+free pair, 32 bytes";
-Deno.bench({ name: "harness (a counter per call)", group: small, fn: () => void sink++ });
-Deno.bench({
-  name: "slab: kmalloc-32 via alloc/free",
-  group: small,
-  baseline: true,
-  fn: () => layered.free(layered.alloc(32)),
-});
-Deno.bench({
-  name: "slab: createCache object",
-  group: small,
-  fn: () => cache.free(cache.alloc()),
-});
-Deno.bench({
-  name: "blocks: TLSF fast path (layers: false)",
-  group: small,
-  fn: () => blocks.free(blocks.alloc(32)),
-});
-Deno.bench({
-  name: "glibc malloc+free via FFI (usize BigInt)",
-  group: small,
-  fn: () => libc.symbols.free(libc.symbols.malloc(SIZE_32)),
-});
+group(
+  "alloc+free pair, 16 to 256 bytes",
+  ((t: { run(i: number): void }) => {
+    for (let i = 0; i < PAIRS; i++) t.run(i);
+  }) as (target: never) => void,
+  [
+    ["harness", { run: (i: number) => void (counter.calls += MIXED_BYTES[i]) }],
+    ["slab: kmalloc classes", { run: (i: number) => layered.free(layered.alloc(MIXED_BYTES[i])) }],
+    ["blocks: TLSF fast path (layers: false)", {
+      run: (i: number) => blocks.free(blocks.alloc(MIXED_BYTES[i])),
+    }],
+    [
+      "glibc malloc+free via FFI",
+      glibc && { run: (i: number) => glibc.free(glibc.malloc(MIXED_BIG[i])) },
+    ],
+  ],
+);
 
-const mixed = "alloc+free pair, 16 to 256 bytes";
-let i = 0;
-let j = 0;
-let k = 0;
-Deno.bench({
-  name: "slab: kmalloc classes",
-  group: mixed,
-  baseline: true,
-  fn: () => layered.free(layered.alloc(SMALL_SIZES[i++ & 7])),
-});
-Deno.bench({
-  name: "blocks: TLSF fast path (layers: false)",
-  group: mixed,
-  fn: () => blocks.free(blocks.alloc(SMALL_SIZES[j++ & 7])),
-});
-Deno.bench({
-  name: "glibc malloc+free via FFI (usize BigInt)",
-  group: mixed,
-  fn: () => libc.symbols.free(libc.symbols.malloc(BIG_SIZES[k++ & 7])),
-});
+group(
+  "alloc+free pair, 4 KiB page-aligned",
+  ((t: { run(): void }) => {
+    for (let i = 0; i < PAIRS; i++) t.run();
+  }) as (target: never) => void,
+  [
+    ["harness", { run: () => void counter.calls++ }],
+    ["frames: alloc(4096, 4096)", { run: () => layered.free(layered.alloc(4096, 4096)) }],
+    ["frames: allocPages(0)/freePages", { run: () => layered.freePages(layered.allocPages(0)) }],
+    ["blocks: alloc(4096, 4096) (layers: false)", {
+      run: () => blocks.free(blocks.alloc(4096, 4096)),
+    }],
+  ],
+);
 
-const page = "alloc+free pair, 4 KiB page-aligned";
-Deno.bench({
-  name: "frames: alloc(4096, 4096)",
-  group: page,
-  baseline: true,
-  fn: () => layered.free(layered.alloc(4096, 4096)),
-});
-Deno.bench({
-  name: "frames: allocPages(0)/freePages",
-  group: page,
-  fn: () => layered.freePages(layered.allocPages(0)),
-});
-Deno.bench({
-  name: "blocks: alloc(4096, 4096) (layers: false)",
-  group: page,
-  fn: () => blocks.free(blocks.alloc(4096, 4096)),
-});
+// A real trace through the scoreboard's targets: one warm heap per repetition, as `score` times them.
+const trace = (await loadTraces([new URL("./traces/bash.rep", import.meta.url).pathname]))[0];
+const replayTargets = [
+  noopTarget(),
+  physicalTarget({ policy: "tlsf" }),
+  physicalTarget({ policy: "tlsf", layers: false }),
+  ...(glibc === null ? [] : [glibcTarget()]),
+];
+for (const target of replayTargets) {
+  Deno.bench(`${target.name}: bash.rep replay`, {
+    group: `bash.rep replay (${trace.opCount} operations)`,
+    baseline: target.name === "noop",
+  }, (b) => {
+    const heap = target.create(trace, heapBytesFor(trace));
+    b.start();
+    heap.run(trace);
+    b.end();
+    heap.close();
+  });
+}
 
 globalThis.addEventListener("unload", () => {
   cache.free(keep);
-  libc.close();
 });

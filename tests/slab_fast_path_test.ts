@@ -228,7 +228,9 @@ function runLockstep(seed: number, steps: number, counts: Counts): void {
         ...stale.filter((address) => !live.includes(address)),
         target + 8,
         target + 1,
+        target + 0.5,
         target - 8,
+        target + 2 ** 31,
         BASE + (random.int(0, HEAP_BYTES >> 3) << 3) + 4,
         ...BAD_VALUES,
       ]);

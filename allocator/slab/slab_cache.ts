@@ -35,6 +35,7 @@ import { hex } from "../memory/physical_memory.ts";
 import { GUARD_BYTE, POISON_BYTE } from "../heap/check/debug_guard.ts";
 import type { FrameAllocator } from "../frames/buddy.ts";
 import { E_AUX, E_NEXT, E_PREV, FRAME_BYTES, KIND_SLAB_HEAD, NONE } from "../frames/frame_table.ts";
+import type { SlabPageMap } from "./slab_page_map.ts";
 
 /** Descriptor word: index of the first free object, or NONE. */
 export const D_FREE = 0;
@@ -129,8 +130,15 @@ export class SlabCache {
   readonly name: string;
   /** Bytes of one object (a multiple of 8). */
   readonly objectBytes: number;
-  /** 1 / objectBytes: slab_fast_path.ts finds an object's index by multiplying (and proves it exact). */
-  readonly inverseObjectBytes: number;
+  /**
+   * ceil(2^20 / objectBytes): slab_fast_path.ts finds an object's index as
+   * `Math.imul(from, indexMultiplier) >>> 20`, an int32 multiply (a division
+   * costs several times more), and proves it exact. For a multiple `k *
+   * objectBytes` of a slab (k < 512, slab bytes <= 2^15) the error term
+   * k * (objectBytes * multiplier - 2^20) < 2^15 stays below 2^20, and the
+   * product below 2^32.
+   */
+  readonly indexMultiplier: number;
   /** log2 of the frames of one slab. */
   readonly slabOrder: number;
   /** Objects of one slab. */
@@ -167,6 +175,8 @@ export class SlabCache {
   readonly #frames: FrameAllocator;
   readonly #descriptors: DescriptorSource;
   readonly #secret: number;
+  /** The layers' page → slab map, kept equal to the frame table (slab_page_map.ts), or null. */
+  readonly #pages: SlabPageMap | null;
   /** Words of the descriptor's bitmap (its kmalloc slack bytes follow them). */
   readonly bitmapWords: number;
   /** Debug mode: poison and guard bytes (see the module doc). */
@@ -179,6 +189,8 @@ export class SlabCache {
   currentDescriptor = 0;
   /** Window offset of the partial list's head's first frame (as currentDescriptor). */
   currentBase = 0;
+  /** The partial list's tail (a slab that stops being full joins there). */
+  #partialTail = NONE;
 
   /**
    * Creates a cache; slabs come later, on demand.
@@ -201,12 +213,15 @@ export class SlabCache {
     keepsSizes: boolean,
     secret: number,
     debug = false,
+    pages: SlabPageMap | null = null,
   ) {
+    this.#pages = pages;
     this.#debug = debug;
     this.id = id;
     this.name = name;
     this.objectBytes = objectBytes;
-    this.inverseObjectBytes = 1 / objectBytes;
+    // `| 0` keeps the field a small integer (Math.ceil gives V8 a double, which it would box).
+    this.indexMultiplier = Math.ceil(2 ** 20 / objectBytes) | 0;
     this.slabOrder = slabOrderFor(objectBytes);
     this.objectsPerSlab = Math.min(
       SLAB_OBJECTS_MAX,
@@ -356,6 +371,7 @@ export class SlabCache {
     w[dw + D_FREE] = NONE;
     w[dw + D_SLAB] = slab;
     w[this.#frames.entry(slab) + E_AUX] = dw;
+    this.#pages?.set(this.#frames.offsetOf(slab), 1 << this.slabOrder, dw, this.id);
     this.#push(slab, 1);
     return slab;
   }
@@ -484,6 +500,7 @@ export class SlabCache {
       const slab = this.emptyHead;
       const d = this.descriptorOf(slab);
       this.#unlink(slab, 3);
+      this.#pages?.clear(this.#frames.offsetOf(slab), 1 << this.slabOrder);
       this.#frames.freeRun(slab, 1 << this.slabOrder);
       this.#descriptors.give(this.#frames.baseAddress + (d << 2));
     }
@@ -536,8 +553,22 @@ export class SlabCache {
     w[e + E_NEXT] = old;
     w[e + E_PREV] = NONE;
     if (old !== NONE) w[this.#frames.entry(old) + E_PREV] = slab;
+    else if (list === 1) this.#partialTail = slab;
     this.#setHead(list, slab, 1);
     if (list === 3) this.onEmptied?.(this);
+  }
+
+  /** Puts `slab` at the partial list's tail. */
+  #append(slab: number): void {
+    const tail = this.#partialTail;
+    if (tail === NONE) return this.#push(slab, 1);
+    const w = this.#words;
+    const e = this.#frames.entry(slab);
+    w[e + E_NEXT] = NONE;
+    w[e + E_PREV] = tail;
+    w[this.#frames.entry(tail) + E_NEXT] = slab;
+    this.#partialTail = slab;
+    this.partialSlabs++;
   }
 
   #unlink(slab: number, list: number): void {
@@ -551,11 +582,20 @@ export class SlabCache {
       this.#setHead(list, this.#head(list), -1);
     }
     if (next !== NONE) w[this.#frames.entry(next) + E_PREV] = prev;
+    else if (list === 1) this.#partialTail = prev;
   }
 
+  /**
+   * A slab that stops being full joins the partial list's tail, not its head
+   * (FIFO): at the head it would take the next allocation at once and be full
+   * again, so a workload that frees and allocates in turns would move one slab
+   * between the full and partial lists at every pair. At the tail it gathers
+   * more frees before it is used again.
+   */
   #move(slab: number, from: number, to: number): void {
     this.#unlink(slab, from);
-    this.#push(slab, to);
+    if (from === 2 && to === 1) this.#append(slab);
+    else this.#push(slab, to);
   }
 
   #forged(offset: number, link: number): never {
@@ -612,6 +652,7 @@ export class SlabCache {
         NONE,
         `list ${list} holds ${n} slabs, counted ${expected}`,
       );
+      if (list === 1) this.#assert(prev === this.#partialTail, NONE, "partial list tail");
     }
     this.#assert(
       active === this.activeObjects,

@@ -13,7 +13,7 @@
  * result, error and byte.
  *
  * Every check the general path makes before it writes is made here too: the
- * owner is found from the address (chunk directory, frame table), never from
+ * owner is found from the address (the slab page map, a copy of the frame table out of the payloads' reach), never from
  * payload bytes; a free link is decoded with its key (safe-linking) and must
  * name a carved, free object; an object's state bit must say it is free
  * before it is handed out and live before it is freed. When a check fails, or
@@ -25,22 +25,11 @@
  * @module
  */
 
-import {
-  E_AUX,
-  E_NEXT,
-  E_TAG,
-  FRAME_SHIFT,
-  KIND_MASK,
-  KIND_SLAB_HEAD,
-  KIND_SLAB_TAIL,
-  LOCAL_MASK,
-  NONE,
-} from "../frames/frame_table.ts";
+import { FRAME_SHIFT, NONE } from "../frames/frame_table.ts";
 import { SLOT_SHIFT } from "../frames/chunk_directory.ts";
-import type { ChunkDirectory } from "../frames/chunk_directory.ts";
-import type { FrameAllocator } from "../frames/buddy.ts";
 import { KMALLOC_CLASS_BY_STEP, KMALLOC_MAX_BYTES } from "./kmalloc.ts";
 import type { LayeredHeap } from "./layered_heap.ts";
+import { FRAME_INDEX_BITS } from "./slab_page_map.ts";
 import { D_BITMAP, D_CARVED, D_FREE, D_IN_USE, D_SLAB, type SlabCache } from "./slab_cache.ts";
 
 /** Returned by `alloc`, `realloc` and `free` when the general path must run the call instead. */
@@ -61,14 +50,12 @@ const INSIDE = -2;
  * the bytecode V8 counts for inlining), and proved against their sources here,
  * once, when the module loads:
  *   descriptor words: free head 0, in use 1, carved 2, slab 3, bitmap from 4;
- *   frame table entry words: tag 0, next 1, aux 3; kind mask 15, slab head 5,
- *   slab tail 6; frame shift 12, local mask 1023; directory slot shift 16;
- *   NONE -1; kmalloc's largest class 256.
+ *   frame shift 12 (mask 4095); slab page map info: frame index bits 3
+ *   (mask 7); directory slot shift 16; NONE -1; kmalloc's largest class 256.
  */
 const LITERALS_MATCH_FORMATS = D_FREE === 0 && D_IN_USE === 1 && D_CARVED === 2 &&
-  D_SLAB === 3 && D_BITMAP === 4 && E_TAG === 0 && E_NEXT === 1 && E_AUX === 3 &&
-  KIND_MASK === 15 && KIND_SLAB_HEAD === 5 && KIND_SLAB_TAIL === 6 && FRAME_SHIFT === 12 &&
-  LOCAL_MASK === 1023 && SLOT_SHIFT === 16 && NONE === -1 && KMALLOC_MAX_BYTES === 256;
+  D_SLAB === 3 && D_BITMAP === 4 && FRAME_SHIFT === 12 && FRAME_INDEX_BITS === 3 &&
+  SLOT_SHIFT === 16 && NONE === -1 && KMALLOC_MAX_BYTES === 256;
 if (!LITERALS_MATCH_FORMATS) throw new Error("slab_fast_path.ts no longer matches its formats");
 
 /** `alloc` and `free` of the layers' slab objects, the common case written out. */
@@ -79,13 +66,21 @@ export class SlabFastPath {
   readonly #bytes: Uint8Array;
   readonly #baseAddress: number;
   readonly #layers: LayeredHeap;
-  readonly #frames: FrameAllocator;
-  readonly #directory: ChunkDirectory;
   /** Every cache by id (the kmalloc classes first); the same array the layers grow. */
   readonly #caches: SlabCache[];
   /** Each cache's free-link key by id; the same array the layers grow. */
   readonly #secrets: number[];
-  readonly #classByStep: Uint8Array;
+  /** The kmalloc cache of each request size in 8-byte steps: `[(size + 7) >> 3]` (one load, not two). */
+  readonly #kmallocByStep: readonly SlabCache[];
+  /** The chunk directory's and the frames' per-slot and per-chunk arrays (fixed at creation). */
+  readonly #slotLo: Int32Array;
+  readonly #slotHi: Int32Array;
+  readonly #starts: Int32Array;
+  readonly #ends: Int32Array;
+  /** The layers' slab page map (see slab_page_map.ts): its phase and arrays, fixed at creation. */
+  readonly #phaseBytes: number;
+  readonly #pageDescriptors: Int32Array;
+  readonly #pageInfo: Int32Array;
   /** What #locate found: the object's cache and index in its slab. */
   #foundCache: SlabCache | null = null;
   #foundIndex = 0;
@@ -105,11 +100,16 @@ export class SlabFastPath {
     );
     this.#baseAddress = frames.baseAddress;
     this.#layers = layers;
-    this.#frames = frames;
-    this.#directory = frames.directory;
     this.#caches = layers.caches;
     this.#secrets = layers.cacheSecrets;
-    this.#classByStep = KMALLOC_CLASS_BY_STEP;
+    this.#kmallocByStep = Array.from(KMALLOC_CLASS_BY_STEP, (index) => layers.caches[index]);
+    this.#slotLo = frames.directory.slotLo;
+    this.#slotHi = frames.directory.slotHi;
+    this.#starts = frames.directory.startOffset;
+    this.#ends = frames.directory.endOffset;
+    this.#phaseBytes = layers.slabPages.phaseBytes;
+    this.#pageDescriptors = layers.slabPages.descriptorPlusOne;
+    this.#pageInfo = layers.slabPages.info;
   }
 
   /**
@@ -124,19 +124,18 @@ export class SlabFastPath {
       typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 256) ||
       (sizeBytes | 0) !== sizeBytes
     ) return FALLBACK;
-    const cache = this.#caches[this.#classByStep[(sizeBytes + 7) >> 3]];
+    const cache = this.#kmallocByStep[(sizeBytes + 7) >> 3];
     if (cache.partialHead === -1) return FALLBACK;
     const w = this.#words;
     const d = cache.currentDescriptor;
     const base = cache.currentBase;
     const size = cache.objectBytes;
     const carved = w[d + 2];
-    let index = w[d];
+    const head = w[d];
+    const index = head === -1 ? carved : head;
+    const offset = base + index * size;
     let next = -1;
-    if (index === -1) {
-      index = carved;
-    } else {
-      const offset = base + index * size;
+    if (head !== -1) {
       next = w[offset >> 2] ^ this.#secrets[cache.id] ^ Math.imul(offset, 0x9e3779b1);
       if (
         next !== -1 &&
@@ -154,9 +153,8 @@ export class SlabFastPath {
     this.#bytes[((d + 4 + cache.bitmapWords) << 2) + index] = size - sizeBytes;
     cache.activeObjects++;
     cache.requestedBytes += sizeBytes;
-    this.#layers.live++;
     if (++w[d + 1] === cache.objectsPerSlab) cache.partialFilled();
-    return this.#baseAddress + base + index * size;
+    return this.#baseAddress + offset;
   }
 
   /**
@@ -185,9 +183,7 @@ export class SlabFastPath {
       : size;
     const inUse = --w[d + 1];
     if (inUse === cache.objectsPerSlab - 1 || inUse === 0) cache.slabFreed(d, inUse);
-    const layers = this.#layers;
-    layers.live--;
-    if (cache.emptySlabs > 1) layers.trim();
+    if (cache.emptySlabs > 1) this.#layers.trim();
     return FREED;
   }
 
@@ -213,19 +209,25 @@ export class SlabFastPath {
     const slackByte = ((d + 4 + cache.bitmapWords) << 2) + this.#foundIndex;
     const oldBytes = cache.objectBytes - this.#bytes[slackByte];
     if (sizeBytes === oldBytes) return address;
-    if (cache === this.#caches[this.#classByStep[(sizeBytes + 7) >> 3]]) {
+    if (cache === this.#kmallocByStep[(sizeBytes + 7) >> 3]) {
       this.#bytes[slackByte] = cache.objectBytes - sizeBytes;
       cache.requestedBytes += sizeBytes - oldBytes;
       return address;
     }
     const moved = this.alloc(sizeBytes);
     if (moved === FALLBACK) return FALLBACK;
+    // At most 256 bytes between two objects (8-byte aligned, apart): copied
+    // in int32 words, then bytes, which costs less than copyWithin's call.
     const from = address - this.#baseAddress;
-    this.#bytes.copyWithin(
-      moved - this.#baseAddress,
-      from,
-      from + (oldBytes < sizeBytes ? oldBytes : sizeBytes),
-    );
+    const to = moved - this.#baseAddress;
+    const copyBytes = oldBytes < sizeBytes ? oldBytes : sizeBytes;
+    const w = this.#words;
+    const fromWord = from >> 2;
+    const toWord = to >> 2;
+    const copyWords = copyBytes >> 2;
+    for (let k = 0; k < copyWords; k++) w[toWord + k] = w[fromWord + k];
+    const bytes = this.#bytes;
+    for (let k = copyWords << 2; k < copyBytes; k++) bytes[to + k] = bytes[from + k];
     // The old object is still live (verified above; the alloc touched no other object).
     this.free(address);
     return moved;
@@ -240,44 +242,47 @@ export class SlabFastPath {
    */
   #locate(address: number): number {
     if (typeof address !== "number") return OUTSIDE;
-    const directory = this.#directory;
-    const offset = address - this.#baseAddress;
-    // No range test first: `>>>` maps a negative, huge or NaN offset to some
-    // slot or past the end, and the chunk bounds below refuse it.
-    const slot = offset >>> 16;
-    if (slot >= directory.slotLo.length) return OUTSIDE;
-    let id = directory.slotLo[slot];
-    if (id < 0) return id === -1 ? OUTSIDE : INSIDE; // NONE, or MULTI: the general scan
-    const starts = directory.startOffset;
-    const ends = directory.endOffset;
-    if (!(offset >= starts[id] && offset < ends[id])) {
-      id = directory.slotHi[slot];
-      if (id < 0 || !(offset >= starts[id] && offset < ends[id])) return OUTSIDE;
+    const offsetNumber = address - this.#baseAddress;
+    // From here on int32 arithmetic: a non-integer offset (the general path
+    // reports it) or one past 2^31 (beyond every chunk) goes no further.
+    const offset = offsetNumber | 0;
+    if (offset !== offsetNumber) {
+      return offsetNumber >= 0 && offsetNumber < 2147483648 ? INSIDE : OUTSIDE;
     }
-    const frames = this.#frames;
-    const local = (offset - starts[id]) >>> 12;
-    if (local >= frames.chunkFrames[id]) return INSIDE;
-    const w = this.#words;
-    const table = frames.chunkTableWord[id];
-    let headLocal = local;
-    let t = w[table + (local << 2)];
-    if ((t & 15) === 6) {
-      headLocal = w[table + (local << 2) + 1] & 1023;
-      t = w[table + (headLocal << 2)];
-    }
-    if ((t & 15) !== 5) return INSIDE;
-    const cache = this.#caches[t >>> 8];
-    if (cache === undefined) return INSIDE;
-    const d = w[table + (headLocal << 2) + 3];
+    // The slab page map (slab_page_map.ts): the slab's descriptor, cache and
+    // frame in two loads. A negative offset maps past the last page.
+    const phased = offset + this.#phaseBytes;
+    const page = phased >>> 12;
+    const descriptors = this.#pageDescriptors;
+    const d = page < descriptors.length ? descriptors[page] - 1 : -1;
+    if (d < 0) return this.#inChunk(offset) ? INSIDE : OUTSIDE;
+    const info = this.#pageInfo[page];
+    const cache = this.#caches[info >>> 3];
     const size = cache.objectBytes;
-    const from = offset - starts[id] - (headLocal << 12);
-    // The nearest index by a multiply (a division costs several times more);
+    const from = (phased & 4095) + ((info & 7) << 12);
+    // The index by an int32 multiply (see SlabCache.indexMultiplier);
     // exactness is proved by the test after it, as the general path's `%` does.
-    const index = (from * cache.inverseObjectBytes + 0.5) | 0;
-    if (index * size !== from || (index >>> 0) >= w[d + 2]) return INSIDE;
+    const index = Math.imul(from, cache.indexMultiplier) >>> 20;
+    const w = this.#words;
+    if (index * size !== from || index >= w[d + 2]) return INSIDE;
     if ((w[d + 4 + (index >>> 5)] & (1 << (index & 31))) === 0) return INSIDE;
     this.#foundCache = cache;
     this.#foundIndex = index;
     return d;
+  }
+
+  /**
+   * True when a chunk holds window offset `offset` (an int32), exactly when
+   * ChunkDirectory.find would find one: the chunk directory's slot, then the
+   * at most two chunks it names.
+   */
+  #inChunk(offset: number): boolean {
+    const slot = offset >>> 16;
+    if (slot >= this.#slotLo.length) return false;
+    const id = this.#slotLo[slot];
+    if (id < 0) return id !== -1; // NONE, or MULTI: the general scan decides
+    if (offset >= this.#starts[id] && offset < this.#ends[id]) return true;
+    const hi = this.#slotHi[slot];
+    return hi >= 0 && offset >= this.#starts[hi] && offset < this.#ends[hi];
   }
 }
