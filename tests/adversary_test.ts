@@ -726,3 +726,41 @@ Deno.test("odd values are refused with typed errors and change nothing", () => {
   doomed.close();
   heap.check();
 });
+
+Deno.test("bufferMemory refuses odd ranges with InvalidMemoryError; odd starts still align payloads", () => {
+  const refused: [string, unknown][] = [
+    ["no ranges", []],
+    ["null", null],
+    ["an object", {}],
+    ["overlapping ranges", [{ start: 0x1000, length: 0x2000 }, { start: 0x2000, length: 0x1000 }]],
+    ["a range at 0", [{ start: 0, length: 0x1000 }]],
+    ["a NaN start", [{ start: NaN, length: 0x1000 }]],
+    ["a negative length", [{ start: 0x1000, length: -1 }]],
+    ["a fractional length", [{ start: 0x1000, length: 64.5 }]],
+    ["a start of 2^53", [{ start: 2 ** 53, length: 64 }]],
+    ["a string start", [{ start: "4096", length: 64 }]],
+    ["a BigInt start", [{ start: 4096n, length: 64 }]],
+    ["a Symbol start", [{ start: Symbol("start"), length: 64 }]],
+    ["a null range", [null]],
+    ["ranges 32 TiB apart", [{ start: 0x1000, length: 64 }, { start: 2 ** 45, length: 64 }]],
+  ];
+  for (const [what, ranges] of refused) {
+    assert.throws(
+      () => bufferMemory(ranges as { start: number; length: number }[]),
+      { code: "INVALID_MEMORY" },
+      what,
+    );
+  }
+  for (const start of [0x1001, 0x1003, 0x1004]) {
+    const ranges = [{ start, length: 256 }, { start: 0x2005, length: 4096 }];
+    const heap = new PhysicalAllocator(bufferMemory(ranges));
+    const live = [heap.alloc(8), heap.alloc(8, 16), heap.alloc(100), heap.alloc(8, 64)];
+    for (const [i, align] of [8, 16, 8, 64].entries()) assert.equal(live[i] % align, 0);
+    const spans = live.map((a): [number, number] => [a, a + heap.capacityOf(a)]);
+    assertDisjoint(spans, `start ${start}`);
+    for (const [from, to] of spans) {
+      assert.ok(ranges.some((r) => from >= r.start && to <= r.start + r.length));
+    }
+    heap.check();
+  }
+});
