@@ -764,3 +764,41 @@ Deno.test("bufferMemory refuses odd ranges with InvalidMemoryError; odd starts s
     heap.check();
   }
 });
+
+Deno.test("with slab and frame reserves, a failed allocation still changes nothing", () => {
+  for (const fastPath of [true, false]) {
+    const bytes = new Uint8Array(4 << 20);
+    const heap = PhysicalAllocator.fromBuffer(bytes, { fastPath });
+    const smalls: number[] = [];
+    for (const size of [8, 16, 32, 64, 104, 128, 256]) {
+      for (let i = 0; i < 40; i++) smalls.push(heap.alloc(size));
+    }
+    const pages = [heap.allocPages(0), heap.allocPages(3)];
+    for (const address of smalls) heap.free(address);
+    for (const address of pages) heap.freePages(address);
+    // The block heap nearly full, one slab kept busy: trimming the reserves helps only so much.
+    const big = heap.alloc(heap.stats().largestFreeBytes - 200);
+    const busy = heap.alloc(16);
+    let failures = 0;
+    for (const size of [130000, 121000, 118000, 110000, 81920, 5000]) {
+      for (const align of [8, 4096]) {
+        const before = picture(heap, bytes);
+        const address = heap.tryAlloc(size, align);
+        if (address === 0) {
+          failures++;
+          assertPicture(heap, bytes, before, `fastPath ${fastPath}: tryAlloc(${size}, ${align})`);
+        } else {
+          heap.free(address);
+        }
+      }
+    }
+    assert.ok(failures >= 4, `only ${failures} allocations failed`);
+    // With its last slab object freed, the reserves go back and serve a block.
+    heap.free(busy);
+    const served = heap.tryAlloc(5000);
+    assert.notEqual(served, 0, "a request the reserves can serve failed");
+    heap.free(served);
+    heap.free(big);
+    heap.check();
+  }
+});
