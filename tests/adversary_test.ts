@@ -802,3 +802,95 @@ Deno.test("with slab and frame reserves, a failed allocation still changes nothi
     heap.check();
   }
 });
+
+Deno.test("random use of every layer never hands out bytes of a live allocation", () => {
+  let seed = 0x2545f491;
+  const random = (n: number) => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const heap = PhysicalAllocator.fromBuffer(new Uint8Array(2 << 20));
+  let caches = [heap.createCache("a", 72), heap.createCache("b", 4000, { align: 64 })];
+  type Live = { address: number; tag: number; how: "heap" | "pages" | 0 | 1 };
+  const live: Live[] = [];
+  let tag = 0;
+  const fill = (entry: Live) => heap.bytes(entry.address).fill(entry.tag);
+  const intact = (entry: Live) => heap.bytes(entry.address).every((byte) => byte === entry.tag);
+  for (let step = 0; step < 4000; step++) {
+    const op = random(10);
+    if (op < 4 || live.length === 0) {
+      let address = 0;
+      let how: Live["how"] = "heap";
+      try {
+        switch (random(6)) {
+          case 0:
+            address = heap.alloc(1 + random(256));
+            break;
+          case 1:
+            address = heap.alloc(257 + random(6000), 8 << random(4));
+            break;
+          case 2:
+            address = heap.alloc(4096 * (1 + random(20)), 4096);
+            break;
+          case 3:
+            address = heap.allocPages(random(5));
+            how = "pages";
+            break;
+          default: {
+            const which = random(2) as 0 | 1;
+            address = caches[which].alloc();
+            how = which;
+          }
+        }
+      } catch (error) {
+        assert.ok(error instanceof OutOfMemoryError, String(error));
+        continue;
+      }
+      const entry = { address, tag: (++tag % 255) + 1, how };
+      fill(entry);
+      live.push(entry);
+    } else if (op < 7) {
+      const [entry] = live.splice(random(live.length), 1);
+      assert.ok(intact(entry), `step ${step}: the payload at ${entry.address} was overwritten`);
+      if (entry.how === "pages") heap.freePages(entry.address);
+      else if (entry.how === "heap") heap.free(entry.address);
+      else caches[entry.how].free(entry.address);
+    } else if (op < 9) {
+      const index = random(live.length);
+      const entry = live[index];
+      if (entry.how !== "heap") continue;
+      assert.ok(intact(entry), `step ${step}: the payload at ${entry.address} was overwritten`);
+      const kept = Math.min(heap.sizeOf(entry.address), 64);
+      try {
+        entry.address = heap.realloc(entry.address, 1 + random(3 * 4096));
+      } catch (error) {
+        assert.ok(error instanceof OutOfMemoryError, String(error));
+      }
+      const head = heap.bytes(entry.address, Math.min(kept, heap.sizeOf(entry.address)));
+      assert.ok(head.every((byte) => byte === entry.tag), `step ${step}: realloc lost the payload`);
+      fill(entry);
+    } else if (random(50) === 0) {
+      // Every cache object back, then the caches destroyed and made again (other sizes).
+      for (let i = live.length - 1; i >= 0; i--) {
+        const entry = live[i];
+        if (entry.how !== 0 && entry.how !== 1) continue;
+        assert.ok(intact(entry), `step ${step}: the payload at ${entry.address} was overwritten`);
+        caches[entry.how].free(entry.address);
+        live.splice(i, 1);
+      }
+      for (const cache of caches) heap.destroyCache(cache);
+      caches = [
+        heap.createCache("a", 8 + 8 * random(40)),
+        heap.createCache("b", 4000, { align: 64 }),
+      ];
+    }
+  }
+  const spans = live.map((
+    e,
+  ): [number, number] => [e.address, e.address + heap.capacityOf(e.address)]);
+  assertDisjoint(spans, "live allocations");
+  for (const entry of live) assert.ok(intact(entry));
+  heap.check();
+});
