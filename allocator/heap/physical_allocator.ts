@@ -51,6 +51,7 @@ import {
   DEFAULT_BUFFER_BASE_ADDRESS,
   describeValue,
   hex,
+  type MemoryRegion,
   type PhysicalMemory,
   resolveWindow,
 } from "../memory/physical_memory.ts";
@@ -247,8 +248,21 @@ export interface AttachOptions {
  */
 const SHARED_BY_MEMORY = new WeakMap<PhysicalMemory, SharedHeapState>();
 
-/** The claim of a shared heap: its header's Worker slots do the claiming. */
+/** The claim of a Worker joining a shared heap: its header's Worker slots do the claiming. */
 const NO_CLAIM: MemoryClaim = { release() {} };
+
+/** The region of a shared heap's creator widened to its whole view: header and window. */
+function sharedViewRegions(memory: PhysicalMemory, shared: SharedHeapState): MemoryRegion[] {
+  const window = memory.regions[0];
+  return [{
+    base: window.base - shared.headerBytes,
+    bytes: new Uint8Array(
+      window.bytes.buffer,
+      window.bytes.byteOffset - shared.headerBytes,
+      window.bytes.byteLength + shared.headerBytes,
+    ),
+  }];
+}
 
 /**
  * A physical memory allocator over one or more regions.
@@ -418,9 +432,11 @@ export class PhysicalAllocator implements Disposable {
       this.#blocks.key,
     );
     // The last check, then the first write: a refused claim leaves the memory as it was.
-    // A shared heap's Workers hold it together; its header's slot table keeps the books.
-    this.#claim = this.#shared !== null ? NO_CLAIM : claimMemory(
-      memory.regions,
+    // A shared heap's joining Workers hold it together (its header's slot table keeps the
+    // books); its creator claims the whole view, header included, so that a second heap
+    // this Worker makes over overlapping bytes of the buffer is refused, not written over it.
+    this.#claim = joining ? NO_CLAIM : claimMemory(
+      this.#shared === null ? memory.regions : sharedViewRegions(memory, this.#shared),
       options.reinitialize === true,
       this,
       PhysicalAllocator.#retire,
@@ -519,6 +535,8 @@ export class PhysicalAllocator implements Disposable {
    * @returns The allocator.
    * @throws {InvalidMemoryError} If `bytes` is not a Uint8Array or ArrayBuffer, or too small for one block.
    * @throws {InvalidOptionError} If an option has an unknown value.
+   * @throws {MemoryInUseError} If an open allocator of this Worker manages any of the
+   *   bytes (a shared heap too: its header and window), and `reinitialize` is not true.
    *
    * @example
    * ```ts
