@@ -803,6 +803,33 @@ Deno.test("with slab and frame reserves, a failed allocation still changes nothi
   }
 });
 
+Deno.test("a shared heap's failed allocation keeps the Worker cache's blocks where they were", () => {
+  const memory = new SharedArrayBuffer(1 << 20);
+  const bytes = new Uint8Array(memory);
+  const heap = PhysicalAllocator.fromBuffer(memory);
+  const live: number[] = [];
+  for (let address; (address = heap.tryAlloc(24)) !== 0;) live.push(address);
+  // Eight blocks in this Worker's cache: together far too small for what follows.
+  for (let i = 0; i < 8; i++) heap.free(live.pop()!);
+  for (const attempt of ["tryAlloc", "alloc", "realloc"] as const) {
+    const before = picture(heap, bytes);
+    if (attempt === "tryAlloc") assert.equal(heap.tryAlloc(100000), 0);
+    else if (attempt === "alloc") {
+      assert.throws(() => heap.alloc(100000), { code: "OUT_OF_MEMORY" });
+    } else {
+      assert.throws(() => heap.realloc(live[0], 100000), { code: "OUT_OF_MEMORY" });
+    }
+    assertPicture(heap, bytes, before, `shared ${attempt}(100000) with blocks cached`);
+  }
+  // A request the cached blocks can serve drains them and succeeds.
+  const small = heap.tryAlloc(200);
+  assert.notEqual(small, 0, "the cached blocks did not serve a request they hold");
+  heap.free(small);
+  for (const address of live) heap.free(address);
+  heap.check();
+  heap.close();
+});
+
 Deno.test("random use of every layer never hands out bytes of a live allocation", () => {
   let seed = 0x2545f491;
   const random = (n: number) => {

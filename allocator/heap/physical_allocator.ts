@@ -464,6 +464,12 @@ export class PhysicalAllocator implements Disposable {
       {
         tryAllocOwned: (sizeBytes, alignBytes) => this.#tryAllocOwned(sizeBytes, alignBytes),
         freeBlock: (address) => this.#freeBlock(address),
+        blocksWouldServe: (addresses, sizeBytes, alignBytes) =>
+          this.#blocksWouldServe(
+            addresses,
+            sizeBytes,
+            alignBytes < GRANULE_BYTES ? GRANULE_BYTES : alignBytes,
+          ),
         reallocOwned: (address, sizeBytes) => this.#reallocOwned(address, sizeBytes),
         splitRun: (address, pieceBytes, count, sizeBytes) =>
           this.#edits.splitUsed(address - HEADER_BYTES, pieceBytes, count, sizeBytes),
@@ -884,10 +890,21 @@ export class PhysicalAllocator implements Disposable {
    */
   #reservesWouldServe(sizeBytes: number, align: number): boolean {
     if (this.#layers === null) return false;
+    return this.#blocksWouldServe(this.#layers.releasableBlocks(), sizeBytes, align);
+  }
+
+  /**
+   * True when freeing the used blocks at payload `addresses` would surely let
+   * a block of `sizeBytes` at `align` be carved: each block merges with its
+   * free neighbours and with freed blocks beside it, and the policy must
+   * surely find one merged block (a shared heap's Worker cache is drained on
+   * the same test).
+   */
+  #blocksWouldServe(addresses: readonly number[], sizeBytes: number, align: number): boolean {
     const blockSize = blockSizeFor(sizeBytes + this.#guardBytes);
     if (blockSize > this.#layout.largestAreaBytes) return false;
     const blocks = this.#blocks;
-    const extents = this.#layers.releasableBlocks().map((address) => {
+    const extents = addresses.map((address) => {
       const block = address - HEADER_BYTES;
       const flags = blocks.flags(block);
       const end = block + blocks.size(block);
@@ -895,15 +912,19 @@ export class PhysicalAllocator implements Disposable {
       const nextFree = (flags & FLAG_LAST) === 0 && blocks.isFree(end);
       return { start, end: nextFree ? end + blocks.size(end) : end };
     }).sort((a, b) => a.start - b.start);
+    // The free blocks the giving back leaves, by size.
+    const merged: number[] = [];
     for (let i = 0; i < extents.length; i++) {
       let { start, end } = extents[i];
       // Extents that touch merge into one free block once both chunks are back.
       while (i + 1 < extents.length && extents[i + 1].start <= end) {
         end = Math.max(end, extents[++i].end);
       }
-      if (this.#policy.findsAnyOf(end - start, blockSize, align)) return true;
+      merged.push(end - start);
     }
-    return false;
+    return merged.some((freeBytes) =>
+      this.#policy.findsAnyOf(freeBytes, blockSize, align, merged.length)
+    );
   }
 
   /** A block for a validated request, or 0. */
@@ -1468,6 +1489,7 @@ export class PhysicalAllocator implements Disposable {
             this.#policy.largestFree(),
             blockSizeFor(cache.descriptorBytes + this.#guardBytes),
             GRANULE_BYTES,
+            Infinity,
           )
         ) {
           layers.releaseEmptySlabs();

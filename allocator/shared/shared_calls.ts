@@ -33,6 +33,11 @@ export interface OwnedHeap {
   tryAllocOwned(sizeBytes: number, alignBytes: number): number;
   /** Frees a used block of the block heap (validated there). */
   freeBlock(address: number): void;
+  /**
+   * True when freeing the used blocks at `addresses` would surely let
+   * `tryAllocOwned(sizeBytes, alignBytes)` succeed (after it returned 0).
+   */
+  blocksWouldServe(addresses: readonly number[], sizeBytes: number, alignBytes: number): boolean;
   /** realloc() on the heap. */
   reallocOwned(address: number, sizeBytes: number): number;
   /**
@@ -115,7 +120,7 @@ export class SharedCalls {
       let address = this.#carveRun(cache, cls, sizeBytes);
       if (address !== 0) return address;
       address = this.#carveClass(cache, cls, sizeBytes);
-      if (address === 0) {
+      if (address === 0 && this.#cacheWouldServe(cache, sizeBytes, this.#defaultAlignBytes)) {
         // Short of memory: this Worker's cached blocks go back to the heap first
         // (other Workers' caches are theirs to drain).
         cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (cached) => this.#owned.freeBlock(cached));
@@ -191,6 +196,16 @@ export class SharedCalls {
     }
   }
 
+  /**
+   * True when draining this Worker's cache would surely serve a request the
+   * heap just refused: only then is it drained, so a failed allocation
+   * changes nothing (the cached blocks stay where they were).
+   */
+  #cacheWouldServe(cache: WorkerCache, sizeBytes: number, alignBytes: number): boolean {
+    const cached = cache.cachedBy(this.#shared.slot);
+    return cached.length > 0 && this.#owned.blocksWouldServe(cached, sizeBytes, alignBytes);
+  }
+
   /** An allocation no cache serves (large, aligned, or an invalid request), under the lock. */
   #allocLocked(sizeBytes: number, alignBytes: number): number {
     const shared = this.#shared;
@@ -199,7 +214,7 @@ export class SharedCalls {
     try {
       this.#owned.assertOpen("allocate");
       let address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
-      if (address === 0 && cache !== null) {
+      if (address === 0 && cache !== null && this.#cacheWouldServe(cache, sizeBytes, alignBytes)) {
         cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (cached) => this.#owned.freeBlock(cached));
         address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
       }

@@ -288,6 +288,23 @@ export class WorkerCache {
   }
 
   /**
+   * The payload addresses of the blocks slot `slot` holds, in every class
+   * (what `drain(slot, -1, ...)` would free), without taking them out.
+   */
+  cachedBy(slot: number): number[] {
+    const own = this.#slotIndex(slot);
+    const addresses: number[] = [];
+    for (let c = 0; c < CLASS_COUNT; c++) {
+      const bin = own + BIN_AT[c];
+      const count = Math.min(this.#i32[bin], 2 * REFILL_OF[c]);
+      for (let entry = count; entry > 0; entry--) {
+        addresses.push(this.#base + this.#u32[bin + entry] * 8);
+      }
+    }
+    return addresses;
+  }
+
+  /**
    * Blocks and bytes cached by every slot, and the hidden slack of every
    * live block (a snapshot; exact once Workers are idle).
    */

@@ -163,7 +163,12 @@ export class FirstFitPolicy implements FreeListPolicy {
     return result;
   }
 
-  findsAnyOf(freeBytes: number, blockSizeBytes: number, alignBytes: number): boolean {
+  findsAnyOf(
+    freeBytes: number,
+    blockSizeBytes: number,
+    alignBytes: number,
+    _blocksFreed: number,
+  ): boolean {
     // The walk visits every listed block; an alignment gap is 0 or at least
     // MIN_BLOCK_BYTES and below alignBytes + MIN_BLOCK_BYTES.
     const gapBytesMax = alignBytes <= GRANULE_BYTES

@@ -78,8 +78,16 @@ export interface FreeListPolicy {
    * find() that finds nothing among the blocks listed now. The layers ask
    * before they give their reserves back for a failed allocation: a reserve
    * is given back only when the retry cannot fail (a throw changes nothing).
+   * `blocksFreed` is how many free blocks the giving back lists in all, this
+   * one among them (Infinity when unknown): a policy that scans a list from
+   * its head, where freed blocks go, may count on finding a block there.
    */
-  findsAnyOf(freeBytes: number, blockSizeBytes: number, alignBytes: number): boolean;
+  findsAnyOf(
+    freeBytes: number,
+    blockSizeBytes: number,
+    alignBytes: number,
+    blocksFreed: number,
+  ): boolean;
   /** Every listed free block, each list in order; bounded by `limit` blocks. */
   listed(limit: number): number[];
   /** The size of the largest listed free block, or 0. */

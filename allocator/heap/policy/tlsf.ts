@@ -223,13 +223,23 @@ export class TlsfPolicy implements FreeListPolicy {
     return this.#findGoodFit(searchClassOf(searchBytes));
   }
 
-  findsAnyOf(freeBytes: number, blockSizeBytes: number, alignBytes: number): boolean {
+  findsAnyOf(
+    freeBytes: number,
+    blockSizeBytes: number,
+    alignBytes: number,
+    blocksFreed: number,
+  ): boolean {
     const searchBytes = alignBytes <= GRANULE_BYTES
       ? blockSizeBytes
       : blockSizeBytes + alignBytes + MIN_BLOCK_BYTES - GRANULE_BYTES;
     // find() ends with a good fit: the head of the first non-empty class at
     // or above the search class, whose every block holds the request.
-    return classOf(freeBytes) >= searchClassOf(searchBytes);
+    if (classOf(freeBytes) >= searchClassOf(searchBytes)) return true;
+    // It starts with the first EXACT_SCAN_MAX blocks of the request's own
+    // class. A freed block goes to its list's head, and only the other blocks
+    // freed after it can lie above it there.
+    return alignBytes <= GRANULE_BYTES && blocksFreed <= EXACT_SCAN_MAX &&
+      freeBytes >= blockSizeBytes && classOf(freeBytes) === classOf(searchBytes);
   }
 
   /** The head of the first non-empty class at or above `sizeClass`, or 0. */
