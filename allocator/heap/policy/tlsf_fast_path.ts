@@ -783,7 +783,12 @@ export class TlsfFastPath {
 
   /** Takes the free block at word `i` off its class list (TlsfPolicy.remove); its links are verified. */
   #unlink(i: number, size: number): void {
-    this.#unlinkFrom(i, classOfSmall(size));
+    const words = this.#words;
+    const previous = this.#verifiedLink(words, i + 6);
+    const next = this.#verifiedLink(words, i + 4);
+    if (next !== 0) this.#writeLink(words, (next >> 2) + 6, previous);
+    if (previous !== 0) this.#writeLink(words, (previous >> 2) + 4, next);
+    else this.#setHead(classOfSmall(size), next, next === 0);
   }
 
   /** Puts the free block `block` at the head of its class list (TlsfPolicy.insert). */
