@@ -17,6 +17,7 @@ import {
   InvalidAddressError,
   InvalidFreeError,
   InvalidOptionError,
+  InvalidSizeError,
   MemoryInUseError,
   type ObjectCache,
   OutOfMemoryError,
@@ -920,4 +921,20 @@ Deno.test("random use of every layer never hands out bytes of a live allocation"
   assertDisjoint(spans, "live allocations");
   for (const entry of live) assert.ok(intact(entry));
   heap.check();
+});
+
+Deno.test("bytes() refuses a null length, and a closed allocator's cache refuses info()", () => {
+  const bytes = new Uint8Array(4 << 20);
+  const heap = PhysicalAllocator.fromBuffer(bytes);
+  const address = heap.alloc(40);
+  const before = picture(heap, bytes);
+  assert.throws(
+    () => heap.bytes(address, null as unknown as number),
+    (error: unknown) => error instanceof InvalidSizeError && error.code === "INVALID_SIZE",
+  );
+  assertPicture(heap, bytes, before, "bytes(address, null)");
+  assert.equal(heap.bytes(address).length, 40);
+  const cache = heap.createCache("probe", 48);
+  heap.close();
+  assert.throws(() => cache.info(), { code: "ALLOCATOR_CLOSED" });
 });

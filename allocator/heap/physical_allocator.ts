@@ -339,8 +339,9 @@ export class PhysicalAllocator implements Disposable {
    *
    * @param memory The regions to manage; all must view one window buffer.
    * @param options Policy, default alignment and native path.
-   * @throws {InvalidMemoryError} If the regions overlap, view different buffers, start at an
-   *   address that is not a multiple of 8 or none can hold a block.
+   * @throws {InvalidMemoryError} If the regions overlap, view different buffers or none can hold
+   *   a block (a region that starts at an address that is not a multiple of 8 is used from its
+   *   first multiple of 8).
    * @throws {InvalidOptionError} If an option has an unknown value.
    * @throws {InvalidAlignmentError} If the `align` option is not a power of two up to 1 GiB.
    * @throws {NativeUnavailableError} If `native: true` and the library cannot be loaded.
@@ -1179,7 +1180,8 @@ export class PhysicalAllocator implements Disposable {
 
   /** A view of `lengthBytes` (default: all `sizeBytes`) of the verified payload at `address`. */
   #view(address: number, sizeBytes: number, lengthBytes: number | undefined): Uint8Array {
-    const length = lengthBytes ?? sizeBytes;
+    // Only a missing length means the whole payload: null is a bad length like any other.
+    const length = lengthBytes === undefined ? sizeBytes : lengthBytes;
     if (!Number.isSafeInteger(length) || length < 0 || length > sizeBytes) {
       throw new InvalidSizeError(
         `Cannot view ${describeValue(length)} bytes at ${
@@ -1223,7 +1225,9 @@ export class PhysicalAllocator implements Disposable {
   /**
    * The bytes the live allocation at `address` may hold, like C's
    * malloc_usable_size: its block payload with slack, its slab object or its
-   * page run. At least `sizeOf(address)`.
+   * page run. At least `sizeOf(address)`. Unlike malloc_usable_size, the
+   * bytes past `sizeOf` are not the caller's to use: `bytes()` views at most
+   * `sizeOf` bytes, and `realloc` is the way to grow into the capacity.
    *
    * @param address A live payload address.
    * @returns The capacity in bytes.
@@ -1512,6 +1516,7 @@ export class PhysicalAllocator implements Disposable {
         }
       },
       info: () => {
+        this.#assertOpen("describe a cache");
         this.#assertNotDestroyed(handle, "describe");
         return cache.info();
       },
