@@ -324,10 +324,8 @@ export class PhysicalAllocator implements Disposable {
   readonly #totalBytes: number;
   readonly #skippedBytes: number;
   readonly #fixedOverheadBytes: number;
-  /** The slab cache behind each live handle createCache returned. */
+  /** The slab cache behind each handle createCache returned (destroyed ones say so themselves). */
   readonly #cacheOf = new WeakMap<ObjectCache, SlabCache>();
-  /** Handles of destroyed caches (destroyCache). */
-  readonly #destroyedCaches = new WeakSet<ObjectCache>();
   /** The page-frame and slab layers, or null when blocks serve everything. */
   readonly #layers: LayeredHeap | null;
   /** The slab fast path for layers without debug mode (see slab_fast_path.ts), else null. */
@@ -1482,7 +1480,7 @@ export class PhysicalAllocator implements Disposable {
       objectBytes,
       alloc: () => {
         this.#assertOpen("allocate from a cache");
-        this.#assertNotDestroyed(handle, "allocate from");
+        this.#assertNotDestroyed(cache, "allocate from");
         let address = layers.cacheAlloc(cache);
         // Other caches' empty slabs are freed only when that surely serves
         // this one (frames of the order and a block for the descriptor), so
@@ -1508,7 +1506,7 @@ export class PhysicalAllocator implements Disposable {
       },
       free: (address: number) => {
         this.#assertOpen("free to a cache");
-        this.#assertNotDestroyed(handle, "free to");
+        this.#assertNotDestroyed(cache, "free to");
         if (!layers.free(address, cache)) {
           throw new InvalidFreeError(
             `Cannot free ${describeValue(address)} to cache ${cache.name}: it is not in any slab`,
@@ -1517,7 +1515,7 @@ export class PhysicalAllocator implements Disposable {
       },
       info: () => {
         this.#assertOpen("describe a cache");
-        this.#assertNotDestroyed(handle, "describe");
+        this.#assertNotDestroyed(cache, "describe");
         return cache.info();
       },
     };
@@ -1525,10 +1523,10 @@ export class PhysicalAllocator implements Disposable {
     return handle;
   }
 
-  #assertNotDestroyed(handle: ObjectCache, operation: string): void {
-    if (!this.#cacheOf.has(handle)) {
+  #assertNotDestroyed(cache: SlabCache, operation: string): void {
+    if (cache.destroyed) {
       throw new CacheDestroyedError(
-        `Cannot ${operation} cache ${handle.name}: it was destroyed (destroyCache)`,
+        `Cannot ${operation} cache ${cache.name}: it was destroyed (destroyCache)`,
       );
     }
   }
@@ -1565,19 +1563,17 @@ export class PhysicalAllocator implements Disposable {
       ? this.#cacheOf.get(cache)
       : undefined;
     if (slabCache === undefined) {
-      if (this.#destroyedCaches.has(cache)) this.#assertNotDestroyed(cache, "destroy");
       throw new InvalidOptionError(
         `Cannot destroy cache ${describeValue(cache)}: it is not a cache this heap made`,
       );
     }
+    this.#assertNotDestroyed(slabCache, "destroy");
     if (slabCache.activeObjects > 0) {
       throw new CacheInUseError(
         `Cannot destroy cache ${slabCache.name}: ${slabCache.activeObjects} of its objects are live`,
       );
     }
     this.#layers!.destroyCache(slabCache);
-    this.#cacheOf.delete(cache);
-    this.#destroyedCaches.add(cache);
   }
 
   /**
