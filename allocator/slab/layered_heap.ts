@@ -5,8 +5,9 @@
  * objects from slabs. The owner of any address is found from the address
  * (chunk directory, then frame table), never from bytes a payload could forge.
  *
- * Reserves: each cache keeps one empty slab and the frames keep one wholly
- * free chunk, also when nothing lives in the layers, so a workload that
+ * Reserves: each cache keeps at most one empty slab (the caches at most
+ * EMPTY_SLABS_KEPT_MAX in all) and the frames keep one wholly free chunk,
+ * also when nothing lives in the layers, so a workload that
  * swings around a slab or chunk boundary does not take and give them back on
  * every call; `releaseReserves()` (PhysicalAllocator.trim()) gives them back,
  * and a failed allocation does so only when that surely serves it.

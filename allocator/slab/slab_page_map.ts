@@ -37,9 +37,13 @@ import {
   LOCAL_MASK,
   tagAux,
 } from "../frames/frame_table.ts";
+import { SLAB_ORDER_MAX } from "./slab_cache.ts";
 
 /** Bits of an info entry that hold the frame's index in its slab (slabs have at most 8 frames). */
 export const FRAME_INDEX_BITS = 3;
+if (SLAB_ORDER_MAX > FRAME_INDEX_BITS) {
+  throw new Error("slab_page_map.ts: a slab may have more frames than an info entry can index");
+}
 
 /** The slab of every slab frame, by page. */
 export class SlabPageMap {
@@ -80,7 +84,7 @@ export class SlabPageMap {
    */
   set(slabOffset: number, frameCount: number, descriptor: number, cacheId: number): void {
     const first = this.pageOf(slabOffset);
-    for (let i = 0; i < frameCount && i < 1 << FRAME_INDEX_BITS; i++) {
+    for (let i = 0; i < frameCount; i++) {
       this.descriptorPlusOne[first + i] = descriptor + 1;
       this.info[first + i] = (cacheId << FRAME_INDEX_BITS) | i;
     }
