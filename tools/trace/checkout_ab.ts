@@ -22,6 +22,7 @@
 import { decodeTrace, REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "./decode.ts";
 import type { DecodedTrace } from "./decode.ts";
 import { parseRep } from "./rep_format.ts";
+import { freshCopy } from "./fresh_copy.ts";
 import { heapBytesFor } from "./replay.ts";
 
 /** What this tool needs of a checkout's `mod.ts`. */
@@ -41,24 +42,8 @@ interface Heap {
   close(): void;
 }
 
-/** Replays `trace` on `heap` (one copy of the loop per checkout: their type feedback stays apart). */
-function replayA(heap: Heap, trace: DecodedTrace, slots: Float64Array): void {
-  const { kinds, ids, sizesBytes, opCount } = trace;
-  for (let i = 0; i < opCount; i++) {
-    const id = ids[i];
-    const size = sizesBytes[i] > 0 ? sizesBytes[i] : 1;
-    if (kinds[i] === REPLAY_ALLOC) slots[id] = heap.tryAlloc(size);
-    else if (kinds[i] === REPLAY_FREE) {
-      if (slots[id] !== 0) heap.free(slots[id]);
-      slots[id] = 0;
-    } else if (kinds[i] === REPLAY_REALLOC) {
-      slots[id] = slots[id] === 0 ? heap.tryAlloc(size) : heap.realloc(slots[id], size);
-    }
-  }
-}
-
-/** replayA again, for checkout B. */
-function replayB(heap: Heap, trace: DecodedTrace, slots: Float64Array): void {
+/** Replays `trace` on `heap` (each checkout runs a fresh copy: their type feedback stays apart). */
+function replay(heap: Heap, trace: DecodedTrace, slots: Float64Array): void {
   const { kinds, ids, sizesBytes, opCount } = trace;
   for (let i = 0; i < opCount; i++) {
     const id = ids[i];
@@ -94,7 +79,8 @@ const identity = Deno.args.includes("--identity");
 const only = Deno.args.find((arg) => arg.startsWith("--only="))?.slice(7).split(",");
 const checkouts: Checkout[] = [await import(`${dirA}mod.ts`), await import(`${dirB}mod.ts`)];
 const bases = [64 * 2 ** 30, 128 * 2 ** 30];
-const replays = [replayA, replayB];
+const replayScope = { REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC };
+const replays = [freshCopy(replay, replayScope), freshCopy(replay, replayScope)];
 const traceDir = new URL("../../bench/traces/", import.meta.url);
 const names = [...Deno.readDirSync(traceDir)].map((entry) => entry.name)
   .filter((name) => name.endsWith(".rep") && (only?.some((o) => name.startsWith(o)) ?? true))
