@@ -80,7 +80,8 @@ async function scale(
   const separateMs = counts.map(() => Infinity);
   for (let r = 0; r < repeat; r++) {
     for (const [row, workers] of counts.entries()) {
-      const run = await runSharedWorkers({
+      // The same Workers and mix twice: on one shared heap, then each on a heap of its own.
+      const options = {
         workers,
         operations,
         seed: seed + r * 100,
@@ -88,23 +89,15 @@ async function scale(
         fill: false,
         heapBytes: 32 << 20,
         warmupOperations: operations,
-      });
+      };
+      const run = await runSharedWorkers(options);
       const report = modelCheck(run);
       run.heap.close();
       if (report.corrupt !== 0) throw new Error(`corruption: ${report.firstProblem}`);
       bestMs[row] = Math.min(bestMs[row], run.wallMs);
       bestCpuMs[row] = Math.min(bestCpuMs[row], run.cpuMs);
       ceilingMs[row] = Math.min(ceilingMs[row], await cpuOnlyMs(workers));
-      const apart = await runSharedWorkers({
-        workers,
-        operations,
-        seed: seed + r * 100,
-        workload,
-        fill: false,
-        heapBytes: 32 << 20,
-        warmupOperations: operations,
-        separateHeaps: true,
-      });
+      const apart = await runSharedWorkers({ ...options, separateHeaps: true });
       apart.heap.close();
       separateMs[row] = Math.min(separateMs[row], apart.wallMs);
     }
