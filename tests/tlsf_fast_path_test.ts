@@ -29,6 +29,8 @@ import {
 } from "../allocator/heap/layout.ts";
 import { classOf, EXACT_SCAN_MAX, TlsfPolicy } from "../allocator/heap/policy/tlsf.ts";
 import { FALLBACK, fastPathFits, TlsfFastPath } from "../allocator/heap/policy/tlsf_fast_path.ts";
+import { TlsfCompactFastPath } from "../allocator/heap/policy/tlsf_compact_fast_path.ts";
+import { TlsfNarrowFastPath } from "../allocator/heap/policy/tlsf_narrow_fast_path.ts";
 import { Random } from "./support/random.ts";
 
 // ---------------------------------------------------------------------------
@@ -54,34 +56,49 @@ const NO_CALLS: FastPathCounts = {
   resizeFallback: 0,
 };
 
-type FastPathMethod = (this: TlsfFastPath, ...args: number[]) => number;
-const fastPathMethods = TlsfFastPath.prototype as unknown as Record<string, FastPathMethod>;
+type FastPathMethod = (this: object, ...args: number[]) => number;
+/** The fast path's twins (tlsfFastPathFor picks one per heap), by the name the tests use. */
+const TWINS = {
+  narrow: TlsfNarrowFastPath,
+  compact: TlsfCompactFastPath,
+  general: TlsfFastPath,
+} as const;
+type TwinName = keyof typeof TWINS;
+const twinMethods = Object.values(TWINS).map((twin) =>
+  twin.prototype as unknown as Record<string, FastPathMethod>
+);
 
 /** True when the fast path also serves `realloc` in place (its `resize`). */
-const HAS_RESIZE = typeof fastPathMethods.resize === "function";
+const HAS_RESIZE = twinMethods.every((methods) => typeof methods.resize === "function");
 
 /**
- * Counts the fast path's answers by wrapping its methods (restored by
- * `restore`). Only heaps served by the fast path construct a TlsfFastPath,
- * so every count belongs to the fast heap of a pair.
+ * Counts the fast path's answers by wrapping every twin's methods (restored
+ * by `restore`), and which twins answered. Only heaps served by the fast
+ * path construct a twin, so every count belongs to the fast heap of a pair.
  */
-function spyOnFastPath(): { counts: FastPathCounts; restore(): void } {
+function spyOnFastPath(): { counts: FastPathCounts; twins: Set<TwinName>; restore(): void } {
   const counts: FastPathCounts = { ...NO_CALLS };
-  const originals = new Map<string, FastPathMethod>();
-  for (const name of ["alloc", "free", "resize"] as const) {
-    const original = fastPathMethods[name];
-    if (typeof original !== "function") continue;
-    originals.set(name, original);
-    fastPathMethods[name] = function (this: TlsfFastPath, ...args: number[]): number {
-      const result = original.apply(this, args);
-      counts[`${name}${result === FALLBACK ? "Fallback" : "Served"}`]++;
-      return result;
-    };
+  const twins = new Set<TwinName>();
+  const restores: (() => void)[] = [];
+  for (const [twinName, twin] of Object.entries(TWINS) as [TwinName, object][]) {
+    const methods = (twin as { prototype: Record<string, FastPathMethod> }).prototype;
+    for (const name of ["alloc", "free", "resize"] as const) {
+      const original = methods[name];
+      if (typeof original !== "function") continue;
+      restores.push(() => methods[name] = original);
+      methods[name] = function (this: object, ...args: number[]): number {
+        const result = original.apply(this, args);
+        counts[`${name}${result === FALLBACK ? "Fallback" : "Served"}`]++;
+        twins.add(twinName);
+        return result;
+      };
+    }
   }
   return {
     counts,
+    twins,
     restore() {
-      for (const [name, original] of originals) fastPathMethods[name] = original;
+      for (const restore of restores) restore();
     },
   };
 }
@@ -427,16 +444,33 @@ interface LockstepConfig {
    * the general path serves. No requests near the largest free block (GiBs: a move would copy them).
    */
   readonly wide?: boolean;
+  /** The twin of the fast path that serves the fast heap (see tlsfFastPathFor). */
+  readonly twin: TwinName;
 }
 
 const GIB = 2 ** 30;
 const HOST_MAP_AT = 0x2000_0000_0000;
 
 const CONFIGS: readonly LockstepConfig[] = [
-  { name: "64 KiB", heapBytes: 64 * 1024, baseAddress: 0x1000, largeMax: 16 * 1024, steps: 5000 },
-  { name: "1 MiB", heapBytes: 1 << 20, baseAddress: 0x10000, largeMax: 96 * 1024, steps: 5000 },
+  {
+    name: "64 KiB",
+    twin: "narrow",
+    heapBytes: 64 * 1024,
+    baseAddress: 0x1000,
+    largeMax: 16 * 1024,
+    steps: 5000,
+  },
+  {
+    name: "1 MiB",
+    twin: "narrow",
+    heapBytes: 1 << 20,
+    baseAddress: 0x10000,
+    largeMax: 96 * 1024,
+    steps: 5000,
+  },
   {
     name: "8 KiB, out of memory often",
+    twin: "narrow",
     heapBytes: 8 * 1024,
     baseAddress: 0x1000,
     largeMax: 6 * 1024,
@@ -444,6 +478,7 @@ const CONFIGS: readonly LockstepConfig[] = [
   },
   {
     name: "64 KiB ending exactly at 2^31",
+    twin: "narrow",
     heapBytes: 64 * 1024,
     baseAddress: 2 ** 31 - 64 * 1024,
     largeMax: 16 * 1024,
@@ -452,6 +487,7 @@ const CONFIGS: readonly LockstepConfig[] = [
   // Windows above 4 GiB, where links and heads have high words the fast path must write and check.
   {
     name: "64 KiB above 4 GiB",
+    twin: "compact",
     heapBytes: 64 * 1024,
     baseAddress: 2 ** 32 + 0x1000,
     largeMax: 16 * 1024,
@@ -459,6 +495,7 @@ const CONFIGS: readonly LockstepConfig[] = [
   },
   {
     name: "1 MiB at 64 GiB (a base whose low word is 0)",
+    twin: "compact",
     heapBytes: 1 << 20,
     baseAddress: 64 * 2 ** 30,
     largeMax: 96 * 1024,
@@ -466,6 +503,7 @@ const CONFIGS: readonly LockstepConfig[] = [
   },
   {
     name: "256 KiB straddling 4 GiB (low words wrap inside the window)",
+    twin: "general",
     heapBytes: 256 * 1024,
     baseAddress: 2 ** 32 - 128 * 1024,
     largeMax: 32 * 1024,
@@ -474,14 +512,34 @@ const CONFIGS: readonly LockstepConfig[] = [
   {
     // Not 2^52: there a bad address such as `live + 0.5` rounds to the live address itself.
     name: "64 KiB straddling 2^48",
+    twin: "general",
     heapBytes: 64 * 1024,
     baseAddress: 2 ** 48 - 32 * 1024,
+    largeMax: 16 * 1024,
+    steps: 5000,
+  },
+  // The compact twin names a block by its address's low word, an int32: up to 2^31 - 8 above a
+  // multiple of 4 GiB; a window whose low words pass 2^31 is the general twin's.
+  {
+    name: "64 KiB whose low words end 8 bytes below 2^31 (at 6 GiB - 8)",
+    twin: "compact",
+    heapBytes: 64 * 1024,
+    baseAddress: 6 * GIB - 8 - 64 * 1024,
+    largeMax: 16 * 1024,
+    steps: 5000,
+  },
+  {
+    name: "64 KiB whose low words pass 2^31 (straddling 6 GiB)",
+    twin: "general",
+    heapBytes: 64 * 1024,
+    baseAddress: 6 * GIB - 32 * 1024,
     largeMax: 16 * 1024,
     steps: 5000,
   },
   // The fast heap over identity-mapped memory (mmap at the physical address), the general one over a buffer.
   {
     name: "1 MiB identity-mapped at 20 GiB",
+    twin: "compact",
     heapBytes: 1 << 20,
     baseAddress: 20 * 2 ** 30,
     largeMax: 96 * 1024,
@@ -490,6 +548,7 @@ const CONFIGS: readonly LockstepConfig[] = [
   },
   {
     name: "256 KiB identity-mapped straddling 12 GiB",
+    twin: "general",
     heapBytes: 256 * 1024,
     baseAddress: 12 * 2 ** 30 - 128 * 1024,
     largeMax: 32 * 1024,
@@ -502,6 +561,7 @@ const CONFIGS: readonly LockstepConfig[] = [
 const REGION_CONFIGS: readonly LockstepConfig[] = [
   {
     name: "five regions in buffers (one too small for a block), holes between",
+    twin: "general",
     heapBytes: 0,
     baseAddress: 0,
     ranges: [
@@ -516,6 +576,7 @@ const REGION_CONFIGS: readonly LockstepConfig[] = [
   },
   {
     name: "four regions identity-mapped far above 4 GiB (the host's map, moved up 32 TiB)",
+    twin: "general",
     heapBytes: 0,
     baseAddress: 0,
     // Far up, where nothing else of the process maps (the window spans 33 GiB and is never relocated).
@@ -532,6 +593,7 @@ const REGION_CONFIGS: readonly LockstepConfig[] = [
   },
   {
     name: "one region of 2^31 + 4 MiB identity-mapped at 33 TiB",
+    twin: "general",
     heapBytes: 0,
     baseAddress: 0,
     ranges: [{ start: HOST_MAP_AT + 1024 * GIB, length: 2 * GIB + (4 << 20) }],
@@ -543,6 +605,7 @@ const REGION_CONFIGS: readonly LockstepConfig[] = [
   {
     name:
       "one region of 2^31 + 256 KiB identity-mapped at 33 TiB + 16 GiB (its top ends past the span, under 2^31 bytes once 256 KiB are used)",
+    twin: "general",
     heapBytes: 0,
     baseAddress: 0,
     ranges: [{ start: HOST_MAP_AT + 1040 * GIB, length: 2 * GIB + (256 << 10) }],
@@ -858,6 +921,7 @@ Deno.test("TlsfFastPath makes exactly the general path's decisions, in lockstep"
       // The runs reached what they are meant to exercise.
       // Past the span (wide windows) the general path serves what carves from or merges with a
       // free block of 2^31 bytes or more: fewer calls reach the fast path there.
+      assert.deepEqual([...spy.twins], [config.twin], "the fast heap's twin");
       const servedMin = config.wide === true ? 400 : 1000;
       if (config.wide === true) {
         console.log(`  ${config.name}: fast path ${JSON.stringify(spy.counts)}`);
@@ -1239,6 +1303,9 @@ const CORRUPTIONS: readonly CorruptionCase[] = [
     ["next link, to a used block", FREE_NEXT_OFFSET, (s: Scene) => B(s, 0)],
     ["next link, misaligned", FREE_NEXT_OFFSET, (s: Scene) => B(s, 3) + 4],
     ["prev link, to another free block", FREE_PREV_OFFSET, (s: Scene) => B(s, 1)],
+    // Offset 0 from the base, which no twin may take for the null link (the low word is written:
+    // above 4 GiB the high word already is the base's, and at 28 GiB the low word is 0).
+    ["next link, to the window's byte 0", FREE_NEXT_OFFSET, (s: Scene) => s.base % 2 ** 32],
   ] as const).map(([what, offset, value]): CorruptionCase => ({
     name: `the listed free block's ${what}`,
     scene: "rows",

@@ -65,7 +65,9 @@ import {
 } from "./policy/policy.ts";
 import { POLICIES } from "./policy/registry.ts";
 import { TlsfPolicy } from "./policy/tlsf.ts";
-import { FALLBACK, fastPathFits, TlsfFastPath } from "./policy/tlsf_fast_path.ts";
+import { FALLBACK, fastPathFits, type TlsfFastPath } from "./policy/tlsf_fast_path.ts";
+import { type TlsfCompactFastPath, tlsfFastPathFor } from "./policy/tlsf_compact_fast_path.ts";
+import type { TlsfNarrowFastPath } from "./policy/tlsf_narrow_fast_path.ts";
 import { type HeapLayout, largestBlockArea, layoutRegions, type RegionLayout } from "./regions.ts";
 import type { AllocatorStats, RegionStats } from "./stats.ts";
 import {
@@ -319,8 +321,8 @@ export class PhysicalAllocator implements Disposable {
   readonly #cache: WorkerCache | null;
   /** The shared heap's calls (Worker cache, block lock), else null. */
   readonly #sharedCalls: SharedCalls | null;
-  /** The TLSF fast path for the common heap (see tlsf_fast_path.ts), else null. */
-  readonly #fast: TlsfFastPath | null;
+  /** The TLSF fast path for the common heap (a twin chosen by tlsfFastPathFor), else null. */
+  readonly #fast: TlsfNarrowFastPath | TlsfCompactFastPath | TlsfFastPath | null;
   readonly #totalBytes: number;
   readonly #skippedBytes: number;
   readonly #fixedOverheadBytes: number;
@@ -444,7 +446,7 @@ export class PhysicalAllocator implements Disposable {
     if (this.#shared === null || this.#shared.creating) this.#edits.initRegions(this.#usable);
     this.#fast = options.fastPath !== false && tlsf !== null && this.#debug === null &&
         !this.#nativeActive && fastPathFits(window.baseAddress, this.#usable[0].blockStart)
-      ? new TlsfFastPath({
+      ? tlsfFastPathFor({
         words: this.#blocks.words,
         baseAddress: window.baseAddress,
         regions: this.#usable,

@@ -851,11 +851,14 @@ export class TlsfFastPath {
   #readLink(array: Int32Array, i: number): number {
     const lo = array[i];
     // A narrow window's general path (NarrowBlockWords) ignores high words: so does this one.
-    if (this.#narrow) return lo === 0 ? 0 : (lo - this.#baseLo) | 0;
+    // Offset 0, the window's byte 0, names no block: a link to it is not the null link.
+    if (this.#narrow) return lo === 0 ? 0 : ((lo - this.#baseLo) | 0) || -1;
     const hi = array[i + 1];
     if ((lo | hi) === 0) return 0;
     const offset = (lo - this.#baseLo) | 0;
-    return hi === (offset < this.#carryAt ? this.#baseHi : this.#baseHiAbove) ? offset : -1;
+    return hi === (offset < this.#carryAt ? this.#baseHi : this.#baseHiAbove) && offset !== 0
+      ? offset
+      : -1;
   }
 
   /** A link `#linksIntact` has verified, as an offset (0: null): its high word needs no second look. */
@@ -903,12 +906,12 @@ export class TlsfFastPath {
 }
 
 /** True when the check word of the header at word `i` (whose address's low word is `lo`) matches. */
-function headerIntact(words: Int32Array, i: number, lo: number, key: number): boolean {
+export function headerIntact(words: Int32Array, i: number, lo: number, key: number): boolean {
   return words[i + 3] === (headerCheck(lo, words[i], words[i + 1], words[i + 2], key) | 0);
 }
 
 /** Writes a whole header (high size word 0: the window is shorter than 2^31 bytes). */
-function writeHeader(
+export function writeHeader(
   words: Int32Array,
   i: number,
   lo: number,
@@ -925,7 +928,7 @@ function writeHeader(
 }
 
 /** Writes a free block's header (FREE plus `last`) and its footer, the size as a u64. */
-function writeFree(
+export function writeFree(
   words: Int32Array,
   i: number,
   lo: number,
@@ -940,7 +943,13 @@ function writeFree(
 }
 
 /** Replaces the flag bits of the header at word `i` by those of `word0`, keeping it intact. */
-function setFlags(words: Int32Array, i: number, lo: number, word0: number, key: number): void {
+export function setFlags(
+  words: Int32Array,
+  i: number,
+  lo: number,
+  word0: number,
+  key: number,
+): void {
   words[i] = word0;
   words[i + 3] = headerCheck(lo, word0, words[i + 1], words[i + 2], key);
 }
