@@ -140,7 +140,9 @@ const DEFAULT_ALIGN_BYTES = 8;
  * Layouts of `mapped` runs (page-aligned, addresses from 4 GiB; `baseShift`
  * is added): windows of 2^31 bytes and more whose last region straddles the
  * window's first 2^31 bytes (the TLSF fast path's span), so blocks lie on
- * both sides of it, and a window of 6 GiB whose regions lie far apart.
+ * both sides of it, a window of 6 GiB whose regions lie far apart, and one
+ * region above 4 GiB (the window of the fast path's compact twin, whose
+ * links all carry one high word).
  */
 export const MAPPED_LAYOUTS: readonly (readonly FuzzRange[])[] = [
   [
@@ -153,6 +155,7 @@ export const MAPPED_LAYOUTS: readonly (readonly FuzzRange[])[] = [
     { start: 2 ** 32 + 2 ** 31 - 64 * 1024, length: 256 * 1024 },
     { start: 10 * 2 ** 30, length: 512 * 1024 },
   ],
+  [{ start: 2 ** 32 + 0x1000, length: 1 << 20 }],
 ];
 
 /** Where the lanes after the first map their memory in `mapped` runs: this far above, per lane. */
