@@ -1,29 +1,30 @@
 /**
- * The TLSF hot path of the common window: one region, whose every block
- * lies in the window's first SPAN_BYTES_MAX bytes and below one 4 GiB
- * boundary (`compactFits`). A heap over an `ArrayBuffer` (`fromBuffer`, a
- * window below 2^31) and a heap of one region of identity-mapped memory (at
- * 64 GiB, say) both take it; `PhysicalAllocator` builds it through
- * {@linkcode tlsfFastPathFor}, and every other window gets `TlsfFastPath`
- * (tlsf_fast_path.ts: several regions, windows of 2^31 bytes and more,
- * windows whose addresses cross a 4 GiB boundary).
+ * The TLSF hot path of a window of one region anywhere in the address
+ * space (`compactFits`): identity-mapped memory at the machine's physical
+ * addresses (64 GiB, say), or a buffer heap with a high `baseAddress`.
+ * {@linkcode tlsfFastPathFor} picks the fast path of every heap: the narrow
+ * twin (tlsf_narrow_fast_path.ts) for one region below 2^31, this one for
+ * one region elsewhere, and `TlsfFastPath` (tlsf_fast_path.ts) for every
+ * other window (several regions, 2^31 bytes and more, a region crossing a
+ * multiple of 4 GiB or whose addresses' low words pass 2^31).
  *
- * It is that class's twin, written for this window alone. In such a window
- * every link, head and footer holds a high word known in advance (the
- * base's: 0 below 4 GiB), so a link is read as two loads and two compares,
- * and no block of 2^31 bytes or more, no block past the span, no region
- * lookup and no carry exist: the code the general twin needs for them is
- * not here. That keeps `alloc`, `free` and `resize` small enough for V8 to
- * inline their helpers (it inlines at most 920 bytes of bytecode into each
- * function), which the general twin is not.
+ * In such a region every address has the same high word, and its low word
+ * is an int32 above 0: that low word names the block, as the address itself
+ * does in the narrow twin, so the header check word, links and heads are
+ * written from it directly and V8 keeps every computation in 32-bit
+ * registers. A link is trusted only when its high word is the region's (the
+ * general path reads the whole u64); no block of 2^31 bytes or more, no
+ * block past the span, no region lookup and no carry exist here, so the
+ * code the general twin needs for them is left out. That keeps `alloc`,
+ * `free` and `resize` small enough for V8 to inline their helpers (it
+ * inlines at most 920 bytes of bytecode into each function), which the
+ * general twin is not.
  *
- * A narrow window's general path (`NarrowBlockWords`) reads no high words;
- * this fast path reads them and falls back when one is not 0: it never
- * serves a call the general path would refuse, and refuses nothing the
- * general path would not, since that path then serves it. Everything else
- * (the checks before any write, the decisions, the bytes written) is
- * exactly `TlsfFastPath`'s, and `tests/tlsf_fast_path_test.ts` runs both
- * twins in lockstep against the general path.
+ * Everything else is `TlsfFastPath`'s contract: exactly the general path's
+ * checks before any write, its decisions and its bytes, FALLBACK (nothing
+ * written) where a check fails or the call is not the common case;
+ * `tests/tlsf_fast_path_test.ts` runs every twin in lockstep against the
+ * general path.
  *
  * @module
  */
@@ -596,10 +597,12 @@ export class TlsfCompactFastPath {
     const hi = this.#hi;
     const next = linkAt(words, i + 4, hi);
     const previous = linkAt(words, i + 6, hi);
-    return (next === 0 ||
-      (this.#inRegion(next) && linkAt(words, this.#index(next) + 6, hi) === block)) &&
+    // A neighbour's link back names `block` (a low word above 0) with the region's high word.
+    const n = this.#index(next) + 6;
+    const p = this.#index(previous) + 4;
+    return (next === 0 || (this.#inRegion(next) && words[n] === block && words[n + 1] === hi)) &&
       (previous === 0 ||
-        (this.#inRegion(previous) && linkAt(words, this.#index(previous) + 4, hi) === block));
+        (this.#inRegion(previous) && words[p] === block && words[p + 1] === hi));
   }
 }
 

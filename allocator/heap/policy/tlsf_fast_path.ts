@@ -4,6 +4,11 @@
  * searched in TypeScript without debug mode (any number of regions, a window
  * of any length at any base address). `PhysicalAllocator` uses it where it
  * applies (`fastPathActive`); the option `fastPath: false` turns it off.
+ * Windows of one region take a twin written for them alone instead
+ * (`tlsfFastPathFor` in tlsf_compact_fast_path.ts: the narrow and compact
+ * twins), which V8 compiles into less code; this class serves the others,
+ * and its small helpers (headerIntact, writeHeader, writeFree, setFlags)
+ * serve all three.
  *
  * Inside, a block is named by its byte offset from the window's base, an
  * int32 however high the window lies (identity-mapped memory sits at the
