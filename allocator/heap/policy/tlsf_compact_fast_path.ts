@@ -245,9 +245,10 @@ export class TlsfCompactFastPath {
       const tailClass = classOfSmall(remainder);
       const head = linkAt(this.#heads, 2 * tailClass, hi);
       const t = i + (blockSize >> 2);
-      putLink(words, t + 6, 0, hi);
+      words[t + 6] = 0;
+      words[t + 7] = 0;
       putLink(words, t + 4, head, hi);
-      if (head !== 0) putLink(words, ((head - baseLo) >> 2) + 6, tail, hi);
+      if (head !== 0) putAddress(words, ((head - baseLo) >> 2) + 6, tail, hi);
       this.#setHead(tailClass, tail, head === 0);
       writeFree(words, t, tail, remainder, last, this.#key);
       counters.addFree(remainder);
@@ -310,9 +311,10 @@ export class TlsfCompactFastPath {
     const s = (start - baseLo) >> 2;
     const startClass = classOfSmall(total);
     const head = linkAt(this.#heads, 2 * startClass, hi);
-    putLink(words, s + 6, 0, hi);
+    words[s + 6] = 0;
+    words[s + 7] = 0;
     putLink(words, s + 4, head, hi);
-    if (head !== 0) putLink(words, ((head - baseLo) >> 2) + 6, start, hi);
+    if (head !== 0) putAddress(words, ((head - baseLo) >> 2) + 6, start, hi);
     this.#setHead(startClass, start, head === 0);
     writeFree(words, s, start, total, last, this.#key);
     counters.addFree(total);
@@ -459,10 +461,11 @@ export class TlsfCompactFastPath {
     const size = word0 - (word0 & 7);
     if (
       (word0 & 1) !== 0 || !headerIntact(words, i, block, this.#key) || size < 40 ||
-      block + size > this.#end || words[i + 1] !== 0
+      block + size > this.#end
     ) {
       return 0;
     }
+    // (Its high size word is checked by #successorWord0, which free and resize call next.)
     return block;
   }
 
@@ -472,6 +475,8 @@ export class TlsfCompactFastPath {
    * when it is free); 0 when the block ends its region, FALLBACK when a check fails.
    */
   #successorWord0(i: number, block: number, size: number, word0: number): number {
+    // The used block's own high size word first (see #usedBlock): the general path reads it.
+    if (this.#words[i + 1] !== 0) return FALLBACK;
     if ((word0 & 4) !== 0) return 0;
     const next = block + size;
     if (next >= this.#end) return FALLBACK;
@@ -549,9 +554,10 @@ export class TlsfCompactFastPath {
     const sizeClass = classOfSmall(size);
     const head = linkAt(this.#heads, 2 * sizeClass, hi);
     const i = this.#index(block);
-    putLink(words, i + 6, 0, hi);
+    words[i + 6] = 0;
+    words[i + 7] = 0;
     putLink(words, i + 4, head, hi);
-    if (head !== 0) putLink(words, this.#index(head) + 6, block, hi);
+    if (head !== 0) putAddress(words, this.#index(head) + 6, block, hi);
     this.#setHead(sizeClass, block, head === 0);
   }
 
@@ -616,6 +622,12 @@ function linkAt(array: Int32Array, i: number, hi: number): number {
   const lo = array[i];
   if (array[i + 1] === hi && lo !== 0) return lo;
   return (lo | array[i + 1]) === 0 ? 0 : -1;
+}
+
+/** Writes the block `block` (a low word above 0) as a u64 address at `array[i]`. */
+function putAddress(array: Int32Array, i: number, block: number, hi: number): void {
+  array[i] = block;
+  array[i + 1] = hi;
 }
 
 /** Writes the block `block` (a low word; 0: the null link) as a u64 address at `array[i]`. */
