@@ -9,12 +9,14 @@
  *
  * ```sh
  * git worktree add --detach /tmp/old 937b6dc
- * deno run -A tools/trace/checkout_ab.ts /tmp/old . [--layers] [--identity] [--only=git,jq] [ROUNDS]
+ * deno run -A tools/trace/checkout_ab.ts /tmp/old . [--layers] [--identity | --identity-b] [--only=git,jq] [ROUNDS]
  * ```
  *
  * `--layers` keeps the page-frame and slab layers on (default: blocks
  * alone); `--identity` puts A's heaps at 64 GiB and B's at 128 GiB in memory
- * from `mapIdentity` (default: buffers at 0x1000).
+ * from `mapIdentity` (default: buffers at 0x1000); `--identity-b` puts only
+ * B's there, so `checkout_ab.ts . . --identity-b` times one checkout's
+ * identity heap against its buffer heap (B/A: identity over buffer).
  *
  * @module
  */
@@ -59,14 +61,15 @@ function replay(heap: Heap, trace: DecodedTrace, slots: Float64Array): void {
 }
 
 const USAGE =
-  "usage: checkout_ab.ts DIR_A DIR_B [--layers] [--identity] [--only=T,...] [ROUNDS] (default 31)";
+  "usage: checkout_ab.ts DIR_A DIR_B [--layers] [--identity | --identity-b] [--only=T,...] [ROUNDS] (default 31)";
 if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
   console.log(USAGE);
   Deno.exit(0);
 }
 const args = Deno.args.filter((arg) => !arg.startsWith("-"));
 const unknown = Deno.args.find((arg) =>
-  arg.startsWith("-") && arg !== "--layers" && arg !== "--identity" && !arg.startsWith("--only=")
+  arg.startsWith("-") && arg !== "--layers" && arg !== "--identity" && arg !== "--identity-b" &&
+  !arg.startsWith("--only=")
 );
 if (args.length < 2 || unknown !== undefined) {
   console.error(unknown === undefined ? USAGE : `unknown flag '${unknown}'\n${USAGE}`);
@@ -75,7 +78,9 @@ if (args.length < 2 || unknown !== undefined) {
 const [dirA, dirB] = args.map((dir) => new URL(`${dir}/`, `file://${Deno.cwd()}/`).href);
 const rounds = Number(args[2] ?? 31);
 const layers = Deno.args.includes("--layers");
-const identity = Deno.args.includes("--identity");
+const identityB = Deno.args.includes("--identity-b");
+/** Per checkout: whether its heaps lie in memory from mapIdentity. */
+const identity = [Deno.args.includes("--identity"), Deno.args.includes("--identity") || identityB];
 const only = Deno.args.find((arg) => arg.startsWith("--only="))?.slice(7).split(",");
 const checkouts: Checkout[] = [await import(`${dirA}mod.ts`), await import(`${dirB}mod.ts`)];
 const bases = [64 * 2 ** 30, 128 * 2 ** 30];
@@ -91,7 +96,7 @@ for (const name of names) {
   const trace = decodeTrace(parseRep(Deno.readTextFileSync(new URL(name, traceDir))), name);
   const lengthBytes = Math.ceil(heapBytesFor(trace) / 4096) * 4096;
   const memories = checkouts.map((checkout, k) =>
-    identity
+    identity[k]
       ? checkout.mapIdentity([{ start: bases[k], length: lengthBytes }])
       : checkout.bufferMemory([{ start: 0x1000, length: lengthBytes }])
   );
