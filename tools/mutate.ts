@@ -141,6 +141,13 @@ export const MUTANTS: readonly Mutant[] = [
     replace: "    let last = word0 & 4;\n    if (remainder >= 48) {",
     tests: ["tests/tlsf_fast_path_test.ts"],
   },
+  ...(["tlsf_narrow_fast_path", "tlsf_compact_fast_path"] as const).map((twin) => ({
+    id: `fast-path-split-threshold-${twin.slice(5, -10)}`,
+    file: `allocator/heap/policy/${twin}.ts`,
+    find: "    let last = word0 & 4;\n    if (remainder >= 40) {",
+    replace: "    let last = word0 & 4;\n    if (remainder >= 48) {",
+    tests: ["tests/tlsf_fast_path_test.ts"],
+  })),
   {
     id: "check-ignores-footer",
     file: "allocator/heap/check/heap_check.ts",
