@@ -164,6 +164,8 @@ export class LayeredHeap {
    * since `alloc` never handed them out.
    */
   readonly #internalBlocks = new InternalBlocks();
+  /** The caches that may hold empty slabs (#slabEmptied's list; others hold none). */
+  readonly #emptyHolders: SlabCache[] = [];
   /** Which slab every slab frame belongs to (for slab_fast_path.ts's free; proved by check()). */
   readonly slabPages: SlabPageMap;
   /** Per cache id: the bytes a user object holds (its object size less the debug guard). */
@@ -302,10 +304,24 @@ export class LayeredHeap {
    * not make and unmake a slab at every turn).
    */
   #slabEmptied(emptied: SlabCache): void {
+    // Only caches that emptied a slab can hold one: the walk is over those (a
+    // few: the caches keep EMPTY_SLABS_KEPT_MAX empty slabs in all), not over
+    // every cache, since a cache whose last object comes and goes empties a
+    // slab at every turn.
+    const holders = this.#emptyHolders;
+    if (!holders.includes(emptied)) holders.push(emptied);
     let total = 0;
-    for (const cache of this.caches) total += cache.emptySlabs;
+    let kept = 0;
+    for (const cache of holders) {
+      if (cache.emptySlabs === 0) continue;
+      holders[kept++] = cache;
+      total += cache.emptySlabs;
+    }
+    holders.length = kept;
     if (total <= EMPTY_SLABS_KEPT_MAX) return;
-    for (const cache of this.caches) {
+    // In id order, as a walk over every cache would give them back.
+    holders.sort((a, b) => a.id - b.id);
+    for (const cache of holders) {
       if (cache === emptied || cache.emptySlabs === 0) continue;
       total -= cache.emptySlabs;
       cache.shrink(0);

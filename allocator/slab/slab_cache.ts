@@ -330,6 +330,20 @@ export class SlabCache {
   }
 
   /**
+   * Moves the empty list's head to the partial list, as an alloc that finds
+   * no partial slab does first (#refill), so slab_fast_path.ts serves that
+   * alloc too (a cache whose last object comes and goes empties and refills
+   * its slab at every turn).
+   *
+   * @returns False, having changed nothing, when the cache keeps no empty slab.
+   */
+  reuseEmpty(): boolean {
+    if (this.emptyHead === NONE) return false;
+    this.#move(this.emptyHead, 3, 1);
+    return true;
+  }
+
+  /**
    * After an alloc that used the last free object of the partial list's head
    * (its in-use count reached objectsPerSlab): moves that slab to the full list.
    */

@@ -125,7 +125,7 @@ export class SlabFastPath {
       (sizeBytes | 0) !== sizeBytes
     ) return FALLBACK;
     const cache = this.#kmallocByStep[(sizeBytes + 7) >> 3];
-    if (cache.partialHead === -1) return FALLBACK;
+    if (cache.partialHead === -1 && !cache.reuseEmpty()) return FALLBACK;
     const w = this.#words;
     const d = cache.currentDescriptor;
     const base = cache.currentBase;
@@ -167,12 +167,18 @@ export class SlabFastPath {
   free(address: number): number {
     const d = this.#locate(address);
     if (d < 0) return d === OUTSIDE ? NOT_IN_LAYERS : FALLBACK;
-    const cache = this.#foundCache!;
-    const index = this.#foundIndex;
-    const offset = address - this.#baseAddress;
+    this.#release(this.#foundCache!, d, this.#foundIndex, address - this.#baseAddress);
+    return FREED;
+  }
+
+  /**
+   * The general path's writes of a free (SlabCache.freeFast) for object
+   * `index` at window offset `offset` of the slab with descriptor `d`, which
+   * #locate verified to be live.
+   */
+  #release(cache: SlabCache, d: number, index: number, offset: number): void {
     const size = cache.objectBytes;
     const w = this.#words;
-    // Everything verified (#locate): from here on, the general path's writes.
     const bitWord = d + 4 + (index >>> 5);
     w[bitWord] &= ~(1 << (index & 31));
     w[offset >> 2] = w[d] ^ this.#secrets[cache.id] ^ Math.imul(offset, 0x9e3779b1);
@@ -182,9 +188,11 @@ export class SlabFastPath {
       ? size - this.#bytes[((d + 4 + cache.bitmapWords) << 2) + index]
       : size;
     const inUse = --w[d + 1];
-    if (inUse === cache.objectsPerSlab - 1 || inUse === 0) cache.slabFreed(d, inUse);
-    if (cache.emptySlabs > 1) this.#layers.trim();
-    return FREED;
+    if (inUse === 0) {
+      cache.slabFreed(d, 0);
+      // Only a slab that has just emptied can give its cache a second empty slab.
+      if (cache.emptySlabs > 1) this.#layers.trim();
+    } else if (inUse === cache.objectsPerSlab - 1) cache.slabFreed(d, inUse);
   }
 
   /**
@@ -206,7 +214,8 @@ export class SlabFastPath {
     if (d < 0) return FALLBACK;
     const cache = this.#foundCache!;
     if (!cache.keepsSizes) return FALLBACK;
-    const slackByte = ((d + 4 + cache.bitmapWords) << 2) + this.#foundIndex;
+    const index = this.#foundIndex;
+    const slackByte = ((d + 4 + cache.bitmapWords) << 2) + index;
     const oldBytes = cache.objectBytes - this.#bytes[slackByte];
     if (sizeBytes === oldBytes) return address;
     if (cache === this.#kmallocByStep[(sizeBytes + 7) >> 3]) {
@@ -228,8 +237,9 @@ export class SlabFastPath {
     for (let k = 0; k < copyWords; k++) w[toWord + k] = w[fromWord + k];
     const bytes = this.#bytes;
     for (let k = copyWords << 2; k < copyBytes; k++) bytes[to + k] = bytes[from + k];
-    // The old object is still live (verified above; the alloc touched no other object).
-    this.free(address);
+    // The old object is still live (verified above; the alloc touched no
+    // other slab): freed without finding it again.
+    this.#release(cache, d, index, from);
     return moved;
   }
 
