@@ -51,11 +51,11 @@ const INSIDE = -2;
  * once, when the module loads:
  *   descriptor words: free head 0, in use 1, carved 2, slab 3, bitmap from 4;
  *   frame shift 12 (mask 4095); slab page map info: frame index bits 3
- *   (mask 7); directory slot shift 16; NONE -1; kmalloc's largest class 256.
+ *   (mask 7); directory slot shift 16; NONE -1; kmalloc's largest class 1024.
  */
 const LITERALS_MATCH_FORMATS = D_FREE === 0 && D_IN_USE === 1 && D_CARVED === 2 &&
   D_SLAB === 3 && D_BITMAP === 4 && FRAME_SHIFT === 12 && FRAME_INDEX_BITS === 3 &&
-  SLOT_SHIFT === 16 && NONE === -1 && KMALLOC_MAX_BYTES === 256;
+  SLOT_SHIFT === 16 && NONE === -1 && KMALLOC_MAX_BYTES === 512;
 if (!LITERALS_MATCH_FORMATS) throw new Error("slab_fast_path.ts no longer matches its formats");
 
 /** `alloc` and `free` of the layers' slab objects, the common case written out. */
@@ -121,7 +121,7 @@ export class SlabFastPath {
    */
   alloc(sizeBytes: number): number {
     if (
-      typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 256) ||
+      typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 512) ||
       (sizeBytes | 0) !== sizeBytes
     ) return FALLBACK;
     const cache = this.#kmallocByStep[(sizeBytes + 7) >> 3];
@@ -207,7 +207,7 @@ export class SlabFastPath {
    */
   realloc(address: number, sizeBytes: number): number {
     if (
-      typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 256) ||
+      typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 512) ||
       (sizeBytes | 0) !== sizeBytes
     ) return FALLBACK;
     const d = this.#locate(address);
