@@ -179,6 +179,7 @@ function runLockstep(
   steps: number,
   counts: Counts,
   draw: (random: Random) => number = drawSize,
+  reallocsServedMin = steps / 100,
 ): void {
   const pair = makePair();
   const random = new Random(seed);
@@ -272,7 +273,11 @@ function runLockstep(
   pair.slow.check();
   assert.equal(counts.allocServed > steps / 10, true, `fast alloc served ${counts.allocServed}`);
   assert.equal(counts.freeServed > steps / 10, true, `fast free served ${counts.freeServed}`);
-  assert.equal(counts.reallocServed > steps / 100, true, `realloc served ${counts.reallocServed}`);
+  assert.equal(
+    counts.reallocServed > reallocsServedMin,
+    true,
+    `realloc served ${counts.reallocServed}`,
+  );
 }
 
 Deno.test("SlabFastPath serves exactly the heaps it applies to", () => {
@@ -301,7 +306,9 @@ Deno.test("SlabFastPath makes exactly the general path's decisions, in lockstep"
 Deno.test("SlabFastPath makes exactly the general path's decisions on mid classes, in lockstep", () => {
   for (const seed of [0x3d1, 0x3d2]) {
     countingFastPath((counts) => {
-      runLockstep(seed, 3000, counts, drawMidSize);
+      // Mid classes go cold again whenever their slabs all go back (a
+      // draining phase): fewer reallocs find both classes warm.
+      runLockstep(seed, 3000, counts, drawMidSize, 10);
       assert.ok(counts.allocServedMid > 100, `fast mid allocs served ${counts.allocServedMid}`);
     });
   }

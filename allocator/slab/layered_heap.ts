@@ -176,8 +176,9 @@ export class LayeredHeap {
   readonly #internalBlocks = new InternalBlocks();
   /**
    * Per mid class (see KMALLOC_SMALL_MAX_BYTES): requests it turned away to
-   * the blocks while it had no slab; from objectsPerSlab on, it takes slabs
-   * (a cold class asks the blocks, a busy one is served at slab speed).
+   * the blocks since it last had a slab; at objectsPerSlab it takes one (a
+   * cold class asks the blocks, a busy one is served at slab speed, and one
+   * whose slabs keep going back, as reserves run short, goes cold again).
    */
   readonly #midTurnedAway = new Int32Array(KMALLOC_CLASSES.length - KMALLOC_SMALL_CLASS_COUNT);
   /** The caches that may hold empty slabs (#slabEmptied's list; others hold none). */
@@ -387,10 +388,10 @@ export class LayeredHeap {
     const cache = this.caches[index];
     if (index >= KMALLOC_SMALL_CLASS_COUNT && cache.slabs === 0) {
       const turnedAway = this.#midTurnedAway[index - KMALLOC_SMALL_CLASS_COUNT];
-      if (turnedAway < cache.objectsPerSlab) {
-        this.#midTurnedAway[index - KMALLOC_SMALL_CLASS_COUNT] = turnedAway + 1;
-        return 0;
-      }
+      this.#midTurnedAway[index - KMALLOC_SMALL_CLASS_COUNT] = turnedAway < cache.objectsPerSlab
+        ? turnedAway + 1
+        : 0;
+      if (turnedAway < cache.objectsPerSlab) return 0;
     }
     const offset = cache.alloc(sizeBytes);
     if (offset < 0) return 0;
