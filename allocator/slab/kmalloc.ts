@@ -14,7 +14,8 @@
  */
 export const KMALLOC_MAX_BYTES = 512;
 
-/** * The largest small class. A class above it (a mid class) takes a slab only
+/**
+ * The largest small class. A class above it (a mid class) takes a slab only
  * once it has turned away a slab's worth of requests (they go to blocks)
  * since it last had one: a program that asks for a few objects of many mid
  * sizes would otherwise hold a mostly empty slab per size, while a size asked

@@ -94,9 +94,9 @@ export const SLAB_LEFTOVER_FRACTION = 16;
  * The slab size (order) for `objectBytes`: the smallest order whose tail
  * wastes at most 1/SLAB_LEFTOVER_FRACTION of the slab (SLUB's
  * calc_slab_order) and that holds at least `objectsMin` objects, else the
- * order that wastes least. Small slabs keep a
- * cache's memory close to its live objects: a rarely used class costs one
- * frame, not eight, and a slab empties (and goes back) sooner.
+ * order that wastes least. Small slabs keep a cache's memory close to its
+ * live objects: a rarely used class costs one frame, not eight, and a slab
+ * empties (and goes back) sooner.
  *
  * @example
  * ```ts

@@ -51,7 +51,7 @@ const INSIDE = -2;
  * once, when the module loads:
  *   descriptor words: free head 0, in use 1, carved 2, slab 3, bitmap from 4;
  *   frame shift 12 (mask 4095); slab page map info: frame index bits 3
- *   (mask 7); directory slot shift 16; NONE -1; kmalloc's largest class 1024.
+ *   (mask 7); directory slot shift 16; NONE -1; kmalloc's largest class 512.
  */
 const LITERALS_MATCH_FORMATS = D_FREE === 0 && D_IN_USE === 1 && D_CARVED === 2 &&
   D_SLAB === 3 && D_BITMAP === 4 && FRAME_SHIFT === 12 && FRAME_INDEX_BITS === 3 &&
@@ -116,7 +116,7 @@ export class SlabFastPath {
    * Hands out an object of the kmalloc class for `sizeBytes` from the class's
    * partial slab (general path: LayeredHeap.kmalloc, then SlabCache.alloc).
    *
-   * @param sizeBytes The size asked for: any value (only int32 sizes of 1 to 256 are served).
+   * @param sizeBytes The size asked for: any value (only int32 sizes of 1 to 512 are served).
    * @returns The object's address, or FALLBACK.
    */
   alloc(sizeBytes: number): number {
@@ -196,7 +196,7 @@ export class SlabFastPath {
   }
 
   /**
-   * Resizes the live kmalloc object at `address` to `sizeBytes` of 1 to 256
+   * Resizes the live kmalloc object at `address` to `sizeBytes` of 1 to 512
    * (general path: PhysicalAllocator's realloc of a layer address): in place
    * when the size keeps its class, else moved to an object of the new class
    * (alloc, copy, free, as the general path does).
@@ -225,7 +225,7 @@ export class SlabFastPath {
     }
     const moved = this.alloc(sizeBytes);
     if (moved === FALLBACK) return FALLBACK;
-    // At most 256 bytes between two objects (8-byte aligned, apart): copied
+    // At most 512 bytes between two objects (8-byte aligned, apart): copied
     // in int32 words, then bytes, which costs less than copyWithin's call.
     const from = address - this.#baseAddress;
     const to = moved - this.#baseAddress;
