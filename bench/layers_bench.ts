@@ -48,6 +48,13 @@ const layered = heapWithLive(true);
 const blocks = heapWithLive(false);
 const cache = layered.createCache("bench_object", 32);
 const keep = cache.alloc(); // keeps the cache's slab warm between pairs
+// Warms every mid class (a slab's worth of requests) and keeps one object of each live, so
+// their slabs stay partial between pairs, as `keep` does for the cache.
+const keepMid = MID_SIZES.map((size) => {
+  const objects = Array.from({ length: 64 }, () => layered.alloc(size));
+  for (const address of objects.slice(1)) layered.free(address);
+  return objects[0];
+});
 const glibc = libraryOpens("libc.so.6")
   ? Deno.dlopen(
     "libc.so.6",
@@ -166,4 +173,5 @@ for (const target of replayTargets) {
 
 globalThis.addEventListener("unload", () => {
   cache.free(keep);
+  for (const address of keepMid) layered.free(address);
 });
