@@ -52,8 +52,9 @@ const keep = cache.alloc(); // keeps the cache's slab warm between pairs
 // their slabs stay partial between pairs, as `keep` does for the cache.
 const keepMid = MID_SIZES.map((size) => {
   const objects = Array.from({ length: 64 }, () => layered.alloc(size));
-  for (const address of objects.slice(1)) layered.free(address);
-  return objects[0];
+  // The last one is a slab object (the first ones a cold class turned away to blocks).
+  for (const address of objects.slice(0, -1)) layered.free(address);
+  return objects.at(-1)!;
 });
 const glibc = libraryOpens("libc.so.6")
   ? Deno.dlopen(
