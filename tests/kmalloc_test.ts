@@ -1,8 +1,8 @@
 /**
  * The kmalloc classes (allocator/slab/kmalloc.ts): their spacing and slab
- * sizes, and how `alloc` routes a request of a mid class (above
+ * sizes, how `alloc` routes a request of a mid class (above
  * KMALLOC_SMALL_MAX_BYTES) to blocks until the class has turned away a
- * slab's worth of requests.
+ * slab's worth of requests, and the empty slabs the caches keep for them.
  */
 import assert from "#assert";
 import { PhysicalAllocator } from "../mod.ts";
@@ -100,4 +100,25 @@ Deno.test("A mid class whose slabs all went back turns away a slab's worth again
   heap.free(again);
   for (const address of blocks) heap.free(address);
   heap.check();
+});
+
+Deno.test("The caches keep one empty slab per 64 frames in use when that is more than 4", () => {
+  const heap = PhysicalAllocator.fromBuffer(new Uint8Array(32 << 20));
+  // About 400 frames of 16-byte objects in use: up to 6 empty slabs may stay.
+  const filler = Array.from({ length: 400 * 256 }, () => heap.alloc(16));
+  const sizes = [24, 32, 40, 48, 56, 64, 72];
+  const objects = sizes.map((size) => heap.alloc(size));
+  const layers = () => heap.stats().layers!;
+  const emptySlabs = () => layers().slabinfo.reduce((sum, l) => sum + l.slabs - l.activeSlabs, 0);
+  const inUse = layers().totalFrames - layers().freeFrames;
+  const kept = Math.max(4, Math.floor(inUse / 64));
+  assert.ok(kept > 4 && kept < sizes.length, `${inUse} frames in use keep ${kept}`);
+  objects.forEach((address, i) => {
+    heap.free(address);
+    assert.equal(emptySlabs(), Math.min(i + 1, kept), `after freeing the ${sizes[i]}-byte object`);
+  });
+  heap.check();
+  for (const address of filler) heap.free(address);
+  heap.trim();
+  assert.equal(layers().chunks, 0);
 });
