@@ -13,14 +13,17 @@
  * result, error and byte.
  *
  * Every check the general path makes before it writes is made here too: the
- * owner is found from the address (the slab page map, a copy of the frame table out of the payloads' reach), never from
- * payload bytes; a free link is decoded with its key (safe-linking) and must
- * name a carved, free object; an object's state bit must say it is free
- * before it is handed out and live before it is freed. When a check fails, or
- * the call is not the common case (first use of a class, no partial slab,
- * a slot shared by several chunks, bad arguments), the method returns
- * {@linkcode FALLBACK} (or false) before writing anything, and the general
- * path runs the call: it performs it or throws its precise error.
+ * owner is found from the address (the slab page map, a copy of the frame
+ * table out of the payloads' reach), never from payload bytes; a free link is
+ * decoded with its key (safe-linking) and must name a carved, free object; an
+ * object's state bit must say it is free before it is handed out and live
+ * before it is freed. When a check fails, or the call is not the common case
+ * (first use of a class, no partial or empty slab, a slot shared by several
+ * chunks, bad arguments), the method returns {@linkcode FALLBACK} (or false)
+ * and the general path runs the call: it performs it or throws its precise
+ * error. Nothing is written before that, except an empty slab moved to the
+ * partial list when the class had no partial one, which the general path's
+ * alloc does first too (SlabCache.alloc's refill), so the two end alike.
  *
  * @module
  */
