@@ -206,7 +206,7 @@ export class SlabFastPath {
    *
    * @param address Any value.
    * @param sizeBytes Any value.
-   * @returns The object's address, or FALLBACK, having written nothing.
+   * @returns The object's address, or FALLBACK (having written nothing but what the module doc says).
    */
   realloc(address: number, sizeBytes: number): number {
     if (
