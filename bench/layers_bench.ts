@@ -31,6 +31,10 @@ const HEAP_BYTES = 64 << 20;
 const SMALL_SIZES = [16, 24, 32, 48, 64, 96, 128, 256];
 const MIXED_BYTES = Array.from({ length: PAIRS }, (_, i) => SMALL_SIZES[i & 7]);
 const MIXED_BIG = MIXED_BYTES.map((size) => BigInt(size));
+/** Sizes of the mid kmalloc classes (over 256 bytes): blocks, or slabs once a class is warm. */
+const MID_SIZES = [264, 300, 350, 392, 416, 450, 480, 512];
+const MID_BYTES = Array.from({ length: PAIRS }, (_, i) => MID_SIZES[i & 7]);
+const MID_BIG = MID_BYTES.map((size) => BigInt(size));
 
 function heapWithLive(layers: boolean): PhysicalAllocator {
   const heap = PhysicalAllocator.fromBuffer(new Uint8Array(HEAP_BYTES), { layers, native: false });
@@ -44,6 +48,14 @@ const layered = heapWithLive(true);
 const blocks = heapWithLive(false);
 const cache = layered.createCache("bench_object", 32);
 const keep = cache.alloc(); // keeps the cache's slab warm between pairs
+// Warms every mid class (a slab's worth of requests) and keeps one object of each live, so
+// their slabs stay partial between pairs, as `keep` does for the cache.
+const keepMid = MID_SIZES.map((size) => {
+  const objects = Array.from({ length: 64 }, () => layered.alloc(size));
+  // The last one is a slab object (the first ones a cold class turned away to blocks).
+  for (const address of objects.slice(0, -1)) layered.free(address);
+  return objects.at(-1)!;
+});
 const glibc = libraryOpens("libc.so.6")
   ? Deno.dlopen(
     "libc.so.6",
@@ -63,7 +75,7 @@ function group(
 ): void {
   for (const [targetName, target] of targets) {
     if (target === null) continue;
-    const copy = freshCopy(loop, { PAIRS, MIXED_BYTES, MIXED_BIG });
+    const copy = freshCopy(loop, { PAIRS, MIXED_BYTES, MIXED_BIG, MID_BYTES, MID_BIG });
     Deno.bench(
       `${targetName} (x${PAIRS})`,
       { group: name, baseline: targetName === "harness" },
@@ -100,6 +112,26 @@ group(
     [
       "glibc malloc+free via FFI",
       glibc && { run: (i: number) => glibc.free(glibc.malloc(MIXED_BIG[i])) },
+    ],
+  ],
+);
+
+group(
+  "alloc+free pair, 264 to 512 bytes",
+  ((t: { run(i: number): void }) => {
+    for (let i = 0; i < PAIRS; i++) t.run(i);
+  }) as (target: never) => void,
+  [
+    ["harness", { run: (i: number) => void (counter.calls += MID_BYTES[i]) }],
+    ["slab: mid kmalloc classes", {
+      run: (i: number) => layered.free(layered.alloc(MID_BYTES[i])),
+    }],
+    ["blocks: TLSF fast path (layers: false)", {
+      run: (i: number) => blocks.free(blocks.alloc(MID_BYTES[i])),
+    }],
+    [
+      "glibc malloc+free via FFI",
+      glibc && { run: (i: number) => glibc.free(glibc.malloc(MID_BIG[i])) },
     ],
   ],
 );
@@ -142,4 +174,5 @@ for (const target of replayTargets) {
 
 globalThis.addEventListener("unload", () => {
   cache.free(keep);
+  for (const address of keepMid) layered.free(address);
 });

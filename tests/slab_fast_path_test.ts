@@ -12,11 +12,14 @@ import assert from "#assert";
 import { withHeaderKey } from "../allocator/heap/_header_key.ts";
 import { AllocatorError, PhysicalAllocator } from "../mod.ts";
 import { FREED, SlabFastPath } from "../allocator/slab/slab_fast_path.ts";
+import { KMALLOC_MAX_BYTES, KMALLOC_SMALL_MAX_BYTES } from "../allocator/slab/kmalloc.ts";
 import { Random } from "./support/random.ts";
 
 /** How often the fast path served a call and how often it handed it to the general path. */
 interface Counts {
   allocServed: number;
+  /** Allocations above KMALLOC_SMALL_MAX_BYTES (mid classes) the fast path served. */
+  allocServedMid: number;
   allocFallback: number;
   freeServed: number;
   freeFallback: number;
@@ -27,6 +30,7 @@ interface Counts {
 function countingFastPath<T>(run: (counts: Counts) => T): T {
   const counts: Counts = {
     allocServed: 0,
+    allocServedMid: 0,
     allocFallback: 0,
     freeServed: 0,
     freeFallback: 0,
@@ -43,6 +47,7 @@ function countingFastPath<T>(run: (counts: Counts) => T): T {
     const address = alloc.call(this, sizeBytes);
     if (address === -1) counts.allocFallback++;
     else counts.allocServed++;
+    if (address !== -1 && sizeBytes > KMALLOC_SMALL_MAX_BYTES) counts.allocServedMid++;
     return address;
   };
   proto.free = function (this: SlabFastPath, address: number): number {
@@ -155,7 +160,27 @@ const BAD_VALUES: readonly unknown[] = [
   {},
 ];
 
-function runLockstep(seed: number, steps: number, counts: Counts): void {
+/**
+ * Sizes of the mid classes (above KMALLOC_SMALL_MAX_BYTES) mostly, a few
+ * sizes often enough that their classes take slabs, then small ones and
+ * blocks, and pages.
+ */
+function drawMidSize(random: Random): number {
+  const roll = random.next();
+  if (roll < 0.4) return random.pick([264, 300, 392, 416, 500, KMALLOC_MAX_BYTES]);
+  if (roll < 0.6) return random.int(KMALLOC_SMALL_MAX_BYTES + 1, KMALLOC_MAX_BYTES);
+  if (roll < 0.85) return random.int(1, KMALLOC_SMALL_MAX_BYTES);
+  if (roll < 0.97) return random.int(KMALLOC_MAX_BYTES + 1, 4096);
+  return 4096 * random.int(1, 3);
+}
+
+function runLockstep(
+  seed: number,
+  steps: number,
+  counts: Counts,
+  draw: (random: Random) => number = drawSize,
+  reallocsServedMin = steps / 100,
+): void {
   const pair = makePair();
   const random = new Random(seed);
   const live: number[] = [];
@@ -173,7 +198,7 @@ function runLockstep(seed: number, steps: number, counts: Counts): void {
     const draining = Math.floor(step / 600) % 2 === 1;
     const roll = random.next();
     if (live.length === 0 || roll < (draining ? 0.25 : 0.5)) {
-      const size = drawSize(random);
+      const size = draw(random);
       const align = random.pick([undefined, undefined, undefined, 8, 16, 4096]);
       const throwing = random.next() < 0.5;
       const result = both(
@@ -184,7 +209,7 @@ function runLockstep(seed: number, steps: number, counts: Counts): void {
       if (result.ok && result.value !== 0) {
         const address = result.value as number;
         live.push(address);
-        if (size <= 256 && (align ?? 8) <= 8) small.add(address);
+        if (size <= KMALLOC_MAX_BYTES && (align ?? 8) <= 8) small.add(address);
         if (random.next() < 0.5) {
           pair.fast.bytes(address).fill(step & 0xff);
           pair.slow.bytes(address).fill(step & 0xff);
@@ -209,9 +234,7 @@ function runLockstep(seed: number, steps: number, counts: Counts): void {
       }
     } else if (roll < 0.95) {
       const index = random.int(0, live.length - 1);
-      const size = random.next() < 0.2
-        ? random.pick<unknown>(BAD_VALUES) as number
-        : drawSize(random);
+      const size = random.next() < 0.2 ? random.pick<unknown>(BAD_VALUES) as number : draw(random);
       const result = both(
         pair,
         `${where}: realloc(${live[index]}, ${String(size)})`,
@@ -250,7 +273,11 @@ function runLockstep(seed: number, steps: number, counts: Counts): void {
   pair.slow.check();
   assert.equal(counts.allocServed > steps / 10, true, `fast alloc served ${counts.allocServed}`);
   assert.equal(counts.freeServed > steps / 10, true, `fast free served ${counts.freeServed}`);
-  assert.equal(counts.reallocServed > steps / 100, true, `realloc served ${counts.reallocServed}`);
+  assert.equal(
+    counts.reallocServed > reallocsServedMin,
+    true,
+    `realloc served ${counts.reallocServed}`,
+  );
 }
 
 Deno.test("SlabFastPath serves exactly the heaps it applies to", () => {
@@ -273,6 +300,17 @@ Deno.test("SlabFastPath serves exactly the heaps it applies to", () => {
 Deno.test("SlabFastPath makes exactly the general path's decisions, in lockstep", () => {
   for (const seed of [0x51ab1, 0x51ab2, 0x51ab3]) {
     countingFastPath((counts) => runLockstep(seed, 3000, counts));
+  }
+});
+
+Deno.test("SlabFastPath makes exactly the general path's decisions on mid classes, in lockstep", () => {
+  for (const seed of [0x3d1, 0x3d2]) {
+    countingFastPath((counts) => {
+      // Mid classes go cold again whenever their slabs all go back (a
+      // draining phase): fewer reallocs find both classes warm.
+      runLockstep(seed, 3000, counts, drawMidSize, 10);
+      assert.ok(counts.allocServedMid > 100, `fast mid allocs served ${counts.allocServedMid}`);
+    });
   }
 });
 

@@ -10,10 +10,18 @@
 /**
  * The largest request a kmalloc class serves. Larger requests go to blocks,
  * whose 16-byte header costs less than class rounding there: chosen by
- * replaying the shipped traces with largest classes of 128 to 2048 bytes
- * (README, "Page frames and slab caches").
+ * replaying the shipped traces (README, "Page frames and slab caches").
  */
-export const KMALLOC_MAX_BYTES = 256;
+export const KMALLOC_MAX_BYTES = 512;
+
+/**
+ * The largest small class. A class above it (a mid class) takes a slab only
+ * once it has turned away a slab's worth of requests (they go to blocks)
+ * since it last had one: a program that asks for a few objects of many mid
+ * sizes would otherwise hold a mostly empty slab per size, while a size asked
+ * for often soon gets the slab path's speed.
+ */
+export const KMALLOC_SMALL_MAX_BYTES = 256;
 
 /** Every class, ascending: 8-byte steps to 128, then eight classes per doubling. */
 export const KMALLOC_CLASSES: readonly number[] = (() => {
@@ -27,6 +35,18 @@ export const KMALLOC_CLASSES: readonly number[] = (() => {
   }
   return classes;
 })();
+
+/**
+ * The fewest objects a kmalloc class's slab holds (slabOrderFor): a mid class
+ * with a few objects per frame would move a slab between its lists, or give
+ * it back and make it again, every few calls. Small classes hold more per
+ * frame anyway.
+ */
+export const KMALLOC_SLAB_OBJECTS_MIN = 16;
+
+/** The number of small classes (the mid classes follow them in KMALLOC_CLASSES). */
+export const KMALLOC_SMALL_CLASS_COUNT: number =
+  KMALLOC_CLASSES.filter((size) => size <= KMALLOC_SMALL_MAX_BYTES).length;
 
 /** The most bytes a kmalloc object may hold beyond its request (its slack is one byte). */
 export const KMALLOC_SLACK_MAX = 255;

@@ -6,7 +6,8 @@
  * (chunk directory, then frame table), never from bytes a payload could forge.
  *
  * Reserves: each cache keeps at most one empty slab (the caches at most
- * EMPTY_SLABS_KEPT_MAX in all) and the frames keep one wholly free chunk,
+ * EMPTY_SLABS_KEPT_MAX in all, or one per FRAMES_PER_EMPTY_SLAB_KEPT frames in
+ * use when that is more) and the frames keep one wholly free chunk,
  * also when nothing lives in the layers, so a workload that
  * swings around a slab or chunk boundary does not take and give them back on
  * every call; `releaseReserves()` (PhysicalAllocator.trim()) gives them back,
@@ -45,6 +46,7 @@ import {
   KMALLOC_CLASSES,
   KMALLOC_MAX_BYTES,
   KMALLOC_SLACK_MAX,
+  KMALLOC_SMALL_CLASS_COUNT,
 } from "./kmalloc.ts";
 import { SlabCache, type SlabInfo } from "./slab_cache.ts";
 import { InternalBlocks } from "./internal_blocks.ts";
@@ -121,11 +123,19 @@ export interface LayerOwner {
 }
 
 /**
- * The most empty slabs the caches keep in all (each keeps at most one): a
- * slab reserve per kmalloc class would keep up to 24 frames below the
+ * The fewest empty slabs the caches may keep in all (each keeps at most one):
+ * a slab reserve per kmalloc class would keep up to 24 frames below the
  * footprint (README, "Page frames and slab caches").
  */
 const EMPTY_SLABS_KEPT_MAX = 4;
+
+/**
+ * Beyond EMPTY_SLABS_KEPT_MAX, the caches may keep one empty slab per this
+ * many frames in use: a slab given back and soon made again costs a
+ * descriptor block and a buddy run each way, while at most 1/64 of the
+ * frames in use kept empty costs little footprint.
+ */
+const FRAMES_PER_EMPTY_SLAB_KEPT = 64;
 
 /** Debug mode: caches aligned to more than this get poison but no guard bytes (see createCache). */
 const DEBUG_GUARD_ALIGN_MAX = 128;
@@ -164,6 +174,15 @@ export class LayeredHeap {
    * since `alloc` never handed them out.
    */
   readonly #internalBlocks = new InternalBlocks();
+  /**
+   * Per mid class (see KMALLOC_SMALL_MAX_BYTES): requests it turned away to
+   * the blocks since it last had a slab; at objectsPerSlab it takes one (a
+   * cold class asks the blocks, a busy one is served at slab speed, and one
+   * whose slabs keep going back, as reserves run short, goes cold again).
+   */
+  readonly #midTurnedAway = new Int32Array(KMALLOC_CLASSES.length - KMALLOC_SMALL_CLASS_COUNT);
+  /** The caches that may hold empty slabs (#slabEmptied's list; others hold none). */
+  readonly #emptyHolders: SlabCache[] = [];
   /** Which slab every slab frame belongs to (for slab_fast_path.ts's free; proved by check()). */
   readonly slabPages: SlabPageMap;
   /** Per cache id: the bytes a user object holds (its object size less the debug guard). */
@@ -302,14 +321,33 @@ export class LayeredHeap {
    * not make and unmake a slab at every turn).
    */
   #slabEmptied(emptied: SlabCache): void {
+    // Only caches that emptied a slab can hold one: the walk is over those (a
+    // few: the caches keep EMPTY_SLABS_KEPT_MAX empty slabs in all), not over
+    // every cache, since a cache whose last object comes and goes empties a
+    // slab at every turn.
+    const holders = this.#emptyHolders;
+    if (!holders.includes(emptied)) holders.push(emptied);
     let total = 0;
-    for (const cache of this.caches) total += cache.emptySlabs;
-    if (total <= EMPTY_SLABS_KEPT_MAX) return;
-    for (const cache of this.caches) {
+    let kept = 0;
+    for (const cache of holders) {
+      if (cache.emptySlabs === 0) continue;
+      holders[kept++] = cache;
+      total += cache.emptySlabs;
+    }
+    holders.length = kept;
+    const frames = this.frames;
+    const keep = Math.max(
+      EMPTY_SLABS_KEPT_MAX,
+      Math.floor((frames.totalFrames - frames.freeFrames) / FRAMES_PER_EMPTY_SLAB_KEPT),
+    );
+    if (total <= keep) return;
+    // In id order, as a walk over every cache would give them back.
+    holders.sort((a, b) => a.id - b.id);
+    for (const cache of holders) {
       if (cache === emptied || cache.emptySlabs === 0) continue;
       total -= cache.emptySlabs;
       cache.shrink(0);
-      if (total <= EMPTY_SLABS_KEPT_MAX) break;
+      if (total <= keep) break;
     }
   }
 
@@ -347,7 +385,15 @@ export class LayeredHeap {
       if (index === KMALLOC_CLASSES.length) return 0;
       if (KMALLOC_CLASSES[index] - wanted > KMALLOC_SLACK_MAX) return 0;
     }
-    const offset = this.caches[index].alloc(sizeBytes);
+    const cache = this.caches[index];
+    if (index >= KMALLOC_SMALL_CLASS_COUNT && cache.slabs === 0) {
+      const turnedAway = this.#midTurnedAway[index - KMALLOC_SMALL_CLASS_COUNT];
+      this.#midTurnedAway[index - KMALLOC_SMALL_CLASS_COUNT] = turnedAway < cache.objectsPerSlab
+        ? turnedAway + 1
+        : 0;
+      if (turnedAway < cache.objectsPerSlab) return 0;
+    }
+    const offset = cache.alloc(sizeBytes);
     if (offset < 0) return 0;
     return this.#baseAddress + offset;
   }

@@ -36,6 +36,7 @@ import { GUARD_BYTE, POISON_BYTE } from "../heap/check/debug_guard.ts";
 import type { FrameAllocator } from "../frames/buddy.ts";
 import { E_AUX, E_NEXT, E_PREV, FRAME_BYTES, KIND_SLAB_HEAD, NONE } from "../frames/frame_table.ts";
 import type { SlabPageMap } from "./slab_page_map.ts";
+import { KMALLOC_SLAB_OBJECTS_MIN } from "./kmalloc.ts";
 
 /** Descriptor word: index of the first free object, or NONE. */
 export const D_FREE = 0;
@@ -92,9 +93,10 @@ export const SLAB_LEFTOVER_FRACTION = 16;
 /**
  * The slab size (order) for `objectBytes`: the smallest order whose tail
  * wastes at most 1/SLAB_LEFTOVER_FRACTION of the slab (SLUB's
- * calc_slab_order), else the order that wastes least. Small slabs keep a
- * cache's memory close to its live objects: a rarely used class costs one
- * frame, not eight, and a slab empties (and goes back) sooner.
+ * calc_slab_order) and that holds at least `objectsMin` objects, else the
+ * order that wastes least. Small slabs keep a cache's memory close to its
+ * live objects: a rarely used class costs one frame, not eight, and a slab
+ * empties (and goes back) sooner.
  *
  * @example
  * ```ts
@@ -103,9 +105,10 @@ export const SLAB_LEFTOVER_FRACTION = 16;
  *
  * assert.equal(slabOrderFor(144), 0); // 28 objects, 64 bytes left over
  * assert.equal(slabOrderFor(2100), 3); // 15 objects in 8 frames, 3.9% left over
+ * assert.equal(slabOrderFor(512, 16), 1); // 16 objects in 2 frames
  * ```
  */
-export function slabOrderFor(objectBytes: number): number {
+export function slabOrderFor(objectBytes: number, objectsMin = 1): number {
   let best = 0;
   let bestWaste = Infinity;
   for (let order = 0; order <= SLAB_ORDER_MAX; order++) {
@@ -113,7 +116,7 @@ export function slabOrderFor(objectBytes: number): number {
     const objects = Math.min(SLAB_OBJECTS_MAX, Math.floor(bytes / objectBytes));
     if (objects === 0) continue;
     const waste = (bytes - objects * objectBytes) / bytes;
-    if (waste <= 1 / SLAB_LEFTOVER_FRACTION) return order;
+    if (waste <= 1 / SLAB_LEFTOVER_FRACTION && objects >= objectsMin) return order;
     if (waste < bestWaste) {
       best = order;
       bestWaste = waste;
@@ -222,7 +225,7 @@ export class SlabCache {
     this.objectBytes = objectBytes;
     // `| 0` keeps the field a small integer (Math.ceil gives V8 a double, which it would box).
     this.indexMultiplier = Math.ceil(2 ** 20 / objectBytes) | 0;
-    this.slabOrder = slabOrderFor(objectBytes);
+    this.slabOrder = slabOrderFor(objectBytes, keepsSizes ? KMALLOC_SLAB_OBJECTS_MIN : 1);
     this.objectsPerSlab = Math.min(
       SLAB_OBJECTS_MAX,
       Math.floor((FRAME_BYTES << this.slabOrder) / objectBytes),
@@ -326,6 +329,20 @@ export class SlabCache {
     const inUse = --w[d + D_IN_USE];
     if (inUse === this.objectsPerSlab - 1) this.#move(w[d + D_SLAB], 2, 1);
     if (inUse === 0) this.#move(w[d + D_SLAB], 1, 3);
+    return true;
+  }
+
+  /**
+   * Moves the empty list's head to the partial list, as an alloc that finds
+   * no partial slab does first (#refill), so slab_fast_path.ts serves that
+   * alloc too (a cache whose last object comes and goes empties and refills
+   * its slab at every turn).
+   *
+   * @returns False, having changed nothing, when the cache keeps no empty slab.
+   */
+  reuseEmpty(): boolean {
+    if (this.emptyHead === NONE) return false;
+    this.#move(this.emptyHead, 3, 1);
     return true;
   }
 

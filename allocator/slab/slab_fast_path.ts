@@ -13,14 +13,17 @@
  * result, error and byte.
  *
  * Every check the general path makes before it writes is made here too: the
- * owner is found from the address (the slab page map, a copy of the frame table out of the payloads' reach), never from
- * payload bytes; a free link is decoded with its key (safe-linking) and must
- * name a carved, free object; an object's state bit must say it is free
- * before it is handed out and live before it is freed. When a check fails, or
- * the call is not the common case (first use of a class, no partial slab,
- * a slot shared by several chunks, bad arguments), the method returns
- * {@linkcode FALLBACK} (or false) before writing anything, and the general
- * path runs the call: it performs it or throws its precise error.
+ * owner is found from the address (the slab page map, a copy of the frame
+ * table out of the payloads' reach), never from payload bytes; a free link is
+ * decoded with its key (safe-linking) and must name a carved, free object; an
+ * object's state bit must say it is free before it is handed out and live
+ * before it is freed. When a check fails, or the call is not the common case
+ * (first use of a class, no partial or empty slab, a slot shared by several
+ * chunks, bad arguments), the method returns {@linkcode FALLBACK} (or false)
+ * and the general path runs the call: it performs it or throws its precise
+ * error. Nothing is written before that, except an empty slab moved to the
+ * partial list when the class had no partial one, which the general path's
+ * alloc does first too (SlabCache.alloc's refill), so the two end alike.
  *
  * @module
  */
@@ -51,11 +54,11 @@ const INSIDE = -2;
  * once, when the module loads:
  *   descriptor words: free head 0, in use 1, carved 2, slab 3, bitmap from 4;
  *   frame shift 12 (mask 4095); slab page map info: frame index bits 3
- *   (mask 7); directory slot shift 16; NONE -1; kmalloc's largest class 256.
+ *   (mask 7); directory slot shift 16; NONE -1; kmalloc's largest class 512.
  */
 const LITERALS_MATCH_FORMATS = D_FREE === 0 && D_IN_USE === 1 && D_CARVED === 2 &&
   D_SLAB === 3 && D_BITMAP === 4 && FRAME_SHIFT === 12 && FRAME_INDEX_BITS === 3 &&
-  SLOT_SHIFT === 16 && NONE === -1 && KMALLOC_MAX_BYTES === 256;
+  SLOT_SHIFT === 16 && NONE === -1 && KMALLOC_MAX_BYTES === 512;
 if (!LITERALS_MATCH_FORMATS) throw new Error("slab_fast_path.ts no longer matches its formats");
 
 /** `alloc` and `free` of the layers' slab objects, the common case written out. */
@@ -116,16 +119,16 @@ export class SlabFastPath {
    * Hands out an object of the kmalloc class for `sizeBytes` from the class's
    * partial slab (general path: LayeredHeap.kmalloc, then SlabCache.alloc).
    *
-   * @param sizeBytes The size asked for: any value (only int32 sizes of 1 to 256 are served).
+   * @param sizeBytes The size asked for: any value (only int32 sizes of 1 to 512 are served).
    * @returns The object's address, or FALLBACK.
    */
   alloc(sizeBytes: number): number {
     if (
-      typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 256) ||
+      typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 512) ||
       (sizeBytes | 0) !== sizeBytes
     ) return FALLBACK;
     const cache = this.#kmallocByStep[(sizeBytes + 7) >> 3];
-    if (cache.partialHead === -1) return FALLBACK;
+    if (cache.partialHead === -1 && !cache.reuseEmpty()) return FALLBACK;
     const w = this.#words;
     const d = cache.currentDescriptor;
     const base = cache.currentBase;
@@ -167,12 +170,18 @@ export class SlabFastPath {
   free(address: number): number {
     const d = this.#locate(address);
     if (d < 0) return d === OUTSIDE ? NOT_IN_LAYERS : FALLBACK;
-    const cache = this.#foundCache!;
-    const index = this.#foundIndex;
-    const offset = address - this.#baseAddress;
+    this.#release(this.#foundCache!, d, this.#foundIndex, address - this.#baseAddress);
+    return FREED;
+  }
+
+  /**
+   * The general path's writes of a free (SlabCache.freeFast) for object
+   * `index` at window offset `offset` of the slab with descriptor `d`, which
+   * #locate verified to be live.
+   */
+  #release(cache: SlabCache, d: number, index: number, offset: number): void {
     const size = cache.objectBytes;
     const w = this.#words;
-    // Everything verified (#locate): from here on, the general path's writes.
     const bitWord = d + 4 + (index >>> 5);
     w[bitWord] &= ~(1 << (index & 31));
     w[offset >> 2] = w[d] ^ this.#secrets[cache.id] ^ Math.imul(offset, 0x9e3779b1);
@@ -182,31 +191,34 @@ export class SlabFastPath {
       ? size - this.#bytes[((d + 4 + cache.bitmapWords) << 2) + index]
       : size;
     const inUse = --w[d + 1];
-    if (inUse === cache.objectsPerSlab - 1 || inUse === 0) cache.slabFreed(d, inUse);
-    if (cache.emptySlabs > 1) this.#layers.trim();
-    return FREED;
+    if (inUse === 0) {
+      cache.slabFreed(d, 0);
+      // Only a slab that has just emptied can give its cache a second empty slab.
+      if (cache.emptySlabs > 1) this.#layers.trim();
+    } else if (inUse === cache.objectsPerSlab - 1) cache.slabFreed(d, inUse);
   }
 
   /**
-   * Resizes the live kmalloc object at `address` to `sizeBytes` of 1 to 256
+   * Resizes the live kmalloc object at `address` to `sizeBytes` of 1 to 512
    * (general path: PhysicalAllocator's realloc of a layer address): in place
    * when the size keeps its class, else moved to an object of the new class
    * (alloc, copy, free, as the general path does).
    *
    * @param address Any value.
    * @param sizeBytes Any value.
-   * @returns The object's address, or FALLBACK, having written nothing.
+   * @returns The object's address, or FALLBACK (having written nothing but what the module doc says).
    */
   realloc(address: number, sizeBytes: number): number {
     if (
-      typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 256) ||
+      typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 512) ||
       (sizeBytes | 0) !== sizeBytes
     ) return FALLBACK;
     const d = this.#locate(address);
     if (d < 0) return FALLBACK;
     const cache = this.#foundCache!;
     if (!cache.keepsSizes) return FALLBACK;
-    const slackByte = ((d + 4 + cache.bitmapWords) << 2) + this.#foundIndex;
+    const index = this.#foundIndex;
+    const slackByte = ((d + 4 + cache.bitmapWords) << 2) + index;
     const oldBytes = cache.objectBytes - this.#bytes[slackByte];
     if (sizeBytes === oldBytes) return address;
     if (cache === this.#kmallocByStep[(sizeBytes + 7) >> 3]) {
@@ -216,7 +228,7 @@ export class SlabFastPath {
     }
     const moved = this.alloc(sizeBytes);
     if (moved === FALLBACK) return FALLBACK;
-    // At most 256 bytes between two objects (8-byte aligned, apart): copied
+    // At most 512 bytes between two objects (8-byte aligned, apart): copied
     // in int32 words, then bytes, which costs less than copyWithin's call.
     const from = address - this.#baseAddress;
     const to = moved - this.#baseAddress;
@@ -228,8 +240,9 @@ export class SlabFastPath {
     for (let k = 0; k < copyWords; k++) w[toWord + k] = w[fromWord + k];
     const bytes = this.#bytes;
     for (let k = copyWords << 2; k < copyBytes; k++) bytes[to + k] = bytes[from + k];
-    // The old object is still live (verified above; the alloc touched no other object).
-    this.free(address);
+    // The old object is still live (verified above; the alloc touched no
+    // other slab): freed without finding it again.
+    this.#release(cache, d, index, from);
     return moved;
   }
 
