@@ -55,6 +55,45 @@ export const OBJECT_BYTES_MIN = 8;
 /** The largest slab: 2^SLAB_ORDER_MAX frames. */
 export const SLAB_ORDER_MAX = 3;
 
+/** Cache record word: 1 once destroyed. */
+export const C_DESTROYED = 0;
+/** Cache record word: objects in use. */
+export const C_ACTIVE_OBJECTS = 1;
+/** Cache record word: bytes requested by the objects in use. */
+export const C_REQUESTED_BYTES = 2;
+/** Cache record word: slabs on the partial list. */
+export const C_PARTIAL_SLABS = 3;
+/** Cache record word: slabs on the full list. */
+export const C_FULL_SLABS = 4;
+/** Cache record word: slabs on the empty list. */
+export const C_EMPTY_SLABS = 5;
+/** Cache record word: head of the partial list. */
+export const C_PARTIAL_HEAD = 6;
+/** Cache record word: head of the full list. */
+export const C_FULL_HEAD = 7;
+/** Cache record word: head of the empty list. */
+export const C_EMPTY_HEAD = 8;
+/** Cache record word: descriptor word index of the partial list's head. */
+export const C_CURRENT_DESCRIPTOR = 9;
+/** Cache record word: window offset of the partial list's head's first frame. */
+export const C_CURRENT_BASE = 10;
+/** Cache record word: tail of the partial list. */
+export const C_PARTIAL_TAIL = 11;
+/** Cache record word: the cache's free-link key. */
+export const C_SECRET = 12;
+/** Words of one cache record (a multiple of 16: records of two caches share no cache line). */
+export const CACHE_RECORD_WORDS = 16;
+
+/** Writes a fresh cache record: no slabs, lists empty. */
+export function initCacheRecord(record: Int32Array, secret: number): void {
+  record.fill(0);
+  record[C_PARTIAL_HEAD] = NONE;
+  record[C_FULL_HEAD] = NONE;
+  record[C_EMPTY_HEAD] = NONE;
+  record[C_PARTIAL_TAIL] = NONE;
+  record[C_SECRET] = secret | 0;
+}
+
 /** Where descriptors come from: small blocks of the block heap. */
 export interface DescriptorSource {
   /** A block of `sizeBytes` (8-aligned); its address or 0. */
@@ -150,6 +189,11 @@ export class SlabCache {
    * consistent again): the layers keep a bounded number of empty slabs.
    */
   onEmptied: ((cache: SlabCache) => void) | null = null;
+  /**
+   * The cache's counters and list heads (C_* words): its own JS memory, or a
+   * record in a shared heap's layer state that every Worker's SlabCache reads.
+   */
+  readonly #rec: Int32Array;
   /** True once destroyed (LayeredHeap.destroyCache): no slabs, its id free for a new cache. */
   destroyed = false;
   /** Objects in use. */
@@ -179,6 +223,14 @@ export class SlabCache {
   readonly #pages: SlabPageMap | null;
   /** Words of the descriptor's bitmap (its kmalloc slack bytes follow them). */
   readonly bitmapWords: number;
+  /** True when Worker caches hold this cache's objects (a shared heap's kmalloc class). */
+  readonly workerCached: boolean;
+  /**
+   * Descriptor word (from the descriptor's start) of the cached bitmap, when
+   * workerCached: bit i set while object i sits in a Worker cache (in use to
+   * the slab, free to the program). Its hidden slack bytes follow it.
+   */
+  readonly cachedBitmapWord: number;
   /** Debug mode: poison and guard bytes (see the module doc). */
   readonly #debug: boolean;
   /**
@@ -203,6 +255,12 @@ export class SlabCache {
    * @param keepsSizes Whether each object's requested size is kept.
    * @param secret The free-link key.
    * @param debug Whether objects get guard bytes and free objects poison.
+   * @param pages The layers' slab page map, kept equal to the frame table.
+   * @param record The cache's record (CACHE_RECORD_WORDS words): null for a
+   *   fresh one in JS memory; a shared heap's record otherwise.
+   * @param fresh Whether to write the record's initial state (false: join a written one).
+   * @param workerCached Whether Worker caches hold its objects (a shared heap's
+   *   kmalloc classes): descriptors get a cached bitmap and hidden slack bytes.
    */
   constructor(
     id: number,
@@ -214,7 +272,13 @@ export class SlabCache {
     secret: number,
     debug = false,
     pages: SlabPageMap | null = null,
+    record: Int32Array | null = null,
+    fresh = true,
+    workerCached = false,
   ) {
+    this.#rec = record ?? new Int32Array(CACHE_RECORD_WORDS);
+    // A joining Worker's fields are loaded when it first holds the lock (LayeredHeap.enterShared).
+    if (fresh) initCacheRecord(this.#rec, secret);
     this.#pages = pages;
     this.#debug = debug;
     this.id = id;
@@ -230,7 +294,12 @@ export class SlabCache {
     this.keepsSizes = keepsSizes;
     this.bitmapWords = (this.objectsPerSlab + 31) >>> 5;
     const slackWords = keepsSizes ? (this.objectsPerSlab + 3) >>> 2 : 0;
-    this.descriptorBytes = (D_BITMAP + this.bitmapWords + slackWords) * 4;
+    this.workerCached = workerCached;
+    this.cachedBitmapWord = D_BITMAP + this.bitmapWords + slackWords;
+    // Worker-cached objects: a bitmap of objects sitting in a Worker cache,
+    // then one byte per object of slack hidden from the slab's books.
+    const cachedWords = workerCached ? this.bitmapWords + ((this.objectsPerSlab + 3) >>> 2) : 0;
+    this.descriptorBytes = (D_BITMAP + this.bitmapWords + slackWords + cachedWords) * 4;
     this.#words = frames.words;
     this.#bytes = new Uint8Array(
       frames.words.buffer,
@@ -723,5 +792,45 @@ export class SlabCache {
       address,
       `Heap corruption in cache ${this.name} at ${hex(address)}: ${invariant}`,
     );
+  }
+
+  /**
+   * Copies the shared words into the fields. The fields are this Worker's
+   * copy of the layer state while it holds a shared heap's lock (as
+   * HeapCounters are the block books'): loaded when another Worker changed
+   * the state since, stored before the lock is released. An unshared heap's
+   * fields are the state itself (plain fields keep its hot paths fast).
+   */
+  loadShared(): void {
+    const r = this.#rec;
+    this.destroyed = r[C_DESTROYED] !== 0;
+    this.activeObjects = r[C_ACTIVE_OBJECTS];
+    this.requestedBytes = r[C_REQUESTED_BYTES];
+    this.partialSlabs = r[C_PARTIAL_SLABS];
+    this.fullSlabs = r[C_FULL_SLABS];
+    this.emptySlabs = r[C_EMPTY_SLABS];
+    this.partialHead = r[C_PARTIAL_HEAD];
+    this.fullHead = r[C_FULL_HEAD];
+    this.emptyHead = r[C_EMPTY_HEAD];
+    this.currentDescriptor = r[C_CURRENT_DESCRIPTOR];
+    this.currentBase = r[C_CURRENT_BASE];
+    this.#partialTail = r[C_PARTIAL_TAIL];
+  }
+
+  /** Copies the fields into the shared words (a shared heap's Worker, before it releases the lock). */
+  storeShared(): void {
+    const r = this.#rec;
+    r[C_DESTROYED] = this.destroyed ? 1 : 0;
+    r[C_ACTIVE_OBJECTS] = this.activeObjects;
+    r[C_REQUESTED_BYTES] = this.requestedBytes;
+    r[C_PARTIAL_SLABS] = this.partialSlabs;
+    r[C_FULL_SLABS] = this.fullSlabs;
+    r[C_EMPTY_SLABS] = this.emptySlabs;
+    r[C_PARTIAL_HEAD] = this.partialHead;
+    r[C_FULL_HEAD] = this.fullHead;
+    r[C_EMPTY_HEAD] = this.emptyHead;
+    r[C_CURRENT_DESCRIPTOR] = this.currentDescriptor;
+    r[C_CURRENT_BASE] = this.currentBase;
+    r[C_PARTIAL_TAIL] = this.#partialTail;
   }
 }
