@@ -25,7 +25,7 @@ import {
   SharedHeapInvalidError,
 } from "../errors.ts";
 import { SharedHeapState, sharedOptions } from "../shared/shared_heap.ts";
-import { workerCachesFit } from "../shared/shared_header.ts";
+import { layersFit, workerCachesFit } from "../shared/shared_header.ts";
 import type { WorkerCache } from "../shared/worker_cache.ts";
 import { SharedCalls } from "../shared/shared_calls.ts";
 import { corruptionAt } from "./check/corruption.ts";
@@ -156,7 +156,8 @@ export interface AllocatorOptions {
    * everything else from blocks. They serve heaps with a region of at least
    * 1 MiB, placing their chunks in the window's first 2 GiB; in debug mode
    * slab objects get guard bytes and free ones poison, as blocks do. `false`
-   * gives the pure block allocator.
+   * gives the pure block allocator. A shared heap keeps the layers' state in
+   * its header (from a buffer of about 1.1 MiB; smaller ones have blocks alone).
    *
    * @default {true}
    */
@@ -457,12 +458,15 @@ export class PhysicalAllocator implements Disposable {
       : null;
     this.#layers = this.#layersFor(options.layers, window.bytes, window.baseAddress);
     // Published after the layers were set up: the shared books hold every block written so far.
-    this.#shared?.publish(this.#counters);
+    this.#shared?.publish(this.#counters, this.#layers);
     this.#sharedCalls = this.#shared === null ? null : new SharedCalls(
       this.#shared,
       {
         tryAllocOwned: (sizeBytes, alignBytes) => this.#tryAllocOwned(sizeBytes, alignBytes),
         freeBlock: (address) => this.#freeBlock(address),
+        freeOwned: (address) => this.#freeUnserved(address, SLAB_FALLBACK),
+        tryAllocBlock: (sizeBytes, alignBytes) => this.#allocBlock(sizeBytes, alignBytes),
+        inLayers: (address) => this.#layers !== null && this.#layers.owns(address),
         blocksWouldServe: (addresses, sizeBytes, alignBytes) =>
           this.#blocksWouldServe(
             addresses,
@@ -478,9 +482,11 @@ export class PhysicalAllocator implements Disposable {
       this.defaultAlignBytes,
       this.#usable[0].blockStart + HEADER_BYTES,
       this.#usable[0].blockEnd,
+      this.#layers === null ? 0 : KMALLOC_MAX_BYTES,
     );
+    // A shared heap's calls run the general path under its lock (its fields are the Worker's copy then).
     this.#slabFast = options.fastPath !== false && this.#layers !== null && this.#debug === null &&
-        this.defaultAlignBytes === GRANULE_BYTES
+        this.defaultAlignBytes === GRANULE_BYTES && this.#shared === null
       ? new SlabFastPath(this.#layers)
       : null;
   }
@@ -496,17 +502,25 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     const largest = Math.max(0, ...this.#usable.map((r) => r.blockEnd - r.blockStart));
-    // A shared heap has the block layer only: the layers keep their lists in the Worker.
-    if (option === false || largest < LAYERS_MIN_AREA_BYTES || this.#shared !== null) return null;
-    return new LayeredHeap(window, baseAddress, {
-      take: (sizeBytes, alignBytes) => this.#allocBlock(sizeBytes, alignBytes),
-      give: (address) => this.#freeBlock(address),
-      growInPlace: (address, sizeBytes) => this.#growBlockInPlace(address, sizeBytes),
-      largestFreeBytes: () => {
-        const largestFree = this.#policy.largestFree();
-        return largestFree === 0 ? 0 : largestFree - HEADER_BYTES;
+    // A shared heap's layers keep their state in its header, when it has one.
+    const shared = this.#shared;
+    if (option === false || largest < LAYERS_MIN_AREA_BYTES) return null;
+    if (shared !== null && shared.layerState === null) return null;
+    return new LayeredHeap(
+      window,
+      baseAddress,
+      {
+        take: (sizeBytes, alignBytes) => this.#allocBlock(sizeBytes, alignBytes),
+        give: (address) => this.#freeBlock(address),
+        growInPlace: (address, sizeBytes) => this.#growBlockInPlace(address, sizeBytes),
+        largestFreeBytes: () => {
+          const largestFree = this.#policy.largestFree();
+          return largestFree === 0 ? 0 : largestFree - HEADER_BYTES;
+        },
       },
-    }, this.#guardBytes);
+      this.#guardBytes,
+      shared === null ? null : { state: shared.layerState!, fresh: shared.creating },
+    );
   }
 
   /**
@@ -659,9 +673,11 @@ export class PhysicalAllocator implements Disposable {
         "Cannot create a shared heap with native: true: shared heaps search in TypeScript",
       );
     }
-    if (options.layers === true) {
+    if (options.layers !== undefined && typeof options.layers !== "boolean") {
       throw new InvalidOptionError(
-        "Cannot create a shared heap with layers: true: the page-frame and slab layers keep their lists in the Worker",
+        `Cannot create allocator with layers ${
+          describeValue(options.layers)
+        }: expected true or false`,
       );
     }
     const { slotCount, lockTimeoutMs } = sharedOptions(options.workerSlots, options.lockTimeoutMs);
@@ -677,6 +693,8 @@ export class PhysicalAllocator implements Disposable {
     validateBaseAddress(baseAddress);
     const align = options.align ?? GRANULE_BYTES;
     validateAlignment(align, "create allocator");
+    const workerCaches = caches ??
+      (options.debug !== true && workerCachesFit(slotCount, view.byteLength));
     const shared = SharedHeapState.forCreation(view, {
       baseAddress,
       policyIndex: POLICY_NAMES.indexOf(policy),
@@ -685,8 +703,8 @@ export class PhysicalAllocator implements Disposable {
       fastPath: options.fastPath !== false,
       slotCount,
       lockTimeoutMs,
-      workerCaches: caches ??
-        (options.debug !== true && workerCachesFit(slotCount, view.byteLength)),
+      workerCaches,
+      layers: options.layers !== false && layersFit(slotCount, view.byteLength, workerCaches),
     });
     return PhysicalAllocator.#overShared(view, shared, { ...options, native: false });
   }
@@ -1423,6 +1441,13 @@ export class PhysicalAllocator implements Disposable {
    */
   createCache(name: string, objectBytes: number, options: CacheOptions = {}): ObjectCache {
     this.#assertOpen("create a cache");
+    if (this.#shared !== null) {
+      throw new InvalidOptionError(
+        `Cannot create cache ${
+          describeValue(name)
+        } on a shared heap: its Workers share the kmalloc caches only (a named cache's handle lives in one Worker)`,
+      );
+    }
     if (this.#layers === null) {
       throw new InvalidOptionError(
         `Cannot create cache ${
@@ -1775,8 +1800,16 @@ export class PhysicalAllocator implements Disposable {
    * assert.equal(kinds.at(-1), "table");
    * ```
    */
-  *layerRuns(): IterableIterator<LayerRun> {
+  layerRuns(): IterableIterator<LayerRun> {
+    // A shared heap is walked under its lock into a list, as blocks() is.
+    if (this.#shared !== null) {
+      return this.#locked("walk", () => [...(this.#layers?.runs() ?? [])]).values();
+    }
     this.#assertOpen("walk");
+    return this.#walkLayers();
+  }
+
+  *#walkLayers(): IterableIterator<LayerRun> {
     if (this.#layers !== null) yield* this.#layers.runs();
   }
 

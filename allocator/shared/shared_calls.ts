@@ -29,10 +29,16 @@ import {
 
 /** The general path's operations a shared heap's calls run with the block lock held. */
 export interface OwnedHeap {
-  /** tryAlloc() on the heap: validates, then carves a block, or 0. */
+  /** tryAlloc() on the heap: validates, then serves it from the layers or blocks, or 0. */
   tryAllocOwned(sizeBytes: number, alignBytes: number): number;
+  /** A block of the block heap for a valid request (never a slab object or page run), or 0. */
+  tryAllocBlock(sizeBytes: number, alignBytes: number): number;
+  /** True when the page-frame and slab layers own `address` (it lies in a chunk of frames). */
+  inLayers(address: number): boolean;
   /** Frees a used block of the block heap (validated there). */
   freeBlock(address: number): void;
+  /** free() on the heap: a slab object, a page run or a block (validated there). */
+  freeOwned(address: number): void;
   /**
    * True when freeing the used blocks at `addresses` would surely let
    * `tryAllocOwned(sizeBytes, alignBytes)` succeed (after it returned 0).
@@ -61,6 +67,8 @@ export class SharedCalls {
   readonly #cacheHigh: number;
   /** The window's bytes (a realloc through the cache copies the payload). */
   readonly #window: Uint8Array;
+  /** Requests up to this many bytes are the slab layer's (KMALLOC_MAX_BYTES), 0 without layers. */
+  readonly #slabBytesMax: number;
 
   /**
    * Wraps a Worker's handle on a shared heap.
@@ -71,6 +79,7 @@ export class SharedCalls {
    * @param defaultAlignBytes The heap's default alignment.
    * @param cacheLow The lowest payload address a cache may hold.
    * @param cacheHigh The end of the payload addresses a cache may hold.
+   * @param slabBytesMax Requests up to this many bytes are the slab layer's (0 without layers).
    */
   constructor(
     shared: SharedHeapState,
@@ -79,7 +88,9 @@ export class SharedCalls {
     defaultAlignBytes: number,
     cacheLow: number,
     cacheHigh: number,
+    slabBytesMax: number,
   ) {
+    this.#slabBytesMax = slabBytesMax;
     this.#shared = shared;
     this.#owned = owned;
     this.#cache = shared.cache;
@@ -96,8 +107,8 @@ export class SharedCalls {
     const cache = this.#cache;
     if (
       cache !== null && alignBytes === this.#defaultAlignBytes && typeof sizeBytes === "number" &&
-      sizeBytes > 0 && sizeBytes <= CACHE_SIZE_MAX && (sizeBytes | 0) === sizeBytes &&
-      !this.#shared.detached
+      sizeBytes > this.#slabBytesMax && sizeBytes <= CACHE_SIZE_MAX &&
+      (sizeBytes | 0) === sizeBytes && !this.#shared.detached
     ) {
       const cls = classOf(sizeBytes);
       const cached = cache.pop(cls, sizeBytes);
@@ -126,7 +137,13 @@ export class SharedCalls {
         cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (cached) => this.#owned.freeBlock(cached));
         address = this.#carveClass(cache, cls, sizeBytes);
       }
-      if (address !== 0) this.#refillBlockByBlock(cache, cls);
+      if (address !== 0) {
+        this.#refillBlockByBlock(cache, cls);
+        return address;
+      }
+      // Last, any layer (a class block is not to be had): the layers' reserves may serve it.
+      address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
+      if (address !== 0 && !this.#owned.inLayers(address)) cache.setLive(address, 0);
       return address;
     } finally {
       shared.leave();
@@ -148,7 +165,7 @@ export class SharedCalls {
     const capacity = classCapacity(cls);
     const count = refillBlocks(cls);
     const pieceBytes = capacity + HEADER_BYTES;
-    const run = this.#owned.tryAllocOwned(count * pieceBytes - HEADER_BYTES, RUN_ALIGN_BYTES);
+    const run = this.#owned.tryAllocBlock(count * pieceBytes - HEADER_BYTES, RUN_ALIGN_BYTES);
     if (run === 0) return 0;
     this.#owned.splitRun(run, pieceBytes, count, capacity);
     cache.setLive(run, capacity - sizeBytes);
@@ -171,12 +188,12 @@ export class SharedCalls {
    */
   #carveClass(cache: WorkerCache, cls: number, sizeBytes: number): number {
     const capacity = classCapacity(cls);
-    let address = this.#owned.tryAllocOwned(capacity, this.#defaultAlignBytes);
+    let address = this.#owned.tryAllocBlock(capacity, this.#defaultAlignBytes);
     if (address !== 0) {
       cache.setLive(address, capacity - sizeBytes);
       return address;
     }
-    address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
+    address = this.#owned.tryAllocBlock(sizeBytes, this.#defaultAlignBytes);
     if (address !== 0) cache.setLive(address, 0);
     return address;
   }
@@ -185,7 +202,7 @@ export class SharedCalls {
   #refillBlockByBlock(cache: WorkerCache, cls: number): void {
     const capacity = classCapacity(cls);
     for (let extra = refillBlocks(cls) - 1; extra > 0; extra--) {
-      const address = this.#owned.tryAllocOwned(capacity, this.#defaultAlignBytes);
+      const address = this.#owned.tryAllocBlock(capacity, this.#defaultAlignBytes);
       if (address === 0) return;
       cache.setLive(address, 0);
       if (!cache.push(address, cls, 0)) {
@@ -218,7 +235,10 @@ export class SharedCalls {
         cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (cached) => this.#owned.freeBlock(cached));
         address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
       }
-      if (address !== 0 && cache !== null) cache.setLive(address, 0);
+      // Only blocks have state bytes: slab objects and page runs are told from the frame tables.
+      if (address !== 0 && cache !== null && !this.#owned.inLayers(address)) {
+        cache.setLive(address, 0);
+      }
       return address;
     } finally {
       shared.leave();
@@ -234,7 +254,7 @@ export class SharedCalls {
     try {
       this.#owned.assertOpen("free");
       this.refuseCached(address, "free");
-      this.#owned.freeBlock(address);
+      this.#owned.freeOwned(address);
       cache?.clearLive(address);
     } finally {
       shared.leave();
@@ -387,7 +407,7 @@ export class SharedCalls {
       this.refuseCached(address, "reallocate");
       const resized = this.#owned.reallocOwned(address, sizeBytes);
       // Resized in place: its header records the new size, so no slack stays hidden.
-      if (resized === address && this.#cache !== null) {
+      if (resized === address && this.#cache !== null && !this.#owned.inLayers(address)) {
         this.#cache.clearLive(address);
         this.#cache.setLive(address, 0);
       }
