@@ -65,15 +65,17 @@ Deno.test("shared heap: a class block serves any size of its class; sizeOf and s
   assert.equal(heap.stats().usedBlocks, 0);
   heap.close();
   using after = PhysicalAllocator.attach(heap.sharedBuffer!);
+  after.trim(); // the layers' empty slab and free chunk
   assert.deepEqual(after.stats(), { ...fresh, blocks: after.stats().blocks });
 });
 
 Deno.test("shared heap: a cache miss carves its batch as one aligned run of blocks side by side", () => {
   using heap = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(4 << 20));
-  const batch = refillBlocks(classOf(100));
-  const pieceBytes = classCapacity(classOf(100)) + 16;
+  // A block class (above the kmalloc classes, whose bins hold slab objects).
+  const batch = refillBlocks(classOf(300));
+  const pieceBytes = classCapacity(classOf(300)) + 16;
   // The miss takes the run's first block, the next batch - 1 come from the bin.
-  const run = Array.from({ length: batch }, (_, i) => heap.alloc(97 + (i & 3)));
+  const run = Array.from({ length: batch }, (_, i) => heap.alloc(297 + (i & 3)));
   run.sort((a, b) => a - b);
   assert.equal(run[0] % RUN_ALIGN_BYTES, 0, "the run starts a state-map cache line");
   for (const [index, address] of run.entries()) {
@@ -217,6 +219,7 @@ Deno.test("shared heap: with Worker caches every call answers as without them (l
   for (const heap of [...cached, ...plain]) heap.close();
   using after = PhysicalAllocator.attach(cached[0].sharedBuffer!);
   assert.equal(after.stats().usedBlocks, 0);
+  after.trim(); // the layers' empty slabs and free chunk
   assert.equal(after.stats().freeBlocks, 1, "every cached block went back and merged");
   after.check();
 });

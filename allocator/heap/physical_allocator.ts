@@ -26,7 +26,7 @@ import {
 } from "../errors.ts";
 import { SharedHeapState, sharedOptions } from "../shared/shared_heap.ts";
 import { layersFit, workerCachesFit } from "../shared/shared_header.ts";
-import type { WorkerCache } from "../shared/worker_cache.ts";
+import type { CacheTotals, WorkerCache } from "../shared/worker_cache.ts";
 import { SharedCalls } from "../shared/shared_calls.ts";
 import { corruptionAt } from "./check/corruption.ts";
 import { BlockEdits } from "./block_edits.ts";
@@ -482,7 +482,7 @@ export class PhysicalAllocator implements Disposable {
       this.defaultAlignBytes,
       this.#usable[0].blockStart + HEADER_BYTES,
       this.#usable[0].blockEnd,
-      this.#layers === null ? 0 : KMALLOC_MAX_BYTES,
+      this.#layers,
     );
     // A shared heap's calls run the general path under its lock (its fields are the Worker's copy then).
     this.#slabFast = options.fastPath !== false && this.#layers !== null && this.#debug === null &&
@@ -503,9 +503,10 @@ export class PhysicalAllocator implements Disposable {
     }
     const largest = Math.max(0, ...this.#usable.map((r) => r.blockEnd - r.blockStart));
     // A shared heap's layers keep their state in its header, when it has one.
+    // (its creator decided, from the same region: see layersFit).
     const shared = this.#shared;
-    if (option === false || largest < LAYERS_MIN_AREA_BYTES) return null;
     if (shared !== null && shared.layerState === null) return null;
+    if (shared === null && (option === false || largest < LAYERS_MIN_AREA_BYTES)) return null;
     return new LayeredHeap(
       window,
       baseAddress,
@@ -1624,13 +1625,19 @@ export class PhysicalAllocator implements Disposable {
 
   #statsOwned(): AllocatorStats {
     const largest = this.#policy.largestFree();
-    const layers = this.#layers?.stats() ?? null;
     const layerBlocks = this.#layers === null ? 0 : this.#layers.blockCount;
     const layerLive = this.#layers === null ? 0 : this.#layers.live;
-    // Blocks in Worker caches are used blocks to the heap and overhead to the caller,
-    // and so is the slack a size class hides beyond the size asked for.
-    const cached = this.#cache?.totals() ?? { blocks: 0, bytes: 0, hiddenBytes: 0 };
+    // Blocks and slab objects in Worker caches are in use to the heap and overhead to
+    // the caller, and so is the slack a size class hides beyond the size asked for.
+    const cached = this.#cache?.totals() ?? NO_CACHE_TOTALS;
     const cachedBytes = cached.bytes + cached.hiddenBytes;
+    const slabCachedBytes = cached.slabBytes + cached.slabHiddenBytes;
+    const layerStats = this.#layers?.stats() ?? null;
+    const layers = layerStats === null || slabCachedBytes === 0 ? layerStats : {
+      ...layerStats,
+      usedBytes: layerStats.usedBytes - slabCachedBytes,
+      overheadBytes: layerStats.overheadBytes + slabCachedBytes,
+    };
     const blocks = {
       freeBytes: this.#counters.freeBytes,
       usedBytes: this.#counters.usedBytes - (layers?.blockBytes ?? 0) - cachedBytes,
@@ -1645,7 +1652,8 @@ export class PhysicalAllocator implements Disposable {
       overheadBytes: blocks.overheadBytes + (layers?.overheadBytes ?? 0),
       skippedBytes: this.#skippedBytes,
       freeBlocks: this.#counters.freeBlocks,
-      usedBlocks: this.#counters.usedBlocks - layerBlocks + layerLive - cached.blocks,
+      usedBlocks: this.#counters.usedBlocks - layerBlocks + layerLive - cached.blocks -
+        cached.slabObjects,
       blocks,
       layers,
       largestFreeBytes: largest === 0 ? 0 : largest - HEADER_BYTES,
@@ -1924,6 +1932,16 @@ export interface HeapBlock {
 }
 
 /** Bytes of all regions, of skipped ones, and of the block areas (the rest is fixed overhead). */
+/** What an unshared heap's (absent) Worker caches hold. */
+const NO_CACHE_TOTALS: CacheTotals = {
+  blocks: 0,
+  bytes: 0,
+  hiddenBytes: 0,
+  slabObjects: 0,
+  slabBytes: 0,
+  slabHiddenBytes: 0,
+};
+
 function regionTotals(regions: readonly RegionLayout[]): {
   totalBytes: number;
   skippedBytes: number;

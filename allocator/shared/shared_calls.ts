@@ -8,7 +8,10 @@
  * @module
  */
 
-import { DoubleFreeError, InvalidAddressError } from "../errors.ts";
+import { DoubleFreeError, HeapCorruptionError, InvalidAddressError } from "../errors.ts";
+import type { LayeredHeap } from "../slab/layered_heap.ts";
+import { KMALLOC_CLASS_BY_STEP } from "../slab/kmalloc.ts";
+import { SharedSlabs, SLAB_LOCKED } from "./shared_slabs.ts";
 import type { BlockWords } from "../heap/block.ts";
 import { GRANULE_BYTES, HEADER_BYTES } from "../heap/layout.ts";
 import { hex } from "../memory/physical_memory.ts";
@@ -67,8 +70,12 @@ export class SharedCalls {
   readonly #cacheHigh: number;
   /** The window's bytes (a realloc through the cache copies the payload). */
   readonly #window: Uint8Array;
-  /** Requests up to this many bytes are the slab layer's (KMALLOC_MAX_BYTES), 0 without layers. */
-  readonly #slabBytesMax: number;
+  /** The page-frame and slab layers, or null when the heap has none. */
+  readonly #layers: LayeredHeap | null;
+  /** Their kmalloc objects as the Worker cache sees them, or null (no layers, or no cache). */
+  readonly #slabs: SharedSlabs | null;
+  /** Drains one cached block or slab object into the heap (the lock held). */
+  readonly #drainOne: (address: number, slab: boolean) => void;
 
   /**
    * Wraps a Worker's handle on a shared heap.
@@ -79,7 +86,7 @@ export class SharedCalls {
    * @param defaultAlignBytes The heap's default alignment.
    * @param cacheLow The lowest payload address a cache may hold.
    * @param cacheHigh The end of the payload addresses a cache may hold.
-   * @param slabBytesMax Requests up to this many bytes are the slab layer's (0 without layers).
+   * @param layers The page-frame and slab layers, or null when the heap has none.
    */
   constructor(
     shared: SharedHeapState,
@@ -88,9 +95,32 @@ export class SharedCalls {
     defaultAlignBytes: number,
     cacheLow: number,
     cacheHigh: number,
-    slabBytesMax: number,
+    layers: LayeredHeap | null,
   ) {
-    this.#slabBytesMax = slabBytesMax;
+    this.#layers = layers;
+    this.#slabs = layers !== null && shared.cache !== null ? new SharedSlabs(layers) : null;
+    // Hidden slack a locked call clears (a slab object's size recorded in full) leaves this slot's count.
+    if (shared.cache !== null) {
+      const cache = shared.cache;
+      layers?.setHiddenCleared((bytes) => cache.addSlabHidden(-bytes));
+    }
+    this.#drainOne = (address, slab) => {
+      if (slab) {
+        // Back to its slab: no longer cached (the locked free then finds it live).
+        if (this.#slabs!.locate(address) < 0 || !this.#slabs!.foundCached()) {
+          throw new HeapCorruptionError(
+            address,
+            `Heap corruption at ${
+              hex(address)
+            }: a Worker cache holds a slab object that is not cached`,
+          );
+        }
+        this.#slabs!.markLive(0);
+        this.#owned.freeOwned(address);
+      } else {
+        this.#owned.freeBlock(address);
+      }
+    };
     this.#shared = shared;
     this.#owned = owned;
     this.#cache = shared.cache;
@@ -107,15 +137,76 @@ export class SharedCalls {
     const cache = this.#cache;
     if (
       cache !== null && alignBytes === this.#defaultAlignBytes && typeof sizeBytes === "number" &&
-      sizeBytes > this.#slabBytesMax && sizeBytes <= CACHE_SIZE_MAX &&
-      (sizeBytes | 0) === sizeBytes && !this.#shared.detached
+      sizeBytes > 0 && sizeBytes <= CACHE_SIZE_MAX && (sizeBytes | 0) === sizeBytes &&
+      !this.#shared.detached
     ) {
       const cls = classOf(sizeBytes);
+      if (cls < cache.slabClassEnd) return this.#slabAlloc(cache, cls, sizeBytes);
       const cached = cache.pop(cls, sizeBytes);
       if (cached !== 0) return cached;
       return this.#allocMiss(cache, cls, sizeBytes);
     }
     return this.#allocLocked(sizeBytes, alignBytes);
+  }
+
+  /** A slab object of slab class `cls` from the Worker cache, else a refill under the lock. */
+  #slabAlloc(cache: WorkerCache, cls: number, sizeBytes: number): number {
+    const object = cache.popSlab(cls);
+    if (object === 0) return this.#slabMiss(cache, cls, sizeBytes);
+    const slabs = this.#slabs!;
+    if (slabs.locate(object) !== cls || !slabs.foundCached()) {
+      throw new HeapCorruptionError(
+        object,
+        `Heap corruption at ${
+          hex(object)
+        }: a Worker cache held an object that is not a cached slab object`,
+      );
+    }
+    const hidden = classCapacity(cls) - sizeBytes;
+    slabs.markLive(hidden);
+    cache.addSlabHidden(hidden);
+    return object;
+  }
+
+  /**
+   * A slab-class miss, under the lock: the caller's object and a batch more
+   * of its kmalloc class into the bin, taken from the class's slabs (SLUB's
+   * per-CPU refill); the objects stay in use to their slabs.
+   */
+  #slabMiss(cache: WorkerCache, cls: number, sizeBytes: number): number {
+    const shared = this.#shared;
+    const layers = this.#layers!;
+    const slabs = this.#slabs!;
+    shared.enter("allocate");
+    try {
+      this.#owned.assertOpen("allocate");
+      const capacity = classCapacity(cls);
+      const slabCache = layers.caches[KMALLOC_CLASS_BY_STEP[capacity >> 3]];
+      const first = layers.cacheAlloc(slabCache);
+      if (first === 0) {
+        // No slab to be had: the general path (the layers' reserves, else a block).
+        const address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
+        if (address !== 0 && !this.#owned.inLayers(address)) cache.setLive(address, 0);
+        return this.#retryWithoutSlabObjects(address, sizeBytes, this.#defaultAlignBytes);
+      }
+      slabs.locate(first);
+      slabs.markLive(capacity - sizeBytes);
+      cache.addSlabHidden(capacity - sizeBytes);
+      for (let extra = refillBlocks(cls) - 1; extra > 0; extra--) {
+        const object = layers.cacheAlloc(slabCache);
+        if (object === 0) break;
+        slabs.locate(object);
+        slabs.markCached();
+        if (!cache.pushSlab(object, cls)) {
+          slabs.markLive(0);
+          this.#owned.freeOwned(object);
+          break;
+        }
+      }
+      return first;
+    } finally {
+      shared.leave();
+    }
   }
 
   /**
@@ -134,7 +225,7 @@ export class SharedCalls {
       if (address === 0 && this.#cacheWouldServe(cache, sizeBytes, this.#defaultAlignBytes)) {
         // Short of memory: this Worker's cached blocks go back to the heap first
         // (other Workers' caches are theirs to drain).
-        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (cached) => this.#owned.freeBlock(cached));
+        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, this.#drainOne);
         address = this.#carveClass(cache, cls, sizeBytes);
       }
       if (address !== 0) {
@@ -144,7 +235,7 @@ export class SharedCalls {
       // Last, any layer (a class block is not to be had): the layers' reserves may serve it.
       address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
       if (address !== 0 && !this.#owned.inLayers(address)) cache.setLive(address, 0);
-      return address;
+      return this.#retryWithoutSlabObjects(address, sizeBytes, this.#defaultAlignBytes);
     } finally {
       shared.leave();
     }
@@ -223,6 +314,25 @@ export class SharedCalls {
     return cached.length > 0 && this.#owned.blocksWouldServe(cached, sizeBytes, alignBytes);
   }
 
+  /**
+   * After an allocation found no memory (`address` 0): this Worker's cached
+   * slab objects go back to their slabs and the allocation is tried once
+   * more (the layers then give emptied slabs and chunks back when that
+   * serves it). Unlike cached blocks, whether slab objects would serve is not
+   * known in advance: their slabs may hold other objects, so they go back
+   * even when the retry fails (only this Worker's cache changes).
+   */
+  #retryWithoutSlabObjects(address: number, sizeBytes: number, alignBytes: number): number {
+    const cache = this.#cache;
+    if (address !== 0 || cache === null || cache.slabObjectsIn(this.#shared.slot) === 0) {
+      return address;
+    }
+    cache.drainSlabs(this.#shared.slot, this.#drainOne);
+    const retried = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
+    if (retried !== 0 && !this.#owned.inLayers(retried)) cache.setLive(retried, 0);
+    return retried;
+  }
+
   /** An allocation no cache serves (large, aligned, or an invalid request), under the lock. */
   #allocLocked(sizeBytes: number, alignBytes: number): number {
     const shared = this.#shared;
@@ -232,9 +342,10 @@ export class SharedCalls {
       this.#owned.assertOpen("allocate");
       let address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
       if (address === 0 && cache !== null && this.#cacheWouldServe(cache, sizeBytes, alignBytes)) {
-        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (cached) => this.#owned.freeBlock(cached));
+        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, this.#drainOne);
         address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
       }
+      address = this.#retryWithoutSlabObjects(address, sizeBytes, alignBytes);
       // Only blocks have state bytes: slab objects and page runs are told from the frame tables.
       if (address !== 0 && cache !== null && !this.#owned.inLayers(address)) {
         cache.setLive(address, 0);
@@ -249,7 +360,10 @@ export class SharedCalls {
   free(address: number): void {
     const shared = this.#shared;
     const cache = this.#cache;
-    if (cache !== null && !shared.detached && this.#cacheFree(cache, address)) return;
+    if (cache !== null && !shared.detached) {
+      if (this.#slabs !== null && this.#slabFree(cache, this.#slabs, address)) return;
+      if (this.#cacheFree(cache, address)) return;
+    }
     shared.enter("free");
     try {
       this.#owned.assertOpen("free");
@@ -259,6 +373,35 @@ export class SharedCalls {
     } finally {
       shared.leave();
     }
+  }
+
+  /**
+   * Puts a live slab object into this Worker's cache without the lock; false
+   * when it is not one the cache takes (the locked path then frees it or
+   * reports why).
+   *
+   * @throws {DoubleFreeError} If the object sits in a Worker cache.
+   */
+  #slabFree(cache: WorkerCache, slabs: SharedSlabs, address: number): boolean {
+    const cls = slabs.locate(address);
+    if (cls < 0) return false;
+    if (slabs.foundCached()) {
+      throw new DoubleFreeError(
+        `Cannot free address ${hex(address)}: the object is already free (in a Worker cache)`,
+      );
+    }
+    // A size recorded under the lock (a slack byte) is freed there: the bin holds whole objects.
+    if (slabs.foundSlack() !== 0) return false;
+    if (!cache.hasRoom(cls)) {
+      // The bin is full: a batch of it goes back to its slabs in one hold of the lock.
+      this.locked("free", () => {
+        cache.drain(this.#shared.slot, cls, refillBlocks(cls), this.#drainOne);
+      });
+      if (slabs.locate(address) !== cls) return false;
+    }
+    cache.addSlabHidden(-slabs.markCached());
+    cache.pushSlab(address, cls);
+    return true;
   }
 
   /**
@@ -286,7 +429,9 @@ export class SharedCalls {
     const block = address - HEADER_BYTES;
     const blocks = this.#blocks;
     if (state === STATE_NONE || !blocks.headerValid(block) || blocks.isFree(block)) return -1;
-    return classHolding(blocks.size(block) - HEADER_BYTES - blocks.slack(block));
+    const cls = classHolding(blocks.size(block) - HEADER_BYTES - blocks.slack(block));
+    // A block of a slab class's size (served by blocks when no slab could be had) is freed under the lock.
+    return cls < cache.slabClassEnd ? -1 : cls;
   }
 
   /**
@@ -301,7 +446,7 @@ export class SharedCalls {
     if (cache.push(address, cls, hidden)) return true;
     // The bin is full: a batch of it goes back to the heap in one hold of the lock.
     this.locked("free", () => {
-      cache.drain(this.#shared.slot, cls, refillBlocks(cls), (a) => this.#owned.freeBlock(a));
+      cache.drain(this.#shared.slot, cls, refillBlocks(cls), this.#drainOne);
     });
     return cache.push(address, cls, hidden);
   }
@@ -332,6 +477,15 @@ export class SharedCalls {
    */
   livePayloadBytes(address: number): number {
     const cache = this.#cache;
+    const slabs = this.#slabs;
+    if (slabs !== null && !this.#shared.detached) {
+      const cls = slabs.locate(address);
+      if (cls >= 0) {
+        if (slabs.foundCached()) return -1;
+        return classCapacity(cls) - slabs.foundSlack() - slabs.foundHidden();
+      }
+      if (cls === SLAB_LOCKED) return -1;
+    }
     if (
       cache === null || this.#shared.detached || typeof address !== "number" ||
       !(address >= this.#cacheLow && address < this.#cacheHigh) ||
@@ -374,8 +528,41 @@ export class SharedCalls {
     return this.#reallocLocked(address, sizeBytes);
   }
 
+  /** realloc() of a slab object through the cache; 0 when it does not apply (the locked path then runs). */
+  #slabRealloc(cache: WorkerCache, slabs: SharedSlabs, address: number, sizeBytes: number): number {
+    const cls = slabs.locate(address);
+    if (cls < 0) return 0;
+    if (slabs.foundCached()) {
+      throw new DoubleFreeError(
+        `Cannot reallocate address ${hex(address)}: the object is free (in a Worker cache)`,
+      );
+    }
+    if (slabs.foundSlack() !== 0) return 0;
+    const oldHidden = slabs.foundHidden();
+    const capacity = classCapacity(cls);
+    if (classOf(sizeBytes) === cls) {
+      // Within its class the object stays: only the hidden slack changes.
+      slabs.markLive(capacity - sizeBytes);
+      cache.addSlabHidden(capacity - sizeBytes - oldHidden);
+      return address;
+    }
+    // The old object's free must not need the lock once the new one is taken.
+    if (!cache.hasRoom(cls)) return 0;
+    const moved = this.tryAlloc(sizeBytes, this.#defaultAlignBytes);
+    if (moved === 0) return 0;
+    const base = this.#blocks.baseAddress;
+    const from = address - base;
+    this.#window.copyWithin(moved - base, from, from + Math.min(capacity - oldHidden, sizeBytes));
+    this.free(address);
+    return moved;
+  }
+
   /** realloc() through the cache; 0 when it does not apply (the locked path then runs). */
   #cacheRealloc(cache: WorkerCache, address: number, sizeBytes: number): number {
+    if (this.#slabs !== null) {
+      const moved = this.#slabRealloc(cache, this.#slabs, address, sizeBytes);
+      if (moved !== 0) return moved;
+    }
     const cls = this.#cachedClass(cache, address, "reallocate");
     if (cls < 0) return 0;
     const target = classOf(sizeBytes);
@@ -435,7 +622,7 @@ export class SharedCalls {
     const cache = this.#cache;
     if (cache !== null && !shared.detached) {
       this.locked("detach", () => {
-        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (address) => this.#owned.freeBlock(address));
+        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, this.#drainOne);
       });
     }
     shared.detach();
@@ -448,7 +635,7 @@ export class SharedCalls {
     const cache = this.#cache;
     if (cache !== null) {
       this.locked("reclaim a slot", () => {
-        cache.drain(slot, -1, BIN_ENTRIES_MAX, (address) => this.#owned.freeBlock(address));
+        cache.drain(slot, -1, BIN_ENTRIES_MAX, this.#drainOne);
         cache.resetSlot(slot);
       });
     }

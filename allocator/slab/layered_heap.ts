@@ -431,6 +431,14 @@ export class LayeredHeap {
     }
   }
 
+  /**
+   * Sets the callback every Worker-cached cache calls when it clears an
+   * object's hidden slack under the lock (a shared heap's Worker counts it).
+   */
+  setHiddenCleared(callback: (bytes: number) => void): void {
+    for (const cache of this.caches) cache.onHiddenCleared = callback;
+  }
+
   /** True when `createCache` can make another cache (an id is free). */
   get cacheIdFree(): boolean {
     return this.caches.length < CACHE_COUNT_MAX || this.caches.some((cache) => cache.destroyed);
@@ -716,13 +724,15 @@ export class LayeredHeap {
     const cache = this.caches[tagAux(this.frames.words[this.frames.entry(slab) + E_TAG])];
     const d = cache.descriptorOf(slab);
     const index = cache.indexOf(offset, slab, address, operation, d);
-    if (!cache.inUse(d, index)) {
+    if (!cache.inUse(d, index) || cache.isCached(d, index)) {
       throw new DoubleFreeError(
-        `Cannot ${operation} ${hex(address)}: the ${cache.name} object is free`,
+        `Cannot ${operation} ${hex(address)}: the ${cache.name} object is free${
+          cache.isCached(d, index) ? " (in a Worker cache)" : ""
+        }`,
       );
     }
     return {
-      sizeBytes: cache.objectBytes - cache.slackOf(d, index),
+      sizeBytes: cache.objectBytes - cache.slackOf(d, index) - cache.hiddenOf(d, index),
       capacityBytes: cache.objectBytes,
       pages: false,
     };

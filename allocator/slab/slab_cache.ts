@@ -190,6 +190,12 @@ export class SlabCache {
    */
   onEmptied: ((cache: SlabCache) => void) | null = null;
   /**
+   * Worker-cached caches: called under the lock when an object's hidden
+   * slack (written by the Worker cache that handed it out) is cleared, so
+   * the Worker's count of hidden bytes follows.
+   */
+  onHiddenCleared: ((bytes: number) => void) | null = null;
+  /**
    * The cache's counters and list heads (C_* words): its own JS memory, or a
    * record in a shared heap's layer state that every Worker's SlabCache reads.
    */
@@ -212,6 +218,10 @@ export class SlabCache {
   fullHead = NONE;
   /** Head of the empty list. */
   emptyHead = NONE;
+  /** Objects in Worker caches, counted by the last check() (workerCached). */
+  cachedObjects = 0;
+  /** Hidden slack bytes of live objects, counted by the last check() (workerCached). */
+  hiddenBytes = 0;
   /** Bytes of one descriptor. */
   readonly descriptorBytes: number;
   readonly #words: Int32Array;
@@ -375,7 +385,8 @@ export class SlabCache {
    * anything else (the caller's `free` then finds and reports the error).
    */
   freeFast(offset: number, d: number, base: number): boolean {
-    if (this.#debug) return false;
+    // Worker-cached objects have a cached bit and hidden slack: free() looks at them.
+    if (this.#debug || this.workerCached) return false;
     const w = this.#words;
     const size = this.objectBytes;
     const from = offset - base;
@@ -466,6 +477,16 @@ export class SlabCache {
         `Cannot free ${hex(address)}: the ${this.name} object is already free`,
       );
     }
+    if (this.workerCached) {
+      if (this.isCached(d, index)) {
+        throw new DoubleFreeError(
+          `Cannot free ${
+            hex(address)
+          }: the ${this.name} object is already free (in a Worker cache)`,
+        );
+      }
+      this.#clearHidden(d, index);
+    }
     if (this.#debug) this.verifyGuard(offset, d, index, "free");
     w[bitWord] &= ~bit;
     w[offset >> 2] = w[d + D_FREE] ^ this.#key(offset);
@@ -504,6 +525,27 @@ export class SlabCache {
     return (this.#words[d + D_BITMAP + (index >>> 5)] & (1 << (index & 31))) !== 0;
   }
 
+  /** True when object `index` of the slab with descriptor `d` sits in a Worker cache (workerCached). */
+  isCached(d: number, index: number): boolean {
+    if (!this.workerCached) return false;
+    return (this.#words[d + this.cachedBitmapWord + (index >>> 5)] & (1 << (index & 31))) !== 0;
+  }
+
+  /** Hidden slack of object `index` (written by the Worker cache that handed it out), 0 unless workerCached. */
+  hiddenOf(d: number, index: number): number {
+    if (!this.workerCached) return 0;
+    return this.#bytes[((d + this.cachedBitmapWord + this.bitmapWords) << 2) + index];
+  }
+
+  /** Clears object `index`'s hidden slack (its size is recorded in full again). */
+  #clearHidden(d: number, index: number): void {
+    const at = ((d + this.cachedBitmapWord + this.bitmapWords) << 2) + index;
+    const hidden = this.#bytes[at];
+    if (hidden === 0) return;
+    this.#bytes[at] = 0;
+    this.onHiddenCleared?.(hidden);
+  }
+
   /** Bytes beyond the request of object `index` (0 unless kmalloc). */
   slackOf(d: number, index: number): number {
     return this.keepsSizes ? this.#bytes[((d + D_BITMAP + this.bitmapWords) << 2) + index] : 0;
@@ -512,6 +554,7 @@ export class SlabCache {
   /** Records a new requested size for a live kmalloc object (realloc in place). */
   resize(d: number, index: number, sizeBytes: number): void {
     const old = this.objectBytes - this.slackOf(d, index);
+    if (this.workerCached) this.#clearHidden(d, index);
     if (this.#debug) {
       const offset = this.#objectOffset(d, index);
       this.verifyGuard(offset, d, index, "reallocate");
@@ -684,6 +727,8 @@ export class SlabCache {
    * @throws {HeapCorruptionError} Naming the slab and the broken invariant.
    */
   check(): { descriptorBytes: number; slabFrames: number } {
+    this.cachedObjects = 0;
+    this.hiddenBytes = 0;
     let active = 0;
     let requested = 0;
     for (
@@ -762,6 +807,21 @@ export class SlabCache {
     }
     let bits = 0;
     for (let i = 0; i < this.objectsPerSlab; i++) {
+      if (this.workerCached) {
+        const hidden = this.hiddenOf(d, i);
+        this.#assert(
+          !this.isCached(d, i) || (this.inUse(d, i) && hidden === 0 && this.slackOf(d, i) === 0),
+          slab,
+          `object ${i} is cached but not in use with no slack`,
+        );
+        this.#assert(
+          hidden === 0 || (this.inUse(d, i) && hidden + this.slackOf(d, i) < this.objectBytes),
+          slab,
+          `object ${i} hides ${hidden} bytes`,
+        );
+        if (this.isCached(d, i)) this.cachedObjects++;
+        this.hiddenBytes += hidden;
+      }
       if (!this.inUse(d, i)) {
         if (this.#debug && (i >= carved || seen[i] === 1)) {
           this.#verifyPoison(base + i * this.objectBytes, "check");
