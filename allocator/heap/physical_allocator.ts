@@ -1670,6 +1670,31 @@ export class PhysicalAllocator implements Disposable {
     };
   }
 
+  /**
+   * A shared heap with one Worker attached (no other Worker can pop or push
+   * meanwhile): the slab objects marked cached in their descriptors are
+   * exactly those in the Worker caches' bins, and the hidden slack bytes in
+   * the descriptors add up to what the slots counted.
+   */
+  #checkCachedSlabObjects(): void {
+    const cache = this.#cache;
+    const layers = this.#layers;
+    if (cache === null || layers === null || this.#shared!.attachedWorkers() !== 1) return;
+    let cachedObjects = 0;
+    let hiddenBytes = 0;
+    for (const slabCache of layers.caches) {
+      cachedObjects += slabCache.cachedObjects;
+      hiddenBytes += slabCache.hiddenBytes;
+    }
+    const totals = cache.totals();
+    if (cachedObjects !== totals.slabObjects || hiddenBytes !== totals.slabHiddenBytes) {
+      throw new HeapCorruptionError(
+        0,
+        `Heap corruption in the Worker caches: ${cachedObjects} slab objects marked cached, ${totals.slabObjects} in the bins; ${hiddenBytes} hidden bytes in the slabs, ${totals.slabHiddenBytes} counted`,
+      );
+    }
+  }
+
   #overheadBytes(): number {
     return (this.#counters.freeBlocks + this.#counters.usedBlocks) * HEADER_BYTES +
       this.#counters.slackBytes +
@@ -1737,6 +1762,7 @@ export class PhysicalAllocator implements Disposable {
         throw corruptionAt(block, `a layer block holds ${payload} bytes, not ${sizeBytes}`);
       }
     });
+    this.#checkCachedSlabObjects();
     const s = this.#statsOwned();
     if (s.totalBytes !== s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes) {
       throw new HeapCorruptionError(

@@ -10,12 +10,12 @@
  * (slab_cache.ts, `workerCached`) adds, per object:
  *
  * ```text
- * cached bit  (a bitmap after the slack bytes): set while the object sits in a
- *             Worker cache. Several Workers' objects share a word: set and
- *             cleared with Atomics.or / Atomics.and, by the lock holder too.
- * hidden byte (after the cached bitmap): what the caller asked for below the
- *             object size, written by the Worker holding the object (plain
- *             byte stores: no two objects share a byte).
+ * Worker byte (after the slack bytes): OBJECT_CACHED (255) while the object
+ *             sits in a Worker cache, else its hidden slack (what the caller
+ *             asked for below the object size, at most 23 bytes). Written by
+ *             the Worker holding the object with plain byte stores (no two
+ *             objects share a byte, so no atomic read-modify-write), or
+ *             under the lock.
  * ```
  *
  * The page map entries and the in-use bit of a live object do not change
@@ -23,14 +23,14 @@
  * so these reads need no lock; anything else (not a slab frame, not the
  * start of a live object, a slack byte set under the lock, a class no Worker
  * cache holds) is left to the locked path, which reports it. Double frees
- * are told from the cached bit, not guessed.
+ * are told from the Worker byte, not guessed.
  *
  * @module
  */
 
 import type { LayeredHeap } from "../slab/layered_heap.ts";
 import type { SlabCache } from "../slab/slab_cache.ts";
-import { D_BITMAP } from "../slab/slab_cache.ts";
+import { D_BITMAP, OBJECT_CACHED } from "../slab/slab_cache.ts";
 import { FRAME_SHIFT } from "../frames/frame_table.ts";
 import { FRAME_INDEX_BITS } from "../slab/slab_page_map.ts";
 import { classHolding } from "./worker_cache.ts";
@@ -121,58 +121,40 @@ export class SharedSlabs {
 
   /** True when the object locate() found sits in a Worker cache. */
   foundCached(): boolean {
-    const cache = this.foundCache!;
-    const i = this.foundIndex;
-    return (this.#words[this.foundDescriptor + cache.cachedBitmapWord + (i >>> 5)] &
-      (1 << (i & 31))) !== 0;
+    return this.#bytes[this.#workerByteAt()] === OBJECT_CACHED;
   }
 
   /** The slack byte (set under the lock) of the object locate() found. */
   foundSlack(): number {
     const cache = this.foundCache!;
-    return this
-      .#bytes[((this.foundDescriptor + D_BITMAP + cache.bitmapWords) << 2) + this.foundIndex];
+    return this.#bytes[
+      ((this.foundDescriptor + D_BITMAP + cache.bitmapWords) << 2) + this.foundIndex
+    ];
   }
 
-  /** The hidden slack byte of the object locate() found. */
+  /** The hidden slack of the object locate() found (not cached). */
   foundHidden(): number {
-    return this.#bytes[this.#hiddenAt()];
+    return this.#bytes[this.#workerByteAt()];
   }
 
-  #hiddenAt(): number {
-    const cache = this.foundCache!;
-    return ((this.foundDescriptor + cache.cachedBitmapWord + cache.bitmapWords) << 2) +
-      this.foundIndex;
+  #workerByteAt(): number {
+    return ((this.foundDescriptor + this.foundCache!.workerByteWord) << 2) + this.foundIndex;
   }
 
   /**
-   * Marks the object locate() found cached (hidden slack cleared).
+   * Marks the object locate() found cached.
    *
    * @returns The hidden slack it had.
    */
   markCached(): number {
-    const cache = this.foundCache!;
-    const i = this.foundIndex;
-    const at = this.#hiddenAt();
+    const at = this.#workerByteAt();
     const hidden = this.#bytes[at];
-    this.#bytes[at] = 0;
-    Atomics.or(
-      this.#words,
-      this.foundDescriptor + cache.cachedBitmapWord + (i >>> 5),
-      1 << (i & 31),
-    );
+    this.#bytes[at] = OBJECT_CACHED;
     return hidden;
   }
 
   /** Marks the object locate() found live (not cached) with `hiddenBytes` of hidden slack. */
   markLive(hiddenBytes: number): void {
-    const cache = this.foundCache!;
-    const i = this.foundIndex;
-    Atomics.and(
-      this.#words,
-      this.foundDescriptor + cache.cachedBitmapWord + (i >>> 5),
-      ~(1 << (i & 31)),
-    );
-    this.#bytes[this.#hiddenAt()] = hiddenBytes;
+    this.#bytes[this.#workerByteAt()] = hiddenBytes;
   }
 }

@@ -48,6 +48,13 @@ export const D_SLAB = 3;
 /** Descriptor word where the bitmap starts. */
 export const D_BITMAP = 4;
 
+/**
+ * A Worker byte (SlabCache.workerByteWord) of an object in a Worker cache.
+ * Hidden slack is always smaller: a Worker cache class serves requests at
+ * most 23 bytes below its size.
+ */
+export const OBJECT_CACHED = 255;
+
 /** The most objects one slab holds (bounds the descriptor). */
 export const SLAB_OBJECTS_MAX = 512;
 /** The smallest object: one link word, and 8-byte alignment. */
@@ -236,11 +243,14 @@ export class SlabCache {
   /** True when Worker caches hold this cache's objects (a shared heap's kmalloc class). */
   readonly workerCached: boolean;
   /**
-   * Descriptor word (from the descriptor's start) of the cached bitmap, when
-   * workerCached: bit i set while object i sits in a Worker cache (in use to
-   * the slab, free to the program). Its hidden slack bytes follow it.
+   * Descriptor word (from the descriptor's start) of the Worker bytes, when
+   * workerCached: byte i is OBJECT_CACHED while object i sits in a Worker
+   * cache (in use to the slab, free to the program), else the slack its
+   * Worker cache hid (the size asked for is objectBytes - slack - hidden).
+   * Written by the Worker holding the object, with plain byte stores (no
+   * two objects share a byte), or under the lock.
    */
-  readonly cachedBitmapWord: number;
+  readonly workerByteWord: number;
   /** Debug mode: poison and guard bytes (see the module doc). */
   readonly #debug: boolean;
   /**
@@ -305,10 +315,10 @@ export class SlabCache {
     this.bitmapWords = (this.objectsPerSlab + 31) >>> 5;
     const slackWords = keepsSizes ? (this.objectsPerSlab + 3) >>> 2 : 0;
     this.workerCached = workerCached;
-    this.cachedBitmapWord = D_BITMAP + this.bitmapWords + slackWords;
-    // Worker-cached objects: a bitmap of objects sitting in a Worker cache,
-    // then one byte per object of slack hidden from the slab's books.
-    const cachedWords = workerCached ? this.bitmapWords + ((this.objectsPerSlab + 3) >>> 2) : 0;
+    this.workerByteWord = D_BITMAP + this.bitmapWords + slackWords;
+    // Worker-cached objects: one byte per object, OBJECT_CACHED while it sits
+    // in a Worker cache, else the slack hidden from the slab's books.
+    const cachedWords = workerCached ? (this.objectsPerSlab + 3) >>> 2 : 0;
     this.descriptorBytes = (D_BITMAP + this.bitmapWords + slackWords + cachedWords) * 4;
     this.#words = frames.words;
     this.#bytes = new Uint8Array(
@@ -528,20 +538,21 @@ export class SlabCache {
   /** True when object `index` of the slab with descriptor `d` sits in a Worker cache (workerCached). */
   isCached(d: number, index: number): boolean {
     if (!this.workerCached) return false;
-    return (this.#words[d + this.cachedBitmapWord + (index >>> 5)] & (1 << (index & 31))) !== 0;
+    return this.#bytes[((d + this.workerByteWord) << 2) + index] === OBJECT_CACHED;
   }
 
   /** Hidden slack of object `index` (written by the Worker cache that handed it out), 0 unless workerCached. */
   hiddenOf(d: number, index: number): number {
     if (!this.workerCached) return 0;
-    return this.#bytes[((d + this.cachedBitmapWord + this.bitmapWords) << 2) + index];
+    const byte = this.#bytes[((d + this.workerByteWord) << 2) + index];
+    return byte === OBJECT_CACHED ? 0 : byte;
   }
 
   /** Clears object `index`'s hidden slack (its size is recorded in full again). */
   #clearHidden(d: number, index: number): void {
-    const at = ((d + this.cachedBitmapWord + this.bitmapWords) << 2) + index;
+    const at = ((d + this.workerByteWord) << 2) + index;
     const hidden = this.#bytes[at];
-    if (hidden === 0) return;
+    if (hidden === 0 || hidden === OBJECT_CACHED) return;
     this.#bytes[at] = 0;
     this.onHiddenCleared?.(hidden);
   }
