@@ -5,7 +5,9 @@
  *
  * Bins are keyed by size class, like kmalloc's caches: a class is a payload
  * capacity (24 to 128 bytes in steps of 8, to 256 in steps of 16, to 512 in
- * steps of 32, to 1024 in steps of 64), and a request is served by the
+ * steps of 32, to 1024 in steps of 64, to 4096 in steps of 128: a page, the
+ * largest block a program allocates often enough to be worth a bin), and a
+ * request is served by the
  * smallest class that holds it. A cached block stays a used block of the
  * block heap whose header records the class capacity as its requested size
  * (the header is not written while the block sits in a cache, or by anyone
@@ -26,7 +28,7 @@
  * state map: one byte per 32 bytes of the window, at (payload - base) >> 5
  *            (two payloads are at least 40 bytes apart, so they never share a byte):
  *            0 not a live payload, 255 cached (freed into a Worker cache),
- *            1 + s live (handed out) with s bytes of hidden slack (0 to 63)
+ *            1 + s live (handed out) with s bytes of hidden slack (0 to 127)
  * ```
  *
  * A miss takes the lock and carves a batch of its class at once (the
@@ -50,7 +52,7 @@
  */
 
 /** Requested sizes up to this many bytes are cached (the largest class). */
-export const CACHE_SIZE_MAX = 1024;
+export const CACHE_SIZE_MAX = 4096;
 /** Blocks of one batch at most (the smallest class's). */
 export const REFILL_BLOCKS_MAX = 48;
 /** Block bytes one refill or drain batch aims at: fewer blocks for larger classes. */
@@ -69,7 +71,8 @@ function classCapacities(): number[] {
   for (let c = 24; c <= 128; c += 8) capacities.push(c);
   for (let c = 144; c <= 256; c += 16) capacities.push(c);
   for (let c = 288; c <= 512; c += 32) capacities.push(c);
-  for (let c = 576; c <= CACHE_SIZE_MAX; c += 64) capacities.push(c);
+  for (let c = 576; c <= 1024; c += 64) capacities.push(c);
+  for (let c = 1152; c <= CACHE_SIZE_MAX; c += 128) capacities.push(c);
   return capacities;
 }
 

@@ -525,13 +525,14 @@ export class LayeredHeap {
    * @throws {HeapCorruptionError} If the frame table is inconsistent.
    */
   free(address: number, onlyCache: SlabCache | null = null): boolean {
-    this.#dirty = true;
     const frames = this.frames;
     const dir = frames.directory;
     if (dir.count === 0 || typeof address !== "number") return false;
     const offset = address - this.#baseAddress;
     const id = dir.find(offset);
     if (id === NONE) return false;
+    // (Only now: a block's free leaves the layers' fields alone, and a shared heap stores none.)
+    this.#dirty = true;
     // The common case first: a live object of a slab, one entry (two for a tail frame) read.
     const local = (offset - dir.startOffset[id]) >>> FRAME_SHIFT;
     if (local < frames.chunkFrames[id]) {
