@@ -31,6 +31,7 @@ Deno.test("shared heap: 3 Workers with cross-Worker frees and reallocs leave a h
     assert.ok(received > 100, `only ${received} blocks crossed Workers`);
     assert.ok(reallocs > 100, `only ${reallocs} reallocs`);
     assert.deepEqual(run.results.map((result) => result.slot).sort(), [2, 3, 4]);
+    assert.equal(run.heap.layersActive, true, "the page-frame and slab layers serve the Workers");
     assert.equal(run.heap.attachedWorkers, 1, "every Worker detached");
     const report = modelCheck(run);
     assert.equal(report.firstProblem, "");
@@ -52,6 +53,7 @@ Deno.test("shared heap: bounded stress, 4 Workers on small blocks", async () => 
     exchangeSlots: 8,
   });
   try {
+    assert.equal(run.heap.layersActive, true, "small blocks are kmalloc slab objects");
     const report = modelCheck(run);
     assert.equal(report.firstProblem, "");
     assert.equal(report.corrupt, 0);
@@ -66,7 +68,7 @@ Deno.test("shared heap: two handles see the same addresses, payloads and books",
   using a = PhysicalAllocator.fromBuffer(memory, { baseAddress: 0x10000 });
   using b = PhysicalAllocator.attach(memory);
   assert.equal(a.workerSlot, 1);
-  assert.equal(a.layersActive, false, "a shared heap under 1.1 MiB has the block layer only");
+  assert.equal(a.layersActive, false, "a shared heap under 1.2 MiB has the block layer only");
   assert.equal(b.workerSlot, 2);
   assert.equal(a.attachedWorkers, 2);
   assert.equal(b.stats().regions[0].base, 0x10000 + sharedHeaderBytes(16, 1 << 18, false));

@@ -157,7 +157,7 @@ export interface AllocatorOptions {
    * 1 MiB, placing their chunks in the window's first 2 GiB; in debug mode
    * slab objects get guard bytes and free ones poison, as blocks do. `false`
    * gives the pure block allocator. A shared heap keeps the layers' state in
-   * its header (from a buffer of about 1.1 MiB; smaller ones have blocks alone).
+   * its header (from a buffer of about 1.2 MiB; smaller ones have blocks alone).
    *
    * @default {true}
    */

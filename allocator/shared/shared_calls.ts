@@ -1,9 +1,11 @@
 /**
  * The calls of a shared heap's Worker: alloc, free and realloc through the
- * Worker cache first and under the block lock otherwise, and the cache's
- * drains at detach and slot reclaim. `PhysicalAllocator` delegates to one of
- * these when its heap is shared, and lends it the general path's operations
- * (`OwnedHeap`), which run only while the block lock is held.
+ * Worker cache first (slab objects of the kmalloc classes, blocks of the
+ * larger classes) and under the heap lock otherwise, and the cache's drains
+ * at detach and slot reclaim. `PhysicalAllocator` delegates to one of these
+ * when its heap is shared, and lends it the general path's operations
+ * (`OwnedHeap`), which run only while the lock is held (the heap lock,
+ * lock 0, guards the blocks and the page-frame and slab layers together).
  *
  * @module
  */

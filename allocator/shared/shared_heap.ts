@@ -1,7 +1,8 @@
 /**
- * One Worker's handle on a shared heap: its slot, the block lock, and the
- * books (counters) it copies in and out of the shared header around every
- * operation. `PhysicalAllocator` holds one when it was made over a
+ * One Worker's handle on a shared heap: its slot, the heap lock, and the
+ * books it copies in and out of the shared header around every locked
+ * operation (the block counters always; the layers' fields when another
+ * Worker changed them, and back when this hold changed them). `PhysicalAllocator` holds one when it was made over a
  * SharedArrayBuffer (`fromBuffer`) or joined one (`attach`); the header's
  * layout is drawn in shared_header.ts.
  *

@@ -7,8 +7,10 @@
  * capacity (24 to 128 bytes in steps of 8, to 256 in steps of 16, to 512 in
  * steps of 32, to 1024 in steps of 64, to 4096 in steps of 128: a page, the
  * largest block a program allocates often enough to be worth a bin), and a
- * request is served by the
- * smallest class that holds it. A cached block stays a used block of the
+ * request is served by the smallest class that holds it. On a heap with the
+ * page-frame and slab layers, the classes up to 256 bytes are its kmalloc
+ * classes and their bins hold slab objects, whose state is their slab's
+ * (shared_slabs.ts); the rest hold blocks. A cached block stays a used block of the
  * block heap whose header records the class capacity as its requested size
  * (the header is not written while the block sits in a cache, or by anyone
  * but the lock holder: a neighbour's free rewrites its flags and check word

@@ -12,6 +12,11 @@
  * every call; `releaseReserves()` (PhysicalAllocator.trim()) gives them back,
  * and a failed allocation does so only when that surely serves it.
  *
+ * State: the tables live in a LayerState (layer_state.ts): JS memory of its
+ * own for an unshared heap, a shared heap's header otherwise, where every
+ * Worker's layers view the same words under the heap lock and copy the
+ * scalar fields in and out (enterShared, leaveShared).
+ *
  * @module
  */
 
