@@ -15,6 +15,7 @@ import {
   sharedHeaderBytes,
 } from "../allocator/shared/shared_header.ts";
 import { Random } from "./support/random.ts";
+import { classOf, refillBlocks } from "../allocator/shared/worker_cache.ts";
 
 Deno.test("shared heap: 3 Workers with cross-Worker frees and reallocs leave a heap the model proves", async () => {
   const run = await runSharedWorkers({
@@ -180,9 +181,12 @@ Deno.test("shared heap: Worker caches serve a freed small block again and give i
   heap.free(a);
   other.check();
   heap.close();
-  // heap's cache (a, and the blocks its miss carved in advance) went back to the heap.
+  // heap's cache (a, and the objects its miss took in advance) went back to their slabs:
+  // the two live objects and other's bin are all the kmalloc-104 objects still active.
   assert.equal(other.stats().usedBlocks, 2, "the blocks other and heap still hold");
-  assert.equal(other.stats().overheadBytes < cached.overheadBytes, true);
+  const line = other.stats().layers!.slabinfo.find((l) => l.name === "kmalloc-104")!;
+  assert.equal(line.activeObjects, 2 + refillBlocks(classOf(100)) - 1);
+  assert.equal(line.slabs, 2, "each Worker's cache refilled from a slab of its own");
   other.check();
 });
 

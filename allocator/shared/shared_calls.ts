@@ -76,6 +76,8 @@ export class SharedCalls {
   readonly #layers: LayeredHeap | null;
   /** Their kmalloc objects as the Worker cache sees them, or null (no layers, or no cache). */
   readonly #slabs: SharedSlabs | null;
+  /** Whether the Worker of a slab's owner slot left the heap (its slabs are anybody's). */
+  readonly #ownerGone: (slot: number) => boolean;
   /** Drains one cached block or slab object into the heap (the lock held). */
   readonly #drainOne: (address: number, slab: boolean) => void;
 
@@ -100,6 +102,7 @@ export class SharedCalls {
     layers: LayeredHeap | null,
   ) {
     this.#layers = layers;
+    this.#ownerGone = (slot) => !shared.slotAttached(slot);
     this.#slabs = layers !== null && shared.cache !== null ? new SharedSlabs(layers) : null;
     // Hidden slack a locked call clears (a slab object's size recorded in full) leaves this slot's count.
     if (shared.cache !== null) {
@@ -184,7 +187,8 @@ export class SharedCalls {
       this.#owned.assertOpen("allocate");
       const capacity = classCapacity(cls);
       const slabCache = layers.caches[KMALLOC_CLASS_BY_STEP[capacity >> 3]];
-      const first = layers.cacheAlloc(slabCache);
+      const slot = shared.slot;
+      const first = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
       if (first === 0) {
         // No slab to be had: the general path (the layers' reserves, else a block).
         const address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
@@ -195,7 +199,7 @@ export class SharedCalls {
       slabs.markLive(capacity - sizeBytes);
       cache.addSlabHidden(capacity - sizeBytes);
       for (let extra = refillBlocks(cls) - 1; extra > 0; extra--) {
-        const object = layers.cacheAlloc(slabCache);
+        const object = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
         if (object === 0) break;
         slabs.locate(object);
         slabs.markCached();

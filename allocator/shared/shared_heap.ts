@@ -269,6 +269,13 @@ export class SharedHeapState {
     Atomics.store(i32, wordAt(views, SH_STATE), STATE_READY);
   }
 
+  /** True when a Worker is attached to slot `slot` (1 to slotCount). */
+  slotAttached(slot: number): boolean {
+    const views = this.#views;
+    return slot >= 1 && slot <= this.settings.slotCount &&
+      Atomics.load(views.i32, slotWordAt(views, slot)) === 1;
+  }
+
   /** Workers attached now. */
   attachedWorkers(): number {
     return Atomics.load(this.#views.i32, wordAt(this.#views, SH_ATTACHED));

@@ -498,6 +498,23 @@ export class LayeredHeap {
   }
 
   /**
+   * An object of a Worker-cached `cache` for a Worker cache's refill, from a
+   * slab of Worker slot `slot` (SlabCache.allocForWorker), its whole size recorded.
+   *
+   * @returns Its address, or 0 when no slab can be had.
+   */
+  cacheAllocForWorker(
+    cache: SlabCache,
+    slot: number,
+    ownerGone: (slot: number) => boolean,
+  ): number {
+    this.#dirty = true;
+    const offset = cache.allocForWorker(this.#requestedOf[cache.id], slot, ownerGone);
+    if (offset < 0) return 0;
+    return this.#baseAddress + offset;
+  }
+
+  /**
    * A run of `frameCount` frames (1 to 1024), page-aligned.
    *
    * @returns Its address, or 0 when no chunk can serve it.

@@ -55,6 +55,9 @@ export const D_BITMAP = 4;
  */
 export const OBJECT_CACHED = 255;
 
+/** Partial slabs a Worker cache's refill looks at for one of its own (allocForWorker). */
+export const PARTIAL_SCAN_MAX = 8;
+
 /** The most objects one slab holds (bounds the descriptor). */
 export const SLAB_OBJECTS_MAX = 512;
 /** The smallest object: one link word, and 8-byte alignment. */
@@ -251,6 +254,14 @@ export class SlabCache {
    * two objects share a byte), or under the lock.
    */
   readonly workerByteWord: number;
+  /**
+   * Descriptor word of the slab's owner, when workerCached: the Worker slot
+   * whose cache last refilled from it (0: none). A refill takes objects from
+   * a slab of its own Worker first (allocForWorker), like SLUB's per-CPU
+   * slabs, so two Workers' objects (and their Worker bytes, written at every
+   * pop and push) share few cache lines.
+   */
+  readonly ownerWord: number;
   /** Debug mode: poison and guard bytes (see the module doc). */
   readonly #debug: boolean;
   /**
@@ -318,7 +329,9 @@ export class SlabCache {
     this.workerByteWord = D_BITMAP + this.bitmapWords + slackWords;
     // Worker-cached objects: one byte per object, OBJECT_CACHED while it sits
     // in a Worker cache, else the slack hidden from the slab's books.
-    const cachedWords = workerCached ? (this.objectsPerSlab + 3) >>> 2 : 0;
+    // ... and a word naming the Worker slot whose cache refills from the slab (0: none).
+    const cachedWords = workerCached ? ((this.objectsPerSlab + 3) >>> 2) + 1 : 0;
+    this.ownerWord = this.workerByteWord + cachedWords - 1;
     this.descriptorBytes = (D_BITMAP + this.bitmapWords + slackWords + cachedWords) * 4;
     this.#words = frames.words;
     this.#bytes = new Uint8Array(
@@ -386,6 +399,43 @@ export class SlabCache {
     }
     if (++w[d + D_IN_USE] === this.objectsPerSlab) this.#move(this.partialHead, 1, 2);
     return base + index * size;
+  }
+
+  /**
+   * A Worker cache's refill (workerCached, under the lock): one object from
+   * a partial slab owned by Worker slot `slot`, else one owned by nobody (or
+   * by a slot `ownerGone` says has left), else a new or empty slab, which
+   * `slot` then owns; when no frames are left, from the partial list's head
+   * whoever owns it. At most PARTIAL_SCAN_MAX partial slabs are looked at.
+   *
+   * @param sizeBytes The size to record (the object's size: Worker caches hide the rest).
+   * @param slot The refilling Worker's slot.
+   * @param ownerGone Whether the Worker of a slot left the heap.
+   * @returns The object's window offset, or -1 when no slab can be had.
+   */
+  allocForWorker(sizeBytes: number, slot: number, ownerGone: (slot: number) => boolean): number {
+    const w = this.#words;
+    let pick = NONE;
+    let slab = this.partialHead;
+    for (let n = 0; slab !== NONE && n < PARTIAL_SCAN_MAX; n++) {
+      const owner = w[this.descriptorOf(slab) + this.ownerWord];
+      if (owner === slot) {
+        pick = slab;
+        break;
+      }
+      if (pick === NONE && (owner === 0 || ownerGone(owner))) pick = slab;
+      slab = w[this.#frames.entry(slab) + E_NEXT];
+    }
+    // A new (or empty) slab goes to the partial list's head.
+    if (pick === NONE && this.#refill() !== NONE) pick = this.partialHead;
+    if (pick === NONE) pick = this.partialHead;
+    if (pick === NONE) return -1;
+    if (pick !== this.partialHead) {
+      this.#unlink(pick, 1);
+      this.#push(pick, 1);
+    }
+    w[this.descriptorOf(pick) + this.ownerWord] = slot;
+    return this.alloc(sizeBytes);
   }
 
   /**
@@ -800,6 +850,10 @@ export class SlabCache {
     const w = this.#words;
     const d = this.descriptorOf(slab);
     this.#assert(w[d + D_SLAB] === slab, slab, "descriptor names another slab");
+    if (this.workerCached) {
+      const owner = w[d + this.ownerWord];
+      this.#assert(owner >= 0 && owner <= 255, slab, `owner slot ${owner}`);
+    }
     const carved = w[d + D_CARVED];
     this.#assert(carved >= 0 && carved <= this.objectsPerSlab, slab, "carved count out of range");
     const seen = new Uint8Array(carved);
