@@ -421,3 +421,25 @@ Deno.test("shared heap: a shared heap answers every call as an unshared one (loc
   assert.equal(after.stats().freeBytes, after.stats().largestFreeBytes);
   after.check();
 });
+
+Deno.test("shared heap: a Worker cache refills from a slab of its own, and adopts the slab of a Worker that left", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using a = PhysicalAllocator.fromBuffer(memory);
+  const b = PhysicalAllocator.attach(memory);
+  const slabsOf = () => a.stats().layers!.slabinfo.find((l) => l.name === "kmalloc-64")!.slabs;
+  const mine = a.alloc(64);
+  const theirs = b.alloc(64);
+  const kept = b.alloc(64);
+  assert.equal(slabsOf(), 2, "each Worker's miss took a slab of its own");
+  const page = (address: number) => Math.floor(address / 4096);
+  assert.notEqual(page(mine), page(theirs));
+  b.free(theirs);
+  b.close(); // its cache goes back: its slab is partial (kept lives on), its owner gone
+  // a fills its own slab and misses again: b's partial slab serves it, no third slab.
+  const held = [mine, kept];
+  for (let i = 0; i < 3 * refillBlocks(classOf(64)); i++) held.push(a.alloc(64));
+  assert.equal(slabsOf(), 2);
+  assert.ok(held.some((address) => address !== kept && page(address) === page(kept)));
+  for (const address of held) a.free(address);
+  a.check();
+});
