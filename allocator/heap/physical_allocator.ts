@@ -1418,7 +1418,8 @@ export class PhysicalAllocator implements Disposable {
    * @param objectBytes Bytes of each object, 1 to 16384 (rounded up to 8 and to the alignment).
    * @param options The objects' alignment.
    * @returns The cache.
-   * @throws {InvalidOptionError} If the layers do not serve this heap, the name is empty, not a
+   * @throws {InvalidOptionError} If the heap is shared (its Workers share the kmalloc caches
+   *   only), the layers do not serve this heap, the name is empty, not a
    *   string or taken (the kmalloc classes are named `kmalloc-8` ... `kmalloc-256`), or the
    *   options are not an object.
    * @throws {InvalidSizeError} If the object size is out of range.
