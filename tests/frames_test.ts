@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChunkSource, FrameAllocator } from "../allocator/frames/buddy.ts";
+import { LayerState } from "../allocator/slab/layer_state.ts";
 import {
   CHUNK_REF_SHIFT,
   chunkMetaBytes,
@@ -55,7 +56,12 @@ function bumpSource(
 function makeFrames(windowBytes = 16 << 20, grows = true) {
   const buffer = new ArrayBuffer(windowBytes);
   const source = bumpSource(windowBytes, grows);
-  const frames = new FrameAllocator(new Int32Array(buffer), BASE, source);
+  const frames = new FrameAllocator(
+    new Int32Array(buffer),
+    BASE,
+    source,
+    LayerState.unshared(windowBytes),
+  );
   return { frames, source };
 }
 

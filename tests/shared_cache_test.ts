@@ -17,6 +17,7 @@ import {
   RUN_ALIGN_BYTES,
 } from "../allocator/shared/worker_cache.ts";
 import { headerViews, LOCK_BLOCKS, lockWordAt } from "../allocator/shared/shared_header.ts";
+import { OBJECT_CACHED } from "../allocator/slab/slab_cache.ts";
 import { Random } from "./support/random.ts";
 
 function assertBalanced(stats: AllocatorStats): void {
@@ -31,7 +32,10 @@ Deno.test("classOf() maps every cached size to the smallest class that holds it"
     const cls = classOf(size);
     assert.ok(classCapacity(cls) >= size, `size ${size}`);
     assert.ok(cls === 0 || classCapacity(cls - 1) < size, `size ${size} skips a smaller class`);
-    assert.ok(classCapacity(cls) - size <= 63, "hidden slack fits the state byte");
+    assert.ok(classCapacity(cls) - size <= 127, "hidden slack fits the state byte");
+    if (size <= 256) {
+      assert.ok(classCapacity(cls) - size < OBJECT_CACHED, "a slab object's Worker byte");
+    }
   }
   for (const [cls, capacity] of CLASS_CAPACITIES.entries()) {
     assert.equal(classHolding(capacity), cls);
@@ -65,15 +69,17 @@ Deno.test("shared heap: a class block serves any size of its class; sizeOf and s
   assert.equal(heap.stats().usedBlocks, 0);
   heap.close();
   using after = PhysicalAllocator.attach(heap.sharedBuffer!);
+  after.trim(); // the layers' empty slab and free chunk
   assert.deepEqual(after.stats(), { ...fresh, blocks: after.stats().blocks });
 });
 
 Deno.test("shared heap: a cache miss carves its batch as one aligned run of blocks side by side", () => {
   using heap = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(4 << 20));
-  const batch = refillBlocks(classOf(100));
-  const pieceBytes = classCapacity(classOf(100)) + 16;
+  // A block class (above the kmalloc classes, whose bins hold slab objects).
+  const batch = refillBlocks(classOf(300));
+  const pieceBytes = classCapacity(classOf(300)) + 16;
   // The miss takes the run's first block, the next batch - 1 come from the bin.
-  const run = Array.from({ length: batch }, (_, i) => heap.alloc(97 + (i & 3)));
+  const run = Array.from({ length: batch }, (_, i) => heap.alloc(297 + (i & 3)));
   run.sort((a, b) => a - b);
   assert.equal(run[0] % RUN_ALIGN_BYTES, 0, "the run starts a state-map cache line");
   for (const [index, address] of run.entries()) {
@@ -217,6 +223,7 @@ Deno.test("shared heap: with Worker caches every call answers as without them (l
   for (const heap of [...cached, ...plain]) heap.close();
   using after = PhysicalAllocator.attach(cached[0].sharedBuffer!);
   assert.equal(after.stats().usedBlocks, 0);
+  after.trim(); // the layers' empty slabs and free chunk
   assert.equal(after.stats().freeBlocks, 1, "every cached block went back and merged");
   after.check();
 });
@@ -253,4 +260,186 @@ Deno.test("shared heap: in the steady state of the small mix no call takes the b
   }
   heap.check();
   assert.equal(heap.stats().usedBytes, 0);
+});
+
+Deno.test("shared heap: small requests are kmalloc slab objects that Worker caches hold and hand back", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using a = PhysicalAllocator.fromBuffer(memory);
+  using b = PhysicalAllocator.attach(memory);
+  assert.equal(a.layersActive, true, "a shared heap of 4 MiB has the page-frame and slab layers");
+  const object = a.alloc(100);
+  const chunk = [...a.layerRuns()].find((run) => run.kind === "slab")!;
+  assert.ok(object >= chunk.address && object < chunk.address + chunk.sizeBytes, "in a slab");
+  assert.equal(a.sizeOf(object), 100);
+  assert.equal(b.capacityOf(object), 104, "the kmalloc-104 class");
+  const line = () => a.stats().layers!.slabinfo.find((l) => l.name === "kmalloc-104")!;
+  // The miss took a batch: the caller's object and the rest in a's bin, all in use to the slab.
+  const batch = refillBlocks(classOf(100));
+  assert.equal(line().activeObjects, batch);
+  assert.equal(a.stats().usedBlocks, 1);
+  assert.equal(a.stats().usedBytes, 100);
+  assertBalanced(a.stats());
+  a.check();
+  b.free(object); // into b's cache, lock-free
+  assert.throws(() => a.free(object), { code: "DOUBLE_FREE" });
+  assert.throws(() => b.free(object), { code: "DOUBLE_FREE" });
+  assert.throws(() => a.sizeOf(object), { code: "INVALID_ADDRESS" });
+  assert.throws(() => a.bytes(object), { code: "INVALID_ADDRESS" });
+  assert.throws(() => a.realloc(object, 50), { code: "DOUBLE_FREE" });
+  assert.equal(a.stats().usedBlocks, 0);
+  assert.equal(a.stats().usedBytes, 0);
+  assert.equal(b.alloc(97), object, "b's cache serves it again, at any size of its class");
+  assert.equal(a.sizeOf(object), 97);
+  assert.equal(b.realloc(object, 104), object, "in place within its class");
+  assert.equal(b.sizeOf(object), 104);
+  b.bytes(object).fill(9);
+  const moved = a.realloc(object, 20);
+  assert.notEqual(moved, object);
+  assert.equal(b.sizeOf(moved), 20);
+  assert.ok(b.bytes(moved).every((byte) => byte === 9));
+  assert.throws(() => a.free(moved + 8), { code: "INVALID_FREE" });
+  a.free(moved);
+  assertBalanced(a.stats());
+  a.check();
+  b.close(); // b's bin goes back to the slabs
+  a.check();
+  a.close();
+  using after = PhysicalAllocator.attach(memory);
+  assert.equal(after.stats().layers!.slabinfo.every((l) => l.activeObjects === 0), true);
+  after.trim();
+  assert.equal(after.stats().freeBlocks, 1);
+  after.check();
+});
+
+Deno.test("shared heap: the layers' own blocks (slab descriptors, frame tables) are refused from callers", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using heap = PhysicalAllocator.fromBuffer(memory);
+  const object = heap.alloc(64);
+  // A chunk's payload is its first frame (here a slab's first object): its table is past its frames.
+  const runs = [...heap.layerRuns()];
+  const chunk = runs[0].chunk;
+  const table = runs.find((run) => run.kind === "table")!.address;
+  const mine = new Set([chunk, object]);
+  const descriptor =
+    [...heap.blocks()].find((block) => !block.free && !mine.has(block.address + 16))!.address + 16;
+  const before = heap.stats();
+  for (const address of [descriptor, table]) {
+    assert.throws(() => heap.free(address), { code: "INVALID_FREE" });
+    assert.throws(() => heap.realloc(address, 10), { code: "INVALID_FREE" });
+    assert.throws(() => heap.sizeOf(address), { code: "INVALID_ADDRESS" });
+  }
+  assert.deepEqual(heap.stats(), before);
+  heap.check();
+  assert.throws(() => heap.createCache("inode", 200), { code: "INVALID_OPTION" });
+});
+
+/**
+ * One random sequence on a shared heap (two handles, Worker caches, layers)
+ * and an unshared heap with its layers: every size, payload, error code and
+ * the used books agree (the Worker caches and the lock are a fast path over
+ * the same layers).
+ */
+Deno.test("shared heap: a shared heap answers every call as an unshared one (lockstep)", () => {
+  const shared = [PhysicalAllocator.fromBuffer(new SharedArrayBuffer(4 << 20))];
+  shared.push(PhysicalAllocator.attach(shared[0].sharedBuffer!));
+  using plain = PhysicalAllocator.fromBuffer(new Uint8Array(4 << 20));
+  const random = new Random(21);
+  const live: { shared: number; plain: number; size: number }[] = [];
+  const outcome = (call: () => number | void): string => {
+    try {
+      const value = call();
+      return typeof value === "number" ? "ok" : "done";
+    } catch (error) {
+      return (error as { code?: string }).code ?? String(error);
+    }
+  };
+  const size = () => random.next() < 0.85 ? random.int(1, 256) : random.int(257, 6000);
+  for (let op = 0; op < 8000; op++) {
+    const heap = shared[random.int(0, 1)];
+    const roll = random.next();
+    if (live.length === 0 || roll < 0.45) {
+      const sizeBytes = size();
+      const entry = {
+        shared: heap.alloc(sizeBytes),
+        plain: plain.alloc(sizeBytes),
+        size: sizeBytes,
+      };
+      heap.bytes(entry.shared).fill(op & 0xff);
+      plain.bytes(entry.plain).fill(op & 0xff);
+      live.push(entry);
+    } else if (roll < 0.8) {
+      const [entry] = live.splice(random.int(0, live.length - 1), 1);
+      assert.deepEqual(heap.bytes(entry.shared), plain.bytes(entry.plain));
+      heap.free(entry.shared);
+      plain.free(entry.plain);
+      // A double free and an interior free answer alike.
+      assert.equal(outcome(() => heap.free(entry.shared)), outcome(() => plain.free(entry.plain)));
+      assert.equal(
+        outcome(() => heap.sizeOf(entry.shared)),
+        outcome(() => plain.sizeOf(entry.plain)),
+      );
+    } else if (roll < 0.95) {
+      const entry = live[random.int(0, live.length - 1)];
+      const sizeBytes = size();
+      entry.shared = heap.realloc(entry.shared, sizeBytes);
+      entry.plain = plain.realloc(entry.plain, sizeBytes);
+      const kept = Math.min(entry.size, sizeBytes);
+      assert.deepEqual(heap.bytes(entry.shared, kept), plain.bytes(entry.plain, kept));
+      entry.size = sizeBytes;
+      heap.bytes(entry.shared).fill(op & 0xff);
+      plain.bytes(entry.plain).fill(op & 0xff);
+    } else {
+      // An interior address (kmalloc-8's next object would be a neighbour, not interior).
+      const entry = live[random.int(0, live.length - 1)];
+      if (entry.size <= 8) continue;
+      assert.equal(
+        outcome(() => heap.free(entry.shared + 8)),
+        outcome(() => plain.free(entry.plain + 8)),
+      );
+    }
+    for (const entry of live.slice(-2)) {
+      assert.equal(shared[0].sizeOf(entry.shared), plain.sizeOf(entry.plain));
+    }
+    if (op % 1000 === 0) {
+      const [s, p] = [heap.stats(), plain.stats()];
+      assert.equal(s.usedBytes, p.usedBytes, `op ${op}`);
+      assert.equal(s.usedBlocks, p.usedBlocks, `op ${op}`);
+      assertBalanced(s);
+      heap.check();
+    }
+  }
+  for (const entry of live) {
+    shared[1].free(entry.shared);
+    plain.free(entry.plain);
+  }
+  for (const heap of shared) heap.close();
+  using after = PhysicalAllocator.attach(shared[0].sharedBuffer!);
+  after.trim();
+  plain.trim();
+  assert.equal(after.stats().usedBlocks, 0);
+  assert.equal(after.stats().freeBlocks, 1);
+  assert.equal(after.stats().freeBytes, after.stats().largestFreeBytes);
+  after.check();
+});
+
+Deno.test("shared heap: a Worker cache refills from a slab of its own, and adopts the slab of a Worker that left", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using a = PhysicalAllocator.fromBuffer(memory);
+  const b = PhysicalAllocator.attach(memory);
+  const slabsOf = () => a.stats().layers!.slabinfo.find((l) => l.name === "kmalloc-64")!.slabs;
+  const mine = a.alloc(64);
+  const theirs = b.alloc(64);
+  const kept = b.alloc(64);
+  assert.equal(slabsOf(), 2, "each Worker's miss took a slab of its own");
+  const page = (address: number) => Math.floor(address / 4096);
+  assert.notEqual(page(mine), page(theirs));
+  b.free(theirs);
+  b.close(); // its cache goes back: its slab is partial (kept lives on), its owner gone
+  // a fills its own slab and misses again: b's partial slab serves it, no third slab.
+  const held = [mine, kept];
+  for (let i = 0; i < 3 * refillBlocks(classOf(64)); i++) held.push(a.alloc(64));
+  assert.equal(slabsOf(), 2);
+  assert.ok(held.some((address) => address !== kept && page(address) === page(kept)));
+  for (const address of held) a.free(address);
+  a.check();
 });

@@ -166,7 +166,7 @@ Deno.test("shared bad input: shared options refused before memory is written", (
   const cases: [object, string][] = [
     [{ policy: "first-fit" }, "first-fit"],
     [{ native: true }, "native: true"],
-    [{ layers: true }, "layers: true"],
+    [{ layers: "yes" }, `layers "yes"`],
     [{ workerSlots: 0 }, "workerSlots 0"],
     [{ workerSlots: 256 }, "workerSlots 256"],
     [{ workerSlots: "4" }, `workerSlots "4"`],

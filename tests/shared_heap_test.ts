@@ -15,6 +15,7 @@ import {
   sharedHeaderBytes,
 } from "../allocator/shared/shared_header.ts";
 import { Random } from "./support/random.ts";
+import { classOf, refillBlocks } from "../allocator/shared/worker_cache.ts";
 
 Deno.test("shared heap: 3 Workers with cross-Worker frees and reallocs leave a heap the model proves", async () => {
   const run = await runSharedWorkers({
@@ -31,6 +32,7 @@ Deno.test("shared heap: 3 Workers with cross-Worker frees and reallocs leave a h
     assert.ok(received > 100, `only ${received} blocks crossed Workers`);
     assert.ok(reallocs > 100, `only ${reallocs} reallocs`);
     assert.deepEqual(run.results.map((result) => result.slot).sort(), [2, 3, 4]);
+    assert.equal(run.heap.layersActive, true, "the page-frame and slab layers serve the Workers");
     assert.equal(run.heap.attachedWorkers, 1, "every Worker detached");
     const report = modelCheck(run);
     assert.equal(report.firstProblem, "");
@@ -52,6 +54,7 @@ Deno.test("shared heap: bounded stress, 4 Workers on small blocks", async () => 
     exchangeSlots: 8,
   });
   try {
+    assert.equal(run.heap.layersActive, true, "small blocks are kmalloc slab objects");
     const report = modelCheck(run);
     assert.equal(report.firstProblem, "");
     assert.equal(report.corrupt, 0);
@@ -66,7 +69,7 @@ Deno.test("shared heap: two handles see the same addresses, payloads and books",
   using a = PhysicalAllocator.fromBuffer(memory, { baseAddress: 0x10000 });
   using b = PhysicalAllocator.attach(memory);
   assert.equal(a.workerSlot, 1);
-  assert.equal(a.layersActive, false, "shared heaps have the block layer only");
+  assert.equal(a.layersActive, false, "a shared heap under 1.2 MiB has the block layer only");
   assert.equal(b.workerSlot, 2);
   assert.equal(a.attachedWorkers, 2);
   assert.equal(b.stats().regions[0].base, 0x10000 + sharedHeaderBytes(16, 1 << 18, false));
@@ -178,9 +181,12 @@ Deno.test("shared heap: Worker caches serve a freed small block again and give i
   heap.free(a);
   other.check();
   heap.close();
-  // heap's cache (a, and the blocks its miss carved in advance) went back to the heap.
+  // heap's cache (a, and the objects its miss took in advance) went back to their slabs:
+  // the two live objects and other's bin are all the kmalloc-104 objects still active.
   assert.equal(other.stats().usedBlocks, 2, "the blocks other and heap still hold");
-  assert.equal(other.stats().overheadBytes < cached.overheadBytes, true);
+  const line = other.stats().layers!.slabinfo.find((l) => l.name === "kmalloc-104")!;
+  assert.equal(line.activeObjects, 2 + refillBlocks(classOf(100)) - 1);
+  assert.equal(line.slabs, 2, "each Worker's cache refilled from a slab of its own");
   other.check();
 });
 
@@ -204,17 +210,19 @@ Deno.test("shared heap: reclaimSlot drains the cache of a Worker that ended with
   assert.equal(heap.stats().usedBlocks, 0);
   assert.ok(heap.stats().freeBlocks < 2 || heap.stats().overheadBytes > 0);
   heap.reclaimSlot(lost.workerSlot);
+  heap.trim(); // the layers' empty slabs and free chunk
   assert.equal(heap.stats().freeBlocks, 1, "every cached block went back and merged");
   heap.check();
 });
 
 Deno.test("shared heap: workerCaches false frees straight into the heap", () => {
   const memory = new SharedArrayBuffer(4 << 20);
-  using heap = PhysicalAllocator.fromBuffer(memory, { workerCaches: false });
+  using heap = PhysicalAllocator.fromBuffer(memory, { workerCaches: false, layers: false });
   heap.free(heap.alloc(100));
   assert.equal(heap.stats().freeBlocks, 1);
   using debug = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(4 << 20), { debug: true });
   debug.free(debug.alloc(100));
+  debug.trim(); // the layers' empty slab and free chunk
   assert.equal(debug.stats().freeBlocks, 1);
   debug.check();
 });

@@ -1,5 +1,6 @@
 import assert from "#assert";
 import { SlabPageMap } from "../allocator/slab/slab_page_map.ts";
+import { LayerState } from "../allocator/slab/layer_state.ts";
 import type { FrameAllocator } from "../allocator/frames/buddy.ts";
 import {
   E_AUX,
@@ -32,7 +33,7 @@ function fakeFrames(): FrameAllocator {
 Deno.test("SlabPageMap.difference() is null exactly when the map copies the frame table", () => {
   const frames = fakeFrames();
   // A window base 8 bytes past a frame boundary: pages follow absolute frames.
-  const map = new SlabPageMap(frames.words.byteLength, 0x10_0000_0000 - 8);
+  const map = new SlabPageMap(LayerState.unshared(frames.words.byteLength), 0x10_0000_0000 - 8);
   assert.equal(map.phaseBytes, 4088);
   assert.match(map.difference(frames)!, /slab frame 0 of chunk 0/);
   map.set(4104, 2, 100, 2);

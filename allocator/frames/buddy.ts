@@ -21,9 +21,8 @@
 import { alignUp } from "../_math.ts";
 import { HeapCorruptionError } from "../errors.ts";
 import { hex } from "../memory/physical_memory.ts";
-import { ChunkDirectory } from "./chunk_directory.ts";
+import { ChunkDirectory, type DirectoryState } from "./chunk_directory.ts";
 import {
-  CHUNK_COUNT_MAX,
   CHUNK_FRAMES_MAX,
   CHUNK_REF_SHIFT,
   chunkMetaBytes,
@@ -76,6 +75,34 @@ export const CHUNK_GROW_FRAMES = 16;
 /** What `refAt` answers for an address inside a chunk's metadata area. */
 export const IN_CHUNK_META = -3;
 
+/** Scalar word of totalFrames (the layer state's S_TOTAL_FRAMES). */
+export const FRAMES_TOTAL_WORD = 0;
+/** Scalar word of freeFrames. */
+export const FRAMES_FREE_WORD = 1;
+/** Scalar word of metaBytes. */
+export const FRAMES_META_BYTES_WORD = 2;
+/** Scalar word of chunksTaken. */
+export const FRAMES_CHUNKS_TAKEN_WORD = 3;
+/** Scalar word of chunksGrown. */
+export const FRAMES_CHUNKS_GROWN_WORD = 4;
+
+/**
+ * Where a frame allocator keeps its state between calls (allocator/slab/layer_state.ts's
+ * LayerState fits): in JS memory, or in a shared heap's memory for every Worker.
+ */
+export interface FrameState extends DirectoryState {
+  /** Head ref of the free list of each order. */
+  readonly heads: Int32Array;
+  /** Free blocks on each order's list. */
+  readonly freeBlocks: Int32Array;
+  /** Frames of each chunk. */
+  readonly chunkFrames: Int32Array;
+  /** Free frames of each chunk. */
+  readonly chunkFreeFrames: Int32Array;
+  /** Word index of each chunk's frame table entry 0. */
+  readonly chunkTableWord: Int32Array;
+}
+
 /** The buddy allocator and its chunks. */
 export class FrameAllocator {
   /** The window as i32 words (the frame tables live in it). */
@@ -85,15 +112,16 @@ export class FrameAllocator {
   /** Which chunk owns an address. */
   readonly directory: ChunkDirectory;
   /** Frames of each chunk. */
-  readonly chunkFrames: Int32Array = new Int32Array(CHUNK_COUNT_MAX);
+  readonly chunkFrames: Int32Array;
   /** Free frames of each chunk. */
-  readonly chunkFreeFrames: Int32Array = new Int32Array(CHUNK_COUNT_MAX);
+  readonly chunkFreeFrames: Int32Array;
   /** Word index of each chunk's frame table entry 0. */
-  readonly chunkTableWord: Int32Array = new Int32Array(CHUNK_COUNT_MAX);
+  readonly chunkTableWord: Int32Array;
   /** Head ref of the free list of each order, or NONE. */
-  readonly heads: Int32Array = new Int32Array(ORDER_MAX + 1).fill(NONE);
+  readonly heads: Int32Array;
   /** Free blocks on each order's list (buddyinfo). */
-  readonly freeBlocks: Int32Array = new Int32Array(ORDER_MAX + 1);
+  readonly freeBlocks: Int32Array;
+  readonly #scalars: Int32Array;
   /** Frames of all chunks. */
   totalFrames = 0;
   /** Free frames of all chunks. */
@@ -107,16 +135,23 @@ export class FrameAllocator {
   readonly #source: ChunkSource;
 
   /**
-   * Creates a frame allocator with no chunks yet.
+   * Creates a frame allocator over `state` (with no chunks yet when the state is fresh).
    *
    * @param words The window as i32 words; the window must be below 2^31 bytes.
    * @param baseAddress The address of the window's byte 0.
    * @param source The block heap chunks come from.
+   * @param state Where the allocator's lists, tables and counters live.
    */
-  constructor(words: Int32Array, baseAddress: number, source: ChunkSource) {
+  constructor(words: Int32Array, baseAddress: number, source: ChunkSource, state: FrameState) {
     this.words = words;
     this.baseAddress = baseAddress;
-    this.directory = new ChunkDirectory(words.byteLength);
+    this.directory = new ChunkDirectory(state);
+    this.#scalars = state.scalars;
+    this.heads = state.heads;
+    this.freeBlocks = state.freeBlocks;
+    this.chunkFrames = state.chunkFrames;
+    this.chunkFreeFrames = state.chunkFreeFrames;
+    this.chunkTableWord = state.chunkTableWord;
     this.#source = source;
   }
 
@@ -519,5 +554,31 @@ export class FrameAllocator {
       address,
       `Heap corruption at frame ${hex(address)}: ${invariant}`,
     );
+  }
+
+  /**
+   * Copies the shared words into the fields. The fields are this Worker's
+   * copy of the layer state while it holds a shared heap's lock (as
+   * HeapCounters are the block books'): loaded when another Worker changed
+   * the state since, stored before the lock is released. An unshared heap's
+   * fields are the state itself (plain fields keep its hot paths fast).
+   */
+  loadShared(): void {
+    const r = this.#scalars;
+    this.totalFrames = r[FRAMES_TOTAL_WORD];
+    this.freeFrames = r[FRAMES_FREE_WORD];
+    this.metaBytes = r[FRAMES_META_BYTES_WORD];
+    this.chunksTaken = r[FRAMES_CHUNKS_TAKEN_WORD];
+    this.chunksGrown = r[FRAMES_CHUNKS_GROWN_WORD];
+  }
+
+  /** Copies the fields into the shared words (a shared heap's Worker, before it releases the lock). */
+  storeShared(): void {
+    const r = this.#scalars;
+    r[FRAMES_TOTAL_WORD] = this.totalFrames;
+    r[FRAMES_FREE_WORD] = this.freeFrames;
+    r[FRAMES_META_BYTES_WORD] = this.metaBytes;
+    r[FRAMES_CHUNKS_TAKEN_WORD] = this.chunksTaken;
+    r[FRAMES_CHUNKS_GROWN_WORD] = this.chunksGrown;
   }
 }

@@ -11,7 +11,26 @@
  * @module
  */
 
-import { CHUNK_COUNT_MAX, NONE } from "./frame_table.ts";
+import { NONE } from "./frame_table.ts";
+
+/** Where a directory keeps its state (allocator/slab/layer_state.ts's LayerState fits). */
+export interface DirectoryState {
+  /** Scalar words: S_ID_LIMIT and S_CHUNK_COUNT. */
+  readonly scalars: Int32Array;
+  /** Per chunk id: start offset, -1 when unused. */
+  readonly startOffset: Int32Array;
+  /** Per chunk id: end offset, -1 when unused. */
+  readonly endOffset: Int32Array;
+  /** Per slot: the first chunk overlapping it. */
+  readonly slotLo: Int32Array;
+  /** Per slot: the second chunk overlapping it. */
+  readonly slotHi: Int32Array;
+}
+
+/** Scalar word of the directory's idLimit (the layer state's S_ID_LIMIT). */
+export const DIRECTORY_ID_LIMIT_WORD = 5;
+/** Scalar word of the directory's count (the layer state's S_CHUNK_COUNT). */
+export const DIRECTORY_COUNT_WORD = 6;
 
 /**
  * log2 of the bytes one directory slot covers: the frames of a chunk of
@@ -26,9 +45,10 @@ export const MULTI = -2;
 /** Registered chunks and the slot directory over the window. */
 export class ChunkDirectory {
   /** Window offset of each chunk's first byte (its payload); -1 when the id is unused. */
-  readonly startOffset: Int32Array = new Int32Array(CHUNK_COUNT_MAX).fill(-1);
+  readonly startOffset: Int32Array;
   /** Window offset just past each chunk. */
-  readonly endOffset: Int32Array = new Int32Array(CHUNK_COUNT_MAX).fill(-1);
+  readonly endOffset: Int32Array;
+  readonly #scalars: Int32Array;
   /** Highest chunk id in use + 1: bounds every scan. */
   idLimit = 0;
   /** Chunks registered. */
@@ -42,22 +62,25 @@ export class ChunkDirectory {
   readonly slotHi: Int32Array;
 
   /**
-   * Creates an empty directory for a window of `windowBytes` (below 2^31).
+   * A directory over `state` (empty when the state is fresh): its slots
+   * cover a window of `(slotLo.length - 2) << SLOT_SHIFT` bytes.
    *
-   * @param windowBytes Bytes of the window.
+   * @param state The arrays and scalar words the directory keeps.
    */
-  constructor(windowBytes: number) {
-    const slots = (windowBytes >>> SLOT_SHIFT) + 2;
-    this.slotLo = new Int32Array(slots).fill(NONE);
-    this.slotHi = new Int32Array(slots).fill(NONE);
+  constructor(state: DirectoryState) {
+    this.#scalars = state.scalars;
+    this.startOffset = state.startOffset;
+    this.endOffset = state.endOffset;
+    this.slotLo = state.slotLo;
+    this.slotHi = state.slotHi;
   }
 
-  /** A free chunk id, or NONE when CHUNK_COUNT_MAX chunks exist. */
+  /** A free chunk id, or NONE when every id is in use. */
   freeId(): number {
     for (let id = 0; id < this.idLimit; id++) {
       if (this.startOffset[id] === -1) return id;
     }
-    return this.idLimit < CHUNK_COUNT_MAX ? this.idLimit : NONE;
+    return this.idLimit < this.startOffset.length ? this.idLimit : NONE;
   }
 
   /** Registers chunk `id` over window offsets [start, end). */
@@ -121,5 +144,25 @@ export class ChunkDirectory {
       if (offset >= this.startOffset[id] && offset < this.endOffset[id]) return id;
     }
     return NONE;
+  }
+
+  /**
+   * Copies the shared words into the fields. The fields are this Worker's
+   * copy of the layer state while it holds a shared heap's lock (as
+   * HeapCounters are the block books'): loaded when another Worker changed
+   * the state since, stored before the lock is released. An unshared heap's
+   * fields are the state itself (plain fields keep its hot paths fast).
+   */
+  loadShared(): void {
+    const r = this.#scalars;
+    this.idLimit = r[DIRECTORY_ID_LIMIT_WORD];
+    this.count = r[DIRECTORY_COUNT_WORD];
+  }
+
+  /** Copies the fields into the shared words (a shared heap's Worker, before it releases the lock). */
+  storeShared(): void {
+    const r = this.#scalars;
+    r[DIRECTORY_ID_LIMIT_WORD] = this.idLimit;
+    r[DIRECTORY_COUNT_WORD] = this.count;
   }
 }

@@ -25,8 +25,8 @@ import {
   SharedHeapInvalidError,
 } from "../errors.ts";
 import { SharedHeapState, sharedOptions } from "../shared/shared_heap.ts";
-import { workerCachesFit } from "../shared/shared_header.ts";
-import type { WorkerCache } from "../shared/worker_cache.ts";
+import { layersFit, workerCachesFit } from "../shared/shared_header.ts";
+import type { CacheTotals, WorkerCache } from "../shared/worker_cache.ts";
 import { SharedCalls } from "../shared/shared_calls.ts";
 import { corruptionAt } from "./check/corruption.ts";
 import { BlockEdits } from "./block_edits.ts";
@@ -158,7 +158,8 @@ export interface AllocatorOptions {
    * everything else from blocks. They serve heaps with a region of at least
    * 1 MiB, placing their chunks in the window's first 2 GiB; in debug mode
    * slab objects get guard bytes and free ones poison, as blocks do. `false`
-   * gives the pure block allocator.
+   * gives the pure block allocator. A shared heap keeps the layers' state in
+   * its header (from a buffer of about 1.2 MiB; smaller ones have blocks alone).
    *
    * @default {true}
    */
@@ -459,12 +460,15 @@ export class PhysicalAllocator implements Disposable {
       : null;
     this.#layers = this.#layersFor(options.layers, window.bytes, window.baseAddress);
     // Published after the layers were set up: the shared books hold every block written so far.
-    this.#shared?.publish(this.#counters);
+    this.#shared?.publish(this.#counters, this.#layers);
     this.#sharedCalls = this.#shared === null ? null : new SharedCalls(
       this.#shared,
       {
         tryAllocOwned: (sizeBytes, alignBytes) => this.#tryAllocOwned(sizeBytes, alignBytes),
         freeBlock: (address) => this.#freeBlock(address),
+        freeOwned: (address) => this.#freeUnserved(address, SLAB_FALLBACK),
+        tryAllocBlock: (sizeBytes, alignBytes) => this.#allocBlock(sizeBytes, alignBytes),
+        inLayers: (address) => this.#layers !== null && this.#layers.owns(address),
         blocksWouldServe: (addresses, sizeBytes, alignBytes) =>
           this.#blocksWouldServe(
             addresses,
@@ -480,9 +484,11 @@ export class PhysicalAllocator implements Disposable {
       this.defaultAlignBytes,
       this.#usable[0].blockStart + HEADER_BYTES,
       this.#usable[0].blockEnd,
+      this.#layers,
     );
+    // A shared heap's calls run the general path under its lock (its fields are the Worker's copy then).
     this.#slabFast = options.fastPath !== false && this.#layers !== null && this.#debug === null &&
-        this.defaultAlignBytes === GRANULE_BYTES
+        this.defaultAlignBytes === GRANULE_BYTES && this.#shared === null
       ? new SlabFastPath(this.#layers)
       : null;
   }
@@ -498,17 +504,26 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     const largest = Math.max(0, ...this.#usable.map((r) => r.blockEnd - r.blockStart));
-    // A shared heap has the block layer only: the layers keep their lists in the Worker.
-    if (option === false || largest < LAYERS_MIN_AREA_BYTES || this.#shared !== null) return null;
-    return new LayeredHeap(window, baseAddress, {
-      take: (sizeBytes, alignBytes) => this.#allocBlock(sizeBytes, alignBytes),
-      give: (address) => this.#freeBlock(address),
-      growInPlace: (address, sizeBytes) => this.#growBlockInPlace(address, sizeBytes),
-      largestFreeBytes: () => {
-        const largestFree = this.#policy.largestFree();
-        return largestFree === 0 ? 0 : largestFree - HEADER_BYTES;
+    // A shared heap's layers keep their state in its header, when it has one.
+    // (its creator decided, from the same region: see layersFit).
+    const shared = this.#shared;
+    if (shared !== null && shared.layerState === null) return null;
+    if (shared === null && (option === false || largest < LAYERS_MIN_AREA_BYTES)) return null;
+    return new LayeredHeap(
+      window,
+      baseAddress,
+      {
+        take: (sizeBytes, alignBytes) => this.#allocBlock(sizeBytes, alignBytes),
+        give: (address) => this.#freeBlock(address),
+        growInPlace: (address, sizeBytes) => this.#growBlockInPlace(address, sizeBytes),
+        largestFreeBytes: () => {
+          const largestFree = this.#policy.largestFree();
+          return largestFree === 0 ? 0 : largestFree - HEADER_BYTES;
+        },
       },
-    }, this.#guardBytes);
+      this.#guardBytes,
+      shared === null ? null : { state: shared.layerState!, fresh: shared.creating },
+    );
   }
 
   /**
@@ -661,9 +676,11 @@ export class PhysicalAllocator implements Disposable {
         "Cannot create a shared heap with native: true: shared heaps search in TypeScript",
       );
     }
-    if (options.layers === true) {
+    if (options.layers !== undefined && typeof options.layers !== "boolean") {
       throw new InvalidOptionError(
-        "Cannot create a shared heap with layers: true: the page-frame and slab layers keep their lists in the Worker",
+        `Cannot create allocator with layers ${
+          describeValue(options.layers)
+        }: expected true or false`,
       );
     }
     const { slotCount, lockTimeoutMs } = sharedOptions(options.workerSlots, options.lockTimeoutMs);
@@ -679,6 +696,8 @@ export class PhysicalAllocator implements Disposable {
     validateBaseAddress(baseAddress);
     const align = options.align ?? GRANULE_BYTES;
     validateAlignment(align, "create allocator");
+    const workerCaches = caches ??
+      (options.debug !== true && workerCachesFit(slotCount, view.byteLength));
     const shared = SharedHeapState.forCreation(view, {
       baseAddress,
       policyIndex: POLICY_NAMES.indexOf(policy),
@@ -687,8 +706,8 @@ export class PhysicalAllocator implements Disposable {
       fastPath: options.fastPath !== false,
       slotCount,
       lockTimeoutMs,
-      workerCaches: caches ??
-        (options.debug !== true && workerCachesFit(slotCount, view.byteLength)),
+      workerCaches,
+      layers: options.layers !== false && layersFit(slotCount, view.byteLength, workerCaches),
     });
     return PhysicalAllocator.#overShared(view, shared, { ...options, native: false });
   }
@@ -1401,7 +1420,8 @@ export class PhysicalAllocator implements Disposable {
    * @param objectBytes Bytes of each object, 1 to 16384 (rounded up to 8 and to the alignment).
    * @param options The objects' alignment.
    * @returns The cache.
-   * @throws {InvalidOptionError} If the layers do not serve this heap, the name is empty, not a
+   * @throws {InvalidOptionError} If the heap is shared (its Workers share the kmalloc caches
+   *   only), the layers do not serve this heap, the name is empty, not a
    *   string or taken (the kmalloc classes are named `kmalloc-8` ... `kmalloc-256`), or the
    *   options are not an object.
    * @throws {InvalidSizeError} If the object size is out of range.
@@ -1425,6 +1445,13 @@ export class PhysicalAllocator implements Disposable {
    */
   createCache(name: string, objectBytes: number, options: CacheOptions = {}): ObjectCache {
     this.#assertOpen("create a cache");
+    if (this.#shared !== null) {
+      throw new InvalidOptionError(
+        `Cannot create cache ${
+          describeValue(name)
+        } on a shared heap: its Workers share the kmalloc caches only (a named cache's handle lives in one Worker)`,
+      );
+    }
     if (this.#layers === null) {
       throw new InvalidOptionError(
         `Cannot create cache ${
@@ -1601,13 +1628,19 @@ export class PhysicalAllocator implements Disposable {
 
   #statsOwned(): AllocatorStats {
     const largest = this.#policy.largestFree();
-    const layers = this.#layers?.stats() ?? null;
     const layerBlocks = this.#layers === null ? 0 : this.#layers.blockCount;
     const layerLive = this.#layers === null ? 0 : this.#layers.live;
-    // Blocks in Worker caches are used blocks to the heap and overhead to the caller,
-    // and so is the slack a size class hides beyond the size asked for.
-    const cached = this.#cache?.totals() ?? { blocks: 0, bytes: 0, hiddenBytes: 0 };
+    // Blocks and slab objects in Worker caches are in use to the heap and overhead to
+    // the caller, and so is the slack a size class hides beyond the size asked for.
+    const cached = this.#cache?.totals() ?? NO_CACHE_TOTALS;
     const cachedBytes = cached.bytes + cached.hiddenBytes;
+    const slabCachedBytes = cached.slabBytes + cached.slabHiddenBytes;
+    const layerStats = this.#layers?.stats() ?? null;
+    const layers = layerStats === null || slabCachedBytes === 0 ? layerStats : {
+      ...layerStats,
+      usedBytes: layerStats.usedBytes - slabCachedBytes,
+      overheadBytes: layerStats.overheadBytes + slabCachedBytes,
+    };
     const blocks = {
       freeBytes: this.#counters.freeBytes,
       usedBytes: this.#counters.usedBytes - (layers?.blockBytes ?? 0) - cachedBytes,
@@ -1622,7 +1655,8 @@ export class PhysicalAllocator implements Disposable {
       overheadBytes: blocks.overheadBytes + (layers?.overheadBytes ?? 0),
       skippedBytes: this.#skippedBytes,
       freeBlocks: this.#counters.freeBlocks,
-      usedBlocks: this.#counters.usedBlocks - layerBlocks + layerLive - cached.blocks,
+      usedBlocks: this.#counters.usedBlocks - layerBlocks + layerLive - cached.blocks -
+        cached.slabObjects,
       blocks,
       layers,
       largestFreeBytes: largest === 0 ? 0 : largest - HEADER_BYTES,
@@ -1637,6 +1671,31 @@ export class PhysicalAllocator implements Disposable {
         holdsControl: region.controlBytes > 0,
       })),
     };
+  }
+
+  /**
+   * A shared heap with one Worker attached (no other Worker can pop or push
+   * meanwhile): the slab objects marked cached in their descriptors are
+   * exactly those in the Worker caches' bins, and the hidden slack bytes in
+   * the descriptors add up to what the slots counted.
+   */
+  #checkCachedSlabObjects(): void {
+    const cache = this.#cache;
+    const layers = this.#layers;
+    if (cache === null || layers === null || this.#shared!.attachedWorkers() !== 1) return;
+    let cachedObjects = 0;
+    let hiddenBytes = 0;
+    for (const slabCache of layers.caches) {
+      cachedObjects += slabCache.cachedObjects;
+      hiddenBytes += slabCache.hiddenBytes;
+    }
+    const totals = cache.totals();
+    if (cachedObjects !== totals.slabObjects || hiddenBytes !== totals.slabHiddenBytes) {
+      throw new HeapCorruptionError(
+        0,
+        `Heap corruption in the Worker caches: ${cachedObjects} slab objects marked cached, ${totals.slabObjects} in the bins; ${hiddenBytes} hidden bytes in the slabs, ${totals.slabHiddenBytes} counted`,
+      );
+    }
   }
 
   #overheadBytes(): number {
@@ -1706,6 +1765,7 @@ export class PhysicalAllocator implements Disposable {
         throw corruptionAt(block, `a layer block holds ${payload} bytes, not ${sizeBytes}`);
       }
     });
+    this.#checkCachedSlabObjects();
     const s = this.#statsOwned();
     if (s.totalBytes !== s.freeBytes + s.usedBytes + s.overheadBytes + s.skippedBytes) {
       throw new HeapCorruptionError(
@@ -1777,8 +1837,16 @@ export class PhysicalAllocator implements Disposable {
    * assert.equal(kinds.at(-1), "table");
    * ```
    */
-  *layerRuns(): IterableIterator<LayerRun> {
+  layerRuns(): IterableIterator<LayerRun> {
+    // A shared heap is walked under its lock into a list, as blocks() is.
+    if (this.#shared !== null) {
+      return this.#locked("walk", () => [...(this.#layers?.runs() ?? [])]).values();
+    }
     this.#assertOpen("walk");
+    return this.#walkLayers();
+  }
+
+  *#walkLayers(): IterableIterator<LayerRun> {
     if (this.#layers !== null) yield* this.#layers.runs();
   }
 
@@ -1893,6 +1961,16 @@ export interface HeapBlock {
 }
 
 /** Bytes of all regions, of skipped ones, and of the block areas (the rest is fixed overhead). */
+/** What an unshared heap's (absent) Worker caches hold. */
+const NO_CACHE_TOTALS: CacheTotals = {
+  blocks: 0,
+  bytes: 0,
+  hiddenBytes: 0,
+  slabObjects: 0,
+  slabBytes: 0,
+  slabHiddenBytes: 0,
+};
+
 function regionTotals(regions: readonly RegionLayout[]): {
   totalBytes: number;
   skippedBytes: number;

@@ -1,14 +1,19 @@
 /**
  * The calls of a shared heap's Worker: alloc, free and realloc through the
- * Worker cache first and under the block lock otherwise, and the cache's
- * drains at detach and slot reclaim. `PhysicalAllocator` delegates to one of
- * these when its heap is shared, and lends it the general path's operations
- * (`OwnedHeap`), which run only while the block lock is held.
+ * Worker cache first (slab objects of the kmalloc classes, blocks of the
+ * larger classes) and under the heap lock otherwise, and the cache's drains
+ * at detach and slot reclaim. `PhysicalAllocator` delegates to one of these
+ * when its heap is shared, and lends it the general path's operations
+ * (`OwnedHeap`), which run only while the lock is held (the heap lock,
+ * lock 0, guards the blocks and the page-frame and slab layers together).
  *
  * @module
  */
 
-import { DoubleFreeError, InvalidAddressError } from "../errors.ts";
+import { DoubleFreeError, HeapCorruptionError, InvalidAddressError } from "../errors.ts";
+import type { LayeredHeap } from "../slab/layered_heap.ts";
+import { KMALLOC_CLASS_BY_STEP } from "../slab/kmalloc.ts";
+import { SharedSlabs, SLAB_LOCKED } from "./shared_slabs.ts";
 import type { BlockWords } from "../heap/block.ts";
 import { GRANULE_BYTES, HEADER_BYTES } from "../heap/layout.ts";
 import { hex } from "../memory/physical_memory.ts";
@@ -29,10 +34,16 @@ import {
 
 /** The general path's operations a shared heap's calls run with the block lock held. */
 export interface OwnedHeap {
-  /** tryAlloc() on the heap: validates, then carves a block, or 0. */
+  /** tryAlloc() on the heap: validates, then serves it from the layers or blocks, or 0. */
   tryAllocOwned(sizeBytes: number, alignBytes: number): number;
+  /** A block of the block heap for a valid request (never a slab object or page run), or 0. */
+  tryAllocBlock(sizeBytes: number, alignBytes: number): number;
+  /** True when the page-frame and slab layers own `address` (it lies in a chunk of frames). */
+  inLayers(address: number): boolean;
   /** Frees a used block of the block heap (validated there). */
   freeBlock(address: number): void;
+  /** free() on the heap: a slab object, a page run or a block (validated there). */
+  freeOwned(address: number): void;
   /**
    * True when freeing the used blocks at `addresses` would surely let
    * `tryAllocOwned(sizeBytes, alignBytes)` succeed (after it returned 0).
@@ -61,6 +72,14 @@ export class SharedCalls {
   readonly #cacheHigh: number;
   /** The window's bytes (a realloc through the cache copies the payload). */
   readonly #window: Uint8Array;
+  /** The page-frame and slab layers, or null when the heap has none. */
+  readonly #layers: LayeredHeap | null;
+  /** Their kmalloc objects as the Worker cache sees them, or null (no layers, or no cache). */
+  readonly #slabs: SharedSlabs | null;
+  /** Whether the Worker of a slab's owner slot left the heap (its slabs are anybody's). */
+  readonly #ownerGone: (slot: number) => boolean;
+  /** Drains one cached block or slab object into the heap (the lock held). */
+  readonly #drainOne: (address: number, slab: boolean) => void;
 
   /**
    * Wraps a Worker's handle on a shared heap.
@@ -71,6 +90,7 @@ export class SharedCalls {
    * @param defaultAlignBytes The heap's default alignment.
    * @param cacheLow The lowest payload address a cache may hold.
    * @param cacheHigh The end of the payload addresses a cache may hold.
+   * @param layers The page-frame and slab layers, or null when the heap has none.
    */
   constructor(
     shared: SharedHeapState,
@@ -79,7 +99,33 @@ export class SharedCalls {
     defaultAlignBytes: number,
     cacheLow: number,
     cacheHigh: number,
+    layers: LayeredHeap | null,
   ) {
+    this.#layers = layers;
+    this.#ownerGone = (slot) => !shared.slotAttached(slot);
+    this.#slabs = layers !== null && shared.cache !== null ? new SharedSlabs(layers) : null;
+    // Hidden slack a locked call clears (a slab object's size recorded in full) leaves this slot's count.
+    if (shared.cache !== null) {
+      const cache = shared.cache;
+      layers?.setHiddenCleared((bytes) => cache.addSlabHidden(-bytes));
+    }
+    this.#drainOne = (address, slab) => {
+      if (slab) {
+        // Back to its slab: no longer cached (the locked free then finds it live).
+        if (this.#slabs!.locate(address) < 0 || !this.#slabs!.foundCached()) {
+          throw new HeapCorruptionError(
+            address,
+            `Heap corruption at ${
+              hex(address)
+            }: a Worker cache holds a slab object that is not cached`,
+          );
+        }
+        this.#slabs!.markLive(0);
+        this.#owned.freeOwned(address);
+      } else {
+        this.#owned.freeBlock(address);
+      }
+    };
     this.#shared = shared;
     this.#owned = owned;
     this.#cache = shared.cache;
@@ -100,11 +146,73 @@ export class SharedCalls {
       !this.#shared.detached
     ) {
       const cls = classOf(sizeBytes);
+      if (cls < cache.slabClassEnd) return this.#slabAlloc(cache, cls, sizeBytes);
       const cached = cache.pop(cls, sizeBytes);
       if (cached !== 0) return cached;
       return this.#allocMiss(cache, cls, sizeBytes);
     }
     return this.#allocLocked(sizeBytes, alignBytes);
+  }
+
+  /** A slab object of slab class `cls` from the Worker cache, else a refill under the lock. */
+  #slabAlloc(cache: WorkerCache, cls: number, sizeBytes: number): number {
+    const object = cache.popSlab(cls);
+    if (object === 0) return this.#slabMiss(cache, cls, sizeBytes);
+    const slabs = this.#slabs!;
+    if (slabs.locate(object) !== cls || !slabs.foundCached()) {
+      throw new HeapCorruptionError(
+        object,
+        `Heap corruption at ${
+          hex(object)
+        }: a Worker cache held an object that is not a cached slab object`,
+      );
+    }
+    const hidden = classCapacity(cls) - sizeBytes;
+    slabs.markLive(hidden);
+    cache.addSlabHidden(hidden);
+    return object;
+  }
+
+  /**
+   * A slab-class miss, under the lock: the caller's object and a batch more
+   * of its kmalloc class into the bin, taken from the class's slabs (SLUB's
+   * per-CPU refill); the objects stay in use to their slabs.
+   */
+  #slabMiss(cache: WorkerCache, cls: number, sizeBytes: number): number {
+    const shared = this.#shared;
+    const layers = this.#layers!;
+    const slabs = this.#slabs!;
+    shared.enter("allocate");
+    try {
+      this.#owned.assertOpen("allocate");
+      const capacity = classCapacity(cls);
+      const slabCache = layers.caches[KMALLOC_CLASS_BY_STEP[capacity >> 3]];
+      const slot = shared.slot;
+      const first = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
+      if (first === 0) {
+        // No slab to be had: the general path (the layers' reserves, else a block).
+        const address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
+        if (address !== 0 && !this.#owned.inLayers(address)) cache.setLive(address, 0);
+        return this.#retryWithoutSlabObjects(address, sizeBytes, this.#defaultAlignBytes);
+      }
+      slabs.locate(first);
+      slabs.markLive(capacity - sizeBytes);
+      cache.addSlabHidden(capacity - sizeBytes);
+      for (let extra = refillBlocks(cls) - 1; extra > 0; extra--) {
+        const object = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
+        if (object === 0) break;
+        slabs.locate(object);
+        slabs.markCached();
+        if (!cache.pushSlab(object, cls)) {
+          slabs.markLive(0);
+          this.#owned.freeOwned(object);
+          break;
+        }
+      }
+      return first;
+    } finally {
+      shared.leave();
+    }
   }
 
   /**
@@ -123,11 +231,17 @@ export class SharedCalls {
       if (address === 0 && this.#cacheWouldServe(cache, sizeBytes, this.#defaultAlignBytes)) {
         // Short of memory: this Worker's cached blocks go back to the heap first
         // (other Workers' caches are theirs to drain).
-        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (cached) => this.#owned.freeBlock(cached));
+        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, this.#drainOne);
         address = this.#carveClass(cache, cls, sizeBytes);
       }
-      if (address !== 0) this.#refillBlockByBlock(cache, cls);
-      return address;
+      if (address !== 0) {
+        this.#refillBlockByBlock(cache, cls);
+        return address;
+      }
+      // Last, any layer (a class block is not to be had): the layers' reserves may serve it.
+      address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
+      if (address !== 0 && !this.#owned.inLayers(address)) cache.setLive(address, 0);
+      return this.#retryWithoutSlabObjects(address, sizeBytes, this.#defaultAlignBytes);
     } finally {
       shared.leave();
     }
@@ -148,7 +262,7 @@ export class SharedCalls {
     const capacity = classCapacity(cls);
     const count = refillBlocks(cls);
     const pieceBytes = capacity + HEADER_BYTES;
-    const run = this.#owned.tryAllocOwned(count * pieceBytes - HEADER_BYTES, RUN_ALIGN_BYTES);
+    const run = this.#owned.tryAllocBlock(count * pieceBytes - HEADER_BYTES, RUN_ALIGN_BYTES);
     if (run === 0) return 0;
     this.#owned.splitRun(run, pieceBytes, count, capacity);
     cache.setLive(run, capacity - sizeBytes);
@@ -171,12 +285,12 @@ export class SharedCalls {
    */
   #carveClass(cache: WorkerCache, cls: number, sizeBytes: number): number {
     const capacity = classCapacity(cls);
-    let address = this.#owned.tryAllocOwned(capacity, this.#defaultAlignBytes);
+    let address = this.#owned.tryAllocBlock(capacity, this.#defaultAlignBytes);
     if (address !== 0) {
       cache.setLive(address, capacity - sizeBytes);
       return address;
     }
-    address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
+    address = this.#owned.tryAllocBlock(sizeBytes, this.#defaultAlignBytes);
     if (address !== 0) cache.setLive(address, 0);
     return address;
   }
@@ -185,7 +299,7 @@ export class SharedCalls {
   #refillBlockByBlock(cache: WorkerCache, cls: number): void {
     const capacity = classCapacity(cls);
     for (let extra = refillBlocks(cls) - 1; extra > 0; extra--) {
-      const address = this.#owned.tryAllocOwned(capacity, this.#defaultAlignBytes);
+      const address = this.#owned.tryAllocBlock(capacity, this.#defaultAlignBytes);
       if (address === 0) return;
       cache.setLive(address, 0);
       if (!cache.push(address, cls, 0)) {
@@ -206,6 +320,25 @@ export class SharedCalls {
     return cached.length > 0 && this.#owned.blocksWouldServe(cached, sizeBytes, alignBytes);
   }
 
+  /**
+   * After an allocation found no memory (`address` 0): this Worker's cached
+   * slab objects go back to their slabs and the allocation is tried once
+   * more (the layers then give emptied slabs and chunks back when that
+   * serves it). Unlike cached blocks, whether slab objects would serve is not
+   * known in advance: their slabs may hold other objects, so they go back
+   * even when the retry fails (only this Worker's cache changes).
+   */
+  #retryWithoutSlabObjects(address: number, sizeBytes: number, alignBytes: number): number {
+    const cache = this.#cache;
+    if (address !== 0 || cache === null || cache.slabObjectsIn(this.#shared.slot) === 0) {
+      return address;
+    }
+    cache.drainSlabs(this.#shared.slot, this.#drainOne);
+    const retried = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
+    if (retried !== 0 && !this.#owned.inLayers(retried)) cache.setLive(retried, 0);
+    return retried;
+  }
+
   /** An allocation no cache serves (large, aligned, or an invalid request), under the lock. */
   #allocLocked(sizeBytes: number, alignBytes: number): number {
     const shared = this.#shared;
@@ -215,10 +348,14 @@ export class SharedCalls {
       this.#owned.assertOpen("allocate");
       let address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
       if (address === 0 && cache !== null && this.#cacheWouldServe(cache, sizeBytes, alignBytes)) {
-        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (cached) => this.#owned.freeBlock(cached));
+        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, this.#drainOne);
         address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
       }
-      if (address !== 0 && cache !== null) cache.setLive(address, 0);
+      address = this.#retryWithoutSlabObjects(address, sizeBytes, alignBytes);
+      // Only blocks have state bytes: slab objects and page runs are told from the frame tables.
+      if (address !== 0 && cache !== null && !this.#owned.inLayers(address)) {
+        cache.setLive(address, 0);
+      }
       return address;
     } finally {
       shared.leave();
@@ -229,16 +366,48 @@ export class SharedCalls {
   free(address: number): void {
     const shared = this.#shared;
     const cache = this.#cache;
-    if (cache !== null && !shared.detached && this.#cacheFree(cache, address)) return;
+    if (cache !== null && !shared.detached) {
+      if (this.#slabs !== null && this.#slabFree(cache, this.#slabs, address)) return;
+      if (this.#cacheFree(cache, address)) return;
+    }
     shared.enter("free");
     try {
       this.#owned.assertOpen("free");
       this.refuseCached(address, "free");
-      this.#owned.freeBlock(address);
+      this.#owned.freeOwned(address);
       cache?.clearLive(address);
     } finally {
       shared.leave();
     }
+  }
+
+  /**
+   * Puts a live slab object into this Worker's cache without the lock; false
+   * when it is not one the cache takes (the locked path then frees it or
+   * reports why).
+   *
+   * @throws {DoubleFreeError} If the object sits in a Worker cache.
+   */
+  #slabFree(cache: WorkerCache, slabs: SharedSlabs, address: number): boolean {
+    const cls = slabs.locate(address);
+    if (cls < 0) return false;
+    if (slabs.foundCached()) {
+      throw new DoubleFreeError(
+        `Cannot free address ${hex(address)}: the object is already free (in a Worker cache)`,
+      );
+    }
+    // A size recorded under the lock (a slack byte) is freed there: the bin holds whole objects.
+    if (slabs.foundSlack() !== 0) return false;
+    if (!cache.hasRoom(cls)) {
+      // The bin is full: a batch of it goes back to its slabs in one hold of the lock.
+      this.locked("free", () => {
+        cache.drain(this.#shared.slot, cls, refillBlocks(cls), this.#drainOne);
+      });
+      if (slabs.locate(address) !== cls) return false;
+    }
+    cache.addSlabHidden(-slabs.markCached());
+    cache.pushSlab(address, cls);
+    return true;
   }
 
   /**
@@ -266,7 +435,9 @@ export class SharedCalls {
     const block = address - HEADER_BYTES;
     const blocks = this.#blocks;
     if (state === STATE_NONE || !blocks.headerValid(block) || blocks.isFree(block)) return -1;
-    return classHolding(blocks.size(block) - HEADER_BYTES - blocks.slack(block));
+    const cls = classHolding(blocks.size(block) - HEADER_BYTES - blocks.slack(block));
+    // A block of a slab class's size (served by blocks when no slab could be had) is freed under the lock.
+    return cls < cache.slabClassEnd ? -1 : cls;
   }
 
   /**
@@ -281,7 +452,7 @@ export class SharedCalls {
     if (cache.push(address, cls, hidden)) return true;
     // The bin is full: a batch of it goes back to the heap in one hold of the lock.
     this.locked("free", () => {
-      cache.drain(this.#shared.slot, cls, refillBlocks(cls), (a) => this.#owned.freeBlock(a));
+      cache.drain(this.#shared.slot, cls, refillBlocks(cls), this.#drainOne);
     });
     return cache.push(address, cls, hidden);
   }
@@ -312,6 +483,15 @@ export class SharedCalls {
    */
   livePayloadBytes(address: number): number {
     const cache = this.#cache;
+    const slabs = this.#slabs;
+    if (slabs !== null && !this.#shared.detached) {
+      const cls = slabs.locate(address);
+      if (cls >= 0) {
+        if (slabs.foundCached()) return -1;
+        return classCapacity(cls) - slabs.foundSlack() - slabs.foundHidden();
+      }
+      if (cls === SLAB_LOCKED) return -1;
+    }
     if (
       cache === null || this.#shared.detached || typeof address !== "number" ||
       !(address >= this.#cacheLow && address < this.#cacheHigh) ||
@@ -354,8 +534,41 @@ export class SharedCalls {
     return this.#reallocLocked(address, sizeBytes);
   }
 
+  /** realloc() of a slab object through the cache; 0 when it does not apply (the locked path then runs). */
+  #slabRealloc(cache: WorkerCache, slabs: SharedSlabs, address: number, sizeBytes: number): number {
+    const cls = slabs.locate(address);
+    if (cls < 0) return 0;
+    if (slabs.foundCached()) {
+      throw new DoubleFreeError(
+        `Cannot reallocate address ${hex(address)}: the object is free (in a Worker cache)`,
+      );
+    }
+    if (slabs.foundSlack() !== 0) return 0;
+    const oldHidden = slabs.foundHidden();
+    const capacity = classCapacity(cls);
+    if (classOf(sizeBytes) === cls) {
+      // Within its class the object stays: only the hidden slack changes.
+      slabs.markLive(capacity - sizeBytes);
+      cache.addSlabHidden(capacity - sizeBytes - oldHidden);
+      return address;
+    }
+    // The old object's free must not need the lock once the new one is taken.
+    if (!cache.hasRoom(cls)) return 0;
+    const moved = this.tryAlloc(sizeBytes, this.#defaultAlignBytes);
+    if (moved === 0) return 0;
+    const base = this.#blocks.baseAddress;
+    const from = address - base;
+    this.#window.copyWithin(moved - base, from, from + Math.min(capacity - oldHidden, sizeBytes));
+    this.free(address);
+    return moved;
+  }
+
   /** realloc() through the cache; 0 when it does not apply (the locked path then runs). */
   #cacheRealloc(cache: WorkerCache, address: number, sizeBytes: number): number {
+    if (this.#slabs !== null) {
+      const moved = this.#slabRealloc(cache, this.#slabs, address, sizeBytes);
+      if (moved !== 0) return moved;
+    }
     const cls = this.#cachedClass(cache, address, "reallocate");
     if (cls < 0) return 0;
     const target = classOf(sizeBytes);
@@ -387,7 +600,7 @@ export class SharedCalls {
       this.refuseCached(address, "reallocate");
       const resized = this.#owned.reallocOwned(address, sizeBytes);
       // Resized in place: its header records the new size, so no slack stays hidden.
-      if (resized === address && this.#cache !== null) {
+      if (resized === address && this.#cache !== null && !this.#owned.inLayers(address)) {
         this.#cache.clearLive(address);
         this.#cache.setLive(address, 0);
       }
@@ -415,7 +628,7 @@ export class SharedCalls {
     const cache = this.#cache;
     if (cache !== null && !shared.detached) {
       this.locked("detach", () => {
-        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, (address) => this.#owned.freeBlock(address));
+        cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, this.#drainOne);
       });
     }
     shared.detach();
@@ -428,7 +641,7 @@ export class SharedCalls {
     const cache = this.#cache;
     if (cache !== null) {
       this.locked("reclaim a slot", () => {
-        cache.drain(slot, -1, BIN_ENTRIES_MAX, (address) => this.#owned.freeBlock(address));
+        cache.drain(slot, -1, BIN_ENTRIES_MAX, this.#drainOne);
         cache.resetSlot(slot);
       });
     }

@@ -18,11 +18,14 @@
  * +80   f64 x 5 block counters: free bytes, free blocks, used bytes, used blocks, slack bytes
  * +120  (reserved, 8 bytes)
  * +128  16 locks of 8 bytes: i32 owner (slot | generation << 8; 0 = free), i32 sleepers
- *       lock 0 guards the block layer; the others are reserved for the frame and slab layers
+ *       lock 0 guards the block layer and the page-frame and slab layers; the others are reserved
  * +256  i32 per Worker slot: 0 free, 1 attached
  * ...   padded to 64 bytes: the caches of every slot (worker_cache.ts), when the heap has them
  * ...   the state map (worker_cache.ts), padded to 64 bytes
- * ...   the heap's one region (control block, blocks)
+ * ...   the layer state (allocator/slab/layer_state.ts), when the heap has the
+ *       page-frame and slab layers: their tables, list heads, counters and
+ *       the kmalloc caches' records, a multiple of 64 bytes
+ * ...   the heap's one region (control block, blocks, chunks of frames)
  * ```
  *
  * @module
@@ -30,11 +33,14 @@
 
 import { alignUp } from "../_math.ts";
 import { SLOT_CACHE_BYTES, stateMapBytes } from "./worker_cache.ts";
+import { layerStateLayout } from "../slab/layer_state.ts";
+import { KMALLOC_CLASSES } from "../slab/kmalloc.ts";
+import { LAYER_WINDOW_BYTES, LAYERS_MIN_AREA_BYTES } from "../slab/layered_heap.ts";
 
 /** "PMAS" read as a little-endian u32. */
 export const SHARED_MAGIC = 0x53414d50;
 /** The layout drawn above; bumped whenever it or the block layout changes. */
-export const SHARED_FORMAT_VERSION = 2;
+export const SHARED_FORMAT_VERSION = 3;
 
 /** Byte offsets of the header's fields (see the drawing in the module doc). */
 export const SH_MAGIC = 0;
@@ -74,6 +80,8 @@ export const FLAG_DEBUG = 1;
 export const FLAG_NO_FAST_PATH = 2;
 /** Option flag: Worker caches (worker_cache.ts) are on. */
 export const FLAG_WORKER_CACHES = 4;
+/** Option flag: the header holds a layer state (the page-frame and slab layers may serve the heap). */
+export const FLAG_LAYERS = 8;
 
 /** Slot ids fit the owner word's low byte, 0 meaning "no owner". */
 export const WORKER_SLOTS_MAX = 255;
@@ -87,26 +95,55 @@ export function slotTableEnd(slotCount: number): number {
   return alignUp(SH_SLOTS + 4 * slotCount, 64);
 }
 
+/** Bytes of the Worker caches and the state map (0 without Worker caches), from the slot table's end. */
+function cachesBytes(slotCount: number, windowBytes: number, workerCaches: boolean): number {
+  if (!workerCaches) return 0;
+  return alignUp(slotCount * SLOT_CACHE_BYTES + stateMapBytes(windowBytes), 64);
+}
+
+/** Bytes of a shared heap's layer state: sized for the whole window (the region is a little smaller). */
+export function layerStateBytes(windowBytes: number): number {
+  return layerStateLayout(Math.min(windowBytes, LAYER_WINDOW_BYTES), KMALLOC_CLASSES.length)
+    .totalBytes;
+}
+
+/** Byte offset (from the window's byte 0) of the layer state. */
+export function layerStateOffset(
+  slotCount: number,
+  windowBytes: number,
+  workerCaches: boolean,
+): number {
+  return slotTableEnd(slotCount) + cachesBytes(slotCount, windowBytes, workerCaches);
+}
+
 /**
  * Bytes before the first byte the block heap may use: the header proper,
- * then (with Worker caches) every slot's cache and the state map.
+ * then (with Worker caches) every slot's cache and the state map, then
+ * (with layers) the layer state.
  */
 export function sharedHeaderBytes(
   slotCount: number,
   windowBytes: number,
   workerCaches: boolean,
+  layers = false,
 ): number {
-  if (!workerCaches) return slotTableEnd(slotCount);
-  return alignUp(
-    slotTableEnd(slotCount) + slotCount * SLOT_CACHE_BYTES + stateMapBytes(windowBytes),
-    64,
-  );
+  return layerStateOffset(slotCount, windowBytes, workerCaches) +
+    (layers ? layerStateBytes(windowBytes) : 0);
+}
+
+/**
+ * Whether a shared heap over `windowBytes` gets the page-frame and slab
+ * layers by default: its region (the window past the header) leaves a block
+ * area the layers serve (LAYERS_MIN_AREA_BYTES, with room for the control block).
+ */
+export function layersFit(slotCount: number, windowBytes: number, workerCaches: boolean): boolean {
+  return windowBytes - sharedHeaderBytes(slotCount, windowBytes, workerCaches, true) >=
+    LAYERS_MIN_AREA_BYTES + (64 << 10);
 }
 
 /** Whether Worker caches fit a window by default: caches and state map take at most 1/8 of it. */
 export function workerCachesFit(slotCount: number, windowBytes: number): boolean {
-  return 8 * (sharedHeaderBytes(slotCount, windowBytes, true) - slotTableEnd(slotCount)) <=
-    windowBytes;
+  return 8 * cachesBytes(slotCount, windowBytes, true) <= windowBytes;
 }
 
 /** Typed views of a shared header (all over the same SharedArrayBuffer). */

@@ -1,7 +1,8 @@
 /**
- * One Worker's handle on a shared heap: its slot, the block lock, and the
- * books (counters) it copies in and out of the shared header around every
- * operation. `PhysicalAllocator` holds one when it was made over a
+ * One Worker's handle on a shared heap: its slot, the heap lock, and the
+ * books it copies in and out of the shared header around every locked
+ * operation (the block counters always; the layers' fields when another
+ * Worker changed them, and back when this hold changed them). `PhysicalAllocator` holds one when it was made over a
  * SharedArrayBuffer (`fromBuffer`) or joined one (`attach`); the header's
  * layout is drawn in shared_header.ts.
  *
@@ -21,12 +22,17 @@ import { describeValue, hex } from "../memory/physical_memory.ts";
 import { drawHeaderKey } from "../heap/_header_key.ts";
 import { HeapLock } from "./heap_lock.ts";
 import { SLOT_CACHE_BYTES, stateMapBytes, WorkerCache } from "./worker_cache.ts";
+import { LayerState, layerStateLayout } from "../slab/layer_state.ts";
+import { KMALLOC_CLASSES, KMALLOC_MAX_BYTES } from "../slab/kmalloc.ts";
+import { LAYER_WINDOW_BYTES, type LayeredHeap } from "../slab/layered_heap.ts";
 import {
   f64At,
   FLAG_DEBUG,
+  FLAG_LAYERS,
   FLAG_NO_FAST_PATH,
   FLAG_WORKER_CACHES,
   headerViews,
+  layerStateOffset,
   LOCK_BLOCKS,
   LOCK_COUNT,
   LOCK_TIMEOUT_MS_DEFAULT,
@@ -77,6 +83,8 @@ export interface SharedHeapSettings {
   readonly lockTimeoutMs: number;
   /** Whether each Worker caches freed small blocks (worker_cache.ts). */
   readonly workerCaches: boolean;
+  /** Whether the header holds a layer state: the page-frame and slab layers serve the heap. */
+  readonly layers: boolean;
 }
 
 /** A Worker's handle on a shared heap. */
@@ -97,6 +105,10 @@ export class SharedHeapState {
   readonly cache: WorkerCache | null;
   /** The key of the heap's header check words: word 0 of the heap secret, the same in every Worker. */
   readonly headerKey: number;
+  /** The page-frame and slab layers' state in the header, or null when the heap has none. */
+  readonly layerState: LayerState | null;
+  /** This Worker's layers over `layerState` (set once they are built), else null. */
+  #layers: LayeredHeap | null = null;
   readonly #views: SharedHeaderViews;
   readonly #lock: HeapLock;
   readonly #countersIndex: number;
@@ -122,7 +134,21 @@ export class SharedHeapState {
       settings.slotCount,
       view.byteLength,
       settings.workerCaches,
+      settings.layers,
     );
+    this.layerState = settings.layers
+      ? new LayerState(
+        this.buffer,
+        view.byteOffset +
+          layerStateOffset(settings.slotCount, view.byteLength, settings.workerCaches),
+        layerStateLayout(
+          Math.min(view.byteLength, LAYER_WINDOW_BYTES),
+          KMALLOC_CLASSES.length,
+        ),
+        // The creator writes the state fresh (nothing is read from the buffer before publish).
+        creating,
+      )
+      : null;
     const cachesOffset = view.byteOffset + slotTableEnd(settings.slotCount);
     this.cache = settings.workerCaches
       ? new WorkerCache(
@@ -136,6 +162,9 @@ export class SharedHeapState {
           stateMapBytes(view.byteLength),
         ),
         settings.baseAddress,
+        // With layers, the classes up to the largest kmalloc class hold slab
+        // objects (at the default alignment of 8, which every class keeps).
+        settings.layers && settings.alignBytes === 8 ? KMALLOC_MAX_BYTES : 0,
       )
       : null;
     this.#countersIndex = f64At(this.#views, SH_COUNTERS);
@@ -161,6 +190,7 @@ export class SharedHeapState {
       settings.slotCount,
       view.byteLength,
       settings.workerCaches,
+      settings.layers,
     );
     if (view.byteOffset % 8 !== 0 || view.byteLength < headerBytes) {
       throw new InvalidMemoryError(
@@ -200,12 +230,16 @@ export class SharedHeapState {
   }
 
   /**
-   * Makes `counters` the Worker's books. The creator then writes the header
-   * and marks the heap ready (the heap below it is written by now).
+   * Makes `counters` the Worker's books and `layers` its layers over the
+   * layer state (null when the heap has none). The creator then stores the
+   * layers' fields, writes the header and marks the heap ready (the heap
+   * below it is written by now).
    */
-  publish(counters: HeapCounters): void {
+  publish(counters: HeapCounters, layers: LayeredHeap | null): void {
     this.#counters = counters;
+    this.#layers = layers;
     if (!this.creating) return;
+    layers?.leaveShared();
     const { i32, u32, f64 } = this.#views;
     const views = this.#views;
     const s = this.settings;
@@ -216,7 +250,8 @@ export class SharedHeapState {
     u32[wordAt(views, SH_POLICY)] = s.policyIndex;
     u32[wordAt(views, SH_ALIGN)] = s.alignBytes;
     u32[wordAt(views, SH_FLAGS)] = (s.debug ? FLAG_DEBUG : 0) |
-      (s.fastPath ? 0 : FLAG_NO_FAST_PATH) | (s.workerCaches ? FLAG_WORKER_CACHES : 0);
+      (s.fastPath ? 0 : FLAG_NO_FAST_PATH) | (s.workerCaches ? FLAG_WORKER_CACHES : 0) |
+      (s.layers ? FLAG_LAYERS : 0);
     this.cache?.reset(stateMapBytes(this.windowBytes));
     u32[wordAt(views, SH_SLOT_COUNT)] = s.slotCount;
     u32[wordAt(views, SH_LOCK_TIMEOUT_MS)] = s.lockTimeoutMs;
@@ -232,6 +267,13 @@ export class SharedHeapState {
     counters.storeTo(f64, this.#countersIndex);
     u32[wordAt(views, SH_MAGIC)] = SHARED_MAGIC;
     Atomics.store(i32, wordAt(views, SH_STATE), STATE_READY);
+  }
+
+  /** True when a Worker is attached to slot `slot` (1 to slotCount). */
+  slotAttached(slot: number): boolean {
+    const views = this.#views;
+    return slot >= 1 && slot <= this.settings.slotCount &&
+      Atomics.load(views.i32, slotWordAt(views, slot)) === 1;
   }
 
   /** Workers attached now. */
@@ -260,15 +302,20 @@ export class SharedHeapState {
       }
       this.#lock.acquire();
       this.#counters!.loadFrom(this.#views.f64, this.#countersIndex);
+      this.#layers?.enterShared();
     }
     this.#depth++;
   }
 
-  /** Stores the books and releases the block lock when the outermost call ends. */
+  /** Stores the books (and the layers' fields) and releases the block lock when the outermost call ends. */
   leave(): void {
     if (--this.#depth === 0) {
-      this.#counters!.storeTo(this.#views.f64, this.#countersIndex);
-      this.#lock.release();
+      try {
+        this.#layers?.leaveShared();
+        this.#counters!.storeTo(this.#views.f64, this.#countersIndex);
+      } finally {
+        this.#lock.release();
+      }
     }
   }
 
@@ -401,13 +448,14 @@ function readSettings(view: Uint8Array, lockTimeoutMs: unknown): SharedHeapSetti
     slotCount: u32[wordAt(views, SH_SLOT_COUNT)],
     lockTimeoutMs: timeout ?? u32[wordAt(views, SH_LOCK_TIMEOUT_MS)],
     workerCaches: (u32[wordAt(views, SH_FLAGS)] & FLAG_WORKER_CACHES) !== 0,
+    layers: (u32[wordAt(views, SH_FLAGS)] & FLAG_LAYERS) !== 0,
   };
   const windowBytes = f64[f64At(views, SH_WINDOW_BYTES)];
   if (
     windowBytes !== view.byteLength ||
     settings.slotCount < 1 || settings.slotCount > WORKER_SLOTS_MAX ||
     u32[wordAt(views, SH_HEADER_BYTES)] !==
-      sharedHeaderBytes(settings.slotCount, windowBytes, settings.workerCaches) ||
+      sharedHeaderBytes(settings.slotCount, windowBytes, settings.workerCaches, settings.layers) ||
     !Number.isSafeInteger(settings.baseAddress) || settings.baseAddress <= 0 ||
     settings.baseAddress % 8 !== 0 || settings.lockTimeoutMs < 1
   ) {

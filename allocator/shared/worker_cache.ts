@@ -5,8 +5,12 @@
  *
  * Bins are keyed by size class, like kmalloc's caches: a class is a payload
  * capacity (24 to 128 bytes in steps of 8, to 256 in steps of 16, to 512 in
- * steps of 32, to 1024 in steps of 64), and a request is served by the
- * smallest class that holds it. A cached block stays a used block of the
+ * steps of 32, to 1024 in steps of 64, to 4096 in steps of 128: a page, the
+ * largest block a program allocates often enough to be worth a bin), and a
+ * request is served by the smallest class that holds it. On a heap with the
+ * page-frame and slab layers, the classes up to 256 bytes are its kmalloc
+ * classes and their bins hold slab objects, whose state is their slab's
+ * (shared_slabs.ts); the rest hold blocks. A cached block stays a used block of the
  * block heap whose header records the class capacity as its requested size
  * (the header is not written while the block sits in a cache, or by anyone
  * but the lock holder: a neighbour's free rewrites its flags and check word
@@ -18,14 +22,15 @@
  *
  * ```text
  * per slot (SLOT_CACHE_BYTES, a multiple of 64: no two Workers write one cache line)
- *   +0 f64 hidden slack bytes (the slack this slot's pops and frees added and took away)
+ *   +0 f64 hidden slack bytes of blocks (the slack this slot's pops and frees added and took away)
+ *   +8 f64 hidden slack bytes of slab objects (the same for the slab classes)
  *   +64 per class, in class order: i32 count, u32 x binDepth(class) entries
  *       (entry = (address - base) / 8; binDepth = twice the class's batch)
  *   (cached blocks and bytes are not counted as they change: totals() sums the bins)
  * state map: one byte per 32 bytes of the window, at (payload - base) >> 5
  *            (two payloads are at least 40 bytes apart, so they never share a byte):
  *            0 not a live payload, 255 cached (freed into a Worker cache),
- *            1 + s live (handed out) with s bytes of hidden slack (0 to 63)
+ *            1 + s live (handed out) with s bytes of hidden slack (0 to 127)
  * ```
  *
  * A miss takes the lock and carves a batch of its class at once (the
@@ -49,7 +54,7 @@
  */
 
 /** Requested sizes up to this many bytes are cached (the largest class). */
-export const CACHE_SIZE_MAX = 1024;
+export const CACHE_SIZE_MAX = 4096;
 /** Blocks of one batch at most (the smallest class's). */
 export const REFILL_BLOCKS_MAX = 48;
 /** Block bytes one refill or drain batch aims at: fewer blocks for larger classes. */
@@ -68,7 +73,8 @@ function classCapacities(): number[] {
   for (let c = 24; c <= 128; c += 8) capacities.push(c);
   for (let c = 144; c <= 256; c += 16) capacities.push(c);
   for (let c = 288; c <= 512; c += 32) capacities.push(c);
-  for (let c = 576; c <= CACHE_SIZE_MAX; c += 64) capacities.push(c);
+  for (let c = 576; c <= 1024; c += 64) capacities.push(c);
+  for (let c = 1152; c <= CACHE_SIZE_MAX; c += 128) capacities.push(c);
   return capacities;
 }
 
@@ -145,6 +151,22 @@ export function refillBlocks(cls: number): number {
   return REFILL_OF[cls];
 }
 
+/** What every slot's cache holds (a snapshot; exact once Workers are idle). */
+export interface CacheTotals {
+  /** Blocks in block-class bins. */
+  readonly blocks: number;
+  /** Their payload capacities. */
+  readonly bytes: number;
+  /** Hidden slack of live blocks. */
+  readonly hiddenBytes: number;
+  /** Slab objects in slab-class bins (heaps with layers). */
+  readonly slabObjects: number;
+  /** Their object bytes. */
+  readonly slabBytes: number;
+  /** Hidden slack of live slab objects handed out by Worker caches. */
+  readonly slabHiddenBytes: number;
+}
+
 /** One Worker's cache, and read access to every slot's totals. */
 export class WorkerCache {
   readonly #i32: Int32Array;
@@ -159,6 +181,12 @@ export class WorkerCache {
   /** Word index of slot 1's cache. */
   readonly #first: number;
   readonly #slotCount: number;
+  /**
+   * Classes below this one are slab classes: their bins hold kmalloc slab
+   * objects (a heap with the page-frame and slab layers), not blocks; 0 when
+   * every class is a block class.
+   */
+  readonly slabClassEnd: number;
 
   /**
    * Wraps the caches.
@@ -169,6 +197,7 @@ export class WorkerCache {
    * @param slotCount Slots of the heap.
    * @param stateMap The state map bytes.
    * @param baseAddress The address of the window's byte 0.
+   * @param slabBytesMax Classes of capacities up to this hold slab objects (0: none).
    */
   constructor(
     buffer: SharedArrayBuffer,
@@ -177,7 +206,9 @@ export class WorkerCache {
     slotCount: number,
     stateMap: Uint8Array,
     baseAddress: number,
+    slabBytesMax = 0,
   ) {
+    this.slabClassEnd = slabBytesMax === 0 ? 0 : classOf(slabBytesMax) + 1;
     this.#i32 = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
     this.#u32 = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
     this.#f64 = new Float64Array(buffer, 0, buffer.byteLength >>> 3);
@@ -259,6 +290,33 @@ export class WorkerCache {
     return true;
   }
 
+  /**
+   * A cached slab object of slab class `cls` (its state is the slab's, not
+   * a state byte: the caller marks it live); 0 when the bin is empty.
+   */
+  popSlab(cls: number): number {
+    const bin = this.#bins + BIN_AT[cls];
+    const count = this.#i32[bin];
+    if (count === 0) return 0;
+    this.#i32[bin] = count - 1;
+    return this.#base + this.#u32[bin + count] * 8;
+  }
+
+  /** Caches the slab object at `address` (the caller marked it cached); false when the bin is full. */
+  pushSlab(address: number, cls: number): boolean {
+    const bin = this.#bins + BIN_AT[cls];
+    const count = this.#i32[bin];
+    if (count >= 2 * REFILL_OF[cls]) return false;
+    this.#u32[bin + count + 1] = (address - this.#base) / 8;
+    this.#i32[bin] = count + 1;
+    return true;
+  }
+
+  /** Counts `bytes` more (or fewer) hidden slack of live slab objects in this slot. */
+  addSlabHidden(bytes: number): void {
+    this.#f64[this.#ownHidden + 1] += bytes;
+  }
+
   /** Whether the bin of class `cls` takes one more block without a drain. */
   hasRoom(cls: number): boolean {
     return this.#i32[this.#bins + BIN_AT[cls]] < 2 * REFILL_OF[cls];
@@ -267,10 +325,15 @@ export class WorkerCache {
   /**
    * Takes up to `limit` blocks out of slot `slot`'s bin of class `cls` (all
    * classes when `cls` is -1) and hands each to `free` with its state byte
-   * cleared. The caller holds the block lock, and `slot` is its own or one
+   * cleared (a slab object's state is its slab's: `free` is told it is one). The caller holds the block lock, and `slot` is its own or one
    * no Worker uses any more.
    */
-  drain(slot: number, cls: number, limit: number, free: (address: number) => void): void {
+  drain(
+    slot: number,
+    cls: number,
+    limit: number,
+    free: (address: number, slab: boolean) => void,
+  ): void {
     const own = this.#slotIndex(slot);
     const first = cls === -1 ? 0 : cls;
     const last = cls === -1 ? CLASS_COUNT - 1 : cls;
@@ -280,21 +343,36 @@ export class WorkerCache {
       const keep = Math.max(0, count - limit);
       for (let entry = count; entry > keep; entry--) {
         const address = this.#base + this.#u32[bin + entry] * 8;
-        this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_NONE;
+        const slab = c < this.slabClassEnd;
+        if (!slab) this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_NONE;
         this.#i32[bin] = entry - 1;
-        free(address);
+        free(address, slab);
       }
     }
   }
 
+  /** Slab objects slot `slot`'s bins hold. */
+  slabObjectsIn(slot: number): number {
+    const own = this.#slotIndex(slot);
+    let objects = 0;
+    for (let c = 0; c < this.slabClassEnd; c++) objects += this.#i32[own + BIN_AT[c]];
+    return objects;
+  }
+
+  /** Drains every slab class of slot `slot` (as drain does, the lock held). */
+  drainSlabs(slot: number, free: (address: number, slab: boolean) => void): void {
+    for (let c = 0; c < this.slabClassEnd; c++) this.drain(slot, c, BIN_ENTRIES_MAX, free);
+  }
+
   /**
-   * The payload addresses of the blocks slot `slot` holds, in every class
-   * (what `drain(slot, -1, ...)` would free), without taking them out.
+   * The payload addresses of the blocks slot `slot` holds, in every block
+   * class (what `drain(slot, -1, ...)` would give the block heap directly),
+   * without taking them out.
    */
   cachedBy(slot: number): number[] {
     const own = this.#slotIndex(slot);
     const addresses: number[] = [];
-    for (let c = 0; c < CLASS_COUNT; c++) {
+    for (let c = this.slabClassEnd; c < CLASS_COUNT; c++) {
       const bin = own + BIN_AT[c];
       const count = Math.min(this.#i32[bin], 2 * REFILL_OF[c]);
       for (let entry = count; entry > 0; entry--) {
@@ -308,20 +386,29 @@ export class WorkerCache {
    * Blocks and bytes cached by every slot, and the hidden slack of every
    * live block (a snapshot; exact once Workers are idle).
    */
-  totals(): { blocks: number; bytes: number; hiddenBytes: number } {
+  totals(): CacheTotals {
     let blocks = 0;
     let bytes = 0;
     let hiddenBytes = 0;
+    let slabObjects = 0;
+    let slabBytes = 0;
+    let slabHiddenBytes = 0;
     for (let slot = 1; slot <= this.#slotCount; slot++) {
       const index = this.#slotIndex(slot);
       hiddenBytes += this.#f64[index >>> 1];
+      slabHiddenBytes += this.#f64[(index >>> 1) + 1];
       for (let cls = 0; cls < CLASS_COUNT; cls++) {
         const count = this.#i32[index + BIN_AT[cls]];
-        blocks += count;
-        bytes += count * CAPACITY_OF[cls];
+        if (cls < this.slabClassEnd) {
+          slabObjects += count;
+          slabBytes += count * CAPACITY_OF[cls];
+        } else {
+          blocks += count;
+          bytes += count * CAPACITY_OF[cls];
+        }
       }
     }
-    return { blocks, bytes, hiddenBytes };
+    return { blocks, bytes, hiddenBytes, slabObjects, slabBytes, slabHiddenBytes };
   }
 
   /** Clears every slot's cache and the state map (the creator, before publishing). */
@@ -338,6 +425,7 @@ export class WorkerCache {
   resetSlot(slot: number): void {
     const index = this.#slotIndex(slot);
     this.#f64[this.#ownHidden] += this.#f64[index >>> 1];
+    this.#f64[this.#ownHidden + 1] += this.#f64[(index >>> 1) + 1];
     this.#i32.fill(0, index, index + (SLOT_CACHE_BYTES >>> 2));
   }
 }

@@ -13,6 +13,11 @@
  * every call; `releaseReserves()` (PhysicalAllocator.trim()) gives them back,
  * and a failed allocation does so only when that surely serves it.
  *
+ * State: the tables live in a LayerState (layer_state.ts): JS memory of its
+ * own for an unshared heap, a shared heap's header otherwise, where every
+ * Worker's layers view the same words under the heap lock and copy the
+ * scalar fields in and out (enterShared, leaveShared).
+ *
  * @module
  */
 
@@ -48,9 +53,20 @@ import {
   KMALLOC_SLACK_MAX,
   KMALLOC_SMALL_CLASS_COUNT,
 } from "./kmalloc.ts";
-import { SlabCache, type SlabInfo } from "./slab_cache.ts";
+import { C_SECRET, D_SLAB, SlabCache, type SlabInfo } from "./slab_cache.ts";
 import { InternalBlocks } from "./internal_blocks.ts";
 import { SlabPageMap } from "./slab_page_map.ts";
+import {
+  LayerState,
+  S_BLOCK_BYTES,
+  S_BLOCK_COUNT,
+  S_CACHES_MADE,
+  S_PAGE_FRAMES,
+  S_PAGE_RUNS,
+  S_PAGE_SLACK_BYTES,
+  S_SEED,
+  S_VERSION,
+} from "./layer_state.ts";
 import { drawHeaderKey } from "../heap/_header_key.ts";
 
 /** What the layers need from the block heap below them. */
@@ -137,8 +153,22 @@ const EMPTY_SLABS_KEPT_MAX = 4;
  */
 const FRAMES_PER_EMPTY_SLAB_KEPT = 64;
 
+/** Layer state versions wrap within 30 bits: never -1, the version a joining Worker has seen. */
+const VERSION_MASK = 0x3fffffff;
+
 /** Debug mode: caches aligned to more than this get poison but no guard bytes (see createCache). */
 const DEBUG_GUARD_ALIGN_MAX = 128;
+
+/**
+ * A shared heap's layer state, for the layers of one of its Workers: the
+ * state lives in the heap's memory, and the creator writes it fresh.
+ */
+export interface SharedLayerState {
+  /** The state (its cache records hold the kmalloc classes). */
+  readonly state: LayerState;
+  /** True for the Worker creating the heap: it writes the initial state. */
+  readonly fresh: boolean;
+}
 
 /** The frames and slab layers of one heap. */
 export class LayeredHeap {
@@ -146,6 +176,11 @@ export class LayeredHeap {
   readonly frames: FrameAllocator;
   /** Every cache by id: the kmalloc classes first. */
   readonly caches: SlabCache[] = [];
+  /** The layers' tables, lists and counters (in the shared heap's memory when shared). */
+  readonly state: LayerState;
+  /** True when the state lives in a shared heap (every Worker builds these objects over it). */
+  readonly shared: boolean;
+  readonly #scalars: Int32Array;
   /** Page runs handed out. */
   pageRuns = 0;
   /** Frames in them. */
@@ -171,9 +206,11 @@ export class LayeredHeap {
   /**
    * Payload addresses of the blocks the layers took from the block heap
    * (chunks, slab descriptors): the block heap must refuse them from users,
-   * since `alloc` never handed them out.
+   * since `alloc` never handed them out. A shared heap's Workers cannot
+   * share a JS set: they tell these blocks from the frame tables instead
+   * (#isChunkOrDescriptor), and this is null.
    */
-  readonly #internalBlocks = new InternalBlocks();
+  readonly #internalBlocks: InternalBlocks | null;
   /**
    * Per mid class (see KMALLOC_SMALL_MAX_BYTES): requests it turned away to
    * the blocks since it last had a slab; at objectsPerSlab it takes one (a
@@ -188,9 +225,10 @@ export class LayeredHeap {
   /** Per cache id: the bytes a user object holds (its object size less the debug guard). */
   readonly #requestedOf: number[] = [];
   readonly #baseAddress: number;
-  readonly #seed: number;
-  /** Caches made since creation (kmalloc classes included): draws each one's key. */
-  #cachesMade = 0;
+  /** The layer state version whose words the fields hold (shared heaps; -1: none yet). */
+  #seenVersion = 0;
+  /** True when this hold of a shared heap's lock may have changed the layers' fields. */
+  #dirty = false;
   /** Guard bytes every object gets in debug mode (GUARD_BYTES_MIN), else 0. */
   readonly #guardBytes: number;
 
@@ -201,8 +239,15 @@ export class LayeredHeap {
    * @param baseAddress The address of its byte 0.
    * @param source The block heap.
    * @param guardBytes Debug mode: guard bytes past every object (0: no debug mode).
+   * @param shared A shared heap's layer state, or null for state in JS memory of its own.
    */
-  constructor(window: Uint8Array, baseAddress: number, source: BlockSource, guardBytes = 0) {
+  constructor(
+    window: Uint8Array,
+    baseAddress: number,
+    source: BlockSource,
+    guardBytes = 0,
+    shared: SharedLayerState | null = null,
+  ) {
     this.#source = source;
     this.#guardBytes = guardBytes;
     this.#baseAddress = baseAddress;
@@ -213,7 +258,11 @@ export class LayeredHeap {
       window.byteOffset,
       Math.min(window.byteLength, LAYER_WINDOW_BYTES) >> 2,
     );
-    this.slabPages = new SlabPageMap(words.byteLength, baseAddress);
+    this.shared = shared !== null;
+    this.state = shared?.state ?? LayerState.unshared(words.byteLength);
+    this.#scalars = this.state.scalars;
+    this.#internalBlocks = shared === null ? new InternalBlocks() : null;
+    this.slabPages = new SlabPageMap(this.state, baseAddress);
     this.frames = new FrameAllocator(words, baseAddress, {
       take: (payloadBytes) => this.#take(payloadBytes, FRAME_BYTES),
       give: (address, payloadBytes) => this.#give(address, payloadBytes),
@@ -225,11 +274,53 @@ export class LayeredHeap {
         return true;
       },
       largestFreeBytes: () => source.largestFreeBytes(),
-    });
+    }, this.state);
+    const fresh = shared === null || shared.fresh;
+    // A joining Worker loads the state when it first holds the lock.
+    if (!fresh) this.#seenVersion = -1;
     // drawHeaderKey: random, or fixed inside withHeaderKey so that tests can
     // compare two heaps byte for byte.
-    this.#seed = drawHeaderKey() | 0;
-    for (const bytes of KMALLOC_CLASSES) this.createCache(`kmalloc-${bytes}`, bytes, true);
+    if (fresh) this.#scalars[S_SEED] = drawHeaderKey() | 0;
+    for (let id = 0; id < KMALLOC_CLASSES.length; id++) {
+      const bytes = KMALLOC_CLASSES[id];
+      if (fresh) this.createCache(`kmalloc-${bytes}`, bytes, true);
+      else this.#joinCache(id, `kmalloc-${bytes}`, bytes);
+    }
+  }
+
+  /** A joining Worker's SlabCache over kmalloc class `id`'s record, written by the heap's creator. */
+  #joinCache(id: number, name: string, objectBytes: number): void {
+    const record = this.state.cacheRecord(id);
+    this.#requestedOf[id] = objectBytes;
+    this.cacheSecrets[id] = record[C_SECRET];
+    this.#addCache(
+      new SlabCache(
+        id,
+        name,
+        objectBytes,
+        this.frames,
+        this.#descriptorSource(id),
+        true,
+        record[C_SECRET],
+        this.#guardBytes > 0,
+        this.slabPages,
+        record,
+        false,
+        this.#guardBytes === 0,
+      ),
+    );
+  }
+
+  #descriptorSource(id: number) {
+    return {
+      take: (sizeBytes: number) => this.#take(sizeBytes, 8),
+      give: (address: number) => this.#give(address, this.caches[id].descriptorBytes),
+    };
+  }
+
+  #addCache(cache: SlabCache): void {
+    cache.onEmptied = (emptied) => this.#slabEmptied(emptied);
+    this.caches[cache.id] = cache;
   }
 
   #take(sizeBytes: number, alignBytes: number): number {
@@ -242,7 +333,7 @@ export class LayeredHeap {
     if (address !== 0) {
       this.blockCount++;
       this.blockBytes += sizeBytes;
-      this.#internalBlocks.add(address);
+      this.#internalBlocks?.add(address);
     }
     return address;
   }
@@ -250,7 +341,7 @@ export class LayeredHeap {
   #give(address: number, sizeBytes: number): void {
     this.blockCount--;
     this.blockBytes -= sizeBytes;
-    this.#internalBlocks.delete(address);
+    this.#internalBlocks?.delete(address);
     this.#source.give(address);
   }
 
@@ -259,7 +350,37 @@ export class LayeredHeap {
    * themselves (a chunk or a slab descriptor): never a user's allocation.
    */
   isInternalBlock(address: number): boolean {
-    return this.#internalBlocks.has(address);
+    if (this.#internalBlocks !== null) return this.#internalBlocks.has(address);
+    return this.#isChunkOrDescriptor(address);
+  }
+
+  /**
+   * isInternalBlock() from the frame tables alone (a shared heap): a chunk
+   * is a payload the chunk directory starts at; a descriptor is a payload
+   * whose word D_SLAB names a slab head whose aux word names this very
+   * payload. A user's block cannot pass the second test by writing that
+   * word: the aux word lies in a frame table and names one descriptor.
+   */
+  #isChunkOrDescriptor(address: number): boolean {
+    if (typeof address !== "number" || this.blockCount === 0) return false;
+    const frames = this.frames;
+    const offset = address - this.#baseAddress;
+    if (!(offset >= 0 && offset + 16 <= frames.words.byteLength) || (offset & 7) !== 0) {
+      return false;
+    }
+    const dir = frames.directory;
+    const id = dir.find(offset);
+    if (id !== NONE) return dir.startOffset[id] === offset;
+    const d = offset >> 2;
+    const slab = frames.words[d + D_SLAB];
+    const chunk = slab >>> CHUNK_REF_SHIFT;
+    if (
+      slab < 0 || chunk >= dir.idLimit || dir.startOffset[chunk] === -1 ||
+      (slab & LOCAL_MASK) >= frames.chunkFrames[chunk]
+    ) return false;
+    const e = frames.entry(slab);
+    return (frames.words[e + E_TAG] & KIND_MASK) === KIND_SLAB_HEAD &&
+      frames.words[e + E_AUX] === d;
   }
 
   /**
@@ -276,6 +397,7 @@ export class LayeredHeap {
     keepsSizes = false,
     alignBytes = 8,
   ): SlabCache {
+    this.#dirty = true;
     // A destroyed cache's id is given to the new cache: ids stay below CACHE_COUNT_MAX.
     let id = this.caches.findIndex((cache) => cache.destroyed);
     if (id === -1) id = this.caches.length;
@@ -290,27 +412,28 @@ export class LayeredHeap {
       ? requestedBytes
       : alignUp(requestedBytes + guardBytes, Math.max(alignBytes, 8));
     this.#requestedOf[id] = requestedBytes;
-    const descriptors = {
-      take: (sizeBytes: number) => this.#take(sizeBytes, 8),
-      give: (address: number) => this.#give(address, this.caches[id].descriptorBytes),
-    };
     // A reused id gets a fresh key: links of the old cache never decode in the new one.
-    const secret = this.#seed ^ Math.imul(this.#cachesMade + 1, 0x85ebca77);
-    this.#cachesMade++;
+    const made = this.#scalars[S_CACHES_MADE];
+    const secret = this.#scalars[S_SEED] ^ Math.imul(made + 1, 0x85ebca77);
+    this.#scalars[S_CACHES_MADE] = made + 1;
     this.cacheSecrets[id] = secret | 0;
+    // A shared heap's caches (its kmalloc classes) keep their records in its
+    // memory, and Worker caches hold their objects.
     const cache = new SlabCache(
       id,
       name,
       bytes,
       this.frames,
-      descriptors,
+      this.#descriptorSource(id),
       keepsSizes || debug,
       secret,
       debug,
       this.slabPages,
+      this.shared ? this.state.cacheRecord(id) : null,
+      true,
+      this.shared && keepsSizes && !debug,
     );
-    cache.onEmptied = (emptied) => this.#slabEmptied(emptied);
-    this.caches[id] = cache;
+    this.#addCache(cache);
     return cache;
   }
 
@@ -324,9 +447,13 @@ export class LayeredHeap {
     // Only caches that emptied a slab can hold one: the walk is over those (a
     // few: the caches keep EMPTY_SLABS_KEPT_MAX empty slabs in all), not over
     // every cache, since a cache whose last object comes and goes empties a
-    // slab at every turn.
+    // slab at every turn. A shared heap's other Workers empty slabs too, out
+    // of this Worker's sight: there the list is every cache holding one.
     const holders = this.#emptyHolders;
-    if (!holders.includes(emptied)) holders.push(emptied);
+    if (this.shared) {
+      holders.length = 0;
+      for (const cache of this.caches) if (cache.emptySlabs > 0) holders.push(cache);
+    } else if (!holders.includes(emptied)) holders.push(emptied);
     let total = 0;
     let kept = 0;
     for (const cache of holders) {
@@ -351,6 +478,14 @@ export class LayeredHeap {
     }
   }
 
+  /**
+   * Sets the callback every Worker-cached cache calls when it clears an
+   * object's hidden slack under the lock (a shared heap's Worker counts it).
+   */
+  setHiddenCleared(callback: (bytes: number) => void): void {
+    for (const cache of this.caches) cache.onHiddenCleared = callback;
+  }
+
   /** True when `createCache` can make another cache (an id is free). */
   get cacheIdFree(): boolean {
     return this.caches.length < CACHE_COUNT_MAX || this.caches.some((cache) => cache.destroyed);
@@ -363,6 +498,7 @@ export class LayeredHeap {
    * @param cache A named cache with no live objects.
    */
   destroyCache(cache: SlabCache): void {
+    this.#dirty = true;
     cache.shrink(0);
     cache.destroyed = true;
     this.trim();
@@ -375,6 +511,7 @@ export class LayeredHeap {
    * @returns Its address, or 0 when no class fits or no slab can be had.
    */
   kmalloc(sizeBytes: number, alignBytes: number): number {
+    this.#dirty = true;
     const wanted = sizeBytes + this.#guardBytes;
     if (wanted > KMALLOC_MAX_BYTES) return 0;
     let index = KMALLOC_CLASS_BY_STEP[(wanted + 7) >> 3];
@@ -404,7 +541,25 @@ export class LayeredHeap {
    * @returns Its address, or 0 when no slab can be had.
    */
   cacheAlloc(cache: SlabCache): number {
+    this.#dirty = true;
     const offset = cache.alloc(this.#requestedOf[cache.id]);
+    if (offset < 0) return 0;
+    return this.#baseAddress + offset;
+  }
+
+  /**
+   * An object of a Worker-cached `cache` for a Worker cache's refill, from a
+   * slab of Worker slot `slot` (SlabCache.allocForWorker), its whole size recorded.
+   *
+   * @returns Its address, or 0 when no slab can be had.
+   */
+  cacheAllocForWorker(
+    cache: SlabCache,
+    slot: number,
+    ownerGone: (slot: number) => boolean,
+  ): number {
+    this.#dirty = true;
+    const offset = cache.allocForWorker(this.#requestedOf[cache.id], slot, ownerGone);
     if (offset < 0) return 0;
     return this.#baseAddress + offset;
   }
@@ -415,6 +570,7 @@ export class LayeredHeap {
    * @returns Its address, or 0 when no chunk can serve it.
    */
   allocPages(frameCount: number, sizeBytes: number = frameCount * FRAME_BYTES): number {
+    this.#dirty = true;
     const ref = this.frames.allocRun(frameCount, KIND_PAGES_HEAD, 0);
     if (ref === NONE) return 0;
     // The bytes of the run past the request, in the head's otherwise unused prev word.
@@ -447,6 +603,8 @@ export class LayeredHeap {
     const offset = address - this.#baseAddress;
     const id = dir.find(offset);
     if (id === NONE) return false;
+    // (Only now: a block's free leaves the layers' fields alone, and a shared heap stores none.)
+    this.#dirty = true;
     // The common case first: a live object of a slab, one entry (two for a tail frame) read.
     const local = (offset - dir.startOffset[id]) >>> FRAME_SHIFT;
     if (local < frames.chunkFrames[id]) {
@@ -511,12 +669,14 @@ export class LayeredHeap {
    * swing (releaseReserves() gives back the rest: PhysicalAllocator.trim()).
    */
   trim(): void {
+    this.#dirty = true;
     for (const cache of this.caches) if (cache.emptySlabs > 1) cache.shrink(1);
     this.frames.trim(1);
   }
 
   /** Gives back every reserve (empty slabs, free chunks): the block heap ran short. */
   releaseReserves(): boolean {
+    this.#dirty = true;
     let released = false;
     for (const cache of this.caches) {
       if (cache.emptySlabs > 0) {
@@ -544,6 +704,7 @@ export class LayeredHeap {
 
   /** Frees every cache's empty slabs into the buddy allocator; the chunks stay. */
   releaseEmptySlabs(): void {
+    this.#dirty = true;
     for (const cache of this.caches) if (cache.emptySlabs > 0) cache.shrink(0);
   }
 
@@ -636,13 +797,15 @@ export class LayeredHeap {
     const cache = this.caches[tagAux(this.frames.words[this.frames.entry(slab) + E_TAG])];
     const d = cache.descriptorOf(slab);
     const index = cache.indexOf(offset, slab, address, operation, d);
-    if (!cache.inUse(d, index)) {
+    if (!cache.inUse(d, index) || cache.isCached(d, index)) {
       throw new DoubleFreeError(
-        `Cannot ${operation} ${hex(address)}: the ${cache.name} object is free`,
+        `Cannot ${operation} ${hex(address)}: the ${cache.name} object is free${
+          cache.isCached(d, index) ? " (in a Worker cache)" : ""
+        }`,
       );
     }
     return {
-      sizeBytes: cache.objectBytes - cache.slackOf(d, index),
+      sizeBytes: cache.objectBytes - cache.slackOf(d, index) - cache.hiddenOf(d, index),
       capacityBytes: cache.objectBytes,
       pages: false,
     };
@@ -654,6 +817,7 @@ export class LayeredHeap {
    * @returns True when done in place.
    */
   resizeInPlace(address: number, sizeBytes: number): boolean {
+    this.#dirty = true;
     const wanted = sizeBytes + this.#guardBytes;
     if (wanted > KMALLOC_MAX_BYTES) return false;
     const offset = address - this.#baseAddress;
@@ -786,5 +950,52 @@ export class LayeredHeap {
     if (pageSlack !== this.pageSlackBytes) {
       fail(`page runs hold ${pageSlack} bytes past their requests, counted ${this.pageSlackBytes}`);
     }
+  }
+
+  /**
+   * A shared heap's Worker, once it holds the lock and before it uses the
+   * layers: when another Worker changed the layer state since this Worker
+   * last saw it (its version word moved), copies the state's words into the
+   * layers' fields. The fields are this Worker's copy of the state while it
+   * holds the lock (as HeapCounters are the block books'); an unshared
+   * heap's fields are the state itself, so its hot paths read plain fields.
+   */
+  enterShared(): void {
+    const version = Atomics.load(this.#scalars, S_VERSION);
+    if (version === this.#seenVersion) return;
+    const r = this.#scalars;
+    this.pageRuns = r[S_PAGE_RUNS];
+    this.pageFrames = r[S_PAGE_FRAMES];
+    this.pageSlackBytes = r[S_PAGE_SLACK_BYTES];
+    this.blockCount = r[S_BLOCK_COUNT];
+    this.blockBytes = r[S_BLOCK_BYTES];
+    this.frames.loadShared();
+    this.frames.directory.loadShared();
+    this.slabPages.loadShared();
+    for (const cache of this.caches) cache.loadShared();
+    this.#seenVersion = version;
+  }
+
+  /**
+   * A shared heap's Worker, before it releases the lock: when this hold
+   * changed the layers, copies their fields into the state's words and
+   * moves the version word on, so the next Worker to hold the lock loads them.
+   */
+  leaveShared(): void {
+    if (!this.#dirty) return;
+    const r = this.#scalars;
+    r[S_PAGE_RUNS] = this.pageRuns;
+    r[S_PAGE_FRAMES] = this.pageFrames;
+    r[S_PAGE_SLACK_BYTES] = this.pageSlackBytes;
+    r[S_BLOCK_COUNT] = this.blockCount;
+    r[S_BLOCK_BYTES] = this.blockBytes;
+    this.frames.storeShared();
+    this.frames.directory.storeShared();
+    this.slabPages.storeShared();
+    for (const cache of this.caches) cache.storeShared();
+    const version = (this.#seenVersion + 1) & VERSION_MASK;
+    Atomics.store(r, S_VERSION, version);
+    this.#seenVersion = version;
+    this.#dirty = false;
   }
 }

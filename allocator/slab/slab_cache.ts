@@ -49,12 +49,61 @@ export const D_SLAB = 3;
 /** Descriptor word where the bitmap starts. */
 export const D_BITMAP = 4;
 
+/**
+ * A Worker byte (SlabCache.workerByteWord) of an object in a Worker cache.
+ * Hidden slack is always smaller: a Worker cache class serves requests at
+ * most 23 bytes below its size.
+ */
+export const OBJECT_CACHED = 255;
+
+/** Partial slabs a Worker cache's refill looks at for one of its own (allocForWorker). */
+export const PARTIAL_SCAN_MAX = 8;
+
 /** The most objects one slab holds (bounds the descriptor). */
 export const SLAB_OBJECTS_MAX = 512;
 /** The smallest object: one link word, and 8-byte alignment. */
 export const OBJECT_BYTES_MIN = 8;
 /** The largest slab: 2^SLAB_ORDER_MAX frames. */
 export const SLAB_ORDER_MAX = 3;
+
+/** Cache record word: 1 once destroyed. */
+export const C_DESTROYED = 0;
+/** Cache record word: objects in use. */
+export const C_ACTIVE_OBJECTS = 1;
+/** Cache record word: bytes requested by the objects in use. */
+export const C_REQUESTED_BYTES = 2;
+/** Cache record word: slabs on the partial list. */
+export const C_PARTIAL_SLABS = 3;
+/** Cache record word: slabs on the full list. */
+export const C_FULL_SLABS = 4;
+/** Cache record word: slabs on the empty list. */
+export const C_EMPTY_SLABS = 5;
+/** Cache record word: head of the partial list. */
+export const C_PARTIAL_HEAD = 6;
+/** Cache record word: head of the full list. */
+export const C_FULL_HEAD = 7;
+/** Cache record word: head of the empty list. */
+export const C_EMPTY_HEAD = 8;
+/** Cache record word: descriptor word index of the partial list's head. */
+export const C_CURRENT_DESCRIPTOR = 9;
+/** Cache record word: window offset of the partial list's head's first frame. */
+export const C_CURRENT_BASE = 10;
+/** Cache record word: tail of the partial list. */
+export const C_PARTIAL_TAIL = 11;
+/** Cache record word: the cache's free-link key. */
+export const C_SECRET = 12;
+/** Words of one cache record (a multiple of 16: records of two caches share no cache line). */
+export const CACHE_RECORD_WORDS = 16;
+
+/** Writes a fresh cache record: no slabs, lists empty. */
+export function initCacheRecord(record: Int32Array, secret: number): void {
+  record.fill(0);
+  record[C_PARTIAL_HEAD] = NONE;
+  record[C_FULL_HEAD] = NONE;
+  record[C_EMPTY_HEAD] = NONE;
+  record[C_PARTIAL_TAIL] = NONE;
+  record[C_SECRET] = secret | 0;
+}
 
 /** Where descriptors come from: small blocks of the block heap. */
 export interface DescriptorSource {
@@ -153,6 +202,17 @@ export class SlabCache {
    * consistent again): the layers keep a bounded number of empty slabs.
    */
   onEmptied: ((cache: SlabCache) => void) | null = null;
+  /**
+   * Worker-cached caches: called under the lock when an object's hidden
+   * slack (written by the Worker cache that handed it out) is cleared, so
+   * the Worker's count of hidden bytes follows.
+   */
+  onHiddenCleared: ((bytes: number) => void) | null = null;
+  /**
+   * The cache's counters and list heads (C_* words): its own JS memory, or a
+   * record in a shared heap's layer state that every Worker's SlabCache reads.
+   */
+  readonly #rec: Int32Array;
   /** True once destroyed (LayeredHeap.destroyCache): no slabs, its id free for a new cache. */
   destroyed = false;
   /** Objects in use. */
@@ -171,6 +231,10 @@ export class SlabCache {
   fullHead = NONE;
   /** Head of the empty list. */
   emptyHead = NONE;
+  /** Objects in Worker caches, counted by the last check() (workerCached). */
+  cachedObjects = 0;
+  /** Hidden slack bytes of live objects, counted by the last check() (workerCached). */
+  hiddenBytes = 0;
   /** Bytes of one descriptor. */
   readonly descriptorBytes: number;
   readonly #words: Int32Array;
@@ -182,6 +246,25 @@ export class SlabCache {
   readonly #pages: SlabPageMap | null;
   /** Words of the descriptor's bitmap (its kmalloc slack bytes follow them). */
   readonly bitmapWords: number;
+  /** True when Worker caches hold this cache's objects (a shared heap's kmalloc class). */
+  readonly workerCached: boolean;
+  /**
+   * Descriptor word (from the descriptor's start) of the Worker bytes, when
+   * workerCached: byte i is OBJECT_CACHED while object i sits in a Worker
+   * cache (in use to the slab, free to the program), else the slack its
+   * Worker cache hid (the size asked for is objectBytes - slack - hidden).
+   * Written by the Worker holding the object, with plain byte stores (no
+   * two objects share a byte), or under the lock.
+   */
+  readonly workerByteWord: number;
+  /**
+   * Descriptor word of the slab's owner, when workerCached: the Worker slot
+   * whose cache last refilled from it (0: none). A refill takes objects from
+   * a slab of its own Worker first (allocForWorker), like SLUB's per-CPU
+   * slabs, so two Workers' objects (and their Worker bytes, written at every
+   * pop and push) share few cache lines.
+   */
+  readonly ownerWord: number;
   /** Debug mode: poison and guard bytes (see the module doc). */
   readonly #debug: boolean;
   /**
@@ -206,6 +289,12 @@ export class SlabCache {
    * @param keepsSizes Whether each object's requested size is kept.
    * @param secret The free-link key.
    * @param debug Whether objects get guard bytes and free objects poison.
+   * @param pages The layers' slab page map, kept equal to the frame table.
+   * @param record The cache's record (CACHE_RECORD_WORDS words): null for a
+   *   fresh one in JS memory; a shared heap's record otherwise.
+   * @param fresh Whether to write the record's initial state (false: join a written one).
+   * @param workerCached Whether Worker caches hold its objects (a shared heap's
+   *   kmalloc classes): descriptors get a cached bitmap and hidden slack bytes.
    */
   constructor(
     id: number,
@@ -217,7 +306,13 @@ export class SlabCache {
     secret: number,
     debug = false,
     pages: SlabPageMap | null = null,
+    record: Int32Array | null = null,
+    fresh = true,
+    workerCached = false,
   ) {
+    this.#rec = record ?? new Int32Array(CACHE_RECORD_WORDS);
+    // A joining Worker's fields are loaded when it first holds the lock (LayeredHeap.enterShared).
+    if (fresh) initCacheRecord(this.#rec, secret);
     this.#pages = pages;
     this.#debug = debug;
     this.id = id;
@@ -233,7 +328,14 @@ export class SlabCache {
     this.keepsSizes = keepsSizes;
     this.bitmapWords = (this.objectsPerSlab + 31) >>> 5;
     const slackWords = keepsSizes ? (this.objectsPerSlab + 3) >>> 2 : 0;
-    this.descriptorBytes = (D_BITMAP + this.bitmapWords + slackWords) * 4;
+    this.workerCached = workerCached;
+    this.workerByteWord = D_BITMAP + this.bitmapWords + slackWords;
+    // Worker-cached objects: one byte per object, OBJECT_CACHED while it sits
+    // in a Worker cache, else the slack hidden from the slab's books.
+    // ... and a word naming the Worker slot whose cache refills from the slab (0: none).
+    const cachedWords = workerCached ? ((this.objectsPerSlab + 3) >>> 2) + 1 : 0;
+    this.ownerWord = this.workerByteWord + cachedWords - 1;
+    this.descriptorBytes = (D_BITMAP + this.bitmapWords + slackWords + cachedWords) * 4;
     this.#words = frames.words;
     this.#bytes = new Uint8Array(
       frames.words.buffer,
@@ -303,13 +405,51 @@ export class SlabCache {
   }
 
   /**
+   * A Worker cache's refill (workerCached, under the lock): one object from
+   * a partial slab owned by Worker slot `slot`, else one owned by nobody (or
+   * by a slot `ownerGone` says has left), else a new or empty slab, which
+   * `slot` then owns; when no frames are left, from the partial list's head
+   * whoever owns it. At most PARTIAL_SCAN_MAX partial slabs are looked at.
+   *
+   * @param sizeBytes The size to record (the object's size: Worker caches hide the rest).
+   * @param slot The refilling Worker's slot.
+   * @param ownerGone Whether the Worker of a slot left the heap.
+   * @returns The object's window offset, or -1 when no slab can be had.
+   */
+  allocForWorker(sizeBytes: number, slot: number, ownerGone: (slot: number) => boolean): number {
+    const w = this.#words;
+    let pick = NONE;
+    let slab = this.partialHead;
+    for (let n = 0; slab !== NONE && n < PARTIAL_SCAN_MAX; n++) {
+      const owner = w[this.descriptorOf(slab) + this.ownerWord];
+      if (owner === slot) {
+        pick = slab;
+        break;
+      }
+      if (pick === NONE && (owner === 0 || ownerGone(owner))) pick = slab;
+      slab = w[this.#frames.entry(slab) + E_NEXT];
+    }
+    // A new (or empty) slab goes to the partial list's head.
+    if (pick === NONE && this.#refill() !== NONE) pick = this.partialHead;
+    if (pick === NONE) pick = this.partialHead;
+    if (pick === NONE) return -1;
+    if (pick !== this.partialHead) {
+      this.#unlink(pick, 1);
+      this.#push(pick, 1);
+    }
+    w[this.descriptorOf(pick) + this.ownerWord] = slot;
+    return this.alloc(sizeBytes);
+  }
+
+  /**
    * The common free: takes back the object at window offset `offset` of the
    * slab whose descriptor is `d` and first frame is at offset `base`, when it
    * is exactly a live object. Returns false, having written nothing, for
    * anything else (the caller's `free` then finds and reports the error).
    */
   freeFast(offset: number, d: number, base: number): boolean {
-    if (this.#debug) return false;
+    // Worker-cached objects have a cached bit and hidden slack: free() looks at them.
+    if (this.#debug || this.workerCached) return false;
     const w = this.#words;
     const size = this.objectBytes;
     const from = offset - base;
@@ -414,6 +554,16 @@ export class SlabCache {
         `Cannot free ${hex(address)}: the ${this.name} object is already free`,
       );
     }
+    if (this.workerCached) {
+      if (this.isCached(d, index)) {
+        throw new DoubleFreeError(
+          `Cannot free ${
+            hex(address)
+          }: the ${this.name} object is already free (in a Worker cache)`,
+        );
+      }
+      this.#clearHidden(d, index);
+    }
     if (this.#debug) this.verifyGuard(offset, d, index, "free");
     w[bitWord] &= ~bit;
     w[offset >> 2] = w[d + D_FREE] ^ this.#key(offset);
@@ -452,6 +602,28 @@ export class SlabCache {
     return (this.#words[d + D_BITMAP + (index >>> 5)] & (1 << (index & 31))) !== 0;
   }
 
+  /** True when object `index` of the slab with descriptor `d` sits in a Worker cache (workerCached). */
+  isCached(d: number, index: number): boolean {
+    if (!this.workerCached) return false;
+    return this.#bytes[((d + this.workerByteWord) << 2) + index] === OBJECT_CACHED;
+  }
+
+  /** Hidden slack of object `index` (written by the Worker cache that handed it out), 0 unless workerCached. */
+  hiddenOf(d: number, index: number): number {
+    if (!this.workerCached) return 0;
+    const byte = this.#bytes[((d + this.workerByteWord) << 2) + index];
+    return byte === OBJECT_CACHED ? 0 : byte;
+  }
+
+  /** Clears object `index`'s hidden slack (its size is recorded in full again). */
+  #clearHidden(d: number, index: number): void {
+    const at = ((d + this.workerByteWord) << 2) + index;
+    const hidden = this.#bytes[at];
+    if (hidden === 0 || hidden === OBJECT_CACHED) return;
+    this.#bytes[at] = 0;
+    this.onHiddenCleared?.(hidden);
+  }
+
   /** Bytes beyond the request of object `index` (0 unless kmalloc). */
   slackOf(d: number, index: number): number {
     return this.keepsSizes ? this.#bytes[((d + D_BITMAP + this.bitmapWords) << 2) + index] : 0;
@@ -460,6 +632,7 @@ export class SlabCache {
   /** Records a new requested size for a live kmalloc object (realloc in place). */
   resize(d: number, index: number, sizeBytes: number): void {
     const old = this.objectBytes - this.slackOf(d, index);
+    if (this.workerCached) this.#clearHidden(d, index);
     if (this.#debug) {
       const offset = this.#objectOffset(d, index);
       this.verifyGuard(offset, d, index, "reallocate");
@@ -632,6 +805,8 @@ export class SlabCache {
    * @throws {HeapCorruptionError} Naming the slab and the broken invariant.
    */
   check(): { descriptorBytes: number; slabFrames: number } {
+    this.cachedObjects = 0;
+    this.hiddenBytes = 0;
     let active = 0;
     let requested = 0;
     for (
@@ -692,6 +867,10 @@ export class SlabCache {
     const w = this.#words;
     const d = this.descriptorOf(slab);
     this.#assert(w[d + D_SLAB] === slab, slab, "descriptor names another slab");
+    if (this.workerCached) {
+      const owner = w[d + this.ownerWord];
+      this.#assert(owner >= 0 && owner <= 255, slab, `owner slot ${owner}`);
+    }
     const carved = w[d + D_CARVED];
     this.#assert(carved >= 0 && carved <= this.objectsPerSlab, slab, "carved count out of range");
     const seen = new Uint8Array(carved);
@@ -710,6 +889,21 @@ export class SlabCache {
     }
     let bits = 0;
     for (let i = 0; i < this.objectsPerSlab; i++) {
+      if (this.workerCached) {
+        const hidden = this.hiddenOf(d, i);
+        this.#assert(
+          !this.isCached(d, i) || (this.inUse(d, i) && hidden === 0 && this.slackOf(d, i) === 0),
+          slab,
+          `object ${i} is cached but not in use with no slack`,
+        );
+        this.#assert(
+          hidden === 0 || (this.inUse(d, i) && hidden + this.slackOf(d, i) < this.objectBytes),
+          slab,
+          `object ${i} hides ${hidden} bytes`,
+        );
+        if (this.isCached(d, i)) this.cachedObjects++;
+        this.hiddenBytes += hidden;
+      }
       if (!this.inUse(d, i)) {
         if (this.#debug && (i >= carved || seen[i] === 1)) {
           this.#verifyPoison(base + i * this.objectBytes, "check");
@@ -740,5 +934,45 @@ export class SlabCache {
       address,
       `Heap corruption in cache ${this.name} at ${hex(address)}: ${invariant}`,
     );
+  }
+
+  /**
+   * Copies the shared words into the fields. The fields are this Worker's
+   * copy of the layer state while it holds a shared heap's lock (as
+   * HeapCounters are the block books'): loaded when another Worker changed
+   * the state since, stored before the lock is released. An unshared heap's
+   * fields are the state itself (plain fields keep its hot paths fast).
+   */
+  loadShared(): void {
+    const r = this.#rec;
+    this.destroyed = r[C_DESTROYED] !== 0;
+    this.activeObjects = r[C_ACTIVE_OBJECTS];
+    this.requestedBytes = r[C_REQUESTED_BYTES];
+    this.partialSlabs = r[C_PARTIAL_SLABS];
+    this.fullSlabs = r[C_FULL_SLABS];
+    this.emptySlabs = r[C_EMPTY_SLABS];
+    this.partialHead = r[C_PARTIAL_HEAD];
+    this.fullHead = r[C_FULL_HEAD];
+    this.emptyHead = r[C_EMPTY_HEAD];
+    this.currentDescriptor = r[C_CURRENT_DESCRIPTOR];
+    this.currentBase = r[C_CURRENT_BASE];
+    this.#partialTail = r[C_PARTIAL_TAIL];
+  }
+
+  /** Copies the fields into the shared words (a shared heap's Worker, before it releases the lock). */
+  storeShared(): void {
+    const r = this.#rec;
+    r[C_DESTROYED] = this.destroyed ? 1 : 0;
+    r[C_ACTIVE_OBJECTS] = this.activeObjects;
+    r[C_REQUESTED_BYTES] = this.requestedBytes;
+    r[C_PARTIAL_SLABS] = this.partialSlabs;
+    r[C_FULL_SLABS] = this.fullSlabs;
+    r[C_EMPTY_SLABS] = this.emptySlabs;
+    r[C_PARTIAL_HEAD] = this.partialHead;
+    r[C_FULL_HEAD] = this.fullHead;
+    r[C_EMPTY_HEAD] = this.emptyHead;
+    r[C_CURRENT_DESCRIPTOR] = this.currentDescriptor;
+    r[C_CURRENT_BASE] = this.currentBase;
+    r[C_PARTIAL_TAIL] = this.#partialTail;
   }
 }

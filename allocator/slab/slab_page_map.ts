@@ -45,6 +45,19 @@ if (SLAB_ORDER_MAX > FRAME_INDEX_BITS) {
   throw new Error("slab_page_map.ts: a slab may have more frames than an info entry can index");
 }
 
+/** Scalar word of mappedPages (the layer state's S_MAPPED_PAGES). */
+export const PAGE_MAP_MAPPED_WORD = 7;
+
+/** Where a page map keeps its state (layer_state.ts's LayerState fits). */
+export interface PageMapState {
+  /** Scalar words: PAGE_MAP_MAPPED_WORD. */
+  readonly scalars: Int32Array;
+  /** Per page: descriptor + 1, or 0. */
+  readonly descriptorPlusOne: Int32Array;
+  /** Per page: cache id << FRAME_INDEX_BITS | frame index. */
+  readonly info: Int32Array;
+}
+
 /** The slab of every slab frame, by page. */
 export class SlabPageMap {
   /** baseAddress mod 4096: added to a window offset, it makes frames start at multiples of 4096. */
@@ -53,20 +66,22 @@ export class SlabPageMap {
   readonly descriptorPlusOne: Int32Array;
   /** Per page: cache id << FRAME_INDEX_BITS | the frame's index in its slab. */
   readonly info: Int32Array;
+  readonly #scalars: Int32Array;
   /** Pages mapped now (check() compares it with the caches' slabs). */
   mappedPages = 0;
 
   /**
-   * Creates an empty map.
+   * A map over `state` (empty when the state is fresh), sized for the window
+   * the layers address: ceil((window bytes + phase) / 4096) + 1 pages.
    *
-   * @param windowBytes Bytes of the window the layers address.
+   * @param state The arrays and scalar words the map keeps.
    * @param baseAddress The address of the window's byte 0.
    */
-  constructor(windowBytes: number, baseAddress: number) {
+  constructor(state: PageMapState, baseAddress: number) {
     this.phaseBytes = baseAddress % FRAME_BYTES;
-    const pages = Math.ceil((windowBytes + this.phaseBytes) / FRAME_BYTES) + 1;
-    this.descriptorPlusOne = new Int32Array(pages);
-    this.info = new Int32Array(pages);
+    this.#scalars = state.scalars;
+    this.descriptorPlusOne = state.descriptorPlusOne;
+    this.info = state.info;
   }
 
   /** The page of window offset `offset`. */
@@ -143,5 +158,23 @@ export class SlabPageMap {
       return `${mapped} pages mapped (counted ${this.mappedPages}), ${slabFrames} slab frames`;
     }
     return null;
+  }
+
+  /**
+   * Copies the shared words into the fields. The fields are this Worker's
+   * copy of the layer state while it holds a shared heap's lock (as
+   * HeapCounters are the block books'): loaded when another Worker changed
+   * the state since, stored before the lock is released. An unshared heap's
+   * fields are the state itself (plain fields keep its hot paths fast).
+   */
+  loadShared(): void {
+    const r = this.#scalars;
+    this.mappedPages = r[PAGE_MAP_MAPPED_WORD];
+  }
+
+  /** Copies the fields into the shared words (a shared heap's Worker, before it releases the lock). */
+  storeShared(): void {
+    const r = this.#scalars;
+    r[PAGE_MAP_MAPPED_WORD] = this.mappedPages;
   }
 }

@@ -194,6 +194,9 @@ async function stress(
       fill: true,
       heapBytes: 32 << 20,
     });
+    // Live kmalloc objects at the end of the round: the slab layer served the mix.
+    const layers = run.heap.stats().layers;
+    const slabObjects = layers?.slabinfo.reduce((sum, line) => sum + line.activeObjects, 0) ?? 0;
     try {
       const report = modelCheck(run);
       total += report.operations;
@@ -209,7 +212,9 @@ async function stress(
     console.log(
       `round ${round}: ${workers} Workers, ${
         workers * operations
-      } operations, ${crossed} blocks crossed Workers, ${run.wallMs.toFixed(0)} ms`,
+      } operations, ${crossed} blocks crossed Workers, ${run.wallMs.toFixed(0)} ms, layers ${
+        layers === null ? "off" : `on (${slabObjects} slab objects in use at the end)`
+      }`,
     );
   }
   console.log(
