@@ -23,7 +23,7 @@ import { drawHeaderKey } from "../heap/_header_key.ts";
 import { HeapLock } from "./heap_lock.ts";
 import { SLOT_CACHE_BYTES, stateMapBytes, WorkerCache } from "./worker_cache.ts";
 import { LayerState, layerStateLayout } from "../slab/layer_state.ts";
-import { KMALLOC_CLASSES, KMALLOC_MAX_BYTES } from "../slab/kmalloc.ts";
+import { KMALLOC_CLASSES, KMALLOC_SMALL_MAX_BYTES } from "../slab/kmalloc.ts";
 import { LAYER_WINDOW_BYTES, type LayeredHeap } from "../slab/layered_heap.ts";
 import {
   f64At,
@@ -162,9 +162,11 @@ export class SharedHeapState {
           stateMapBytes(view.byteLength),
         ),
         settings.baseAddress,
-        // With layers, the classes up to the largest kmalloc class hold slab
-        // objects (at the default alignment of 8, which every class keeps).
-        settings.layers && settings.alignBytes === 8 ? KMALLOC_MAX_BYTES : 0,
+        // With layers, the classes up to the largest small kmalloc class hold
+        // slab objects (at the default alignment of 8, which every class
+        // keeps); a mid class takes a slab only once it is busy, a rule a
+        // Worker cache's refill would bypass, so those bins hold blocks.
+        settings.layers && settings.alignBytes === 8 ? KMALLOC_SMALL_MAX_BYTES : 0,
       )
       : null;
     this.#countersIndex = f64At(this.#views, SH_COUNTERS);
