@@ -172,6 +172,30 @@ Deno.test("Layers detect a forged slab free link before following it", () => {
   assert.throws(() => f.heap.check(), { code: "HEAP_CORRUPTION" });
 });
 
+for (const fastPath of [true, false]) {
+  Deno.test(`Layers refuse a forged link of an empty slab and keep it empty (fastPath: ${fastPath})`, () => {
+    const window = new Uint8Array(8 << 20);
+    const heap = PhysicalAllocator.fromBuffer(window, { baseAddress: BASE, fastPath });
+    const live = [heap.alloc(48), heap.alloc(1000)];
+    live.forEach((address, i) => heap.bytes(address).fill(i + 1));
+    // A kmalloc-64 slab emptied again: the class's only slab, kept on its empty list.
+    const objects = Array.from({ length: 5 }, () => heap.alloc(64));
+    for (const address of objects) heap.free(address);
+    const info = () => heap.stats().layers!.slabinfo.find((c) => c.name === "kmalloc-64")!;
+    assert.equal(info().slabs, 1, "the emptied slab is kept");
+    // The last freed object heads the free list: a use-after-free overwrites its link.
+    new DataView(window.buffer).setInt32(objects[4] - BASE, 0x41414141, true);
+    const before = snapshot(heap, live);
+    const slabinfo = info();
+    const raw = window.slice();
+    assert.throws(() => heap.alloc(64), { code: "HEAP_CORRUPTION" });
+    // The slab did not move to the partial list on the way to the throw.
+    assert.deepEqual(info(), slabinfo);
+    assert.deepEqual(snapshot(heap, live), before);
+    assert.ok(raw.every((byte, i) => byte === window[i]), "the refused alloc wrote bytes");
+  });
+}
+
 Deno.test("Layers detect a forged link that names a live object", () => {
   const f = fixture();
   // A link that decodes to a live object's index must be refused too: write

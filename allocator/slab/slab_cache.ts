@@ -378,14 +378,14 @@ export class SlabCache {
       if (
         next !== NONE &&
         ((next >>> 0) >= carved || (w[d + D_BITMAP + (next >>> 5)] & (1 << (next & 31))) !== 0)
-      ) this.#forged(offset, next);
+      ) this.#refuseForged(d, offset, next);
     }
     // Everything is verified before the first write: a throw changes nothing.
     const bitWord = d + D_BITMAP + (index >>> 5);
     const bits = w[bitWord];
     const bit = 1 << (index & 31);
     if ((bits & bit) !== 0 || index >= this.objectsPerSlab) {
-      this.#forged(base + index * size, index);
+      this.#refuseForged(d, base + index * size, index);
     }
     if (this.#debug) this.#verifyPoison(base + index * size, "allocate");
     if (index === carved) w[d + D_CARVED] = carved + 1;
@@ -786,6 +786,18 @@ export class SlabCache {
     this.#unlink(slab, from);
     if (from === 2 && to === 1) this.#append(slab);
     else this.#push(slab, to);
+  }
+
+  /**
+   * alloc's refusal of a forged link in the partial list's head, whose
+   * descriptor is `d`. A head with no object in use is an empty slab that
+   * this alloc (its refill) or the fast path (reuseEmpty) has just moved
+   * there from the empty list: it goes back first, to the empty list's head
+   * where it was, so that the throw leaves the heap as it found it.
+   */
+  #refuseForged(d: number, offset: number, link: number): never {
+    if (this.#words[d + D_IN_USE] === 0) this.#move(this.partialHead, 1, 3);
+    this.#forged(offset, link);
   }
 
   #forged(offset: number, link: number): never {

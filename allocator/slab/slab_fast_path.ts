@@ -23,7 +23,9 @@
  * and the general path runs the call: it performs it or throws its precise
  * error. Nothing is written before that, except an empty slab moved to the
  * partial list when the class had no partial one, which the general path's
- * alloc does first too (SlabCache.alloc's refill), so the two end alike.
+ * alloc does first too (SlabCache.alloc's refill), so the two end alike; a
+ * forged link in that slab makes the general path move it back before it
+ * throws, so a refused alloc leaves the heap as it was.
  *
  * @module
  */
