@@ -80,6 +80,7 @@ import { KMALLOC_MAX_BYTES } from "../slab/kmalloc.ts";
 import {
   FALLBACK as SLAB_FALLBACK,
   FREED as SLAB_FREED,
+  NOT_IN_LAYERS as SLAB_NOT_IN_LAYERS,
   SlabFastPath,
 } from "../slab/slab_fast_path.ts";
 import type { SlabCache, SlabInfo } from "../slab/slab_cache.ts";
@@ -333,6 +334,10 @@ export class PhysicalAllocator implements Disposable {
   readonly #layers: LayeredHeap | null;
   /** The slab fast path for layers without debug mode (see slab_fast_path.ts), else null. */
   readonly #slabFast: SlabFastPath | null;
+  /** #slabFast while the allocator is open, else null: the one test the doors make first. */
+  #slabDoor: SlabFastPath | null;
+  /** The window's base address, which the doors subtract from addresses and add to offsets. */
+  readonly #slabBase: number;
 
   /**
    * Creates an allocator over memory made of regions and writes one free
@@ -489,8 +494,10 @@ export class PhysicalAllocator implements Disposable {
     // A shared heap's calls run the general path under its lock (its fields are the Worker's copy then).
     this.#slabFast = options.fastPath !== false && this.#layers !== null && this.#debug === null &&
         this.defaultAlignBytes === GRANULE_BYTES && this.#shared === null
-      ? new SlabFastPath(this.#layers)
+      ? new SlabFastPath(this.#layers, this.#memory)
       : null;
+    this.#slabDoor = this.#slabFast;
+    this.#slabBase = window.baseAddress;
   }
 
   #layersFor(
@@ -873,13 +880,24 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   tryAlloc(sizeBytes: number, alignBytes: number = this.defaultAlignBytes): number {
+    // The slab fast path's door (the doors of free and realloc likewise): it
+    // validates the size itself and serves only the default alignment (8).
+    // It answers in window offsets (int32), and the door adds the base: small
+    // enough for V8 to inline into the caller, so an address past 2^31
+    // (identity-mapped memory) is never boxed into a heap number on the way.
+    const slab = this.#slabDoor;
+    if (slab !== null && alignBytes === this.defaultAlignBytes) {
+      const offset = slab.allocOffset(sizeBytes);
+      if (offset !== SLAB_FALLBACK) return this.#slabBase + offset;
+    }
+    return this.#tryAllocSlow(sizeBytes, alignBytes);
+  }
+
+  /** tryAlloc() of what the slab fast path's door did not serve (a shared heap's calls, checks first). */
+  #tryAllocSlow(sizeBytes: number, alignBytes: number): number {
     if (this.#sharedCalls !== null) return this.#sharedCalls.tryAlloc(sizeBytes, alignBytes);
     this.#assertOpen("allocate");
-    // The slab fast path validates the size itself; it serves only the default alignment (8).
-    const address = this.#slabFast === null || alignBytes !== this.defaultAlignBytes
-      ? SLAB_FALLBACK
-      : this.#slabFast.alloc(sizeBytes);
-    return address !== SLAB_FALLBACK ? address : this.#tryAllocOwned(sizeBytes, alignBytes);
+    return this.#tryAllocOwned(sizeBytes, alignBytes);
   }
 
   /** tryAlloc() once the heap is this caller's (unshared, or the block lock held). */
@@ -1016,11 +1034,23 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   free(address: number): void {
+    // The slab fast path's door (see tryAlloc): an address is no number, or
+    // a window offset from here on. The fast path also says when no chunk
+    // holds the address: then the layers are not asked again.
+    const slab = this.#slabDoor;
+    const layered = slab === null
+      ? SLAB_FALLBACK
+      : typeof address !== "number"
+      ? SLAB_NOT_IN_LAYERS
+      : slab.freeAt(address - this.#slabBase);
+    if (layered !== SLAB_FREED) this.#freeSlow(address, layered);
+  }
+
+  /** free() of what the slab fast path's door did not free (`layered` says why): checks first. */
+  #freeSlow(address: number, layered: number): void {
     if (this.#sharedCalls !== null) return this.#sharedCalls.free(address);
     this.#assertOpen("free");
-    // The slab fast path also says when no chunk holds the address: then the layers are not asked again.
-    const layered = this.#slabFast === null ? SLAB_FALLBACK : this.#slabFast.free(address);
-    if (layered !== SLAB_FREED) this.#freeUnserved(address, layered);
+    this.#freeUnserved(address, layered);
   }
 
   /**
@@ -1078,12 +1108,19 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   realloc(address: number, sizeBytes: number): number {
+    // The slab fast path's door (see tryAlloc).
+    const slab = this.#slabDoor;
+    if (slab !== null && typeof address === "number") {
+      const offset = slab.reallocAt(address - this.#slabBase, sizeBytes);
+      if (offset !== SLAB_FALLBACK) return this.#slabBase + offset;
+    }
+    return this.#reallocSlow(address, sizeBytes);
+  }
+
+  /** realloc() of what the slab fast path's door did not serve: checks first. */
+  #reallocSlow(address: number, sizeBytes: number): number {
     if (this.#sharedCalls !== null) return this.#sharedCalls.realloc(address, sizeBytes);
     this.#assertOpen("reallocate");
-    if (this.#slabFast !== null) {
-      const resized = this.#slabFast.realloc(address, sizeBytes);
-      if (resized !== SLAB_FALLBACK) return resized;
-    }
     return this.#reallocOwned(address, sizeBytes);
   }
 
@@ -1868,6 +1905,7 @@ export class PhysicalAllocator implements Disposable {
     if (this.#closed) return;
     if (this.#sharedCalls !== null && !this.#shared!.detached) this.#sharedCalls.detach();
     this.#closed = true;
+    this.#slabDoor = null;
     this.#claim.release();
     // Clearing the magic lets a new allocator take the memory without reinitialize
     // (not a shared heap's: other Workers use it, and may attach later).
@@ -1896,6 +1934,7 @@ export class PhysicalAllocator implements Disposable {
    */
   static #retire(allocator: PhysicalAllocator): void {
     allocator.#closed = true;
+    allocator.#slabDoor = null;
   }
 
   /** Same as `close()`, for `using`. */

@@ -27,6 +27,15 @@
  * forged link in that slab makes the general path move it back before it
  * throws, so a refused alloc leaves the heap as it was.
  *
+ * Its calls take and return window offsets, never addresses: int32 values
+ * from the layers' window (its first 2^31 bytes), which V8 passes and
+ * returns as small integers. `PhysicalAllocator` turns an address into an
+ * offset at its door (`address - base`) and back (`base + offset`), in
+ * functions small enough for V8 to inline into the caller's loop. Over
+ * identity-mapped memory (windows far above 2^31) an address is no small
+ * integer, and every call that took or returned one would box it in a heap
+ * number; this way none does, and both backends run the same int32 code.
+ *
  * @module
  */
 
@@ -37,12 +46,18 @@ import type { LayeredHeap } from "./layered_heap.ts";
 import { FRAME_INDEX_BITS } from "./slab_page_map.ts";
 import { D_BITMAP, D_CARVED, D_FREE, D_IN_USE, D_SLAB, type SlabCache } from "./slab_cache.ts";
 
-/** Returned by `alloc`, `realloc` and `free` when the general path must run the call instead. */
+/** Returned by `allocOffset`, `reallocAt` and `freeAt` when the general path must run the call instead. */
 export const FALLBACK = -1;
-/** Returned by `free` when it freed the object. */
+/** Returned by `freeAt` when it freed the object. */
 export const FREED = 1;
-/** Returned by `free` when no chunk holds the address: it is the block heap's to free or refuse. */
+/** Returned by `freeAt` when no chunk holds the address: it is the block heap's to free or refuse. */
 export const NOT_IN_LAYERS = 0;
+
+/** What the fast path needs of the heap's memory: whether it was closed (an unmapped window). */
+export interface ClosableMemory {
+  /** True once the memory was released: its bytes may be unmapped, the view still attached. */
+  readonly closed?: boolean;
+}
 
 /** #locate: no chunk holds the address (LayeredHeap.free would return false). */
 const OUTSIDE = -1;
@@ -69,7 +84,10 @@ export class SlabFastPath {
   readonly #words: Int32Array;
   /** The same window as bytes (kmalloc slack bytes). */
   readonly #bytes: Uint8Array;
-  readonly #baseAddress: number;
+  /** `#words.length` when made: a view of a detached or shrunk buffer has length 0. */
+  readonly #wordCount: number;
+  /** The heap's memory, closed (and maybe unmapped) behind the heap's back when `closed` says so. */
+  readonly #memory: ClosableMemory;
   readonly #layers: LayeredHeap;
   /** Every cache by id (the kmalloc classes first); the same array the layers grow. */
   readonly #caches: SlabCache[];
@@ -94,8 +112,9 @@ export class SlabFastPath {
    * Creates the fast path over layers without debug mode.
    *
    * @param layers The heap's page-frame and slab layers.
+   * @param memory The heap's memory: no call is served once it is closed.
    */
-  constructor(layers: LayeredHeap) {
+  constructor(layers: LayeredHeap, memory: ClosableMemory) {
     const frames = layers.frames;
     this.#words = frames.words;
     this.#bytes = new Uint8Array(
@@ -103,7 +122,8 @@ export class SlabFastPath {
       frames.words.byteOffset,
       frames.words.byteLength,
     );
-    this.#baseAddress = frames.baseAddress;
+    this.#wordCount = frames.words.length;
+    this.#memory = memory;
     this.#layers = layers;
     this.#caches = layers.caches;
     this.#secrets = layers.cacheSecrets;
@@ -122,12 +142,12 @@ export class SlabFastPath {
    * partial slab (general path: LayeredHeap.kmalloc, then SlabCache.alloc).
    *
    * @param sizeBytes The size asked for: any value (only int32 sizes of 1 to 512 are served).
-   * @returns The object's address, or FALLBACK.
+   * @returns The object's window offset, or FALLBACK.
    */
-  alloc(sizeBytes: number): number {
+  allocOffset(sizeBytes: number): number {
     if (
       typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 512) ||
-      (sizeBytes | 0) !== sizeBytes
+      (sizeBytes | 0) !== sizeBytes || !this.#open()
     ) return FALLBACK;
     const cache = this.#kmallocByStep[(sizeBytes + 7) >> 3];
     if (cache.partialHead === -1 && !cache.reuseEmpty()) return FALLBACK;
@@ -159,20 +179,29 @@ export class SlabFastPath {
     cache.activeObjects++;
     cache.requestedBytes += sizeBytes;
     if (++w[d + 1] === cache.objectsPerSlab) cache.partialFilled();
-    return this.#baseAddress + offset;
+    return offset;
   }
 
   /**
-   * Takes back the live slab object at `address` (general path:
-   * LayeredHeap.free, then SlabCache.freeFast).
+   * True while the memory may be read: not closed (an identity window may be
+   * unmapped then), its buffer neither detached nor shrunk. The heap's door
+   * checks only that the heap is open; the general path reports the rest.
+   */
+  #open(): boolean {
+    return this.#words.length === this.#wordCount && this.#memory.closed !== true;
+  }
+
+  /**
+   * Takes back the live slab object at window offset `offsetNumber`
+   * (general path: LayeredHeap.free, then SlabCache.freeFast).
    *
-   * @param address Any value.
+   * @param offsetNumber The address minus the window's base: any number (NaN, fractions, huge).
    * @returns FREED; or, having written nothing, NOT_IN_LAYERS or FALLBACK (the general layer path must run the call).
    */
-  free(address: number): number {
-    const d = this.#locate(address);
+  freeAt(offsetNumber: number): number {
+    const d = this.#locate(offsetNumber);
     if (d < 0) return d === OUTSIDE ? NOT_IN_LAYERS : FALLBACK;
-    this.#release(this.#foundCache!, d, this.#foundIndex, address - this.#baseAddress);
+    this.#release(this.#foundCache!, d, this.#foundIndex, offsetNumber | 0);
     return FREED;
   }
 
@@ -201,39 +230,39 @@ export class SlabFastPath {
   }
 
   /**
-   * Resizes the live kmalloc object at `address` to `sizeBytes` of 1 to 512
-   * (general path: PhysicalAllocator's realloc of a layer address): in place
-   * when the size keeps its class, else moved to an object of the new class
-   * (alloc, copy, free, as the general path does).
+   * Resizes the live kmalloc object at window offset `offsetNumber` to
+   * `sizeBytes` of 1 to 512 (general path: PhysicalAllocator's realloc of a
+   * layer address): in place when the size keeps its class, else moved to an
+   * object of the new class (alloc, copy, free, as the general path does).
    *
-   * @param address Any value.
+   * @param offsetNumber The address minus the window's base: any number.
    * @param sizeBytes Any value.
-   * @returns The object's address, or FALLBACK (having written nothing but what the module doc says).
+   * @returns The object's window offset, or FALLBACK (having written nothing but what the module doc says).
    */
-  realloc(address: number, sizeBytes: number): number {
+  reallocAt(offsetNumber: number, sizeBytes: number): number {
     if (
       typeof sizeBytes !== "number" || !(sizeBytes >= 1 && sizeBytes <= 512) ||
       (sizeBytes | 0) !== sizeBytes
     ) return FALLBACK;
-    const d = this.#locate(address);
+    const d = this.#locate(offsetNumber);
     if (d < 0) return FALLBACK;
     const cache = this.#foundCache!;
     if (!cache.keepsSizes) return FALLBACK;
     const index = this.#foundIndex;
     const slackByte = ((d + 4 + cache.bitmapWords) << 2) + index;
     const oldBytes = cache.objectBytes - this.#bytes[slackByte];
-    if (sizeBytes === oldBytes) return address;
+    // #locate found a live object: the offset is an int32.
+    const from = offsetNumber | 0;
+    if (sizeBytes === oldBytes) return from;
     if (cache === this.#kmallocByStep[(sizeBytes + 7) >> 3]) {
       this.#bytes[slackByte] = cache.objectBytes - sizeBytes;
       cache.requestedBytes += sizeBytes - oldBytes;
-      return address;
+      return from;
     }
-    const moved = this.alloc(sizeBytes);
-    if (moved === FALLBACK) return FALLBACK;
+    const to = this.allocOffset(sizeBytes);
+    if (to === FALLBACK) return FALLBACK;
     // At most 512 bytes between two objects (8-byte aligned, apart): copied
     // in int32 words, then bytes, which costs less than copyWithin's call.
-    const from = address - this.#baseAddress;
-    const to = moved - this.#baseAddress;
     const copyBytes = oldBytes < sizeBytes ? oldBytes : sizeBytes;
     const w = this.#words;
     const fromWord = from >> 2;
@@ -245,19 +274,19 @@ export class SlabFastPath {
     // The old object is still live (verified above; the alloc touched no
     // other slab): freed without finding it again.
     this.#release(cache, d, index, from);
-    return moved;
+    return to;
   }
 
   /**
-   * Finds the live slab object at `address` from the address alone (chunk
-   * directory, frame table, the slab's bitmap): its descriptor's word index,
-   * with its cache and index left in #foundCache and #foundIndex. Else
-   * OUTSIDE exactly when ChunkDirectory.find would find no chunk (or the
-   * address is no number), and INSIDE for everything else.
+   * Finds the live slab object at window offset `offsetNumber` from the
+   * address alone (slab page map, chunk directory, the slab's bitmap): its
+   * descriptor's word index, with its cache and index left in #foundCache
+   * and #foundIndex. Else OUTSIDE exactly when ChunkDirectory.find would find
+   * no chunk, and INSIDE for everything else (and while the memory is not
+   * open: the general path reports that).
    */
-  #locate(address: number): number {
-    if (typeof address !== "number") return OUTSIDE;
-    const offsetNumber = address - this.#baseAddress;
+  #locate(offsetNumber: number): number {
+    if (!this.#open()) return INSIDE;
     // From here on int32 arithmetic: a non-integer offset (the general path
     // reports it) or one past 2^31 (beyond every chunk) goes no further.
     const offset = offsetNumber | 0;
