@@ -890,7 +890,7 @@ export class PhysicalAllocator implements Disposable {
       const offset = slab.allocOffset(sizeBytes);
       if (offset !== SLAB_FALLBACK) return this.#slabBase + offset;
     }
-    return this.#tryAllocSlow(sizeBytes, alignBytes);
+    return +this.#tryAllocSlow(sizeBytes, alignBytes);
   }
 
   /** tryAlloc() of what the slab fast path's door did not serve (a shared heap's calls, checks first). */
@@ -1114,7 +1114,7 @@ export class PhysicalAllocator implements Disposable {
       const offset = slab.reallocAt(address - this.#slabBase, sizeBytes);
       if (offset !== SLAB_FALLBACK) return this.#slabBase + offset;
     }
-    return this.#reallocSlow(address, sizeBytes);
+    return +this.#reallocSlow(address, sizeBytes);
   }
 
   /** realloc() of what the slab fast path's door did not serve: checks first. */
