@@ -18,7 +18,7 @@
  * @module
  */
 
-import { PhysicalAllocator } from "../mod.ts";
+import { mapIdentity, PhysicalAllocator } from "../mod.ts";
 import { loadTraces } from "../tools/trace/main.ts";
 import { freshCopy } from "../tools/trace/fresh_copy.ts";
 import { heapBytesFor } from "../tools/trace/replay.ts";
@@ -36,8 +36,14 @@ const MID_SIZES = [264, 300, 350, 392, 416, 450, 480, 512];
 const MID_BYTES = Array.from({ length: PAIRS }, (_, i) => MID_SIZES[i & 7]);
 const MID_BIG = MID_BYTES.map((size) => BigInt(size));
 
-function heapWithLive(layers: boolean): PhysicalAllocator {
-  const heap = PhysicalAllocator.fromBuffer(new Uint8Array(HEAP_BYTES), { layers, native: false });
+/** Where the identity-mapped heap lies: far above 2^31, where no address is a small integer. */
+const IDENTITY_BASE = 64 * 2 ** 30;
+
+function heapWithLive(layers: boolean, identity = false): PhysicalAllocator {
+  const options = { layers, native: false };
+  const heap = identity
+    ? new PhysicalAllocator(mapIdentity([{ start: IDENTITY_BASE, length: HEAP_BYTES }]), options)
+    : PhysicalAllocator.fromBuffer(new Uint8Array(HEAP_BYTES), options);
   const live: number[] = [];
   for (let i = 0; i < 10_000; i++) live.push(heap.alloc(SMALL_SIZES[i & 7] + (i % 5)));
   for (let i = 0; i < live.length; i += 3) heap.free(live[i]);
@@ -46,6 +52,14 @@ function heapWithLive(layers: boolean): PhysicalAllocator {
 
 const layered = heapWithLive(true);
 const blocks = heapWithLive(false);
+/** The default heap over identity-mapped memory at 64 GiB, or null where mapping is impossible. */
+const identity = (() => {
+  try {
+    return heapWithLive(true, true);
+  } catch {
+    return null;
+  }
+})();
 const cache = layered.createCache("bench_object", 32);
 const keep = cache.alloc(); // keeps the cache's slab warm between pairs
 // Warms every mid class (a slab's worth of requests) and keeps one object of each live, so
@@ -92,6 +106,12 @@ group(
   [
     ["harness", { run: () => void counter.calls++ }],
     ["slab: kmalloc-32 via alloc/free", { run: () => layered.free(layered.alloc(32)) }],
+    [
+      "slab: kmalloc-32, identity-mapped at 64 GiB",
+      identity && {
+        run: () => identity.free(identity.alloc(32)),
+      },
+    ],
     ["slab: createCache object", { run: () => cache.free(cache.alloc()) }],
     ["blocks: TLSF fast path (layers: false)", { run: () => blocks.free(blocks.alloc(32)) }],
     ["glibc malloc+free via FFI", glibc && { run: () => glibc.free(glibc.malloc(32n)) }],
@@ -106,6 +126,12 @@ group(
   [
     ["harness", { run: (i: number) => void (counter.calls += MIXED_BYTES[i]) }],
     ["slab: kmalloc classes", { run: (i: number) => layered.free(layered.alloc(MIXED_BYTES[i])) }],
+    [
+      "slab: kmalloc classes, identity-mapped at 64 GiB",
+      identity && {
+        run: (i: number) => identity.free(identity.alloc(MIXED_BYTES[i])),
+      },
+    ],
     ["blocks: TLSF fast path (layers: false)", {
       run: (i: number) => blocks.free(blocks.alloc(MIXED_BYTES[i])),
     }],
