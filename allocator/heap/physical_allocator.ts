@@ -890,6 +890,9 @@ export class PhysicalAllocator implements Disposable {
       const offset = slab.allocOffset(sizeBytes);
       if (offset !== SLAB_FALLBACK) return this.#slabBase + offset;
     }
+    // The unary plus tells V8 the general answer is a number too: where the
+    // door is inlined, its two answers then merge as an unboxed double (else
+    // every address past 2^31 is boxed at the merge).
     return +this.#tryAllocSlow(sizeBytes, alignBytes);
   }
 
@@ -1108,7 +1111,7 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   realloc(address: number, sizeBytes: number): number {
-    // The slab fast path's door (see tryAlloc).
+    // The slab fast path's door (see tryAlloc, also for the unary plus).
     const slab = this.#slabDoor;
     if (slab !== null && typeof address === "number") {
       const offset = slab.reallocAt(address - this.#slabBase, sizeBytes);
