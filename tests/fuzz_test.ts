@@ -73,7 +73,8 @@ for (const [where, baseShift] of HIGH_RUNS) {
  * The TLSF lanes over identity-mapped windows of 2^31 bytes and more (MAPPED_LAYOUTS: the last
  * region straddles the window's first 2^31 bytes, where the fast path's span ends, and a window
  * of 6 GiB whose regions lie far apart), and one region (the compact twin's window), above
- * 4 GiB. Each lane's heap in memory of its own.
+ * 4 GiB; the last two layouts are large enough for the page-frame and slab layers (this seed's
+ * stream takes the window of more than 2^31 bytes with them). Each lane's heap in memory of its own.
  */
 const MAPPED_OPS = 40_000;
 

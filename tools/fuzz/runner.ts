@@ -142,7 +142,8 @@ const DEFAULT_ALIGN_BYTES = 8;
  * window's first 2^31 bytes (the TLSF fast path's span), so blocks lie on
  * both sides of it, a window of 6 GiB whose regions lie far apart, and one
  * region above 4 GiB (the window of the fast path's compact twin, whose
- * links all carry one high word).
+ * links all carry one high word); the last two are large enough for the
+ * page-frame and slab layers.
  */
 export const MAPPED_LAYOUTS: readonly (readonly FuzzRange[])[] = [
   [
@@ -156,6 +157,14 @@ export const MAPPED_LAYOUTS: readonly (readonly FuzzRange[])[] = [
     { start: 10 * 2 ** 30, length: 512 * 1024 },
   ],
   [{ start: 2 ** 32 + 0x1000, length: 1 << 20 }],
+  // Large enough for the page-frame and slab layers: one region (the compact
+  // twin's window), and a window of more than 2^31 bytes whose layers' region
+  // straddles its first 2^31 bytes.
+  [{ start: 2 ** 32 + 0x1000, length: 4 << 20 }],
+  [
+    { start: 2 ** 32, length: 64 * 1024 },
+    { start: 2 ** 32 + 2 ** 31 - (1 << 20), length: 4 << 20 },
+  ],
 ];
 
 /** Where the lanes after the first map their memory in `mapped` runs: this far above, per lane. */
