@@ -1,16 +1,24 @@
 /**
  * The calls of a shared heap's Worker: alloc, free and realloc through the
  * Worker cache first (slab objects of the kmalloc classes, blocks of the
- * larger classes) and under the heap lock otherwise, and the cache's drains
- * at detach and slot reclaim. `PhysicalAllocator` delegates to one of these
- * when its heap is shared, and lends it the general path's operations
- * (`OwnedHeap`), which run only while the lock is held (the heap lock,
- * lock 0, guards the blocks and the page-frame and slab layers together).
+ * larger classes) and under the heap's locks otherwise, and the cache's
+ * drains at detach and slot reclaim. `PhysicalAllocator` delegates to one of
+ * these when its heap is shared, and lends it the general path's operations
+ * (`OwnedHeap`), which run only while every lock is held. A Worker cache's
+ * refill or drain of one slab class holds that class's lock (and the heap
+ * lock only to make or give back a slab); of one block class, the heap lock
+ * alone (shared_heap.ts draws the locks and their order).
  *
  * @module
  */
 
-import { DoubleFreeError, HeapCorruptionError, InvalidAddressError } from "../errors.ts";
+import {
+  DoubleFreeError,
+  HeapCorruptionError,
+  InvalidAddressError,
+  LockTimeoutError,
+} from "../errors.ts";
+import type { SlabCache } from "../slab/slab_cache.ts";
 import type { LayeredHeap } from "../slab/layered_heap.ts";
 import { KMALLOC_CLASS_BY_STEP } from "../slab/kmalloc.ts";
 import { SharedSlabs, SLAB_LOCKED } from "./shared_slabs.ts";
@@ -78,8 +86,13 @@ export class SharedCalls {
   readonly #slabs: SharedSlabs | null;
   /** Whether the Worker of a slab's owner slot left the heap (its slabs are anybody's). */
   readonly #ownerGone: (slot: number) => boolean;
-  /** Drains one cached block or slab object into the heap (the lock held). */
+  /** Drains one cached block or slab object into the heap (every lock held). */
   readonly #drainOne: (address: number, slab: boolean) => void;
+  /**
+   * Drains one cached slab object into its slab, under its class lock (or
+   * every lock), or one cached block under the heap lock (or every lock).
+   */
+  readonly #drainFine: (address: number, slab: boolean) => void;
 
   /**
    * Wraps a Worker's handle on a shared heap.
@@ -125,6 +138,21 @@ export class SharedCalls {
       } else {
         this.#owned.freeBlock(address);
       }
+    };
+    this.#drainFine = (address, slab) => {
+      if (!slab) return this.#owned.freeBlock(address);
+      const slabs = this.#slabs!;
+      // Re-validated under the lock: a cached object's page map entries and bits do not change.
+      if (slabs.locate(address) < 0 || !slabs.foundCached()) {
+        throw new HeapCorruptionError(
+          address,
+          `Heap corruption at ${
+            hex(address)
+          }: a Worker cache holds a slab object that is not cached`,
+        );
+      }
+      slabs.markLive(0);
+      this.#layers!.freeWorkerObject(slabs.foundCache!, slabs.foundDescriptor, address);
     };
     this.#shared = shared;
     this.#owned = owned;
@@ -174,30 +202,52 @@ export class SharedCalls {
   }
 
   /**
-   * A slab-class miss, under the lock: the caller's object and a batch more
-   * of its kmalloc class into the bin, taken from the class's slabs (SLUB's
-   * per-CPU refill); the objects stay in use to their slabs.
+   * A slab-class miss: the caller's object and a batch more of its kmalloc
+   * class into the bin, taken from the class's slabs (SLUB's per-CPU
+   * refill) under the class's lock alone (the heap lock too only when a
+   * slab is made); the objects stay in use to their slabs. When no slab can
+   * be had, the general path under every lock (the layers' reserves, else a
+   * block).
    */
   #slabMiss(cache: WorkerCache, cls: number, sizeBytes: number): number {
-    const shared = this.#shared;
-    const layers = this.#layers!;
-    const slabs = this.#slabs!;
-    shared.enter("allocate");
+    const slabCache = this.#layers!.caches[KMALLOC_CLASS_BY_STEP[classCapacity(cls) >> 3]];
+    const took = this.#shared.enterClass("allocate", slabCache);
+    let first = 0;
     try {
       this.#owned.assertOpen("allocate");
-      const capacity = classCapacity(cls);
-      const slabCache = layers.caches[KMALLOC_CLASS_BY_STEP[capacity >> 3]];
-      const slot = shared.slot;
-      const first = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
-      if (first === 0) {
-        // No slab to be had: the general path (the layers' reserves, else a block).
-        const address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
-        if (address !== 0 && !this.#owned.inLayers(address)) cache.setLive(address, 0);
-        return this.#retryWithoutSlabObjects(address, sizeBytes, this.#defaultAlignBytes);
-      }
-      slabs.locate(first);
-      slabs.markLive(capacity - sizeBytes);
-      cache.addSlabHidden(capacity - sizeBytes);
+      first = this.#refillSlabs(cache, cls, sizeBytes, slabCache);
+    } finally {
+      this.#shared.leaveFine(took);
+    }
+    if (first !== 0) return first;
+    return this.locked("allocate", () => {
+      // Another Worker may have freed objects since: the refill once more, then any layer.
+      const retried = this.#refillSlabs(cache, cls, sizeBytes, slabCache);
+      if (retried !== 0) return retried;
+      const address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
+      if (address !== 0 && !this.#owned.inLayers(address)) cache.setLive(address, 0);
+      return this.#retryWithoutSlabObjects(address, sizeBytes, this.#defaultAlignBytes);
+    });
+  }
+
+  /**
+   * The refill of #slabMiss, its lock held: the caller's object (0 when no
+   * slab can be had) and up to refillBlocks(cls) - 1 more into the bin. A
+   * lock timeout on the heap lock (making a slab for the batch) ends the
+   * batch: the objects taken so far are consistent, and the caller's call
+   * succeeds.
+   */
+  #refillSlabs(cache: WorkerCache, cls: number, sizeBytes: number, slabCache: SlabCache): number {
+    const layers = this.#layers!;
+    const slabs = this.#slabs!;
+    const capacity = classCapacity(cls);
+    const slot = this.#shared.slot;
+    const first = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
+    if (first === 0) return 0;
+    slabs.locate(first);
+    slabs.markLive(capacity - sizeBytes);
+    cache.addSlabHidden(capacity - sizeBytes);
+    try {
       for (let extra = refillBlocks(cls) - 1; extra > 0; extra--) {
         const object = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
         if (object === 0) break;
@@ -205,23 +255,38 @@ export class SharedCalls {
         slabs.markCached();
         if (!cache.pushSlab(object, cls)) {
           slabs.markLive(0);
-          this.#owned.freeOwned(object);
+          layers.freeWorkerObject(slabCache, slabs.foundDescriptor, object);
           break;
         }
       }
-      return first;
-    } finally {
-      shared.leave();
+    } catch (error) {
+      if (!(error instanceof LockTimeoutError)) throw error;
     }
+    return first;
   }
 
   /**
-   * A cache miss, under the lock: carves the caller's block and a batch more
-   * of its class into the bin (like SLUB's per-CPU slab refill), so the next
-   * allocations of the class take no lock.
+   * A cache miss: carves the caller's block and a batch more of its class
+   * into the bin (like SLUB's per-CPU slab refill), so the next allocations
+   * of the class take no lock. The carving holds the heap lock alone (it
+   * touches no slab cache); when no free block holds the class, the rest
+   * (draining this Worker's cache, the layers' reserves) holds every lock.
    */
   #allocMiss(cache: WorkerCache, cls: number, sizeBytes: number): number {
     const shared = this.#shared;
+    const took = shared.enterBlocks("allocate");
+    try {
+      this.#owned.assertOpen("allocate");
+      let address = this.#carveRun(cache, cls, sizeBytes);
+      if (address !== 0) return address;
+      address = this.#carveClass(cache, cls, sizeBytes);
+      if (address !== 0) {
+        this.#refillBlockByBlock(cache, cls);
+        return address;
+      }
+    } finally {
+      shared.leaveFine(took);
+    }
     shared.enter("allocate");
     try {
       this.#owned.assertOpen("allocate");
@@ -399,15 +464,36 @@ export class SharedCalls {
     // A size recorded under the lock (a slack byte) is freed there: the bin holds whole objects.
     if (slabs.foundSlack() !== 0) return false;
     if (!cache.hasRoom(cls)) {
-      // The bin is full: a batch of it goes back to its slabs in one hold of the lock.
-      this.locked("free", () => {
-        cache.drain(this.#shared.slot, cls, refillBlocks(cls), this.#drainOne);
-      });
+      // The bin is full: a batch of it goes back to its slabs in one hold of the class lock.
+      this.#drainSlabClass(cache, cls, slabs.foundCache!);
       if (slabs.locate(address) !== cls) return false;
     }
     cache.addSlabHidden(-slabs.markCached());
     cache.pushSlab(address, cls);
     return true;
+  }
+
+  /**
+   * Gives a batch of this Worker's bin of slab class `cls` back to the slabs
+   * of `slabCache`, under its class lock alone; the heap lock too only when
+   * the cache then holds more than one empty slab (trimClassHeld). A lock
+   * timeout on that heap lock leaves the empty slab for a later trim: the
+   * drain is done, and the call that asked for it goes on.
+   */
+  #drainSlabClass(cache: WorkerCache, cls: number, slabCache: SlabCache): void {
+    const shared = this.#shared;
+    const took = shared.enterClass("free", slabCache);
+    try {
+      this.#owned.assertOpen("free");
+      cache.drain(shared.slot, cls, refillBlocks(cls), this.#drainFine);
+      try {
+        this.#layers!.trimClassHeld(slabCache);
+      } catch (error) {
+        if (!(error instanceof LockTimeoutError)) throw error;
+      }
+    } finally {
+      shared.leaveFine(took);
+    }
   }
 
   /**
@@ -450,10 +536,15 @@ export class SharedCalls {
     if (cls < 0) return false;
     const hidden = cache.hiddenBytes(address);
     if (cache.push(address, cls, hidden)) return true;
-    // The bin is full: a batch of it goes back to the heap in one hold of the lock.
-    this.locked("free", () => {
-      cache.drain(this.#shared.slot, cls, refillBlocks(cls), this.#drainOne);
-    });
+    // The bin is full: a batch of it goes back to the heap in one hold of the heap lock alone.
+    const shared = this.#shared;
+    const took = shared.enterBlocks("free");
+    try {
+      this.#owned.assertOpen("free");
+      cache.drain(shared.slot, cls, refillBlocks(cls), this.#drainFine);
+    } finally {
+      shared.leaveFine(took);
+    }
     return cache.push(address, cls, hidden);
   }
 
