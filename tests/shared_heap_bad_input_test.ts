@@ -325,6 +325,8 @@ Deno.test("shared bad input: with the heap lock held by a stopped slot, a slab c
   assertRefused(memory, () => heap.alloc(20, 64), LockTimeoutError, "LOCK_TIMEOUT", slot);
   assertRefused(memory, () => heap.realloc(live[2], 5000), LockTimeoutError, "LOCK_TIMEOUT", slot);
   assertRefused(memory, () => heap.stats(), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  // kmalloc-208 has no slab yet: its refill takes its class lock, then needs the heap lock.
+  assertRefused(memory, () => heap.alloc(200), LockTimeoutError, "LOCK_TIMEOUT", slot);
   // kmalloc-104's bin fills and drains, and refills, under its class lock alone.
   for (let i = 3; i < live.length; i++) heap.free(live[i]);
   for (let i = 3; i < live.length; i++) live[i] = heap.alloc(100);

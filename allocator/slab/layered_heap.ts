@@ -56,7 +56,14 @@ import {
   KMALLOC_SLACK_MAX,
   KMALLOC_SMALL_CLASS_COUNT,
 } from "./kmalloc.ts";
-import { C_SECRET, C_VERSION, D_SLAB, SlabCache, type SlabInfo } from "./slab_cache.ts";
+import {
+  C_SECRET,
+  C_VERSION,
+  CACHE_RECORD_WORDS,
+  D_SLAB,
+  SlabCache,
+  type SlabInfo,
+} from "./slab_cache.ts";
 import { InternalBlocks } from "./internal_blocks.ts";
 import { SlabPageMap } from "./slab_page_map.ts";
 import {
@@ -240,6 +247,8 @@ export class LayeredHeap {
    * after #needHeap.
    */
   #classHeld: SlabCache | null = null;
+  /** A cache record's words before leaveCache stores the fields. */
+  readonly #recordBefore = new Int32Array(CACHE_RECORD_WORDS);
   /** Takes the heap lock when only a class lock is held (a shared heap's Worker sets it). */
   #needHeap: () => void = () => {};
   /** True when this hold of a shared heap's lock may have changed the layers' fields. */
@@ -1062,7 +1071,18 @@ export class LayeredHeap {
   leaveCache(): void {
     const cache = this.#classHeld!;
     this.#classHeld = null;
-    this.#storeCache(cache);
+    // Only when the fields changed: a refill refused before any change (a
+    // lock timeout on the heap lock) leaves the record, version word too, as it was.
+    const record = this.#records[cache.id];
+    const before = this.#recordBefore;
+    before.set(record);
+    cache.storeShared();
+    for (let word = 0; word < CACHE_RECORD_WORDS; word++) {
+      if (record[word] !== before[word]) {
+        this.#moveCacheVersion(cache);
+        break;
+      }
+    }
     // What this hold changed is stored (the heap's fields by leaveHeap): a
     // later hold of every lock that changes nothing must store nothing.
     this.#dirty = false;
@@ -1077,6 +1097,10 @@ export class LayeredHeap {
 
   #storeCache(cache: SlabCache): void {
     cache.storeShared();
+    this.#moveCacheVersion(cache);
+  }
+
+  #moveCacheVersion(cache: SlabCache): void {
     const version = (this.#seenCacheVersions[cache.id] + 1) & VERSION_MASK;
     Atomics.store(this.#records[cache.id], C_VERSION, version);
     this.#seenCacheVersions[cache.id] = version;
