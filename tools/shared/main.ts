@@ -164,7 +164,7 @@ const CPU_ONLY_WORKER = "self.onmessage = (e) => { let x = 0; " +
  * shared memory): the parallelism the machine gives right now, the
  * ceiling of any heap's scaling (other processes share the cores).
  */
-async function cpuOnlyMs(workers: number): Promise<number> {
+export async function cpuOnlyMs(workers: number): Promise<number> {
   const source = `data:text/javascript,${encodeURIComponent(CPU_ONLY_WORKER)}`;
   const started = performance.now();
   await Promise.all(Array.from({ length: workers }, () =>
