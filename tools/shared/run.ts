@@ -104,7 +104,10 @@ export async function runSharedWorkers(options: SharedRunOptions): Promise<Share
     const job: SharedRunJob = {
       heap: bufferFor(index),
       baseAddress: BASE_ADDRESS,
-      exchange,
+      // Heaps of their own hand blocks over only within their own heap: a table each.
+      exchange: options.separateHeaps === true && index > 0
+        ? new SharedArrayBuffer(4 * (options.exchangeSlots ?? 64))
+        : exchange,
       registry,
       control,
       index,
