@@ -19,8 +19,8 @@ import {
   LockTimeoutError,
 } from "../errors.ts";
 import type { SlabCache } from "../slab/slab_cache.ts";
-import type { LayeredHeap } from "../slab/layered_heap.ts";
-import { KMALLOC_CLASS_BY_STEP } from "../slab/kmalloc.ts";
+import { EveryLockNeeded, type LayeredHeap } from "../slab/layered_heap.ts";
+import { KMALLOC_CLASS_BY_STEP, KMALLOC_MAX_BYTES } from "../slab/kmalloc.ts";
 import { SharedSlabs, SLAB_LOCKED } from "./shared_slabs.ts";
 import type { BlockWords } from "../heap/block.ts";
 import { GRANULE_BYTES, HEADER_BYTES } from "../heap/layout.ts";
@@ -40,7 +40,7 @@ import {
   type WorkerCache,
 } from "./worker_cache.ts";
 
-/** The general path's operations a shared heap's calls run with the block lock held. */
+/** The general path's operations a shared heap's calls run with every lock held. */
 export interface OwnedHeap {
   /** tryAlloc() on the heap: validates, then serves it from the layers or blocks, or 0. */
   tryAllocOwned(sizeBytes: number, alignBytes: number): number;
@@ -98,7 +98,7 @@ export class SharedCalls {
    * Wraps a Worker's handle on a shared heap.
    *
    * @param shared The Worker's handle (slot, lock, books).
-   * @param owned The general path, run under the lock.
+   * @param owned The general path, run under every lock.
    * @param blocks The block words of the window.
    * @param defaultAlignBytes The heap's default alignment.
    * @param cacheLow The lowest payload address a cache may hold.
@@ -165,7 +165,7 @@ export class SharedCalls {
     this.#window = new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
   }
 
-  /** tryAlloc() of a shared heap: from the Worker cache, else under the block lock. */
+  /** tryAlloc() of a shared heap: from the Worker cache, else under the heap's locks. */
   tryAlloc(sizeBytes: number, alignBytes: number): number {
     const cache = this.#cache;
     if (
@@ -182,7 +182,7 @@ export class SharedCalls {
     return this.#allocLocked(sizeBytes, alignBytes);
   }
 
-  /** A slab object of slab class `cls` from the Worker cache, else a refill under the lock. */
+  /** A slab object of slab class `cls` from the Worker cache, else a refill under its class lock. */
   #slabAlloc(cache: WorkerCache, cls: number, sizeBytes: number): number {
     const object = cache.popSlab(cls);
     if (object === 0) return this.#slabMiss(cache, cls, sizeBytes);
@@ -404,10 +404,30 @@ export class SharedCalls {
     return retried;
   }
 
-  /** An allocation no cache serves (large, aligned, or an invalid request), under the lock. */
+  /**
+   * An allocation no cache serves (large, aligned, or an invalid request):
+   * one above the kmalloc classes first under the heap lock alone (a page
+   * run or a block: no slab cache), then, when that finds no memory (the
+   * reserves, the Worker cache's drains) or for anything else, under every lock.
+   */
   #allocLocked(sizeBytes: number, alignBytes: number): number {
     const shared = this.#shared;
     const cache = this.#cache;
+    if (this.#layers !== null && typeof sizeBytes === "number" && sizeBytes > KMALLOC_MAX_BYTES) {
+      const took = shared.enterHeapOnly("allocate");
+      try {
+        this.#owned.assertOpen("allocate");
+        const address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
+        if (address !== 0) {
+          if (cache !== null && !this.#owned.inLayers(address)) cache.setLive(address, 0);
+          return address;
+        }
+      } catch (error) {
+        if (!(error instanceof EveryLockNeeded)) throw error;
+      } finally {
+        shared.leaveFine(took);
+      }
+    }
     shared.enter("allocate");
     try {
       this.#owned.assertOpen("allocate");
@@ -427,7 +447,7 @@ export class SharedCalls {
     }
   }
 
-  /** free() of a shared heap: into the Worker cache, else under the block lock. */
+  /** free() of a shared heap: into the Worker cache, else under every lock. */
   free(address: number): void {
     const shared = this.#shared;
     const cache = this.#cache;
@@ -435,6 +455,8 @@ export class SharedCalls {
       if (this.#slabs !== null && this.#slabFree(cache, this.#slabs, address)) return;
       if (this.#cacheFree(cache, address)) return;
     }
+    // A block no layer owns is freed under the heap lock alone (no slab cache).
+    if (this.#layers !== null && this.#freeBlockHeapOnly(address)) return;
     shared.enter("free");
     try {
       this.#owned.assertOpen("free");
@@ -443,6 +465,26 @@ export class SharedCalls {
       cache?.clearLive(address);
     } finally {
       shared.leave();
+    }
+  }
+
+  /**
+   * free() of an address no chunk of the layers holds (a block, or a bad
+   * address the block heap reports), under the heap lock alone; false when
+   * the layers own it (the caller frees it under every lock).
+   */
+  #freeBlockHeapOnly(address: number): boolean {
+    const shared = this.#shared;
+    const took = shared.enterHeapOnly("free");
+    try {
+      this.#owned.assertOpen("free");
+      if (this.#owned.inLayers(address)) return false;
+      this.refuseCached(address, "free");
+      this.#owned.freeOwned(address);
+      this.#cache?.clearLive(address);
+      return true;
+    } finally {
+      shared.leaveFine(took);
     }
   }
 
@@ -611,7 +653,7 @@ export class SharedCalls {
   /**
    * realloc() of a shared heap: a payload of a size class resized to a size
    * class moves through the Worker cache (in place within its class) with
-   * no lock of its own; anything else runs under the block lock.
+   * no lock of its own; anything else runs under every lock.
    */
   realloc(address: number, sizeBytes: number): number {
     const cache = this.#cache;
@@ -682,7 +724,7 @@ export class SharedCalls {
     return moved;
   }
 
-  /** realloc() under the block lock (a move re-enters it through the facade's alloc and free). */
+  /** realloc() under every lock (a move re-enters it through the facade's alloc and free). */
   #reallocLocked(address: number, sizeBytes: number): number {
     const shared = this.#shared;
     shared.enter("reallocate");
@@ -701,7 +743,7 @@ export class SharedCalls {
     }
   }
 
-  /** Runs `body` with the block lock held. */
+  /** Runs `body` with every lock held (class locks ascending, then the heap lock). */
   locked<T>(operation: string, body: () => T): T {
     const shared = this.#shared;
     shared.enter(operation);

@@ -135,8 +135,12 @@ export class SharedHeapState {
   #depth = 0;
   /** The class lock of a fine hold (enterClass), else 0. */
   #classLock = 0;
-  /** True while a fine hold (enterClass, enterBlocks) holds the heap lock. */
+  /** True while a fine hold (enterClass, enterBlocks, enterHeapOnly) holds the heap lock. */
   #heapHeld = false;
+  /** True while enterHeapOnly's hold lasts (the layers' heap fields loaded, caches not). */
+  #heapOnly = false;
+  /** The first lock a hold of every lock takes: 1, or 0 when the heap has no slab caches. */
+  readonly #firstLock: number;
   /** needHeap, bound once (the layers call it when a class-locked refill makes a slab). */
   readonly #needHeap = (): void => this.needHeap();
   #detached = false;
@@ -195,6 +199,8 @@ export class SharedHeapState {
       )
       : null;
     this.#countersIndex = f64At(this.#views, SH_COUNTERS);
+    // Without layers there is no slab cache: "every lock" is the heap lock.
+    this.#firstLock = settings.layers ? 1 : LOCK_COUNT;
     this.#locks = Array.from(
       { length: LOCK_COUNT },
       (_, lock) =>
@@ -332,12 +338,13 @@ export class SharedHeapState {
         throw new Error("A shared heap's hold of every lock cannot start inside a fine hold");
       }
       const locks = this.#locks;
-      let lock = 1;
+      const first = this.#firstLock;
+      let lock = first;
       try {
         for (; lock < LOCK_COUNT; lock++) locks[lock].acquire();
         locks[LOCK_BLOCKS].acquire();
       } catch (error) {
-        while (--lock >= 1) locks[lock].release();
+        while (--lock >= first) locks[lock].release();
         throw error;
       }
       this.#counters!.loadFrom(this.#views.f64, this.#countersIndex);
@@ -355,7 +362,7 @@ export class SharedHeapState {
       } finally {
         const locks = this.#locks;
         locks[LOCK_BLOCKS].release();
-        for (let lock = LOCK_COUNT - 1; lock >= 1; lock--) locks[lock].release();
+        for (let lock = LOCK_COUNT - 1; lock >= this.#firstLock; lock--) locks[lock].release();
       }
     }
   }
@@ -406,6 +413,31 @@ export class SharedHeapState {
   }
 
   /**
+   * Takes the heap lock alone and loads the block books and the layers' heap
+   * fields, for a call that touches no slab cache (a block's free, a large
+   * request); a call that reaches one throws EveryLockNeeded before it
+   * changes anything (LayeredHeap.enterHeapOnly). Inside a hold of every
+   * lock, only nests. End it with leaveFine.
+   *
+   * @returns True when it took the lock, false when it nested.
+   * @throws {HeapDetachedError} If this Worker detached.
+   * @throws {LockTimeoutError} If another slot holds the lock past the timeout.
+   */
+  enterHeapOnly(operation: string): boolean {
+    if (this.#depth > 0) {
+      this.#depth++;
+      return false;
+    }
+    this.#refuseDetached(operation);
+    this.#locks[LOCK_BLOCKS].acquire();
+    this.#heapHeld = true;
+    this.#heapOnly = true;
+    this.#counters!.loadFrom(this.#views.f64, this.#countersIndex);
+    this.#layers?.enterHeapOnly();
+    return true;
+  }
+
+  /**
    * Inside a class hold (enterClass): takes the heap lock too, after the
    * class lock, and loads the block books and the heap's layer fields; once
    * per hold. A no-op inside a hold of every lock.
@@ -433,12 +465,15 @@ export class SharedHeapState {
     }
     const classLock = this.#classLock;
     const heapHeld = this.#heapHeld;
+    const heapOnly = this.#heapOnly;
     this.#classLock = 0;
     this.#heapHeld = false;
+    this.#heapOnly = false;
     try {
       if (heapHeld) {
-        // A blocks-only hold changed no layer field; a class hold that took the heap did.
-        if (classLock !== 0) this.#layers!.leaveHeap();
+        // A blocks-only hold changed no layer field.
+        if (heapOnly) this.#layers?.leaveHeapOnly();
+        else if (classLock !== 0) this.#layers!.leaveHeap();
         this.#counters!.storeTo(this.#views.f64, this.#countersIndex);
       }
       if (classLock !== 0) this.#layers!.leaveCache();

@@ -180,6 +180,18 @@ export interface SharedLayerState {
   readonly fresh: boolean;
 }
 
+/**
+ * Thrown (shared heaps) when a call holding the heap lock alone reaches a
+ * slab cache, before it changed anything: the caller releases the lock and
+ * runs the call again holding every lock.
+ */
+export class EveryLockNeeded extends Error {
+  /** Creates the signal. */
+  constructor() {
+    super("The call needs every lock of the shared heap");
+  }
+}
+
 /** The frames and slab layers of one heap. */
 export class LayeredHeap {
   /** The frame allocator. */
@@ -249,6 +261,10 @@ export class LayeredHeap {
   #classHeld: SlabCache | null = null;
   /** A cache record's words before leaveCache stores the fields. */
   readonly #recordBefore = new Int32Array(CACHE_RECORD_WORDS);
+  /** True while a shared heap's Worker holds the heap lock alone (enterHeapOnly): no cache is its own. */
+  #heapOnly = false;
+  /** The heap's scalar words before leaveHeap stores the fields. */
+  readonly #scalarsBefore = new Int32Array(S_VERSION);
   /** Takes the heap lock when only a class lock is held (a shared heap's Worker sets it). */
   #needHeap: () => void = () => {};
   /** True when this hold of a shared heap's lock may have changed the layers' fields. */
@@ -548,6 +564,7 @@ export class LayeredHeap {
    * @returns Its address, or 0 when no class fits or no slab can be had.
    */
   kmalloc(sizeBytes: number, alignBytes: number): number {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
     const wanted = sizeBytes + this.#guardBytes;
     if (wanted > KMALLOC_MAX_BYTES) return 0;
@@ -578,6 +595,7 @@ export class LayeredHeap {
    * @returns Its address, or 0 when no slab can be had.
    */
   cacheAlloc(cache: SlabCache): number {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
     const offset = cache.alloc(this.#requestedOf[cache.id]);
     if (offset < 0) return 0;
@@ -640,6 +658,7 @@ export class LayeredHeap {
     const offset = address - this.#baseAddress;
     const id = dir.find(offset);
     if (id === NONE) return false;
+    if (this.#heapOnly) throw new EveryLockNeeded();
     // (Only now: a block's free leaves the layers' fields alone, and a shared heap stores none.)
     this.#dirty = true;
     // The common case first: a live object of a slab, one entry (two for a tail frame) read.
@@ -706,6 +725,7 @@ export class LayeredHeap {
    * swing (releaseReserves() gives back the rest: PhysicalAllocator.trim()).
    */
   trim(): void {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
     for (const cache of this.caches) if (cache.emptySlabs > 1) cache.shrink(1);
     this.frames.trim(1);
@@ -713,6 +733,7 @@ export class LayeredHeap {
 
   /** Gives back every reserve (empty slabs, free chunks): the block heap ran short. */
   releaseReserves(): boolean {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
     let released = false;
     for (const cache of this.caches) {
@@ -734,6 +755,7 @@ export class LayeredHeap {
    * holds a free block of the order wanted). Nothing is written.
    */
   emptySlabsWouldServe(cache: SlabCache): boolean {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     return this.caches.some((other) =>
       other !== cache && other.emptySlabs > 0 && other.slabOrder >= cache.slabOrder
     );
@@ -741,6 +763,7 @@ export class LayeredHeap {
 
   /** Frees every cache's empty slabs into the buddy allocator; the chunks stay. */
   releaseEmptySlabs(): void {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
     for (const cache of this.caches) if (cache.emptySlabs > 0) cache.shrink(0);
   }
@@ -753,6 +776,7 @@ export class LayeredHeap {
    * @returns The payload addresses of those blocks.
    */
   releasableBlocks(): number[] {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     const frames = this.frames;
     const dir = frames.directory;
     const freeAfter = frames.chunkFreeFrames.slice(0, dir.idLimit);
@@ -1035,9 +1059,32 @@ export class LayeredHeap {
     this.#seenVersion = version;
   }
 
-  /** A shared heap's Worker, before it releases the heap lock: stores the heap's fields, moves S_VERSION on. */
+  /**
+   * A shared heap's Worker holding the heap lock alone, for a call that
+   * touches no slab cache (a block's free, a page run or block for a large
+   * request): loads the heap's fields (enterHeap); until leaveHeapOnly, a
+   * call that reaches a cache throws EveryLockNeeded before it changes anything.
+   */
+  enterHeapOnly(): void {
+    this.enterHeap();
+    this.#heapOnly = true;
+  }
+
+  /** Ends enterHeapOnly: stores the heap's fields (leaveHeap). */
+  leaveHeapOnly(): void {
+    this.#heapOnly = false;
+    this.leaveHeap();
+  }
+
+  /**
+   * A shared heap's Worker, before it releases the heap lock: stores the
+   * heap's fields and, when they changed, moves S_VERSION on (a call refused
+   * before any change leaves the words as they were).
+   */
   leaveHeap(): void {
     const r = this.#scalars;
+    const before = this.#scalarsBefore;
+    before.set(r.subarray(0, S_VERSION));
     r[S_PAGE_RUNS] = this.pageRuns;
     r[S_PAGE_FRAMES] = this.pageFrames;
     r[S_PAGE_SLACK_BYTES] = this.pageSlackBytes;
@@ -1046,9 +1093,13 @@ export class LayeredHeap {
     this.frames.storeShared();
     this.frames.directory.storeShared();
     this.slabPages.storeShared();
-    const version = (this.#seenVersion + 1) & VERSION_MASK;
-    Atomics.store(r, S_VERSION, version);
-    this.#seenVersion = version;
+    for (let word = 0; word < S_VERSION; word++) {
+      if (r[word] === before[word]) continue;
+      const version = (this.#seenVersion + 1) & VERSION_MASK;
+      Atomics.store(r, S_VERSION, version);
+      this.#seenVersion = version;
+      return;
+    }
   }
 
   /**
