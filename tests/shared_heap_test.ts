@@ -118,6 +118,24 @@ Deno.test("shared heap: 3 Workers refilling and draining one slab class (one cla
   }
 });
 
+Deno.test("shared heap: a large request short of memory gets the layers' reserves (under the heap lock alone it reaches them, and runs again under every lock), as an unshared heap does", () => {
+  const served = (heap: PhysicalAllocator) => {
+    const small = Array.from({ length: 3000 }, () => heap.alloc(64));
+    for (const address of small) heap.free(address);
+    assert.ok(heap.stats().layers!.chunks > 0, "the slabs' chunks stay as reserves");
+    let count = 0;
+    while (heap.tryAlloc(60_000) !== 0) count++;
+    assert.equal(heap.stats().layers!.chunks, 0, "every reserve went back to the blocks");
+    heap.check();
+    return count;
+  };
+  using shared = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(2 << 20), {
+    workerCaches: false,
+  });
+  using plain = PhysicalAllocator.fromBuffer(new Uint8Array(2 << 20));
+  assert.equal(served(shared), served(plain));
+});
+
 Deno.test("shared heap: two handles see the same addresses, payloads and books", () => {
   const memory = new SharedArrayBuffer(1 << 18);
   using a = PhysicalAllocator.fromBuffer(memory, { baseAddress: 0x10000 });

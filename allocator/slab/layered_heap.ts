@@ -1074,6 +1074,8 @@ export class LayeredHeap {
   leaveHeapOnly(): void {
     this.#heapOnly = false;
     this.leaveHeap();
+    // No cache field changed (the guards above): a later hold of every lock stores nothing.
+    this.#dirty = false;
   }
 
   /**
@@ -1122,18 +1124,7 @@ export class LayeredHeap {
   leaveCache(): void {
     const cache = this.#classHeld!;
     this.#classHeld = null;
-    // Only when the fields changed: a refill refused before any change (a
-    // lock timeout on the heap lock) leaves the record, version word too, as it was.
-    const record = this.#records[cache.id];
-    const before = this.#recordBefore;
-    before.set(record);
-    cache.storeShared();
-    for (let word = 0; word < CACHE_RECORD_WORDS; word++) {
-      if (record[word] !== before[word]) {
-        this.#moveCacheVersion(cache);
-        break;
-      }
-    }
+    this.#storeCache(cache);
     // What this hold changed is stored (the heap's fields by leaveHeap): a
     // later hold of every lock that changes nothing must store nothing.
     this.#dirty = false;
@@ -1146,15 +1137,23 @@ export class LayeredHeap {
     this.#seenCacheVersions[cache.id] = version;
   }
 
+  /**
+   * Stores `cache`'s fields and, only when they changed, moves its version
+   * on: a call refused before any change (a lock timeout on the heap lock in
+   * a refill) leaves the record, version word too, as it was.
+   */
   #storeCache(cache: SlabCache): void {
+    const record = this.#records[cache.id];
+    const before = this.#recordBefore;
+    before.set(record);
     cache.storeShared();
-    this.#moveCacheVersion(cache);
-  }
-
-  #moveCacheVersion(cache: SlabCache): void {
-    const version = (this.#seenCacheVersions[cache.id] + 1) & VERSION_MASK;
-    Atomics.store(this.#records[cache.id], C_VERSION, version);
-    this.#seenCacheVersions[cache.id] = version;
+    for (let word = 0; word < CACHE_RECORD_WORDS; word++) {
+      if (record[word] === before[word]) continue;
+      const version = (this.#seenCacheVersions[cache.id] + 1) & VERSION_MASK;
+      Atomics.store(record, C_VERSION, version);
+      this.#seenCacheVersions[cache.id] = version;
+      return;
+    }
   }
 
   /**
