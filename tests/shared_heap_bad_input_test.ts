@@ -21,12 +21,14 @@ import {
   WorkerSlotError,
 } from "../mod.ts";
 import {
+  classLockOf,
   headerViews,
   LOCK_BLOCKS,
   lockWordAt,
   SH_VERSION,
   wordAt,
 } from "../allocator/shared/shared_header.ts";
+import { KMALLOC_CLASS_BY_STEP } from "../allocator/slab/kmalloc.ts";
 import { messageQueue } from "../tools/shared/run.ts";
 import type { SharedRunJob } from "../tools/shared/protocol.ts";
 
@@ -307,7 +309,7 @@ Deno.test("shared bad input: a heap every Worker left is refused to a new creato
   fresh.check();
 });
 
-Deno.test("shared bad input: with the lock held by a stopped slot, the Worker cache serves what it holds and every call that needs the lock times out leaving the heap unchanged", () => {
+Deno.test("shared bad input: with the heap lock held by a stopped slot, a slab class refills and drains under its class lock, and every call that needs the heap lock times out leaving the heap unchanged", () => {
   const memory = new SharedArrayBuffer(4 << 20);
   using heap = PhysicalAllocator.fromBuffer(memory, { lockTimeoutMs: 50 });
   const stopped = PhysicalAllocator.attach(memory);
@@ -316,12 +318,28 @@ Deno.test("shared bad input: with the lock held by a stopped slot, the Worker ca
   // What a Worker that ended inside an operation leaves behind (see worker.ts stopHoldingLock).
   const owner = lockWordAt(views, LOCK_BLOCKS);
   assert.equal(Atomics.compareExchange(views.i32, owner, 0, stopped.workerSlot | (1 << 8)), 0);
-  assert.equal(heap.sizeOf(live[0]), 100, "a live block is read without the lock");
+  assert.equal(heap.sizeOf(live[0]), 100, "a live object is read without a lock");
   assert.equal(heap.bytes(live[1]).length, 100);
   const slot = `slot ${stopped.workerSlot}`;
   assertRefused(memory, () => heap.alloc(5000), LockTimeoutError, "LOCK_TIMEOUT", slot);
   assertRefused(memory, () => heap.alloc(20, 64), LockTimeoutError, "LOCK_TIMEOUT", slot);
   assertRefused(memory, () => heap.realloc(live[2], 5000), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  assertRefused(memory, () => heap.stats(), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  // kmalloc-208 has no slab yet: its refill takes its class lock, then needs the heap lock.
+  assertRefused(memory, () => heap.alloc(200), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  // kmalloc-104's bin fills and drains, and refills, under its class lock alone.
+  for (let i = 3; i < live.length; i++) heap.free(live[i]);
+  for (let i = 3; i < live.length; i++) live[i] = heap.alloc(100);
+  for (let i = 3; i < live.length; i++) heap.free(live[i]);
+  Atomics.store(views.i32, owner, 0);
+  heap.check();
+  for (let i = 3; i < live.length; i++) live[i] = heap.alloc(100);
+  // Now the class lock of kmalloc-104 held: its drain times out, other classes go on.
+  const classLock = lockWordAt(views, classLockOf(KMALLOC_CLASS_BY_STEP[104 >> 3]));
+  assert.equal(
+    Atomics.compareExchange(views.i32, classLock, 0, stopped.workerSlot | (2 << 8)),
+    0,
+  );
   // Frees go to the cache until the bin is full: the one that needs a drain times out.
   let full = -1;
   for (let i = 3; i < live.length && full < 0; i++) {
@@ -336,8 +354,12 @@ Deno.test("shared bad input: with the lock held by a stopped slot, the Worker ca
   assertRefused(memory, () => heap.free(live[full]), LockTimeoutError, "LOCK_TIMEOUT", slot);
   // A move between classes whose old bin is full needs the lock for the free: refused before any change.
   assertRefused(memory, () => heap.realloc(live[2], 500), LockTimeoutError, "LOCK_TIMEOUT", slot);
-  assert.notEqual(heap.alloc(97), 0, "a cached block of the class, without the lock");
-  Atomics.store(views.i32, owner, 0);
+  assert.notEqual(heap.alloc(97), 0, "a cached object of the class, without the lock");
+  // kmalloc-40 (another class lock) refills, making its first slab under the heap lock.
+  const other = Array.from({ length: 40 }, () => heap.alloc(40));
+  for (const address of other) heap.free(address);
+  assertRefused(memory, () => heap.check(), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  Atomics.store(views.i32, classLock, 0);
   heap.check();
   assert.equal(heap.sizeOf(live[full]), 100);
 });

@@ -64,6 +64,78 @@ Deno.test("shared heap: bounded stress, 4 Workers on small blocks", async () => 
   }
 });
 
+Deno.test("shared heap: 4 Workers refilling and draining slab classes of 4 class locks, beside stats(), check() and trim() on every lock, all finish with every payload intact", async () => {
+  let driverCalls = 0;
+  const run = await runSharedWorkers({
+    workers: 4,
+    operations: 40_000,
+    seed: 7,
+    workload: "refill",
+    fill: true,
+    heapBytes: 8 << 20,
+    // A lock order that could deadlock would stall a Worker: it throws LOCK_TIMEOUT after the
+    // heap's default timeout, and the run fails (bounded).
+    duringRun: async (heap, running) => {
+      while (running()) {
+        const stats = heap.stats();
+        assert.ok(stats.layers !== null);
+        heap.check();
+        heap.trim();
+        driverCalls++;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    },
+  });
+  try {
+    assert.ok(driverCalls > 0, "the driver's calls ran beside the Workers");
+    const allocs = run.results.reduce((sum, result) => sum + result.allocs, 0);
+    assert.ok(allocs > 4 * 512, `only ${allocs} allocations: the bins did not cycle`);
+    const report = modelCheck(run);
+    assert.equal(report.firstProblem, "");
+    assert.equal(report.corrupt, 0);
+    assert.equal(report.operations, 160_000);
+  } finally {
+    run.heap.close();
+  }
+});
+
+Deno.test("shared heap: 3 Workers refilling and draining one slab class (one class lock) keep every payload intact", async () => {
+  const run = await runSharedWorkers({
+    workers: 3,
+    operations: 40_000,
+    seed: 8,
+    workload: "refill-same",
+    fill: true,
+    heapBytes: 8 << 20,
+  });
+  try {
+    const report = modelCheck(run);
+    assert.equal(report.firstProblem, "");
+    assert.equal(report.corrupt, 0);
+    assert.equal(report.operations, 120_000);
+  } finally {
+    run.heap.close();
+  }
+});
+
+Deno.test("shared heap: a large request short of memory gets the layers' reserves (under the heap lock alone it reaches them, and runs again under every lock), as an unshared heap does", () => {
+  const served = (heap: PhysicalAllocator) => {
+    const small = Array.from({ length: 3000 }, () => heap.alloc(64));
+    for (const address of small) heap.free(address);
+    assert.ok(heap.stats().layers!.chunks > 0, "the slabs' chunks stay as reserves");
+    let count = 0;
+    while (heap.tryAlloc(60_000) !== 0) count++;
+    assert.equal(heap.stats().layers!.chunks, 0, "every reserve went back to the blocks");
+    heap.check();
+    return count;
+  };
+  using shared = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(2 << 20), {
+    workerCaches: false,
+  });
+  using plain = PhysicalAllocator.fromBuffer(new Uint8Array(2 << 20));
+  assert.equal(served(shared), served(plain));
+});
+
 Deno.test("shared heap: two handles see the same addresses, payloads and books", () => {
   const memory = new SharedArrayBuffer(1 << 18);
   using a = PhysicalAllocator.fromBuffer(memory, { baseAddress: 0x10000 });

@@ -29,7 +29,7 @@ const GENERATION_MASK = 0x7fffff;
 
 /** A lock word pair (owner, sleepers) in a shared Int32Array. */
 export class HeapLock {
-  /** The lock's name in error messages ("block", "frame", ...). */
+  /** The lock's name in error messages ("heap", "class 3"). */
   readonly name: string;
   readonly #words: Int32Array;
   readonly #owner: number;

@@ -1,18 +1,26 @@
 /**
  * The calls of a shared heap's Worker: alloc, free and realloc through the
  * Worker cache first (slab objects of the kmalloc classes, blocks of the
- * larger classes) and under the heap lock otherwise, and the cache's drains
- * at detach and slot reclaim. `PhysicalAllocator` delegates to one of these
- * when its heap is shared, and lends it the general path's operations
- * (`OwnedHeap`), which run only while the lock is held (the heap lock,
- * lock 0, guards the blocks and the page-frame and slab layers together).
+ * larger classes) and under the heap's locks otherwise, and the cache's
+ * drains at detach and slot reclaim. `PhysicalAllocator` delegates to one of
+ * these when its heap is shared, and lends it the general path's operations
+ * (`OwnedHeap`), which run only while every lock is held. A Worker cache's
+ * refill or drain of one slab class holds that class's lock (and the heap
+ * lock only to make or give back a slab); of one block class, the heap lock
+ * alone (shared_heap.ts draws the locks and their order).
  *
  * @module
  */
 
-import { DoubleFreeError, HeapCorruptionError, InvalidAddressError } from "../errors.ts";
-import type { LayeredHeap } from "../slab/layered_heap.ts";
-import { KMALLOC_CLASS_BY_STEP } from "../slab/kmalloc.ts";
+import {
+  DoubleFreeError,
+  HeapCorruptionError,
+  InvalidAddressError,
+  LockTimeoutError,
+} from "../errors.ts";
+import type { SlabCache } from "../slab/slab_cache.ts";
+import { EveryLockNeeded, type LayeredHeap } from "../slab/layered_heap.ts";
+import { KMALLOC_CLASS_BY_STEP, KMALLOC_MAX_BYTES } from "../slab/kmalloc.ts";
 import { SharedSlabs, SLAB_LOCKED } from "./shared_slabs.ts";
 import type { BlockWords } from "../heap/block.ts";
 import { GRANULE_BYTES, HEADER_BYTES } from "../heap/layout.ts";
@@ -32,7 +40,7 @@ import {
   type WorkerCache,
 } from "./worker_cache.ts";
 
-/** The general path's operations a shared heap's calls run with the block lock held. */
+/** The general path's operations a shared heap's calls run with every lock held. */
 export interface OwnedHeap {
   /** tryAlloc() on the heap: validates, then serves it from the layers or blocks, or 0. */
   tryAllocOwned(sizeBytes: number, alignBytes: number): number;
@@ -78,14 +86,19 @@ export class SharedCalls {
   readonly #slabs: SharedSlabs | null;
   /** Whether the Worker of a slab's owner slot left the heap (its slabs are anybody's). */
   readonly #ownerGone: (slot: number) => boolean;
-  /** Drains one cached block or slab object into the heap (the lock held). */
+  /** Drains one cached block or slab object into the heap (every lock held). */
   readonly #drainOne: (address: number, slab: boolean) => void;
+  /**
+   * Drains one cached slab object into its slab, under its class lock (or
+   * every lock), or one cached block under the heap lock (or every lock).
+   */
+  readonly #drainFine: (address: number, slab: boolean) => void;
 
   /**
    * Wraps a Worker's handle on a shared heap.
    *
    * @param shared The Worker's handle (slot, lock, books).
-   * @param owned The general path, run under the lock.
+   * @param owned The general path, run under every lock.
    * @param blocks The block words of the window.
    * @param defaultAlignBytes The heap's default alignment.
    * @param cacheLow The lowest payload address a cache may hold.
@@ -126,6 +139,21 @@ export class SharedCalls {
         this.#owned.freeBlock(address);
       }
     };
+    this.#drainFine = (address, slab) => {
+      if (!slab) return this.#owned.freeBlock(address);
+      const slabs = this.#slabs!;
+      // Re-validated under the lock: a cached object's page map entries and bits do not change.
+      if (slabs.locate(address) < 0 || !slabs.foundCached()) {
+        throw new HeapCorruptionError(
+          address,
+          `Heap corruption at ${
+            hex(address)
+          }: a Worker cache holds a slab object that is not cached`,
+        );
+      }
+      slabs.markLive(0);
+      this.#layers!.freeWorkerObject(slabs.foundCache!, slabs.foundDescriptor, address);
+    };
     this.#shared = shared;
     this.#owned = owned;
     this.#cache = shared.cache;
@@ -137,7 +165,7 @@ export class SharedCalls {
     this.#window = new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
   }
 
-  /** tryAlloc() of a shared heap: from the Worker cache, else under the block lock. */
+  /** tryAlloc() of a shared heap: from the Worker cache, else under the heap's locks. */
   tryAlloc(sizeBytes: number, alignBytes: number): number {
     const cache = this.#cache;
     if (
@@ -154,7 +182,7 @@ export class SharedCalls {
     return this.#allocLocked(sizeBytes, alignBytes);
   }
 
-  /** A slab object of slab class `cls` from the Worker cache, else a refill under the lock. */
+  /** A slab object of slab class `cls` from the Worker cache, else a refill under its class lock. */
   #slabAlloc(cache: WorkerCache, cls: number, sizeBytes: number): number {
     const object = cache.popSlab(cls);
     if (object === 0) return this.#slabMiss(cache, cls, sizeBytes);
@@ -174,30 +202,52 @@ export class SharedCalls {
   }
 
   /**
-   * A slab-class miss, under the lock: the caller's object and a batch more
-   * of its kmalloc class into the bin, taken from the class's slabs (SLUB's
-   * per-CPU refill); the objects stay in use to their slabs.
+   * A slab-class miss: the caller's object and a batch more of its kmalloc
+   * class into the bin, taken from the class's slabs (SLUB's per-CPU
+   * refill) under the class's lock alone (the heap lock too only when a
+   * slab is made); the objects stay in use to their slabs. When no slab can
+   * be had, the general path under every lock (the layers' reserves, else a
+   * block).
    */
   #slabMiss(cache: WorkerCache, cls: number, sizeBytes: number): number {
-    const shared = this.#shared;
-    const layers = this.#layers!;
-    const slabs = this.#slabs!;
-    shared.enter("allocate");
+    const slabCache = this.#layers!.caches[KMALLOC_CLASS_BY_STEP[classCapacity(cls) >> 3]];
+    const took = this.#shared.enterClass("allocate", slabCache);
+    let first = 0;
     try {
       this.#owned.assertOpen("allocate");
-      const capacity = classCapacity(cls);
-      const slabCache = layers.caches[KMALLOC_CLASS_BY_STEP[capacity >> 3]];
-      const slot = shared.slot;
-      const first = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
-      if (first === 0) {
-        // No slab to be had: the general path (the layers' reserves, else a block).
-        const address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
-        if (address !== 0 && !this.#owned.inLayers(address)) cache.setLive(address, 0);
-        return this.#retryWithoutSlabObjects(address, sizeBytes, this.#defaultAlignBytes);
-      }
-      slabs.locate(first);
-      slabs.markLive(capacity - sizeBytes);
-      cache.addSlabHidden(capacity - sizeBytes);
+      first = this.#refillSlabs(cache, cls, sizeBytes, slabCache);
+    } finally {
+      this.#shared.leaveFine(took);
+    }
+    if (first !== 0) return first;
+    return this.locked("allocate", () => {
+      // Another Worker may have freed objects since: the refill once more, then any layer.
+      const retried = this.#refillSlabs(cache, cls, sizeBytes, slabCache);
+      if (retried !== 0) return retried;
+      const address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
+      if (address !== 0 && !this.#owned.inLayers(address)) cache.setLive(address, 0);
+      return this.#retryWithoutSlabObjects(address, sizeBytes, this.#defaultAlignBytes);
+    });
+  }
+
+  /**
+   * The refill of #slabMiss, its lock held: the caller's object (0 when no
+   * slab can be had) and up to refillBlocks(cls) - 1 more into the bin. A
+   * lock timeout on the heap lock (making a slab for the batch) ends the
+   * batch: the objects taken so far are consistent, and the caller's call
+   * succeeds.
+   */
+  #refillSlabs(cache: WorkerCache, cls: number, sizeBytes: number, slabCache: SlabCache): number {
+    const layers = this.#layers!;
+    const slabs = this.#slabs!;
+    const capacity = classCapacity(cls);
+    const slot = this.#shared.slot;
+    const first = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
+    if (first === 0) return 0;
+    slabs.locate(first);
+    slabs.markLive(capacity - sizeBytes);
+    cache.addSlabHidden(capacity - sizeBytes);
+    try {
       for (let extra = refillBlocks(cls) - 1; extra > 0; extra--) {
         const object = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
         if (object === 0) break;
@@ -205,23 +255,38 @@ export class SharedCalls {
         slabs.markCached();
         if (!cache.pushSlab(object, cls)) {
           slabs.markLive(0);
-          this.#owned.freeOwned(object);
+          layers.freeWorkerObject(slabCache, slabs.foundDescriptor, object);
           break;
         }
       }
-      return first;
-    } finally {
-      shared.leave();
+    } catch (error) {
+      if (!(error instanceof LockTimeoutError)) throw error;
     }
+    return first;
   }
 
   /**
-   * A cache miss, under the lock: carves the caller's block and a batch more
-   * of its class into the bin (like SLUB's per-CPU slab refill), so the next
-   * allocations of the class take no lock.
+   * A cache miss: carves the caller's block and a batch more of its class
+   * into the bin (like SLUB's per-CPU slab refill), so the next allocations
+   * of the class take no lock. The carving holds the heap lock alone (it
+   * touches no slab cache); when no free block holds the class, the rest
+   * (draining this Worker's cache, the layers' reserves) holds every lock.
    */
   #allocMiss(cache: WorkerCache, cls: number, sizeBytes: number): number {
     const shared = this.#shared;
+    const took = shared.enterBlocks("allocate");
+    try {
+      this.#owned.assertOpen("allocate");
+      let address = this.#carveRun(cache, cls, sizeBytes);
+      if (address !== 0) return address;
+      address = this.#carveClass(cache, cls, sizeBytes);
+      if (address !== 0) {
+        this.#refillBlockByBlock(cache, cls);
+        return address;
+      }
+    } finally {
+      shared.leaveFine(took);
+    }
     shared.enter("allocate");
     try {
       this.#owned.assertOpen("allocate");
@@ -339,10 +404,30 @@ export class SharedCalls {
     return retried;
   }
 
-  /** An allocation no cache serves (large, aligned, or an invalid request), under the lock. */
+  /**
+   * An allocation no cache serves (large, aligned, or an invalid request):
+   * one above the kmalloc classes first under the heap lock alone (a page
+   * run or a block: no slab cache), then, when that finds no memory (the
+   * reserves, the Worker cache's drains) or for anything else, under every lock.
+   */
   #allocLocked(sizeBytes: number, alignBytes: number): number {
     const shared = this.#shared;
     const cache = this.#cache;
+    if (this.#layers !== null && typeof sizeBytes === "number" && sizeBytes > KMALLOC_MAX_BYTES) {
+      const took = shared.enterHeapOnly("allocate");
+      try {
+        this.#owned.assertOpen("allocate");
+        const address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
+        if (address !== 0) {
+          if (cache !== null && !this.#owned.inLayers(address)) cache.setLive(address, 0);
+          return address;
+        }
+      } catch (error) {
+        if (!(error instanceof EveryLockNeeded)) throw error;
+      } finally {
+        shared.leaveFine(took);
+      }
+    }
     shared.enter("allocate");
     try {
       this.#owned.assertOpen("allocate");
@@ -362,7 +447,7 @@ export class SharedCalls {
     }
   }
 
-  /** free() of a shared heap: into the Worker cache, else under the block lock. */
+  /** free() of a shared heap: into the Worker cache, else under every lock. */
   free(address: number): void {
     const shared = this.#shared;
     const cache = this.#cache;
@@ -370,6 +455,8 @@ export class SharedCalls {
       if (this.#slabs !== null && this.#slabFree(cache, this.#slabs, address)) return;
       if (this.#cacheFree(cache, address)) return;
     }
+    // A block no layer owns is freed under the heap lock alone (no slab cache).
+    if (this.#layers !== null && this.#freeBlockHeapOnly(address)) return;
     shared.enter("free");
     try {
       this.#owned.assertOpen("free");
@@ -378,6 +465,26 @@ export class SharedCalls {
       cache?.clearLive(address);
     } finally {
       shared.leave();
+    }
+  }
+
+  /**
+   * free() of an address no chunk of the layers holds (a block, or a bad
+   * address the block heap reports), under the heap lock alone; false when
+   * the layers own it (the caller frees it under every lock).
+   */
+  #freeBlockHeapOnly(address: number): boolean {
+    const shared = this.#shared;
+    const took = shared.enterHeapOnly("free");
+    try {
+      this.#owned.assertOpen("free");
+      if (this.#owned.inLayers(address)) return false;
+      this.refuseCached(address, "free");
+      this.#owned.freeOwned(address);
+      this.#cache?.clearLive(address);
+      return true;
+    } finally {
+      shared.leaveFine(took);
     }
   }
 
@@ -399,15 +506,36 @@ export class SharedCalls {
     // A size recorded under the lock (a slack byte) is freed there: the bin holds whole objects.
     if (slabs.foundSlack() !== 0) return false;
     if (!cache.hasRoom(cls)) {
-      // The bin is full: a batch of it goes back to its slabs in one hold of the lock.
-      this.locked("free", () => {
-        cache.drain(this.#shared.slot, cls, refillBlocks(cls), this.#drainOne);
-      });
+      // The bin is full: a batch of it goes back to its slabs in one hold of the class lock.
+      this.#drainSlabClass(cache, cls, slabs.foundCache!);
       if (slabs.locate(address) !== cls) return false;
     }
     cache.addSlabHidden(-slabs.markCached());
     cache.pushSlab(address, cls);
     return true;
+  }
+
+  /**
+   * Gives a batch of this Worker's bin of slab class `cls` back to the slabs
+   * of `slabCache`, under its class lock alone; the heap lock too only when
+   * the cache then holds more than one empty slab (trimClassHeld). A lock
+   * timeout on that heap lock leaves the empty slab for a later trim: the
+   * drain is done, and the call that asked for it goes on.
+   */
+  #drainSlabClass(cache: WorkerCache, cls: number, slabCache: SlabCache): void {
+    const shared = this.#shared;
+    const took = shared.enterClass("free", slabCache);
+    try {
+      this.#owned.assertOpen("free");
+      cache.drain(shared.slot, cls, refillBlocks(cls), this.#drainFine);
+      try {
+        this.#layers!.trimClassHeld(slabCache);
+      } catch (error) {
+        if (!(error instanceof LockTimeoutError)) throw error;
+      }
+    } finally {
+      shared.leaveFine(took);
+    }
   }
 
   /**
@@ -450,10 +578,15 @@ export class SharedCalls {
     if (cls < 0) return false;
     const hidden = cache.hiddenBytes(address);
     if (cache.push(address, cls, hidden)) return true;
-    // The bin is full: a batch of it goes back to the heap in one hold of the lock.
-    this.locked("free", () => {
-      cache.drain(this.#shared.slot, cls, refillBlocks(cls), this.#drainOne);
-    });
+    // The bin is full: a batch of it goes back to the heap in one hold of the heap lock alone.
+    const shared = this.#shared;
+    const took = shared.enterBlocks("free");
+    try {
+      this.#owned.assertOpen("free");
+      cache.drain(shared.slot, cls, refillBlocks(cls), this.#drainFine);
+    } finally {
+      shared.leaveFine(took);
+    }
     return cache.push(address, cls, hidden);
   }
 
@@ -520,7 +653,7 @@ export class SharedCalls {
   /**
    * realloc() of a shared heap: a payload of a size class resized to a size
    * class moves through the Worker cache (in place within its class) with
-   * no lock of its own; anything else runs under the block lock.
+   * no lock of its own; anything else runs under every lock.
    */
   realloc(address: number, sizeBytes: number): number {
     const cache = this.#cache;
@@ -591,7 +724,7 @@ export class SharedCalls {
     return moved;
   }
 
-  /** realloc() under the block lock (a move re-enters it through the facade's alloc and free). */
+  /** realloc() under every lock (a move re-enters it through the facade's alloc and free). */
   #reallocLocked(address: number, sizeBytes: number): number {
     const shared = this.#shared;
     shared.enter("reallocate");
@@ -610,7 +743,7 @@ export class SharedCalls {
     }
   }
 
-  /** Runs `body` with the block lock held. */
+  /** Runs `body` with every lock held (class locks ascending, then the heap lock). */
   locked<T>(operation: string, body: () => T): T {
     const shared = this.#shared;
     shared.enter(operation);

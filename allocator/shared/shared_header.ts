@@ -18,7 +18,9 @@
  * +80   f64 x 5 block counters: free bytes, free blocks, used bytes, used blocks, slack bytes
  * +120  (reserved, 8 bytes)
  * +128  16 locks of 8 bytes: i32 owner (slot | generation << 8; 0 = free), i32 sleepers
- *       lock 0 guards the block layer and the page-frame and slab layers; the others are reserved
+ *       lock 0 (the heap lock) guards the blocks, the frames, the chunk directory, the slab
+ *       page map and the layers' scalars; locks 1 to 15 (class locks) guard the slab caches'
+ *       records and lists: kmalloc cache id -> lock 1 + id % 15 (classLockOf)
  * +256  i32 per Worker slot: 0 free, 1 attached
  * ...   padded to 64 bytes: the caches of every slot (worker_cache.ts), when the heap has them
  * ...   the state map (worker_cache.ts), padded to 64 bytes
@@ -40,7 +42,7 @@ import { LAYER_WINDOW_BYTES, LAYERS_MIN_AREA_BYTES } from "../slab/layered_heap.
 /** "PMAS" read as a little-endian u32. */
 export const SHARED_MAGIC = 0x53414d50;
 /** The layout drawn above; bumped whenever it or the block layout changes. */
-export const SHARED_FORMAT_VERSION = 3;
+export const SHARED_FORMAT_VERSION = 4;
 
 /** Byte offsets of the header's fields (see the drawing in the module doc). */
 export const SH_MAGIC = 0;
@@ -66,8 +68,31 @@ export const SECRET_WORDS = 4;
 export const LOCK_COUNT = 16;
 /** Bytes of one lock: the owner word and the sleepers word. */
 export const LOCK_BYTES = 8;
-/** The block layer's lock. */
+/** The heap lock: blocks, frames, chunk directory, slab page map, the layers' scalars. */
 export const LOCK_BLOCKS = 0;
+/** Class locks (locks 1 to CLASS_LOCK_COUNT): each guards the slab caches mapped to it. */
+export const CLASS_LOCK_COUNT = LOCK_COUNT - 1;
+
+/**
+ * The class lock of slab cache `cacheId`: 1 + cacheId % CLASS_LOCK_COUNT.
+ * The 22 kmalloc classes the Worker caches hold (ids 2 to 23, 24 to 256
+ * bytes) are more than the 15 locks, so ids 2 to 8 (24 to 72 bytes) share a
+ * lock with ids 17 to 23 (160 to 256 bytes): classes far apart in size,
+ * which one workload asks for together less often than neighbours.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { classLockOf } from "./shared_header.ts";
+ *
+ * assert.equal(classLockOf(2), 3); // kmalloc-24
+ * assert.equal(classLockOf(17), 3); // kmalloc-160 shares it
+ * assert.equal(classLockOf(14), 15); // kmalloc-120
+ * ```
+ */
+export function classLockOf(cacheId: number): number {
+  return 1 + cacheId % CLASS_LOCK_COUNT;
+}
 
 /** `state` while the creating Worker writes the heap. */
 export const STATE_CREATING = 0;

@@ -1,10 +1,25 @@
 /**
- * One Worker's handle on a shared heap: its slot, the heap lock, and the
+ * One Worker's handle on a shared heap: its slot, the heap's locks, and the
  * books it copies in and out of the shared header around every locked
- * operation (the block counters always; the layers' fields when another
- * Worker changed them, and back when this hold changed them). `PhysicalAllocator` holds one when it was made over a
- * SharedArrayBuffer (`fromBuffer`) or joined one (`attach`); the header's
- * layout is drawn in shared_header.ts.
+ * operation (the block counters; the layers' fields when another Worker
+ * changed them, and back when this hold changed them). `PhysicalAllocator`
+ * holds one when it was made over a SharedArrayBuffer (`fromBuffer`) or
+ * joined one (`attach`); the header's layout is drawn in shared_header.ts.
+ *
+ * Locks (shared_header.ts): lock 0, the heap lock, guards the blocks, the
+ * frames, the chunk directory, the slab page map and the layers' scalars;
+ * locks 1 to 15, the class locks, guard the slab caches (each cache's record,
+ * lists and descriptors). Three kinds of hold, always in the order class
+ * locks (ascending) -> heap lock, so no two Workers wait on each other:
+ *
+ * - every lock (`enter`): the general path, and whatever walks every cache
+ *   (stats, check, trim, reserve release, drains of a whole Worker cache);
+ * - one class lock (`enterClass`), then the heap lock only if the operation
+ *   makes or gives back a slab (`needHeap`): a Worker cache's refill or drain
+ *   of one slab class, so Workers on classes of different locks never wait
+ *   on each other;
+ * - the heap lock alone (`enterBlocks`): a Worker cache's refill or drain of
+ *   a block class, which touches no slab cache.
  *
  * @module
  */
@@ -21,11 +36,13 @@ import type { HeapCounters } from "../heap/counters.ts";
 import { describeValue, hex } from "../memory/physical_memory.ts";
 import { drawHeaderKey } from "../heap/_header_key.ts";
 import { HeapLock } from "./heap_lock.ts";
+import type { SlabCache } from "../slab/slab_cache.ts";
 import { SLOT_CACHE_BYTES, stateMapBytes, WorkerCache } from "./worker_cache.ts";
 import { LayerState, layerStateLayout } from "../slab/layer_state.ts";
 import { KMALLOC_CLASSES, KMALLOC_SMALL_MAX_BYTES } from "../slab/kmalloc.ts";
 import { LAYER_WINDOW_BYTES, type LayeredHeap } from "../slab/layered_heap.ts";
 import {
+  classLockOf,
   f64At,
   FLAG_DEBUG,
   FLAG_LAYERS,
@@ -110,10 +127,22 @@ export class SharedHeapState {
   /** This Worker's layers over `layerState` (set once they are built), else null. */
   #layers: LayeredHeap | null = null;
   readonly #views: SharedHeaderViews;
-  readonly #lock: HeapLock;
+  /** Every lock by number: 0 the heap lock, 1 to 15 the class locks. */
+  readonly #locks: HeapLock[];
   readonly #countersIndex: number;
   #counters: HeapCounters | null = null;
+  /** Nesting of holds of every lock (enter), and of fine holds inside them. */
   #depth = 0;
+  /** The class lock of a fine hold (enterClass), else 0. */
+  #classLock = 0;
+  /** True while a fine hold (enterClass, enterBlocks, enterHeapOnly) holds the heap lock. */
+  #heapHeld = false;
+  /** True while enterHeapOnly's hold lasts (the layers' heap fields loaded, caches not). */
+  #heapOnly = false;
+  /** The first lock a hold of every lock takes: 1, or 0 when the heap has no slab caches. */
+  readonly #firstLock: number;
+  /** needHeap, bound once (the layers call it when a class-locked refill makes a slab). */
+  readonly #needHeap = (): void => this.needHeap();
   #detached = false;
 
   private constructor(
@@ -170,12 +199,18 @@ export class SharedHeapState {
       )
       : null;
     this.#countersIndex = f64At(this.#views, SH_COUNTERS);
-    this.#lock = new HeapLock(
-      this.#views.i32,
-      lockWordAt(this.#views, LOCK_BLOCKS),
-      slot,
-      settings.lockTimeoutMs,
-      "block",
+    // Without layers there is no slab cache: "every lock" is the heap lock.
+    this.#firstLock = settings.layers ? 1 : LOCK_COUNT;
+    this.#locks = Array.from(
+      { length: LOCK_COUNT },
+      (_, lock) =>
+        new HeapLock(
+          this.#views.i32,
+          lockWordAt(this.#views, lock),
+          slot,
+          settings.lockTimeoutMs,
+          lock === LOCK_BLOCKS ? "heap" : `class ${lock}`,
+        ),
     );
   }
 
@@ -289,35 +324,170 @@ export class SharedHeapState {
   }
 
   /**
-   * Takes the block lock (re-entrant within this Worker) and loads the books.
+   * Takes every lock (the class locks in ascending order, then the heap
+   * lock; re-entrant within this Worker) and loads the books.
    *
    * @param operation The call, for the error message.
    * @throws {HeapDetachedError} If this Worker detached.
-   * @throws {LockTimeoutError} If another slot holds the lock past the timeout.
+   * @throws {LockTimeoutError} If another slot holds a lock past the timeout.
    */
   enter(operation: string): void {
     if (this.#depth === 0) {
-      if (this.#detached) {
-        throw new HeapDetachedError(
-          `Cannot ${operation}: this Worker detached from the shared heap (it held slot ${this.slot})`,
-        );
+      this.#refuseDetached(operation);
+      if (this.#classLock !== 0 || this.#heapHeld) {
+        throw new Error("A shared heap's hold of every lock cannot start inside a fine hold");
       }
-      this.#lock.acquire();
+      const locks = this.#locks;
+      const first = this.#firstLock;
+      let lock = first;
+      try {
+        for (; lock < LOCK_COUNT; lock++) locks[lock].acquire();
+        locks[LOCK_BLOCKS].acquire();
+      } catch (error) {
+        while (--lock >= first) locks[lock].release();
+        throw error;
+      }
       this.#counters!.loadFrom(this.#views.f64, this.#countersIndex);
       this.#layers?.enterShared();
     }
     this.#depth++;
   }
 
-  /** Stores the books (and the layers' fields) and releases the block lock when the outermost call ends. */
+  /** Stores the books (and the layers' fields) and releases every lock when the outermost hold ends. */
   leave(): void {
     if (--this.#depth === 0) {
       try {
         this.#layers?.leaveShared();
         this.#counters!.storeTo(this.#views.f64, this.#countersIndex);
       } finally {
-        this.#lock.release();
+        const locks = this.#locks;
+        locks[LOCK_BLOCKS].release();
+        for (let lock = LOCK_COUNT - 1; lock >= this.#firstLock; lock--) locks[lock].release();
       }
+    }
+  }
+
+  /**
+   * Takes the class lock of `cache` alone and loads that cache's fields (a
+   * Worker cache's refill or drain of one slab class); inside a hold of
+   * every lock, only nests. End it with leaveFine(the result).
+   *
+   * @param operation The call, for the error message.
+   * @param cache A Worker-cached kmalloc cache of the heap's layers.
+   * @returns True when it took the lock, false when it nested.
+   * @throws {HeapDetachedError} If this Worker detached.
+   * @throws {LockTimeoutError} If another slot holds the lock past the timeout.
+   */
+  enterClass(operation: string, cache: SlabCache): boolean {
+    if (this.#depth > 0) {
+      this.#depth++;
+      return false;
+    }
+    this.#refuseDetached(operation);
+    const lock = classLockOf(cache.id);
+    this.#locks[lock].acquire();
+    this.#classLock = lock;
+    this.#layers!.enterCache(cache, this.#needHeap);
+    return true;
+  }
+
+  /**
+   * Takes the heap lock alone and loads the block books (a Worker cache's
+   * refill or drain of a block class: it touches no slab cache and no layer
+   * field); inside a hold of every lock, only nests. End it with leaveFine.
+   *
+   * @returns True when it took the lock, false when it nested.
+   * @throws {HeapDetachedError} If this Worker detached.
+   * @throws {LockTimeoutError} If another slot holds the lock past the timeout.
+   */
+  enterBlocks(operation: string): boolean {
+    if (this.#depth > 0) {
+      this.#depth++;
+      return false;
+    }
+    this.#refuseDetached(operation);
+    this.#locks[LOCK_BLOCKS].acquire();
+    this.#heapHeld = true;
+    this.#counters!.loadFrom(this.#views.f64, this.#countersIndex);
+    return true;
+  }
+
+  /**
+   * Takes the heap lock alone and loads the block books and the layers' heap
+   * fields, for a call that touches no slab cache (a block's free, a large
+   * request); a call that reaches one throws EveryLockNeeded before it
+   * changes anything (LayeredHeap.enterHeapOnly). Inside a hold of every
+   * lock, only nests. End it with leaveFine.
+   *
+   * @returns True when it took the lock, false when it nested.
+   * @throws {HeapDetachedError} If this Worker detached.
+   * @throws {LockTimeoutError} If another slot holds the lock past the timeout.
+   */
+  enterHeapOnly(operation: string): boolean {
+    if (this.#depth > 0) {
+      this.#depth++;
+      return false;
+    }
+    this.#refuseDetached(operation);
+    this.#locks[LOCK_BLOCKS].acquire();
+    this.#heapHeld = true;
+    this.#heapOnly = true;
+    this.#counters!.loadFrom(this.#views.f64, this.#countersIndex);
+    this.#layers?.enterHeapOnly();
+    return true;
+  }
+
+  /**
+   * Inside a class hold (enterClass): takes the heap lock too, after the
+   * class lock, and loads the block books and the heap's layer fields; once
+   * per hold. A no-op inside a hold of every lock.
+   *
+   * @throws {LockTimeoutError} If another slot holds the heap lock past the timeout.
+   */
+  needHeap(): void {
+    if (this.#depth > 0 || this.#heapHeld) return;
+    this.#locks[LOCK_BLOCKS].acquire();
+    this.#heapHeld = true;
+    this.#counters!.loadFrom(this.#views.f64, this.#countersIndex);
+    this.#layers?.enterHeap();
+  }
+
+  /**
+   * Ends a fine hold: stores what it loaded and releases its locks (the
+   * heap lock, then the class lock), or ends the nesting.
+   *
+   * @param took What enterClass or enterBlocks returned.
+   */
+  leaveFine(took: boolean): void {
+    if (!took) {
+      this.#depth--;
+      return;
+    }
+    const classLock = this.#classLock;
+    const heapHeld = this.#heapHeld;
+    const heapOnly = this.#heapOnly;
+    this.#classLock = 0;
+    this.#heapHeld = false;
+    this.#heapOnly = false;
+    try {
+      if (heapHeld) {
+        // A blocks-only hold changed no layer field.
+        if (heapOnly) this.#layers?.leaveHeapOnly();
+        else if (classLock !== 0) this.#layers!.leaveHeap();
+        this.#counters!.storeTo(this.#views.f64, this.#countersIndex);
+      }
+      if (classLock !== 0) this.#layers!.leaveCache();
+    } finally {
+      if (heapHeld) this.#locks[LOCK_BLOCKS].release();
+      if (classLock !== 0) this.#locks[classLock].release();
+    }
+  }
+
+  #refuseDetached(operation: string): void {
+    if (this.#detached) {
+      throw new HeapDetachedError(
+        `Cannot ${operation}: this Worker detached from the shared heap (it held slot ${this.slot})`,
+      );
     }
   }
 

@@ -325,8 +325,10 @@ export class WorkerCache {
   /**
    * Takes up to `limit` blocks out of slot `slot`'s bin of class `cls` (all
    * classes when `cls` is -1) and hands each to `free` with its state byte
-   * cleared (a slab object's state is its slab's: `free` is told it is one). The caller holds the block lock, and `slot` is its own or one
-   * no Worker uses any more.
+   * cleared (a slab object's state is its slab's: `free` is told it is one).
+   * The caller holds the locks of what it drains (every lock; a slab class's
+   * class lock; the heap lock for a block class), and `slot` is its own or
+   * one no Worker uses any more.
    */
   drain(
     slot: number,

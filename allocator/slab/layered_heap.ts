@@ -15,8 +15,11 @@
  *
  * State: the tables live in a LayerState (layer_state.ts): JS memory of its
  * own for an unshared heap, a shared heap's header otherwise, where every
- * Worker's layers view the same words under the heap lock and copy the
- * scalar fields in and out (enterShared, leaveShared).
+ * Worker's layers view the same words and copy the scalar fields in and out:
+ * the frames', directory's, page map's and layers' own under the heap lock
+ * (enterHeap, leaveHeap: one version word), each cache's under its class
+ * lock (enterCache, leaveCache: a version word in its record), all of them
+ * when a Worker holds every lock (enterShared, leaveShared).
  *
  * @module
  */
@@ -53,7 +56,14 @@ import {
   KMALLOC_SLACK_MAX,
   KMALLOC_SMALL_CLASS_COUNT,
 } from "./kmalloc.ts";
-import { C_SECRET, D_SLAB, SlabCache, type SlabInfo } from "./slab_cache.ts";
+import {
+  C_SECRET,
+  C_VERSION,
+  CACHE_RECORD_WORDS,
+  D_SLAB,
+  SlabCache,
+  type SlabInfo,
+} from "./slab_cache.ts";
 import { InternalBlocks } from "./internal_blocks.ts";
 import { SlabPageMap } from "./slab_page_map.ts";
 import {
@@ -170,6 +180,18 @@ export interface SharedLayerState {
   readonly fresh: boolean;
 }
 
+/**
+ * Thrown (shared heaps) when a call holding the heap lock alone reaches a
+ * slab cache, before it changed anything: the caller releases the lock and
+ * runs the call again holding every lock.
+ */
+export class EveryLockNeeded extends Error {
+  /** Creates the signal. */
+  constructor() {
+    super("The call needs every lock of the shared heap");
+  }
+}
+
 /** The frames and slab layers of one heap. */
 export class LayeredHeap {
   /** The frame allocator. */
@@ -225,8 +247,26 @@ export class LayeredHeap {
   /** Per cache id: the bytes a user object holds (its object size less the debug guard). */
   readonly #requestedOf: number[] = [];
   readonly #baseAddress: number;
-  /** The layer state version whose words the fields hold (shared heaps; -1: none yet). */
+  /** The heap version (S_VERSION) whose words the heap fields hold (shared heaps; -1: none yet). */
   #seenVersion = 0;
+  /** Per cache id: the record version (C_VERSION) whose words its fields hold (shared heaps). */
+  #seenCacheVersions: Int32Array = new Int32Array(0);
+  /** Per cache id: its record (shared heaps). */
+  #records: Int32Array[] = [];
+  /**
+   * The cache whose class lock alone this Worker holds (shared heaps), else
+   * null: only that cache's fields are its own then, and the heap's only
+   * after #needHeap.
+   */
+  #classHeld: SlabCache | null = null;
+  /** A cache record's words before leaveCache stores the fields. */
+  readonly #recordBefore = new Int32Array(CACHE_RECORD_WORDS);
+  /** True while a shared heap's Worker holds the heap lock alone (enterHeapOnly): no cache is its own. */
+  #heapOnly = false;
+  /** The heap's scalar words before leaveHeap stores the fields. */
+  readonly #scalarsBefore = new Int32Array(S_VERSION);
+  /** Takes the heap lock when only a class lock is held (a shared heap's Worker sets it). */
+  #needHeap: () => void = () => {};
   /** True when this hold of a shared heap's lock may have changed the layers' fields. */
   #dirty = false;
   /** Guard bytes every object gets in debug mode (GUARD_BYTES_MIN), else 0. */
@@ -278,6 +318,12 @@ export class LayeredHeap {
     const fresh = shared === null || shared.fresh;
     // A joining Worker loads the state when it first holds the lock.
     if (!fresh) this.#seenVersion = -1;
+    if (shared !== null) {
+      this.#seenCacheVersions = new Int32Array(KMALLOC_CLASSES.length).fill(fresh ? 0 : -1);
+      for (let id = 0; id < KMALLOC_CLASSES.length; id++) {
+        this.#records[id] = this.state.cacheRecord(id);
+      }
+    }
     // drawHeaderKey: random, or fixed inside withHeaderKey so that tests can
     // compare two heaps byte for byte.
     if (fresh) this.#scalars[S_SEED] = drawHeaderKey() | 0;
@@ -324,6 +370,8 @@ export class LayeredHeap {
   }
 
   #take(sizeBytes: number, alignBytes: number): number {
+    // Under a class lock alone (a Worker cache's refill making a slab): the blocks need the heap lock.
+    if (this.#classHeld !== null) this.#needHeap();
     const address = this.#source.take(sizeBytes, alignBytes);
     if (address !== 0 && address - this.#baseAddress + sizeBytes > this.frames.words.byteLength) {
       // Beyond the part of the window the layers address: not usable by them.
@@ -339,6 +387,7 @@ export class LayeredHeap {
   }
 
   #give(address: number, sizeBytes: number): void {
+    if (this.#classHeld !== null) this.#needHeap();
     this.blockCount--;
     this.blockBytes -= sizeBytes;
     this.#internalBlocks?.delete(address);
@@ -444,6 +493,10 @@ export class LayeredHeap {
    * not make and unmake a slab at every turn).
    */
   #slabEmptied(emptied: SlabCache): void {
+    // Under its class lock alone, a cache sees no other cache: it keeps one
+    // empty slab of its own (trimClassHeld), and the walk waits for a hold
+    // of every lock.
+    if (this.#classHeld !== null) return;
     // Only caches that emptied a slab can hold one: the walk is over those (a
     // few: the caches keep EMPTY_SLABS_KEPT_MAX empty slabs in all), not over
     // every cache, since a cache whose last object comes and goes empties a
@@ -511,6 +564,7 @@ export class LayeredHeap {
    * @returns Its address, or 0 when no class fits or no slab can be had.
    */
   kmalloc(sizeBytes: number, alignBytes: number): number {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
     const wanted = sizeBytes + this.#guardBytes;
     if (wanted > KMALLOC_MAX_BYTES) return 0;
@@ -541,6 +595,7 @@ export class LayeredHeap {
    * @returns Its address, or 0 when no slab can be had.
    */
   cacheAlloc(cache: SlabCache): number {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
     const offset = cache.alloc(this.#requestedOf[cache.id]);
     if (offset < 0) return 0;
@@ -603,6 +658,7 @@ export class LayeredHeap {
     const offset = address - this.#baseAddress;
     const id = dir.find(offset);
     if (id === NONE) return false;
+    if (this.#heapOnly) throw new EveryLockNeeded();
     // (Only now: a block's free leaves the layers' fields alone, and a shared heap stores none.)
     this.#dirty = true;
     // The common case first: a live object of a slab, one entry (two for a tail frame) read.
@@ -669,6 +725,7 @@ export class LayeredHeap {
    * swing (releaseReserves() gives back the rest: PhysicalAllocator.trim()).
    */
   trim(): void {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
     for (const cache of this.caches) if (cache.emptySlabs > 1) cache.shrink(1);
     this.frames.trim(1);
@@ -676,6 +733,7 @@ export class LayeredHeap {
 
   /** Gives back every reserve (empty slabs, free chunks): the block heap ran short. */
   releaseReserves(): boolean {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
     let released = false;
     for (const cache of this.caches) {
@@ -697,6 +755,7 @@ export class LayeredHeap {
    * holds a free block of the order wanted). Nothing is written.
    */
   emptySlabsWouldServe(cache: SlabCache): boolean {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     return this.caches.some((other) =>
       other !== cache && other.emptySlabs > 0 && other.slabOrder >= cache.slabOrder
     );
@@ -704,6 +763,7 @@ export class LayeredHeap {
 
   /** Frees every cache's empty slabs into the buddy allocator; the chunks stay. */
   releaseEmptySlabs(): void {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
     for (const cache of this.caches) if (cache.emptySlabs > 0) cache.shrink(0);
   }
@@ -716,6 +776,7 @@ export class LayeredHeap {
    * @returns The payload addresses of those blocks.
    */
   releasableBlocks(): number[] {
+    if (this.#heapOnly) throw new EveryLockNeeded();
     const frames = this.frames;
     const dir = frames.directory;
     const freeAfter = frames.chunkFreeFrames.slice(0, dir.idLimit);
@@ -953,14 +1014,37 @@ export class LayeredHeap {
   }
 
   /**
-   * A shared heap's Worker, once it holds the lock and before it uses the
-   * layers: when another Worker changed the layer state since this Worker
-   * last saw it (its version word moved), copies the state's words into the
-   * layers' fields. The fields are this Worker's copy of the state while it
-   * holds the lock (as HeapCounters are the block books'); an unshared
-   * heap's fields are the state itself, so its hot paths read plain fields.
+   * A shared heap's Worker, once it holds every lock (class locks, then the
+   * heap lock) and before it uses the layers: loads the heap's fields and
+   * every cache's (enterHeap, and enterCache's load for each). The fields
+   * are this Worker's copy of the state while it holds the locks (as
+   * HeapCounters are the block books'); an unshared heap's fields are the
+   * state itself, so its hot paths read plain fields.
    */
   enterShared(): void {
+    this.enterHeap();
+    for (const cache of this.caches) this.#loadCache(cache);
+  }
+
+  /**
+   * A shared heap's Worker holding every lock, before it releases them: when
+   * this hold changed the layers, stores the heap's fields and every cache's
+   * and moves their version words on.
+   */
+  leaveShared(): void {
+    if (!this.#dirty) return;
+    this.leaveHeap();
+    for (const cache of this.caches) this.#storeCache(cache);
+    this.#dirty = false;
+  }
+
+  /**
+   * A shared heap's Worker, once it holds the heap lock: when another Worker
+   * changed the heap's fields since this Worker last saw them (the version
+   * word S_VERSION moved), copies the state's words into them: the layers'
+   * counters, the frames', the chunk directory's and the slab page map's.
+   */
+  enterHeap(): void {
     const version = Atomics.load(this.#scalars, S_VERSION);
     if (version === this.#seenVersion) return;
     const r = this.#scalars;
@@ -972,18 +1056,37 @@ export class LayeredHeap {
     this.frames.loadShared();
     this.frames.directory.loadShared();
     this.slabPages.loadShared();
-    for (const cache of this.caches) cache.loadShared();
     this.#seenVersion = version;
   }
 
   /**
-   * A shared heap's Worker, before it releases the lock: when this hold
-   * changed the layers, copies their fields into the state's words and
-   * moves the version word on, so the next Worker to hold the lock loads them.
+   * A shared heap's Worker holding the heap lock alone, for a call that
+   * touches no slab cache (a block's free, a page run or block for a large
+   * request): loads the heap's fields (enterHeap); until leaveHeapOnly, a
+   * call that reaches a cache throws EveryLockNeeded before it changes anything.
    */
-  leaveShared(): void {
-    if (!this.#dirty) return;
+  enterHeapOnly(): void {
+    this.enterHeap();
+    this.#heapOnly = true;
+  }
+
+  /** Ends enterHeapOnly: stores the heap's fields (leaveHeap). */
+  leaveHeapOnly(): void {
+    this.#heapOnly = false;
+    this.leaveHeap();
+    // No cache field changed (the guards above): a later hold of every lock stores nothing.
+    this.#dirty = false;
+  }
+
+  /**
+   * A shared heap's Worker, before it releases the heap lock: stores the
+   * heap's fields and, when they changed, moves S_VERSION on (a call refused
+   * before any change leaves the words as they were).
+   */
+  leaveHeap(): void {
     const r = this.#scalars;
+    const before = this.#scalarsBefore;
+    before.set(r.subarray(0, S_VERSION));
     r[S_PAGE_RUNS] = this.pageRuns;
     r[S_PAGE_FRAMES] = this.pageFrames;
     r[S_PAGE_SLACK_BYTES] = this.pageSlackBytes;
@@ -992,10 +1095,92 @@ export class LayeredHeap {
     this.frames.storeShared();
     this.frames.directory.storeShared();
     this.slabPages.storeShared();
-    for (const cache of this.caches) cache.storeShared();
-    const version = (this.#seenVersion + 1) & VERSION_MASK;
-    Atomics.store(r, S_VERSION, version);
-    this.#seenVersion = version;
+    for (let word = 0; word < S_VERSION; word++) {
+      if (r[word] === before[word]) continue;
+      const version = (this.#seenVersion + 1) & VERSION_MASK;
+      Atomics.store(r, S_VERSION, version);
+      this.#seenVersion = version;
+      return;
+    }
+  }
+
+  /**
+   * A shared heap's Worker, once it holds the class lock of `cache` and no
+   * other lock (a Worker cache's refill or drain): loads that cache's fields
+   * when another Worker stored them since. Until leaveCache, only this
+   * cache's fields are the Worker's; making or giving back a slab takes the
+   * heap lock too (`needHeap`, in class -> heap order).
+   *
+   * @param cache A Worker-cached kmalloc cache.
+   * @param needHeap Takes the heap lock and calls enterHeap (once per hold).
+   */
+  enterCache(cache: SlabCache, needHeap: () => void): void {
+    this.#loadCache(cache);
+    this.#needHeap = needHeap;
+    this.#classHeld = cache;
+  }
+
+  /** A shared heap's Worker, before it releases the class lock enterCache took: stores that cache's fields. */
+  leaveCache(): void {
+    const cache = this.#classHeld!;
+    this.#classHeld = null;
+    this.#storeCache(cache);
+    // What this hold changed is stored (the heap's fields by leaveHeap): a
+    // later hold of every lock that changes nothing must store nothing.
     this.#dirty = false;
+  }
+
+  #loadCache(cache: SlabCache): void {
+    const version = Atomics.load(this.#records[cache.id], C_VERSION);
+    if (version === this.#seenCacheVersions[cache.id]) return;
+    cache.loadShared();
+    this.#seenCacheVersions[cache.id] = version;
+  }
+
+  /**
+   * Stores `cache`'s fields and, only when they changed, moves its version
+   * on: a call refused before any change (a lock timeout on the heap lock in
+   * a refill) leaves the record, version word too, as it was.
+   */
+  #storeCache(cache: SlabCache): void {
+    const record = this.#records[cache.id];
+    const before = this.#recordBefore;
+    before.set(record);
+    cache.storeShared();
+    for (let word = 0; word < CACHE_RECORD_WORDS; word++) {
+      if (record[word] === before[word]) continue;
+      const version = (this.#seenCacheVersions[cache.id] + 1) & VERSION_MASK;
+      Atomics.store(record, C_VERSION, version);
+      this.#seenCacheVersions[cache.id] = version;
+      return;
+    }
+  }
+
+  /**
+   * A Worker cache's drain, under the class lock of the object's cache (or
+   * every lock): takes back the cached object at `address`, which
+   * SharedSlabs.locate found in `cache`'s slab with descriptor word `d` and
+   * marked live. Its empty slabs stay until trimClassHeld.
+   *
+   * @throws {DoubleFreeError} / {InvalidFreeError} As SlabCache.free (not an object in use).
+   */
+  freeWorkerObject(cache: SlabCache, d: number, address: number): void {
+    this.#dirty = true;
+    cache.free(address - this.#baseAddress, this.frames.words[d + D_SLAB], address);
+  }
+
+  /**
+   * After a drain under the class lock of `cache` alone: gives its empty
+   * slabs beyond one back, and free chunks beyond one, taking the heap lock
+   * (only then). On a shared heap each cache keeps one empty slab of its own
+   * (an unshared heap's caches keep EMPTY_SLABS_KEPT_MAX in all): a cache
+   * under its class lock cannot see the others'.
+   */
+  trimClassHeld(cache: SlabCache): void {
+    if (cache.emptySlabs <= 1) return;
+    this.#dirty = true;
+    this.#needHeap();
+    cache.shrink(1);
+    this.frames.trim(1);
   }
 }

@@ -92,6 +92,12 @@ export const C_CURRENT_BASE = 10;
 export const C_PARTIAL_TAIL = 11;
 /** Cache record word: the cache's free-link key. */
 export const C_SECRET = 12;
+/**
+ * Cache record word (shared heaps): moves on whenever a Worker stores the
+ * cache's fields, under the cache's class lock, so the next Worker to take
+ * that lock loads them (LayeredHeap.enterCache); 0 when the record is written.
+ */
+export const C_VERSION = 13;
 /** Words of one cache record (a multiple of 16: records of two caches share no cache line). */
 export const CACHE_RECORD_WORDS = 16;
 

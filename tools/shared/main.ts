@@ -15,6 +15,10 @@
  * best of the same Workers each on a heap of its own (nothing shared: the
  * scaling the machine gives this loop) and of CPU-only Workers. The last
  * line is the workload loop's own cost, run against a heap that does nothing.
+ * `--workload refill` (worker.ts `refillStep`) makes every Worker cycle 512
+ * objects of one size of its own (32, 64, 96, 128 bytes by Worker), so its
+ * Worker cache refills or drains every 14 to 42 operations; `refill-same`
+ * gives every Worker 32 bytes.
  *
  * @module
  */
@@ -24,7 +28,7 @@ import { modelCheck, runSharedWorkers } from "./run.ts";
 import type { WorkloadName } from "./protocol.ts";
 
 const USAGE = "usage: main.ts scale|stress [--workers 1,2,4] [--operations N] [--repeat N] " +
-  "[--rounds N] [--workload small|mixed] [--seed N]";
+  "[--rounds N] [--workload small|mixed|refill|refill-same] [--seed N]";
 
 async function main(args: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
@@ -160,7 +164,7 @@ const CPU_ONLY_WORKER = "self.onmessage = (e) => { let x = 0; " +
  * shared memory): the parallelism the machine gives right now, the
  * ceiling of any heap's scaling (other processes share the cores).
  */
-async function cpuOnlyMs(workers: number): Promise<number> {
+export async function cpuOnlyMs(workers: number): Promise<number> {
   const source = `data:text/javascript,${encodeURIComponent(CPU_ONLY_WORKER)}`;
   const started = performance.now();
   await Promise.all(Array.from({ length: workers }, () =>

@@ -5,8 +5,8 @@
  * @module
  */
 
-/** The operation mixes a Worker runs (sizes in worker.ts `sizeFor`). */
-export type WorkloadName = "mixed" | "small";
+/** The operation mixes a Worker runs (sizes in worker.ts `sizeFor` and `refillStep`). */
+export type WorkloadName = "mixed" | "small" | "refill" | "refill-same";
 
 /** The job a Worker receives. */
 export interface SharedRunJob {

@@ -43,6 +43,12 @@ export interface SharedRunOptions {
    * is the first Worker's, and the others are closed when the run ends.
    */
   readonly separateHeaps?: boolean;
+  /**
+   * Called with the driver's handle once the Workers have started, and
+   * awaited with them; `running()` turns false when the last Worker reported
+   * (tests call stats(), check() and trim() beside the Workers).
+   */
+  readonly duringRun?: (heap: PhysicalAllocator, running: () => boolean) => Promise<void>;
 }
 
 /** A finished run: the heap (the driver's own handle, slot 1) and what each Worker reported. */
@@ -98,7 +104,10 @@ export async function runSharedWorkers(options: SharedRunOptions): Promise<Share
     const job: SharedRunJob = {
       heap: bufferFor(index),
       baseAddress: BASE_ADDRESS,
-      exchange,
+      // Heaps of their own hand blocks over only within their own heap: a table each.
+      exchange: options.separateHeaps === true && index > 0
+        ? new SharedArrayBuffer(4 * (options.exchangeSlots ?? 64))
+        : exchange,
       registry,
       control,
       index,
@@ -119,8 +128,14 @@ export async function runSharedWorkers(options: SharedRunOptions): Promise<Share
     const start = performance.now();
     Atomics.store(new Int32Array(control), 0, 1);
     Atomics.notify(new Int32Array(control), 0);
-    const results = await Promise.all(done);
-    const wallMs = performance.now() - start;
+    let running = true;
+    let end = 0;
+    const finished = Promise.all(done).finally(() => {
+      running = false;
+      end = performance.now();
+    });
+    const [results] = await Promise.all([finished, options.duringRun?.(heap, () => running)]);
+    const wallMs = end - start;
     const cpu = cpuUsage(cpuStart);
     const cpuMs = (cpu.user + cpu.system) / 1000;
     const exchanged = [...new Int32Array(exchange)].filter((address) => address !== 0);

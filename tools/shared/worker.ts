@@ -190,6 +190,9 @@ function step(
   register: Register,
   release: Release,
 ): void {
+  if (workload === "refill" || workload === "refill-same") {
+    return refillStep(workload, heap, live, result, register, release);
+  }
   const roll = random.next();
   const liveTarget = workload === "small" ? 64 : 256;
   if (live.length === 0 || (roll < 0.45 && live.length < liveTarget * 2)) {
@@ -239,4 +242,47 @@ function sizeFor(workload: WorkloadName, random: Random): number {
   if (roll < 0.7) return random.int(4, 128);
   if (roll < 0.95) return random.int(129, 1024);
   return random.int(1025, 8192);
+}
+
+/** Live objects a "refill" Worker cycles through: far more than a bin holds (84 of 32 bytes). */
+const REFILL_LIVE = 512;
+/**
+ * The "refill" sizes, by Worker index: kmalloc-32, -64, -96 and -128 (ids 3,
+ * 7, 11, 15: class locks 4, 8, 12, 1), so Workers work on different classes
+ * with different class locks; "refill-same" gives every Worker the first.
+ */
+const REFILL_SIZES = [32, 64, 96, 128];
+/** Whether the "refill" Worker is allocating (up to REFILL_LIVE) or freeing (down to none). */
+let refillGrowing = true;
+
+/**
+ * One operation of the "refill" mixes: allocate objects of one size until
+ * the Worker holds REFILL_LIVE, then free them all, newest first, and again:
+ * the bin refills (a batch: 42 objects of 32 bytes, 14 of 128) every batch
+ * allocations and drains every batch frees, so a refill or drain, each under
+ * a lock, comes every 14 to 42 operations (the "small" mix, in the steady
+ * state, takes none).
+ */
+function refillStep(
+  workload: WorkloadName,
+  heap: WorkloadHeap,
+  live: number[],
+  result: SharedRunResult,
+  register: Register,
+  release: Release,
+): void {
+  if (refillGrowing && live.length >= REFILL_LIVE) refillGrowing = false;
+  else if (!refillGrowing && live.length === 0) refillGrowing = true;
+  if (refillGrowing) {
+    const sizeBytes = REFILL_SIZES[workload === "refill" ? result.index % REFILL_SIZES.length : 0];
+    const address = heap.alloc(sizeBytes);
+    register(address, sizeBytes);
+    live.push(address);
+    result.allocs++;
+    return;
+  }
+  const address = live.pop()!;
+  release(address);
+  heap.free(address);
+  result.frees++;
 }
