@@ -363,3 +363,46 @@ Deno.test("shared bad input: with the heap lock held by a stopped slot, a slab c
   heap.check();
   assert.equal(heap.sizeOf(live[full]), 100);
 });
+
+Deno.test("shared bad input: a Worker cache refill that meets a forged slab link leaves its pick where it was", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using a = PhysicalAllocator.fromBuffer(memory);
+  using b = PhysicalAllocator.attach(memory);
+  // Slot 1's slabs of kmalloc-32, then its objects freed: its bin drains
+  // batches back, so its slabs hold free lists.
+  const objects = Array.from({ length: 400 }, () => a.alloc(32));
+  for (const address of objects) a.free(address);
+  // Slot 2's first object: a slab of its own at the partial list's head, so
+  // slot 1's next refill picks a slab of its own further down.
+  b.alloc(32);
+  // A use-after-free overwrites the link word of every object slot 1 freed
+  // (its bin keeps offsets elsewhere, so only the slabs' free lists break).
+  const words = new DataView(memory);
+  const probe = a.alloc(32);
+  // An address less this is its byte offset in the buffer.
+  const base = probe - a.bytes(probe).byteOffset;
+  a.free(probe);
+  for (const address of objects) words.setInt32(address - base, 0x41414141, true);
+  // Lock words change hands at every hold: everything else must stay.
+  const views = headerViews(memory, 0);
+  const bytes = () => {
+    const copy = new Uint8Array(memory).slice();
+    const locks = new Int32Array(copy.buffer);
+    for (let lock = 0; lock < 16; lock++) locks[lockWordAt(views, lock)] = 0;
+    return copy;
+  };
+  let refused = false;
+  for (let i = 0; i < 400 && !refused; i++) {
+    const before = bytes();
+    try {
+      a.alloc(32);
+    } catch (error) {
+      assert.equal((error as AllocatorError).code, "HEAP_CORRUPTION");
+      const after = bytes();
+      const changed = after.findIndex((byte, at) => byte !== before[at]);
+      assert.equal(changed, -1, `the refused refill changed byte ${changed} of the buffer`);
+      refused = true;
+    }
+  }
+  assert.ok(refused, "a refill met a forged link");
+});

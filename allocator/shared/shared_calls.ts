@@ -235,7 +235,9 @@ export class SharedCalls {
    * slab can be had) and up to refillBlocks(cls) - 1 more into the bin. A
    * lock timeout on the heap lock (making a slab for the batch) ends the
    * batch: the objects taken so far are consistent, and the caller's call
-   * succeeds.
+   * succeeds. So does a forged free link met by the batch (the slab keeps
+   * it, nothing written): the caller's object is sound, and the refill whose
+   * first object meets that link reports it, having changed nothing.
    */
   #refillSlabs(cache: WorkerCache, cls: number, sizeBytes: number, slabCache: SlabCache): number {
     const layers = this.#layers!;
@@ -260,7 +262,7 @@ export class SharedCalls {
         }
       }
     } catch (error) {
-      if (!(error instanceof LockTimeoutError)) throw error;
+      if (!(error instanceof LockTimeoutError || error instanceof HeapCorruptionError)) throw error;
     }
     return first;
   }

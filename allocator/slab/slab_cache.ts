@@ -439,12 +439,26 @@ export class SlabCache {
     if (pick === NONE && this.#refill() !== NONE) pick = this.partialHead;
     if (pick === NONE) pick = this.partialHead;
     if (pick === NONE) return -1;
-    if (pick !== this.partialHead) {
+    // A forged link in the picked slab makes alloc throw: the pick then goes
+    // back where it was, with its owner, so the throw changes nothing.
+    const ownerAt = this.descriptorOf(pick) + this.ownerWord;
+    const formerOwner = w[ownerAt];
+    const formerPrevious = pick === this.partialHead ? NONE : w[this.#frames.entry(pick) + E_PREV];
+    if (formerPrevious !== NONE) {
       this.#unlink(pick, 1);
       this.#push(pick, 1);
     }
-    w[this.descriptorOf(pick) + this.ownerWord] = slot;
-    return this.alloc(sizeBytes);
+    w[ownerAt] = slot;
+    try {
+      return this.alloc(sizeBytes);
+    } catch (error) {
+      w[ownerAt] = formerOwner;
+      if (formerPrevious !== NONE && this.partialHead === pick) {
+        this.#unlink(pick, 1);
+        this.#insertAfter(pick, formerPrevious);
+      }
+      throw error;
+    }
   }
 
   /**
@@ -752,6 +766,20 @@ export class SlabCache {
     else if (list === 1) this.#partialTail = slab;
     this.#setHead(list, slab, 1);
     if (list === 3) this.onEmptied?.(this);
+  }
+
+  /** Puts `slab` on the partial list right after `previous`, a slab of that list. */
+  #insertAfter(slab: number, previous: number): void {
+    const w = this.#words;
+    const e = this.#frames.entry(slab);
+    const p = this.#frames.entry(previous);
+    const next = w[p + E_NEXT];
+    w[e + E_PREV] = previous;
+    w[e + E_NEXT] = next;
+    w[p + E_NEXT] = slab;
+    if (next !== NONE) w[this.#frames.entry(next) + E_PREV] = slab;
+    else this.#partialTail = slab;
+    this.partialSlabs++;
   }
 
   /** Puts `slab` at the partial list's tail. */
