@@ -316,6 +316,35 @@ Deno.test("PhysicalAllocator gives reserves back for a block only when that sure
   heap.check();
 });
 
+Deno.test("The frames take back the caches' empty slabs before they grow the footprint", () => {
+  const { heap } = heapOf(8 * MIB);
+  const a = heap.alloc(32); // the first chunk, with a kmalloc-32 slab of 1 frame
+  const pages: number[] = [];
+  while (heap.stats().layers!.freeFrames > 0) pages.push(heap.allocPages(0));
+  heap.free(a); // kmalloc-32 keeps its empty slab: the only free frame
+  const before = heap.stats().layers!;
+  assert.equal(before.freeFrames, 0);
+  pages.push(heap.allocPages(0)); // served by the reserve's frame, not by a new or grown chunk
+  const after = heap.stats().layers!;
+  assert.equal(after.totalFrames, before.totalFrames, "the frames did not grow");
+  const kmalloc32 = after.slabinfo.find((line) => line.name === "kmalloc-32");
+  assert.equal(kmalloc32?.slabs ?? 0, 0, "kmalloc-32 gave its empty slab back");
+  // A run larger than every kept empty slab leaves them be: the frames grow instead.
+  const b = heap.alloc(32); // a new kmalloc-32 slab (the frames grow for it)
+  while (heap.stats().layers!.freeFrames > 0) pages.push(heap.allocPages(0));
+  heap.free(b);
+  const kept = heap.stats().layers!;
+  pages.push(heap.allocPages(2));
+  assert.ok(heap.stats().layers!.totalFrames > kept.totalFrames, "the frames grew for 4 frames");
+  assert.equal(
+    heap.stats().layers!.slabinfo.find((line) => line.name === "kmalloc-32")?.slabs,
+    1,
+    "kmalloc-32 kept its empty slab",
+  );
+  for (const page of pages) heap.freePages(page);
+  heap.check();
+});
+
 Deno.test("A cache alloc takes other caches' empty slabs only when that surely serves it", () => {
   const { heap } = heapOf(2 * MIB);
   const big = heap.createCache("big", 16384); // slabs of 4 frames

@@ -57,6 +57,12 @@ export interface ChunkSource {
   growInPlace(payloadAddress: number, oldBytes: number, newBytes: number): boolean;
   /** The largest payload one free block could hold now, or 0. */
   largestFreeBytes(): number;
+  /**
+   * Before the frames take or grow a chunk for a run of `order`: gives the
+   * layers' reserves (empty slabs) back when that surely frees a block of
+   * `order` (true), else changes nothing (false).
+   */
+  reclaim?(order: number): boolean;
 }
 
 /**
@@ -190,6 +196,8 @@ export class FrameAllocator {
   allocRun(frameCount: number, headKind: number, tagAux: number): number {
     const order = orderFor(frameCount);
     let ref = this.#takeBlock(order);
+    // Empty slabs kept as reserves go back before the frames grow the footprint.
+    if (ref === NONE && this.#source.reclaim?.(order) === true) ref = this.#takeBlock(order);
     if (ref === NONE) {
       if (!this.#grow(order)) return NONE;
       ref = this.#takeBlock(order);

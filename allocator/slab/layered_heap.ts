@@ -314,6 +314,7 @@ export class LayeredHeap {
         return true;
       },
       largestFreeBytes: () => source.largestFreeBytes(),
+      reclaim: (order) => this.#reclaimEmptySlabs(order),
     }, this.state);
     const fresh = shared === null || shared.fresh;
     // A joining Worker loads the state when it first holds the lock.
@@ -759,6 +760,27 @@ export class LayeredHeap {
     return this.caches.some((other) =>
       other !== cache && other.emptySlabs > 0 && other.slabOrder >= cache.slabOrder
     );
+  }
+
+  /**
+   * For the frames, before they take or grow a chunk for a run of `order`:
+   * when an empty slab of that order or more is kept, every cache's empty
+   * slabs go back, so the run is served from memory the layers already hold
+   * instead of growing the footprint (a reserve kept for a quiet cache costs
+   * nothing until then; given back together, neighbouring frames merge into
+   * the larger runs a mid class or a page run needs). When none is that
+   * large, nothing changes: the run may still fail, and a failed call must
+   * leave the heap as it was. Unshared heaps only: a shared heap's caller
+   * holds one class lock, not the others'.
+   *
+   * @returns True when it gave slabs back (a block of `order` is then free).
+   */
+  #reclaimEmptySlabs(order: number): boolean {
+    if (this.shared || !this.caches.some((c) => c.emptySlabs > 0 && c.slabOrder >= order)) {
+      return false;
+    }
+    for (const cache of this.caches) if (cache.emptySlabs > 0) cache.shrink(0);
+    return true;
   }
 
   /** Frees every cache's empty slabs into the buddy allocator; the chunks stay. */
