@@ -779,7 +779,7 @@ export class LayeredHeap {
     if (this.shared || !this.caches.some((c) => c.emptySlabs > 0 && c.slabOrder >= order)) {
       return false;
     }
-    for (const cache of this.caches) if (cache.emptySlabs > 0) cache.shrink(0);
+    this.releaseEmptySlabs();
     return true;
   }
 
