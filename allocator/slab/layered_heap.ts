@@ -11,7 +11,8 @@
  * also when nothing lives in the layers, so a workload that
  * swings around a slab or chunk boundary does not take and give them back on
  * every call; `releaseReserves()` (PhysicalAllocator.trim()) gives them back,
- * and a failed allocation does so only when that surely serves it.
+ * and a failed allocation does so only when that surely serves it, as do the
+ * frames before they take or grow a chunk (#reclaimEmptySlabs).
  *
  * State: the tables live in a LayerState (layer_state.ts): JS memory of its
  * own for an unshared heap, a shared heap's header otherwise, where every
