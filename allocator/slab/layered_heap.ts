@@ -308,6 +308,11 @@ export class LayeredHeap {
       take: (payloadBytes) => this.#take(payloadBytes, FRAME_BYTES),
       give: (address, payloadBytes) => this.#give(address, payloadBytes),
       growInPlace: (address, oldBytes, newBytes) => {
+        // A chunk grown in place moves its frame table, whose slab entries a
+        // shared heap's Workers read and write under their class locks alone
+        // (not the heap lock the growth holds): there the frames take a new
+        // chunk instead.
+        if (this.shared) return false;
         // Only inside the part of the window the layers address.
         if (address - baseAddress + newBytes > this.frames.words.byteLength) return false;
         if (!source.growInPlace(address, newBytes)) return false;
