@@ -1550,22 +1550,9 @@ export class PhysicalAllocator implements Disposable {
       alloc: () => {
         this.#assertOpen("allocate from a cache");
         this.#assertNotDestroyed(cache, "allocate from");
-        let address = layers.cacheAlloc(cache);
-        // Other caches' empty slabs are freed only when that surely serves
-        // this one (frames of the order and a block for the descriptor), so
-        // that a failed alloc changes nothing.
-        if (
-          address === 0 && layers.emptySlabsWouldServe(cache) &&
-          this.#policy.findsAnyOf(
-            this.#policy.largestFree(),
-            blockSizeFor(cache.descriptorBytes + this.#guardBytes),
-            GRANULE_BYTES,
-            Infinity,
-          )
-        ) {
-          layers.releaseEmptySlabs();
-          address = layers.cacheAlloc(cache);
-        }
+        // Other caches' empty slabs serve a new slab when they surely can:
+        // the frames take them back before they grow (LayeredHeap's reclaim).
+        const address = layers.cacheAlloc(cache);
         if (address === 0) {
           throw new OutOfMemoryError(
             `Cannot allocate a ${cache.name} object of ${cache.objectBytes} bytes: no page frames are free`,

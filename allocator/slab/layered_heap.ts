@@ -757,18 +757,6 @@ export class LayeredHeap {
   }
 
   /**
-   * True when freeing the other caches' empty slabs surely gives `cache` the
-   * frames of a new slab: one of them is at least as large (the buddy then
-   * holds a free block of the order wanted). Nothing is written.
-   */
-  emptySlabsWouldServe(cache: SlabCache): boolean {
-    if (this.#heapOnly) throw new EveryLockNeeded();
-    return this.caches.some((other) =>
-      other !== cache && other.emptySlabs > 0 && other.slabOrder >= cache.slabOrder
-    );
-  }
-
-  /**
    * For the frames, before they take or grow a chunk for a run of `order`:
    * when an empty slab of that order or more is kept, every cache's empty
    * slabs go back, so the run is served from memory the layers already hold
