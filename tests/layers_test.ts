@@ -484,3 +484,36 @@ Deno.test("The caches keep at most 4 empty slabs in all, the one just emptied am
   heap.trim();
   assert.equal(heap.stats().layers!.chunks, 0);
 });
+
+Deno.test("The reserve widens for a loop over more classes than it holds, and narrows after", () => {
+  const { heap } = heapOf(8 * MIB);
+  const keep = heap.alloc(4096, 4096);
+  const sizes = [8, 16, 24, 32, 40, 48, 56, 64];
+  const emptySlabs = () =>
+    heap.stats().layers!.slabinfo.reduce((sum, line) => sum + line.slabs - line.activeSlabs, 0);
+  // Each turn empties a slab: with 4 kept in all, every turn would give one
+  // back that a later turn makes again. Each slab made again widens the reserve.
+  for (let turn = 0; turn < 4 * sizes.length; turn++) {
+    heap.free(heap.alloc(sizes[turn % sizes.length]));
+  }
+  assert.equal(emptySlabs(), sizes.length, "every class of the loop keeps its empty slab");
+  const framesInLoop = heap.stats().layers!.totalFrames - heap.stats().layers!.freeFrames;
+  for (let turn = 0; turn < 2 * sizes.length; turn++) {
+    heap.free(heap.alloc(sizes[turn % sizes.length]));
+  }
+  assert.equal(
+    heap.stats().layers!.totalFrames - heap.stats().layers!.freeFrames,
+    framesInLoop,
+    "the loop makes no slab once widened",
+  );
+  // A loop on one class empties its slab at every turn and makes none: the
+  // widening (at most 16) narrows, one slab per 64 slabs emptied, back to 4 in all.
+  for (let turn = 0; turn < 65 * 16; turn++) heap.free(heap.alloc(8));
+  // A class the reserve never gave a slab of (a class it did would widen it again).
+  heap.free(heap.alloc(72));
+  assert.equal(emptySlabs(), 4);
+  heap.check();
+  heap.free(keep);
+  heap.trim();
+  assert.equal(heap.stats().layers!.chunks, 0);
+});

@@ -7,7 +7,8 @@
  *
  * Reserves: each cache keeps at most one empty slab (the caches at most
  * EMPTY_SLABS_KEPT_MAX in all, or one per FRAMES_PER_EMPTY_SLAB_KEPT frames in
- * use when that is more) and the frames keep one wholly free chunk,
+ * use when that is more, widened while caches keep making again the slabs
+ * it gave back: EMPTY_SLABS_WIDENED_MAX) and the frames keep one wholly free chunk,
  * also when nothing lives in the layers, so a workload that
  * swings around a slab or chunk boundary does not take and give them back on
  * every call; `releaseReserves()` (PhysicalAllocator.trim()) gives them back,
@@ -164,6 +165,23 @@ const EMPTY_SLABS_KEPT_MAX = 4;
  */
 const FRAMES_PER_EMPTY_SLAB_KEPT = 64;
 
+/**
+ * The most empty slabs by which an unshared heap's reserve widens beyond
+ * EMPTY_SLABS_KEPT_MAX, one for each slab the reserve gave back and its
+ * cache then made again: a loop over more classes than the reserve holds
+ * would otherwise give a slab back and make one at every call. The frames'
+ * next growth ends the widening (#reclaimEmptySlabs).
+ */
+const EMPTY_SLABS_WIDENED_MAX = 16;
+
+/**
+ * The widening narrows by one slab after this many slabs emptied with no
+ * miss (see EMPTY_SLABS_WIDENED_MAX): a loop that needs it misses again
+ * within a few calls and widens it back, while a heap that left such a loop
+ * does not keep the reserve.
+ */
+const SLABS_EMPTIED_PER_NARROWING = 128;
+
 /** Layer state versions wrap within 30 bits: never -1, the version a joining Worker has seen. */
 const VERSION_MASK = 0x3fffffff;
 
@@ -243,6 +261,12 @@ export class LayeredHeap {
   readonly #midTurnedAway = new Int32Array(KMALLOC_CLASSES.length - KMALLOC_SMALL_CLASS_COUNT);
   /** The caches that may hold empty slabs (#slabEmptied's list; others hold none). */
   readonly #emptyHolders: SlabCache[] = [];
+  /** Empty slabs the reserve holds beyond EMPTY_SLABS_KEPT_MAX (see EMPTY_SLABS_WIDENED_MAX). */
+  #emptySlabsWidened = 0;
+  /** Slabs emptied so far: the clock of the widening's narrowing. */
+  #slabsEmptied = 0;
+  /** `#slabsEmptied` when a cache last missed a slab the reserve gave back. */
+  #slabsEmptiedAtMiss = 0;
   /** Which slab every slab frame belongs to (for slab_fast_path.ts's free; proved by check()). */
   readonly slabPages: SlabPageMap;
   /** Per cache id: the bytes a user object holds (its object size less the debug guard). */
@@ -373,6 +397,10 @@ export class LayeredHeap {
 
   #addCache(cache: SlabCache): void {
     cache.onEmptied = (emptied) => this.#slabEmptied(emptied);
+    cache.onReserveMissed = () => {
+      if (this.#emptySlabsWidened < EMPTY_SLABS_WIDENED_MAX) this.#emptySlabsWidened++;
+      this.#slabsEmptiedAtMiss = this.#slabsEmptied;
+    };
     this.caches[cache.id] = cache;
   }
 
@@ -504,6 +532,14 @@ export class LayeredHeap {
     // empty slab of its own (trimClassHeld), and the walk waits for a hold
     // of every lock.
     if (this.#classHeld !== null) return;
+    this.#slabsEmptied++;
+    if (
+      this.#emptySlabsWidened > 0 &&
+      this.#slabsEmptied - this.#slabsEmptiedAtMiss > SLABS_EMPTIED_PER_NARROWING
+    ) {
+      this.#emptySlabsWidened--;
+      this.#slabsEmptiedAtMiss = this.#slabsEmptied;
+    }
     // Only caches that emptied a slab can hold one: the walk is over those (a
     // few: the caches keep EMPTY_SLABS_KEPT_MAX empty slabs in all), not over
     // every cache, since a cache whose last object comes and goes empties a
@@ -524,7 +560,7 @@ export class LayeredHeap {
     holders.length = kept;
     const frames = this.frames;
     const keep = Math.max(
-      EMPTY_SLABS_KEPT_MAX,
+      EMPTY_SLABS_KEPT_MAX + this.#emptySlabsWidened,
       Math.floor((frames.totalFrames - frames.freeFrames) / FRAMES_PER_EMPTY_SLAB_KEPT),
     );
     if (total <= keep) return;
@@ -534,6 +570,8 @@ export class LayeredHeap {
       if (cache === emptied || cache.emptySlabs === 0) continue;
       total -= cache.emptySlabs;
       cache.shrink(0);
+      // A shared heap's Workers would each count the same miss: only unshared reserves widen.
+      cache.reserveTaken = !this.shared;
       if (total <= keep) break;
     }
   }
@@ -742,6 +780,7 @@ export class LayeredHeap {
   releaseReserves(): boolean {
     if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
+    this.#emptySlabsWidened = 0;
     let released = false;
     for (const cache of this.caches) {
       if (cache.emptySlabs > 0) {
@@ -770,6 +809,8 @@ export class LayeredHeap {
    * @returns True when it gave slabs back (a block of `order` is then free).
    */
   #reclaimEmptySlabs(order: number): boolean {
+    // The footprint is about to grow: the heap is past the steady state the widening served.
+    this.#emptySlabsWidened = 0;
     if (this.shared || !this.caches.some((c) => c.emptySlabs > 0 && c.slabOrder >= order)) {
       return false;
     }

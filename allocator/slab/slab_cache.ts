@@ -209,6 +209,15 @@ export class SlabCache {
    */
   onEmptied: ((cache: SlabCache) => void) | null = null;
   /**
+   * Set by the layers when they gave this cache's last empty slab back to
+   * keep their reserve of empty slabs within bounds; cleared when the cache
+   * next makes a slab, which then calls `onReserveMissed` (the slab given
+   * back was wanted again: the layers widen their reserve).
+   */
+  reserveTaken = false;
+  /** Called when the cache makes a slab while `reserveTaken` is set (see there). */
+  onReserveMissed: (() => void) | null = null;
+  /**
    * Worker-cached caches: called under the lock when an object's hidden
    * slack (written by the Worker cache that handed it out) is cleared, so
    * the Worker's count of hidden bytes follows.
@@ -550,6 +559,10 @@ export class SlabCache {
     w[this.#frames.entry(slab) + E_AUX] = dw;
     this.#pages?.set(this.#frames.offsetOf(slab), 1 << this.slabOrder, dw, this.id);
     this.#push(slab, 1);
+    if (this.reserveTaken) {
+      this.reserveTaken = false;
+      this.onReserveMissed?.();
+    }
     return slab;
   }
 
