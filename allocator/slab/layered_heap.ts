@@ -809,11 +809,10 @@ export class LayeredHeap {
    * @returns True when it gave slabs back (a block of `order` is then free).
    */
   #reclaimEmptySlabs(order: number): boolean {
+    if (this.shared) return false;
     // The footprint is about to grow: the heap is past the steady state the widening served.
     this.#emptySlabsWidened = 0;
-    if (this.shared || !this.caches.some((c) => c.emptySlabs > 0 && c.slabOrder >= order)) {
-      return false;
-    }
+    if (!this.caches.some((c) => c.emptySlabs > 0 && c.slabOrder >= order)) return false;
     this.releaseEmptySlabs();
     return true;
   }
