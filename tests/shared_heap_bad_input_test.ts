@@ -364,6 +364,35 @@ Deno.test("shared bad input: with the heap lock held by a stopped slot, a slab c
   assert.equal(heap.sizeOf(live[full]), 100);
 });
 
+Deno.test("shared bad input: with a class lock held by a stopped slot, a block's realloc above the Worker caches' classes runs under the heap lock alone, and one that needs every lock times out, changing nothing", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using heap = PhysicalAllocator.fromBuffer(memory, { lockTimeoutMs: 50 });
+  const stopped = PhysicalAllocator.attach(memory);
+  // Blocks above CACHE_SIZE_MAX (4 KiB): no Worker cache holds them.
+  const block = heap.alloc(5000);
+  heap.bytes(block).fill(0x5a);
+  const fence = heap.alloc(5000); // the block cannot grow in place: its realloc moves it
+  const views = headerViews(memory, 0);
+  const classLock = lockWordAt(views, classLockOf(KMALLOC_CLASS_BY_STEP[104 >> 3]));
+  assert.equal(
+    Atomics.compareExchange(views.i32, classLock, 0, stopped.workerSlot | (2 << 8)),
+    0,
+  );
+  const moved = heap.realloc(block, 9000);
+  assert.notEqual(moved, block, "moved past its neighbour");
+  assert.equal(heap.realloc(moved, 6000), moved, "shrunk in place");
+  // To a slab class, the move needs every lock (the old block's free and the new object's slab).
+  const slot = `slot ${stopped.workerSlot}`;
+  assertRefused(memory, () => heap.realloc(fence, 100), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  Atomics.store(views.i32, classLock, 0);
+  heap.check();
+  assert.equal(heap.sizeOf(moved), 6000);
+  assert.ok(heap.bytes(moved, 5000).every((byte) => byte === 0x5a), "the payload moved along");
+  heap.free(moved);
+  assert.equal(heap.sizeOf(heap.realloc(fence, 100)), 100);
+  heap.check();
+});
+
 Deno.test("shared bad input: a Worker cache refill that meets a forged slab link leaves its pick where it was", () => {
   const memory = new SharedArrayBuffer(4 << 20);
   using a = PhysicalAllocator.fromBuffer(memory);

@@ -481,6 +481,7 @@ export class PhysicalAllocator implements Disposable {
             alignBytes < GRANULE_BYTES ? GRANULE_BYTES : alignBytes,
           ),
         reallocOwned: (address, sizeBytes) => this.#reallocOwned(address, sizeBytes),
+        reallocBlockHeld: (address, sizeBytes) => this.#reallocBlock(address, sizeBytes, true),
         splitRun: (address, pieceBytes, count, sizeBytes) =>
           this.#edits.splitUsed(address - HEADER_BYTES, pieceBytes, count, sizeBytes),
         assertOpen: (operation) => this.#assertOpen(operation),
@@ -1129,16 +1130,28 @@ export class PhysicalAllocator implements Disposable {
 
   /** realloc() once the heap is this caller's. */
   #reallocOwned(address: number, sizeBytes: number): number {
-    if (this.#layers !== null) {
-      if (this.#layers.owns(address)) return this.#reallocLayered(address, sizeBytes);
-      this.#refuseInternal(address, "reallocate", InvalidFreeError);
+    if (this.#layers !== null && this.#layers.owns(address)) {
+      return this.#reallocLayered(address, sizeBytes);
     }
+    return this.#reallocBlock(address, sizeBytes, false);
+  }
+
+  /**
+   * realloc() of an address no chunk of the layers holds (a block, or a bad
+   * address the block heap reports): in place when it can, else moved.
+   * `held` (a shared heap's hold of the heap lock alone, for a size above the
+   * kmalloc classes): the new payload comes from #tryAllocOwned and the old
+   * block is freed directly, not through the facade (which would take
+   * locks), and 0 means no memory was found, nothing changed.
+   */
+  #reallocBlock(address: number, sizeBytes: number, held: boolean): number {
+    if (this.#layers !== null) this.#refuseInternal(address, "reallocate", InvalidFreeError);
     if (this.#fast !== null) {
       const resized = this.#fast.resize(address, sizeBytes);
       if (resized > 0) return resized;
-      if (resized === 0) return this.#move(address, address - HEADER_BYTES, sizeBytes);
+      if (resized === 0) return this.#move(address, address - HEADER_BYTES, sizeBytes, held);
     }
-    return this.#reallocGeneral(address, sizeBytes);
+    return this.#reallocGeneral(address, sizeBytes, held);
   }
 
   /** realloc() of an address in a chunk: in place within its kmalloc class, else moved. */
@@ -1159,8 +1172,8 @@ export class PhysicalAllocator implements Disposable {
     return moved;
   }
 
-  /** realloc() on the general path (kept apart as #freeGeneral is). */
-  #reallocGeneral(address: number, sizeBytes: number): number {
+  /** realloc() on the general path (kept apart as #freeGeneral is); `held` as in #reallocBlock. */
+  #reallocGeneral(address: number, sizeBytes: number, held: boolean): number {
     const block = this.#verifier.usedBlockAt(address, "reallocate", InvalidFreeError);
     // The address goes into the message only on error: building it costs more than a reallocation.
     validateSize(sizeBytes, "reallocate", address);
@@ -1181,27 +1194,34 @@ export class PhysicalAllocator implements Disposable {
       this.#debug?.afterResize(block, block + size, this.#verifier.regionOf(block)!.blockEnd);
       return address;
     }
-    return this.#move(address, block, sizeBytes);
+    return this.#move(address, block, sizeBytes, held);
   }
 
   /**
    * Moves the verified live allocation at `address` (block `block`) to a new
-   * block of `sizeBytes` at the default alignment, like C's realloc.
+   * block of `sizeBytes` at the default alignment, like C's realloc; `held`
+   * as in #reallocBlock.
    */
-  #move(address: number, block: number, sizeBytes: number): number {
+  #move(address: number, block: number, sizeBytes: number, held: boolean): number {
     const blocks = this.#blocks;
     // Verified before anything is written: the free() that ends the move must not throw.
     this.#edits.checkedPredecessor(block, blocks.flags(block));
     const oldSizeBytes = blocks.size(block) - HEADER_BYTES - blocks.slack(block);
-    const moved = this.tryAlloc(sizeBytes, this.defaultAlignBytes);
-    if (moved === 0) throw this.#outOfMemory(sizeBytes, this.defaultAlignBytes);
+    const moved = held
+      ? this.#tryAllocOwned(sizeBytes, this.defaultAlignBytes)
+      : this.tryAlloc(sizeBytes, this.defaultAlignBytes);
+    if (moved === 0) {
+      if (held) return 0;
+      throw this.#outOfMemory(sizeBytes, this.defaultAlignBytes);
+    }
     const from = address - blocks.baseAddress;
     this.#window.copyWithin(
       moved - blocks.baseAddress,
       from,
       from + Math.min(oldSizeBytes, sizeBytes),
     );
-    this.free(address);
+    if (held) this.#freeBlock(address);
+    else this.free(address);
     return moved;
   }
 

@@ -60,6 +60,13 @@ export interface OwnedHeap {
   /** realloc() on the heap. */
   reallocOwned(address: number, sizeBytes: number): number;
   /**
+   * realloc() of an address no chunk of the layers holds, to a size above
+   * the kmalloc classes, under the heap lock alone: in place, else moved to
+   * a block or page run with the old block freed directly; 0 when no memory
+   * was found (nothing changed).
+   */
+  reallocBlockHeld(address: number, sizeBytes: number): number;
+  /**
    * Splits the used block at payload `address`, just allocated, into `count`
    * used blocks of `pieceBytes` each holding `sizeBytes` (BlockEdits.splitUsed).
    */
@@ -666,7 +673,41 @@ export class SharedCalls {
       const resized = this.#cacheRealloc(cache, address, sizeBytes);
       if (resized !== 0) return resized;
     }
+    if (typeof sizeBytes === "number" && sizeBytes > KMALLOC_MAX_BYTES) {
+      const resized = this.#reallocBlockHeapOnly(address, sizeBytes);
+      if (resized !== 0) return resized;
+    }
     return this.#reallocLocked(address, sizeBytes);
+  }
+
+  /**
+   * realloc() of a block to a size above the kmalloc classes under the heap
+   * lock alone (no slab cache is touched: the new payload is a block or a
+   * page run); 0, having changed nothing, when the layers own the address
+   * (a slab object or page run, freed under its cache's lock) or no memory
+   * was found (the reserves and Worker caches are given back under every lock).
+   */
+  #reallocBlockHeapOnly(address: number, sizeBytes: number): number {
+    const shared = this.#shared;
+    const took = shared.enterHeapOnly("reallocate");
+    try {
+      this.#owned.assertOpen("reallocate");
+      if (this.#owned.inLayers(address)) return 0;
+      this.refuseCached(address, "reallocate");
+      const resized = this.#owned.reallocBlockHeld(address, sizeBytes);
+      const cache = this.#cache;
+      if (resized !== 0 && cache !== null) {
+        // Resized in place, its header records the new size; moved, the old block is free.
+        cache.clearLive(address);
+        if (!this.#owned.inLayers(resized)) cache.setLive(resized, 0);
+      }
+      return resized;
+    } catch (error) {
+      if (error instanceof EveryLockNeeded) return 0;
+      throw error;
+    } finally {
+      shared.leaveFine(took);
+    }
   }
 
   /** realloc() of a slab object through the cache; 0 when it does not apply (the locked path then runs). */
