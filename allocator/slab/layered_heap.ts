@@ -180,7 +180,7 @@ const EMPTY_SLABS_WIDENED_MAX = 16;
  * within a few calls and widens it back, while a heap that left such a loop
  * does not keep the reserve.
  */
-const SLABS_EMPTIED_PER_NARROWING = 128;
+const SLABS_EMPTIED_PER_NARROWING = 64;
 
 /** Layer state versions wrap within 30 bits: never -1, the version a joining Worker has seen. */
 const VERSION_MASK = 0x3fffffff;
