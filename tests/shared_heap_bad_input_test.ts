@@ -364,7 +364,7 @@ Deno.test("shared bad input: with the heap lock held by a stopped slot, a slab c
   assert.equal(heap.sizeOf(live[full]), 100);
 });
 
-Deno.test("shared bad input: with a class lock held by a stopped slot, a block's realloc above the Worker caches' classes runs under the heap lock alone, and one that needs every lock times out, changing nothing", () => {
+Deno.test("shared bad input: with a class lock held by a stopped slot, a block's realloc that needs no slab object runs under the heap lock alone, and one that needs every lock times out, changing nothing", () => {
   const memory = new SharedArrayBuffer(4 << 20);
   using heap = PhysicalAllocator.fromBuffer(memory, { lockTimeoutMs: 50 });
   const stopped = PhysicalAllocator.attach(memory);
@@ -372,6 +372,7 @@ Deno.test("shared bad input: with a class lock held by a stopped slot, a block's
   const block = heap.alloc(5000);
   heap.bytes(block).fill(0x5a);
   const fence = heap.alloc(5000); // the block cannot grow in place: its realloc moves it
+  const object = heap.alloc(100); // a kmalloc-104 object
   const views = headerViews(memory, 0);
   const classLock = lockWordAt(views, classLockOf(KMALLOC_CLASS_BY_STEP[104 >> 3]));
   assert.equal(
@@ -381,15 +382,39 @@ Deno.test("shared bad input: with a class lock held by a stopped slot, a block's
   const moved = heap.realloc(block, 9000);
   assert.notEqual(moved, block, "moved past its neighbour");
   assert.equal(heap.realloc(moved, 6000), moved, "shrunk in place");
-  // To a slab class, the move needs every lock (the old block's free and the new object's slab).
+  assert.equal(heap.realloc(fence, 100), fence, "shrunk in place to a slab class's size");
+  // A slab object's move needs every lock (its class lock for its free).
   const slot = `slot ${stopped.workerSlot}`;
-  assertRefused(memory, () => heap.realloc(fence, 100), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  assertRefused(memory, () => heap.realloc(object, 5000), LockTimeoutError, "LOCK_TIMEOUT", slot);
   Atomics.store(views.i32, classLock, 0);
   heap.check();
   assert.equal(heap.sizeOf(moved), 6000);
   assert.ok(heap.bytes(moved, 5000).every((byte) => byte === 0x5a), "the payload moved along");
+  assert.equal(heap.sizeOf(fence), 100);
   heap.free(moved);
-  assert.equal(heap.sizeOf(heap.realloc(fence, 100)), 100);
+  assert.equal(heap.sizeOf(heap.realloc(object, 5000)), 5000);
+  heap.check();
+});
+
+Deno.test("shared bad input: a block's realloc whose move reaches a slab cache leaves the heap lock alone unchanged and runs under every lock", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  using heap = PhysicalAllocator.fromBuffer(memory, { lockTimeoutMs: 50, workerCaches: false });
+  const stopped = PhysicalAllocator.attach(memory);
+  // A cold mid class (kmalloc-320) turns its first requests away to blocks.
+  const block = heap.alloc(300);
+  heap.alloc(300); // a fence: the block cannot grow in place
+  const views = headerViews(memory, 0);
+  const classLock = lockWordAt(views, classLockOf(KMALLOC_CLASS_BY_STEP[200 >> 3]));
+  assert.equal(
+    Atomics.compareExchange(views.i32, classLock, 0, stopped.workerSlot | (2 << 8)),
+    0,
+  );
+  // Under the heap lock alone the move's allocation reaches kmalloc and
+  // stops before any change; under every lock the held class lock times out.
+  const slot = `slot ${stopped.workerSlot}`;
+  assertRefused(memory, () => heap.realloc(block, 480), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  assert.equal(heap.realloc(block, 1000) !== 0, true, "a move to a block needs no class lock");
+  Atomics.store(views.i32, classLock, 0);
   heap.check();
 });
 

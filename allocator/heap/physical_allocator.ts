@@ -1139,10 +1139,11 @@ export class PhysicalAllocator implements Disposable {
   /**
    * realloc() of an address no chunk of the layers holds (a block, or a bad
    * address the block heap reports): in place when it can, else moved.
-   * `held` (a shared heap's hold of the heap lock alone, for a size above the
-   * kmalloc classes): the new payload comes from #tryAllocOwned and the old
-   * block is freed directly, not through the facade (which would take
-   * locks), and 0 means no memory was found, nothing changed.
+   * `held` (a shared heap's hold of the heap lock alone): the new payload
+   * comes from #tryAllocOwned (which throws EveryLockNeeded, before any
+   * change, when it reaches a slab cache) and the old block is freed
+   * directly, not through the facade (which would take locks), and 0 means
+   * no memory was found, nothing changed.
    */
   #reallocBlock(address: number, sizeBytes: number, held: boolean): number {
     if (this.#layers !== null) this.#refuseInternal(address, "reallocate", InvalidFreeError);

@@ -60,10 +60,10 @@ export interface OwnedHeap {
   /** realloc() on the heap. */
   reallocOwned(address: number, sizeBytes: number): number;
   /**
-   * realloc() of an address no chunk of the layers holds, to a size above
-   * the kmalloc classes, under the heap lock alone: in place, else moved to
-   * a block or page run with the old block freed directly; 0 when no memory
-   * was found (nothing changed).
+   * realloc() of an address no chunk of the layers holds, under the heap
+   * lock alone: in place, else moved with tryAllocOwned (throwing
+   * EveryLockNeeded, before any change, when that reaches a slab cache) and
+   * the old block freed directly; 0 when no memory was found (nothing changed).
    */
   reallocBlockHeld(address: number, sizeBytes: number): number;
   /**
@@ -673,19 +673,19 @@ export class SharedCalls {
       const resized = this.#cacheRealloc(cache, address, sizeBytes);
       if (resized !== 0) return resized;
     }
-    if (typeof sizeBytes === "number" && sizeBytes > KMALLOC_MAX_BYTES) {
-      const resized = this.#reallocBlockHeapOnly(address, sizeBytes);
-      if (resized !== 0) return resized;
-    }
+    const resized = this.#reallocBlockHeapOnly(address, sizeBytes);
+    if (resized !== 0) return resized;
     return this.#reallocLocked(address, sizeBytes);
   }
 
   /**
-   * realloc() of a block to a size above the kmalloc classes under the heap
-   * lock alone (no slab cache is touched: the new payload is a block or a
-   * page run); 0, having changed nothing, when the layers own the address
-   * (a slab object or page run, freed under its cache's lock) or no memory
-   * was found (the reserves and Worker caches are given back under every lock).
+   * realloc() of a block under the heap lock alone: in place, or moved to a
+   * block or page run (a size above the kmalloc classes), it touches no slab
+   * cache. 0, having changed nothing, when the layers own the address (a
+   * slab object or page run), when the move needs a slab object (the call
+   * that reaches a slab cache throws EveryLockNeeded before it changes
+   * anything), or when no memory was found (the reserves and Worker caches
+   * are given back under every lock).
    */
   #reallocBlockHeapOnly(address: number, sizeBytes: number): number {
     const shared = this.#shared;
