@@ -364,7 +364,7 @@ Deno.test("shared bad input: with the heap lock held by a stopped slot, a slab c
   assert.equal(heap.sizeOf(live[full]), 100);
 });
 
-Deno.test("shared bad input: with a class lock held by a stopped slot, a block's realloc that needs no slab object runs under the heap lock alone, and one that needs every lock times out, changing nothing", () => {
+Deno.test("shared bad input: with a class lock held by a stopped slot, a block's realloc that needs no slab object runs under the heap lock alone, a slab object's move to a block frees it into the Worker cache, and a realloc that needs every lock times out, changing nothing", () => {
   const memory = new SharedArrayBuffer(4 << 20);
   using heap = PhysicalAllocator.fromBuffer(memory, { lockTimeoutMs: 50 });
   const stopped = PhysicalAllocator.attach(memory);
@@ -373,6 +373,8 @@ Deno.test("shared bad input: with a class lock held by a stopped slot, a block's
   heap.bytes(block).fill(0x5a);
   const fence = heap.alloc(5000); // the block cannot grow in place: its realloc moves it
   const object = heap.alloc(100); // a kmalloc-104 object
+  heap.bytes(object).fill(0x77);
+  const page = heap.allocPages(0);
   const views = headerViews(memory, 0);
   const classLock = lockWordAt(views, classLockOf(KMALLOC_CLASS_BY_STEP[104 >> 3]));
   assert.equal(
@@ -383,16 +385,23 @@ Deno.test("shared bad input: with a class lock held by a stopped slot, a block's
   assert.notEqual(moved, block, "moved past its neighbour");
   assert.equal(heap.realloc(moved, 6000), moved, "shrunk in place");
   assert.equal(heap.realloc(fence, 100), fence, "shrunk in place to a slab class's size");
-  // A slab object's move needs every lock (its class lock for its free).
+  // The object's free goes to the Worker cache's bin, which needs no lock.
+  const grown = heap.realloc(object, 5000);
+  // A page run's realloc takes every lock.
   const slot = `slot ${stopped.workerSlot}`;
-  assertRefused(memory, () => heap.realloc(object, 5000), LockTimeoutError, "LOCK_TIMEOUT", slot);
+  assertRefused(memory, () => heap.realloc(page, 9000), LockTimeoutError, "LOCK_TIMEOUT", slot);
   Atomics.store(views.i32, classLock, 0);
   heap.check();
   assert.equal(heap.sizeOf(moved), 6000);
   assert.ok(heap.bytes(moved, 5000).every((byte) => byte === 0x5a), "the payload moved along");
   assert.equal(heap.sizeOf(fence), 100);
+  assert.equal(heap.sizeOf(grown), 5000);
+  assert.ok(
+    heap.bytes(grown, 100).every((byte) => byte === 0x77),
+    "the object's bytes moved along",
+  );
   heap.free(moved);
-  assert.equal(heap.sizeOf(heap.realloc(object, 5000)), 5000);
+  assert.equal(heap.sizeOf(heap.realloc(page, 9000)), 9000);
   heap.check();
 });
 

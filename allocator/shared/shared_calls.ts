@@ -662,13 +662,15 @@ export class SharedCalls {
   /**
    * realloc() of a shared heap: a payload of a size class resized to a size
    * class moves through the Worker cache (in place within its class) with
-   * no lock of its own; anything else runs under every lock.
+   * no lock of its own, and so does a slab object of a class moved to any
+   * size (the new payload's alloc takes the locks it needs); a block's
+   * realloc tries the heap lock alone next; anything else runs under every lock.
    */
   realloc(address: number, sizeBytes: number): number {
     const cache = this.#cache;
     if (
       cache !== null && typeof sizeBytes === "number" && sizeBytes > 0 &&
-      sizeBytes <= CACHE_SIZE_MAX && (sizeBytes | 0) === sizeBytes && !this.#shared.detached
+      (sizeBytes | 0) === sizeBytes && !this.#shared.detached
     ) {
       const resized = this.#cacheRealloc(cache, address, sizeBytes);
       if (resized !== 0) return resized;
@@ -722,7 +724,7 @@ export class SharedCalls {
     if (slabs.foundSlack() !== 0) return 0;
     const oldHidden = slabs.foundHidden();
     const capacity = classCapacity(cls);
-    if (classOf(sizeBytes) === cls) {
+    if (sizeBytes <= CACHE_SIZE_MAX && classOf(sizeBytes) === cls) {
       // Within its class the object stays: only the hidden slack changes.
       slabs.markLive(capacity - sizeBytes);
       cache.addSlabHidden(capacity - sizeBytes - oldHidden);
@@ -739,12 +741,17 @@ export class SharedCalls {
     return moved;
   }
 
-  /** realloc() through the cache; 0 when it does not apply (the locked path then runs). */
+  /**
+   * realloc() through the cache, to a positive int32 size (a slab object's
+   * to any, a block's to CACHE_SIZE_MAX); 0 when it does not apply (the
+   * locked path then runs).
+   */
   #cacheRealloc(cache: WorkerCache, address: number, sizeBytes: number): number {
     if (this.#slabs !== null) {
       const moved = this.#slabRealloc(cache, this.#slabs, address, sizeBytes);
       if (moved !== 0) return moved;
     }
+    if (sizeBytes > CACHE_SIZE_MAX) return 0;
     const cls = this.#cachedClass(cache, address, "reallocate");
     if (cls < 0) return 0;
     const target = classOf(sizeBytes);
