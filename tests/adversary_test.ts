@@ -938,3 +938,89 @@ Deno.test("bytes() refuses a null length, and a closed allocator's cache refuses
   heap.close();
   assert.throws(() => cache.info(), { code: "ALLOCATOR_CLOSED" });
 });
+
+Deno.test("a revoked Proxy anywhere in the input gets a typed error, never a TypeError", () => {
+  const { proxy, revoke } = Proxy.revocable({}, {});
+  revoke();
+  const revoked = proxy as never;
+  using heap = PhysicalAllocator.fromBuffer(new Uint8Array(2 << 20));
+  const calls: [string, () => unknown, string][] = [
+    ["new PhysicalAllocator(memory)", () => new PhysicalAllocator(revoked), "INVALID_MEMORY"],
+    ["regions", () => new PhysicalAllocator({ regions: revoked }), "INVALID_MEMORY"],
+    ["a region", () => new PhysicalAllocator({ regions: [revoked] }), "INVALID_MEMORY"],
+    [
+      "a region's bytes",
+      () => new PhysicalAllocator({ regions: [{ base: 0x1000, bytes: revoked }] }),
+      "INVALID_MEMORY",
+    ],
+    [
+      "constructor options",
+      () => new PhysicalAllocator(bufferMemory([{ start: 0x1000, length: 1 << 16 }]), revoked),
+      "INVALID_OPTION",
+    ],
+    ["fromBuffer(memory)", () => PhysicalAllocator.fromBuffer(revoked), "INVALID_MEMORY"],
+    [
+      "fromBuffer options",
+      () => PhysicalAllocator.fromBuffer(new Uint8Array(1 << 16), revoked),
+      "INVALID_OPTION",
+    ],
+    ["attach(memory)", () => PhysicalAllocator.attach(revoked), "SHARED_HEAP_INVALID"],
+    ["bufferMemory(ranges)", () => bufferMemory(revoked), "INVALID_MEMORY"],
+    ["a range", () => bufferMemory([revoked]), "INVALID_MEMORY"],
+    ["createCache options", () => heap.createCache("c", 8, revoked), "INVALID_OPTION"],
+    ["createCache name", () => heap.createCache(revoked, 8), "INVALID_OPTION"],
+    ["alloc", () => heap.alloc(revoked), "INVALID_SIZE"],
+    ["free", () => heap.free(revoked), "INVALID_FREE"],
+    ["realloc", () => heap.realloc(heap.alloc(8), revoked), "INVALID_SIZE"],
+  ];
+  for (const [what, call, code] of calls) {
+    assert.throws(call, (error: unknown) => {
+      assert.ok(error instanceof AllocatorError, `${what}: ${String(error)}`);
+      assert.equal(error.code, code, what);
+      return true;
+    });
+  }
+  heap.check();
+  assert.equal(heap.stats().usedBlocks, 1, "the realloc's object alone is live");
+});
+
+Deno.test("a getter in the input is read once: a value that changes between reads cannot split a decision", () => {
+  let debugReads = 0;
+  // Read twice, `debug` would say false to the shared heap's Worker caches and true to its layers.
+  const options = {
+    get debug() {
+      return debugReads++ > 0;
+    },
+  };
+  using shared = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(4 << 20), options);
+  assert.equal(debugReads, 1);
+  shared.free(shared.alloc(8));
+  shared.free(shared.alloc(5000));
+  shared.check();
+  // A range whose start passes the checks once, then would name another address.
+  let startReads = 0;
+  const range = {
+    get start() {
+      return startReads++ === 0 ? 0x1000 : -0x1000;
+    },
+    length: 1 << 16,
+  };
+  const memory = bufferMemory([range]);
+  assert.equal(startReads, 1);
+  assert.equal(memory.regions[0].base, 0x1000);
+  // A region whose bytes would swap to a view of another buffer after the checks.
+  const bytes = new Uint8Array(1 << 16);
+  let bytesReads = 0;
+  const region = {
+    base: 0x1000,
+    get bytes() {
+      return bytesReads++ === 0 ? bytes : new Uint8Array(16);
+    },
+  };
+  using heap = new PhysicalAllocator({ regions: [region] });
+  assert.equal(bytesReads, 1);
+  const address = heap.alloc(100);
+  heap.bytes(address).fill(7);
+  assert.equal(bytes[address - 0x1000], 7, "the heap writes the view it checked");
+  heap.check();
+});

@@ -368,7 +368,7 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   constructor(memory: PhysicalMemory, options: AllocatorOptions = {}) {
-    checkOptionsObject(options);
+    options = readOptions<AllocatorOptions>(options, ALLOCATOR_OPTION_NAMES);
     const policyName = options.policy ?? POLICY_NAMES[0];
     if (!isPolicyName(policyName)) {
       throw new InvalidOptionError(
@@ -394,10 +394,10 @@ export class PhysicalAllocator implements Disposable {
     this.#blocks = blockWordsFor(window.bytes, window.baseAddress, key);
     this.#debug = options.debug === true ? new DebugGuard(this.#blocks, window.bytes) : null;
     this.#guardBytes = options.debug === true ? GUARD_BYTES_MIN : 0;
-    const largestArea = largestBlockArea(memory.regions);
+    const largestArea = largestBlockArea(window.regions);
     const policyEntry = POLICIES[policyName];
     const controlBytes = policyEntry.controlBytes(largestArea);
-    this.#layout = layoutRegions(memory.regions, controlBytes);
+    this.#layout = layoutRegions(window.regions, controlBytes);
     const controlAddress = this.#layout.controlAddress;
     const narrow = this.#blocks instanceof NarrowBlockWords;
     this.#control = controlAddress === 0
@@ -443,7 +443,7 @@ export class PhysicalAllocator implements Disposable {
     // books); its creator claims the whole view, header included, so that a second heap
     // this Worker makes over overlapping bytes of the buffer is refused, not written over it.
     this.#claim = joining ? NO_CLAIM : claimMemory(
-      this.#shared === null ? memory.regions : sharedViewRegions(memory, this.#shared),
+      this.#shared === null ? window.regions : sharedViewRegions(memory, this.#shared),
       options.reinitialize === true,
       this,
       PhysicalAllocator.#retire,
@@ -582,17 +582,14 @@ export class PhysicalAllocator implements Disposable {
     bytes: Uint8Array | ArrayBuffer | SharedArrayBuffer,
     options: BufferAllocatorOptions = {},
   ): PhysicalAllocator {
-    if (
-      !(bytes instanceof Uint8Array) && !(bytes instanceof ArrayBuffer) &&
-      !(bytes instanceof SharedArrayBuffer)
-    ) {
+    if (!isBufferOrView(bytes)) {
       throw new InvalidMemoryError(
         `Cannot use ${
           describeValue(bytes)
         } as memory: expected a Uint8Array, an ArrayBuffer or a SharedArrayBuffer`,
       );
     }
-    checkOptionsObject(options);
+    options = readOptions<BufferAllocatorOptions>(options, BUFFER_OPTION_NAMES);
     const buffer = bytes instanceof Uint8Array ? bytes.buffer : bytes;
     if ((buffer as ArrayBuffer).detached === true) {
       throw new InvalidMemoryError(
@@ -648,15 +645,24 @@ export class PhysicalAllocator implements Disposable {
     bytes: SharedArrayBuffer | Uint8Array,
     options: AttachOptions = {},
   ): PhysicalAllocator {
-    const view = bytes instanceof SharedArrayBuffer ? new Uint8Array(bytes) : bytes;
-    if (!(view instanceof Uint8Array) || !(view.buffer instanceof SharedArrayBuffer)) {
+    const view = isBufferOrView(bytes) && bytes instanceof SharedArrayBuffer
+      ? new Uint8Array(bytes)
+      : bytes;
+    if (
+      !isBufferOrView(view) || !(view instanceof Uint8Array) ||
+      !(view.buffer instanceof SharedArrayBuffer)
+    ) {
       throw new SharedHeapInvalidError(
         `Cannot attach to ${
           describeValue(bytes)
         }: expected a SharedArrayBuffer or a Uint8Array over one`,
       );
     }
-    const shared = SharedHeapState.attach(view, options?.lockTimeoutMs);
+    // (null options mean none, as they always have here.)
+    options = options === null
+      ? {}
+      : readOptions<AttachOptions>(options, ["lockTimeoutMs"], "attach");
+    const shared = SharedHeapState.attach(view, options.lockTimeoutMs);
     try {
       return PhysicalAllocator.#overShared(view, shared, {
         policy: POLICY_NAMES[shared.settings.policyIndex],
@@ -1530,11 +1536,7 @@ export class PhysicalAllocator implements Disposable {
         `Cannot create cache ${describeValue(name)}: a cache of that name exists`,
       );
     }
-    if (typeof options !== "object" || options === null) {
-      throw new InvalidOptionError(
-        `Cannot create cache ${name} with options ${describeValue(options)}: expected an object`,
-      );
-    }
+    options = readOptions<CacheOptions>(options, ["align"], `create cache ${name}`);
     const align = options.align ?? GRANULE_BYTES;
     if (
       !Number.isInteger(align) || align <= 0 || align > FRAME_BYTES || (align & (align - 1)) !== 0
@@ -2050,13 +2052,72 @@ function refuseLiveHeap(control: ControlBlock, baseAddress: number): void {
   );
 }
 
-/** Refuses options that are not an object (null, a number, a string), naming them. */
-function checkOptionsObject(options: unknown): void {
+/**
+ * True when `value` is a Uint8Array, an ArrayBuffer or a SharedArrayBuffer;
+ * false for anything else, a revoked Proxy too (whose `instanceof` throws).
+ */
+function isBufferOrView(value: unknown): value is Uint8Array | ArrayBuffer | SharedArrayBuffer {
+  try {
+    return value instanceof Uint8Array || value instanceof ArrayBuffer ||
+      value instanceof SharedArrayBuffer;
+  } catch {
+    return false;
+  }
+}
+
+/** The options of `new PhysicalAllocator` (every key of AllocatorOptions). */
+const ALLOCATOR_OPTION_NAMES = [
+  "policy",
+  "align",
+  "native",
+  "debug",
+  "fastPath",
+  "reinitialize",
+  "layers",
+] as const;
+
+/** The options of `fromBuffer` (every key of BufferAllocatorOptions). */
+const BUFFER_OPTION_NAMES = [
+  ...ALLOCATOR_OPTION_NAMES,
+  "baseAddress",
+  "workerSlots",
+  "lockTimeoutMs",
+  "workerCaches",
+] as const;
+
+/**
+ * Reads each of `names` from the caller's options once, into a plain object
+ * of its own: a getter or Proxy is read exactly once (a value that changed
+ * between two reads would split a decision, a shared heap's debug mode and
+ * its Worker caches say), and a read that throws (a revoked Proxy, a
+ * throwing getter) is refused with a typed error. Refuses options that are
+ * not an object (null, a number, a string), naming them.
+ */
+function readOptions<T extends object>(
+  options: unknown,
+  names: readonly (keyof T & string)[],
+  subject = "create allocator",
+): T {
   if (typeof options !== "object" || options === null) {
     throw new InvalidOptionError(
-      `Cannot create allocator with options ${describeValue(options)}: expected an object`,
+      `Cannot ${subject} with options ${describeValue(options)}: expected an object`,
     );
   }
+  const copy: Record<string, unknown> = {};
+  for (const name of names) {
+    let value: unknown;
+    try {
+      value = (options as Record<string, unknown>)[name];
+    } catch (error) {
+      throw new InvalidOptionError(
+        `Cannot ${subject}: reading its option ${name} threw ${
+          error instanceof Error ? error.name : describeValue(error)
+        }`,
+      );
+    }
+    if (value !== undefined) copy[name] = value;
+  }
+  return copy as T;
 }
 
 /** Checks the boolean options, naming any other value. */

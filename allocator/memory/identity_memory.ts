@@ -43,6 +43,7 @@ import {
   hex,
   type MemoryRegion,
   type PhysicalMemory,
+  readRanges,
 } from "./physical_memory.ts";
 import {
   DEFAULT_LIBC_PATH,
@@ -165,6 +166,20 @@ export function mapIdentity(
       `Cannot map identity memory: MAP_FIXED_NOREPLACE is Linux-only, running on ${Deno.build.os}`,
     );
   }
+  try {
+    // Each option read once (see readRanges): a getter cannot answer twice.
+    options = {
+      libraryPath: options.libraryPath,
+      relocate: options.relocate,
+      relocationAttemptsMax: options.relocationAttemptsMax,
+    };
+  } catch (error) {
+    throw new MappingFailedError(
+      `Cannot map identity memory: reading its options threw ${
+        error instanceof Error ? error.name : "a value"
+      }`,
+    );
+  }
   const libraryPath = options.libraryPath ?? DEFAULT_LIBC_PATH;
   let libc: Libc;
   try {
@@ -178,6 +193,7 @@ export function mapIdentity(
   }
   const mapper = new Mapper(libc, options);
   try {
+    ranges = readRanges(ranges, "map identity memory");
     checkRanges(ranges, libc.symbols.getpagesize());
     const mappings = mapper.mapAll(ranges);
     return new MappedMemory(libc, mappings);

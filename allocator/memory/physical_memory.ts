@@ -11,7 +11,7 @@
  * @module
  */
 
-import { InvalidMemoryError } from "../errors.ts";
+import { AllocatorError, InvalidMemoryError } from "../errors.ts";
 
 /** One usable range of memory. */
 export interface MemoryRegion {
@@ -57,6 +57,8 @@ export interface MemoryWindow {
   readonly bytes: Uint8Array;
   /** The address that byte 0 of `bytes` stands for: a multiple of 8, at least 0. */
   readonly baseAddress: number;
+  /** The memory's regions as they were checked: copies, each property read once. */
+  readonly regions: readonly MemoryRegion[];
 }
 
 /** Window starts are rounded down to this, so header words are aligned in every view. */
@@ -95,12 +97,8 @@ export const DEFAULT_BUFFER_BASE_ADDRESS = 0x1000;
  * assert.equal(memory.regions[1].bytes.byteOffset, 0x1000);
  * ```
  */
-export function bufferMemory(ranges: readonly AddressRange[]): PhysicalMemory {
-  if (!Array.isArray(ranges)) {
-    throw new InvalidMemoryError(
-      `Cannot create memory from ${describeValue(ranges)}: expected an array of { start, length }`,
-    );
-  }
+export function bufferMemory(given: readonly AddressRange[]): PhysicalMemory {
+  const ranges = readRanges(given, "create memory");
   if (ranges.length === 0) throw new InvalidMemoryError("Cannot create memory: no regions given");
   for (const range of ranges) assertRange(range);
   const sorted = [...ranges].sort((a, b) => a.start - b.start);
@@ -158,12 +156,7 @@ export function bufferMemory(ranges: readonly AddressRange[]): PhysicalMemory {
  * ```
  */
 export function resolveWindow(memory: PhysicalMemory): MemoryWindow {
-  if (typeof memory !== "object" || memory === null || !Array.isArray(memory.regions)) {
-    throw new InvalidMemoryError(
-      `Cannot use memory ${describeValue(memory)}: expected an object with a regions array`,
-    );
-  }
-  const regions = memory.regions;
+  const regions = readRegions(memory);
   if (regions.length === 0) throw new InvalidMemoryError("Cannot use memory: it has no regions");
   for (const region of regions) assertRegion(region);
   const first = regions[0];
@@ -208,7 +201,114 @@ export function resolveWindow(memory: PhysicalMemory): MemoryWindow {
     );
   }
   const byteLength = highest.base + highest.bytes.byteLength - baseAddress;
-  return { bytes: new Uint8Array(buffer as ArrayBuffer, byteOffset, byteLength), baseAddress };
+  return {
+    bytes: new Uint8Array(buffer as ArrayBuffer, byteOffset, byteLength),
+    baseAddress,
+    regions,
+  };
+}
+
+/**
+ * Copies the caller's address ranges, reading each property once: a getter
+ * that answers differently at each read cannot pass the checks with one
+ * value and be used with another, and a read that throws (a revoked Proxy,
+ * a throwing getter) is refused with a typed error. The copies are checked
+ * by the caller.
+ *
+ * @param ranges What the caller passed: anything.
+ * @param subject The call, for messages ("create memory").
+ * @returns Plain `{ start, length }` copies (a non-object element as it was).
+ * @throws {InvalidMemoryError} If `ranges` is not an array, or reading it throws.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readRanges } from "./physical_memory.ts";
+ *
+ * let reads = 0;
+ * const range = { get start() { return ++reads * 0x1000; }, length: 64 };
+ * assert.deepEqual(readRanges([range], "map"), [{ start: 0x1000, length: 64 }]);
+ * assert.equal(reads, 1);
+ * ```
+ */
+export function readRanges(ranges: unknown, subject: string): AddressRange[] {
+  return readOnce(subject, () => {
+    if (!Array.isArray(ranges)) {
+      throw new InvalidMemoryError(
+        `Cannot ${subject} from ${describeValue(ranges)}: expected an array of { start, length }`,
+      );
+    }
+    const copies: AddressRange[] = [];
+    const count = ranges.length;
+    for (let i = 0; i < count; i++) {
+      const range: unknown = ranges[i];
+      copies.push(
+        typeof range === "object" && range !== null
+          ? {
+            start: (range as AddressRange).start,
+            length: (range as AddressRange).length,
+          }
+          : range as AddressRange,
+      );
+    }
+    return copies;
+  });
+}
+
+/** The regions of a memory, copied as readRanges copies ranges (checked by resolveWindow). */
+function readRegions(memory: PhysicalMemory): MemoryRegion[] {
+  return readOnce("use memory", () => {
+    const regions: unknown = typeof memory === "object" && memory !== null
+      ? memory.regions
+      : undefined;
+    if (!Array.isArray(regions)) {
+      throw new InvalidMemoryError(
+        `Cannot use memory ${describeValue(memory)}: expected an object with a regions array`,
+      );
+    }
+    const copies: MemoryRegion[] = [];
+    const count = regions.length;
+    for (let i = 0; i < count; i++) {
+      const region: unknown = regions[i];
+      if (typeof region !== "object" || region === null) {
+        copies.push(region as MemoryRegion);
+        continue;
+      }
+      const { base, bytes } = region as MemoryRegion;
+      // A view rebuilt from the engine's own accessors: a subclass's getters are never read again.
+      copies.push({
+        base,
+        bytes: bytes instanceof Uint8Array
+          ? new Uint8Array(bufferOf(bytes), byteOffsetOf(bytes), byteLengthOf(bytes))
+          : bytes,
+      });
+    }
+    return copies;
+  });
+}
+
+const TYPED_ARRAY_PROTOTYPE = Object.getPrototypeOf(Uint8Array.prototype);
+/** The engine's own accessor of `name` on every typed array. */
+function typedArrayGetter<T>(name: string): (view: Uint8Array) => T {
+  const get = Object.getOwnPropertyDescriptor(TYPED_ARRAY_PROTOTYPE, name)!.get!;
+  return (view) => get.call(view) as T;
+}
+const bufferOf = typedArrayGetter<ArrayBufferLike>("buffer");
+const byteOffsetOf = typedArrayGetter<number>("byteOffset");
+const byteLengthOf = typedArrayGetter<number>("byteLength");
+
+/** Runs `read` over caller input; anything it throws but the allocator's own errors becomes InvalidMemoryError. */
+function readOnce<T>(subject: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof AllocatorError) throw error;
+    throw new InvalidMemoryError(
+      `Cannot ${subject}: reading its description threw ${
+        error instanceof Error ? error.name : describeValue(error)
+      }`,
+    );
+  }
 }
 
 function assertRegion(region: MemoryRegion): void {
@@ -274,7 +374,12 @@ export function describeValue(value: unknown): string {
       return "a function";
     case "object":
       if (value === null) return "null";
-      return Array.isArray(value) ? "an array" : "an object";
+      try {
+        return Array.isArray(value) ? "an array" : "an object";
+      } catch {
+        // Array.isArray throws for a revoked Proxy only.
+        return "a revoked Proxy";
+      }
     default:
       return String(value);
   }
