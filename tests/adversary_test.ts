@@ -1024,3 +1024,25 @@ Deno.test("a getter in the input is read once: a value that changes between read
   assert.equal(bytes[address - 0x1000], 7, "the heap writes the view it checked");
   heap.check();
 });
+
+Deno.test("a cache alloc that finds no page frames for a slab changes nothing", () => {
+  for (const policy of ["tlsf", "first-fit"] as const) {
+    const bytes = new Uint8Array(3 << 19);
+    using heap = PhysicalAllocator.fromBuffer(bytes, { policy });
+    const cache = heap.createCache("big", 4000);
+    // Blocks fill the heap, then pages every free frame: small free blocks stay.
+    while (heap.tryAlloc(70_000) !== 0) { /* filled */ }
+    while (true) {
+      try {
+        heap.allocPages(0);
+      } catch {
+        break;
+      }
+    }
+    const before = picture(heap, bytes);
+    // The slab's descriptor (a small block) would fit; its frames do not.
+    assert.throws(() => cache.alloc(), OutOfMemoryError);
+    assertPicture(heap, bytes, before, `${policy}: the refused cache alloc`);
+    heap.check();
+  }
+});

@@ -390,6 +390,10 @@ export class LayeredHeap {
 
   #descriptorSource(id: number) {
     return {
+      // Under a class lock alone (a Worker cache's refill making a slab): the frames need the heap lock.
+      holdFrames: () => {
+        if (this.#classHeld !== null) this.#needHeap();
+      },
       take: (sizeBytes: number) => this.#take(sizeBytes, 8),
       give: (address: number) => this.#give(address, this.caches[id].descriptorBytes),
     };

@@ -113,6 +113,12 @@ export function initCacheRecord(record: Int32Array, secret: number): void {
 
 /** Where descriptors come from: small blocks of the block heap. */
 export interface DescriptorSource {
+  /**
+   * Before the cache reads or changes the frames: a shared heap's Worker
+   * holding this cache's class lock alone takes the heap lock too (the
+   * frames are the heap lock's); else nothing.
+   */
+  holdFrames(): void;
   /** A block of `sizeBytes` (8-aligned); its address or 0. */
   take(sizeBytes: number): number;
   /** Gives the block at `address` back. */
@@ -540,12 +546,29 @@ export class SlabCache {
       this.#move(slab, 3, 1);
       return slab;
     }
-    const d = this.#descriptors.take(this.descriptorBytes);
-    if (d === 0) return NONE;
-    const slab = this.#frames.allocRun(1 << this.slabOrder, KIND_SLAB_HEAD, this.id);
-    if (slab === NONE) {
-      this.#descriptors.give(d);
-      return NONE;
+    // A refill that fails changes nothing: the part that may fail goes first.
+    // With a free buddy block that holds the run, the run cannot fail: the
+    // descriptor (a small block) is taken first, and its failure writes
+    // nothing. Else the frames must reclaim or grow, which may fail, having
+    // written nothing: the run first, then the descriptor. Only when the
+    // frames' growth took the room the descriptor needed is the run given
+    // back, the frames then not exactly as before.
+    const frameCount = 1 << this.slabOrder;
+    let d = 0;
+    let slab = NONE;
+    this.#descriptors.holdFrames();
+    if (this.#frames.hasFreeBlock(frameCount)) {
+      d = this.#descriptors.take(this.descriptorBytes);
+      if (d === 0) return NONE;
+      slab = this.#frames.allocRun(frameCount, KIND_SLAB_HEAD, this.id);
+    } else {
+      slab = this.#frames.allocRun(frameCount, KIND_SLAB_HEAD, this.id);
+      if (slab === NONE) return NONE;
+      d = this.#descriptors.take(this.descriptorBytes);
+      if (d === 0) {
+        this.#frames.freeRun(slab, frameCount);
+        return NONE;
+      }
     }
     const dw = (d - this.#frames.baseAddress) >> 2;
     const w = this.#words;
