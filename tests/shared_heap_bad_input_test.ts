@@ -364,7 +364,7 @@ Deno.test("shared bad input: with the heap lock held by a stopped slot, a slab c
   assert.equal(heap.sizeOf(live[full]), 100);
 });
 
-Deno.test("shared bad input: with a class lock held by a stopped slot, a block's realloc that needs no slab object runs under the heap lock alone, a slab object's move to a block frees it into the Worker cache, and a realloc that needs every lock times out, changing nothing", () => {
+Deno.test("shared bad input: with a class lock held by a stopped slot, a block's realloc that needs no slab object runs under the heap lock alone, a slab object's move to a block frees it into the Worker cache, page runs come and go, and a realloc that needs every lock times out, changing nothing", () => {
   const memory = new SharedArrayBuffer(4 << 20);
   using heap = PhysicalAllocator.fromBuffer(memory, { lockTimeoutMs: 50 });
   const stopped = PhysicalAllocator.attach(memory);
@@ -387,6 +387,10 @@ Deno.test("shared bad input: with a class lock held by a stopped slot, a block's
   assert.equal(heap.realloc(fence, 100), fence, "shrunk in place to a slab class's size");
   // The object's free goes to the Worker cache's bin, which needs no lock.
   const grown = heap.realloc(object, 5000);
+  // Page runs are the frames', the heap lock's: allocated and freed without the class locks.
+  const run = heap.allocPages(2);
+  heap.freePages(run);
+  assert.equal(heap.freePages(heap.allocPages(0)), undefined);
   // A page run's realloc takes every lock.
   const slot = `slot ${stopped.workerSlot}`;
   assertRefused(memory, () => heap.realloc(page, 9000), LockTimeoutError, "LOCK_TIMEOUT", slot);

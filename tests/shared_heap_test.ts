@@ -64,6 +64,27 @@ Deno.test("shared heap: bounded stress, 4 Workers on small blocks", async () => 
   }
 });
 
+Deno.test("shared heap: 3 Workers allocating page runs beside objects, freed by any Worker, leave a heap the model proves", async () => {
+  const run = await runSharedWorkers({
+    workers: 3,
+    operations: 1_500,
+    seed: 17,
+    workload: "pages",
+    fill: true,
+    heapBytes: 16 << 20,
+    exchangeSlots: 8,
+  });
+  try {
+    assert.ok(run.heap.stats().layers!.pageFrames > 0, "page runs are live at the end");
+    const report = modelCheck(run);
+    assert.equal(report.firstProblem, "");
+    assert.equal(report.corrupt, 0);
+    assert.equal(report.operations, 4_500);
+  } finally {
+    run.heap.close();
+  }
+});
+
 Deno.test("shared heap: 4 Workers refilling and draining slab classes of 4 class locks, beside stats(), check() and trim() on every lock, all finish with every payload intact", async () => {
   let driverCalls = 0;
   const run = await runSharedWorkers({

@@ -464,7 +464,7 @@ export class SharedCalls {
       if (this.#slabs !== null && this.#slabFree(cache, this.#slabs, address)) return;
       if (this.#cacheFree(cache, address)) return;
     }
-    // A block no layer owns is freed under the heap lock alone (no slab cache).
+    // A block no layer owns, or a page run, is freed under the heap lock alone (no slab cache).
     if (this.#layers !== null && this.#freeBlockHeapOnly(address)) return;
     shared.enter("free");
     try {
@@ -479,15 +479,17 @@ export class SharedCalls {
 
   /**
    * free() of an address no chunk of the layers holds (a block, or a bad
-   * address the block heap reports), under the heap lock alone; false when
-   * the layers own it (the caller frees it under every lock).
+   * address the block heap reports) or of a page run, under the heap lock
+   * alone; false when the layers own it otherwise (a slab object, or an
+   * address they report: the caller frees it under every lock).
    */
   #freeBlockHeapOnly(address: number): boolean {
     const shared = this.#shared;
     const took = shared.enterHeapOnly("free");
     try {
       this.#owned.assertOpen("free");
-      if (this.#owned.inLayers(address)) return false;
+      // A page run is the frames' (the heap lock's); anything else of the layers needs every lock.
+      if (this.#owned.inLayers(address)) return this.#layers!.freePageRun(address);
       this.refuseCached(address, "free");
       this.#owned.freeOwned(address);
       this.#cache?.clearLive(address);

@@ -757,13 +757,45 @@ export class LayeredHeap {
         `Cannot free ${hex(address)} to cache ${onlyCache.name}: it is a page run`,
       );
     }
+    if (this.#freeRun(ref)) this.trim();
+    return true;
+  }
+
+  /**
+   * Frees the live page run whose head frame is `ref`; true when its chunk
+   * is wholly free then (the caller trims).
+   */
+  #freeRun(ref: number): boolean {
     const frameCount = this.frames.words[this.frames.entry(ref) + E_AUX];
     this.pageSlackBytes -= this.frames.words[this.frames.entry(ref) + E_PREV];
     this.frames.freeRun(ref, frameCount);
     this.pageRuns--;
     this.pageFrames -= frameCount;
     const chunk = ref >>> CHUNK_REF_SHIFT;
-    if (this.frames.chunkFreeFrames[chunk] === this.frames.chunkFrames[chunk]) this.trim();
+    return this.frames.chunkFreeFrames[chunk] === this.frames.chunkFrames[chunk];
+  }
+
+  /**
+   * Frees the live page run that starts at `address`, touching no slab
+   * cache: for a shared heap's hold of the heap lock alone (frames, page
+   * books and chunks are the heap lock's). False, having written nothing,
+   * for anything else (a slab object, a freed run, an interior or foreign
+   * address): the caller frees it under every lock, which frees or reports it.
+   *
+   * @param address Any value.
+   * @returns Whether it freed a page run.
+   */
+  freePageRun(address: number): boolean {
+    if (!this.owns(address)) return false;
+    const offset = address - this.#baseAddress;
+    const ref = this.frames.refAt(offset);
+    if (ref < 0 || this.frames.offsetOf(ref) !== offset) return false;
+    if ((this.frames.words[this.frames.entry(ref) + E_TAG] & KIND_MASK) !== KIND_PAGES_HEAD) {
+      return false;
+    }
+    this.#dirty = true;
+    // A wholly free chunk beyond one goes back; the caches' empty slabs wait for every lock.
+    if (this.#freeRun(ref)) this.frames.trim(1);
     return true;
   }
 
@@ -1146,7 +1178,8 @@ export class LayeredHeap {
   leaveHeap(): void {
     const r = this.#scalars;
     const before = this.#scalarsBefore;
-    before.set(r.subarray(0, S_VERSION));
+    // A loop, not set(subarray()): no view is made at every release of the heap lock.
+    for (let word = 0; word < S_VERSION; word++) before[word] = r[word];
     r[S_PAGE_RUNS] = this.pageRuns;
     r[S_PAGE_FRAMES] = this.pageFrames;
     r[S_PAGE_SLACK_BYTES] = this.pageSlackBytes;

@@ -25,7 +25,7 @@ import type { WorkloadName } from "./protocol.ts";
 import { cpuOnlyMs } from "./main.ts";
 
 const USAGE = "usage: ab.ts <checkout A> <checkout B> [--workers 1,2] [--operations N] " +
-  "[--repeat N] [--workload small|mixed|refill|refill-same] [--seed N]";
+  "[--repeat N] [--workload small|mixed|refill|refill-same|pages] [--seed N]";
 
 /** What this tool needs of a checkout's tools/shared/run.ts. */
 interface RunModule {

@@ -18,7 +18,8 @@
  * `--workload refill` (worker.ts `refillStep`) makes every Worker cycle 512
  * objects of one size of its own (32, 64, 96, 128 bytes by Worker), so its
  * Worker cache refills or drains every 14 to 42 operations; `refill-same`
- * gives every Worker 32 bytes.
+ * gives every Worker 32 bytes. `pages` is "mixed" with a quarter of its
+ * allocations page runs (`allocPages` of order 0 to 2), freed by any Worker.
  *
  * @module
  */
@@ -28,7 +29,7 @@ import { modelCheck, runSharedWorkers } from "./run.ts";
 import type { WorkloadName } from "./protocol.ts";
 
 const USAGE = "usage: main.ts scale|stress [--workers 1,2,4] [--operations N] [--repeat N] " +
-  "[--rounds N] [--workload small|mixed|refill|refill-same] [--seed N]";
+  "[--rounds N] [--workload small|mixed|refill|refill-same|pages] [--seed N]";
 
 async function main(args: string[]): Promise<number> {
   const { positionals, values } = parseArgs({

@@ -6,7 +6,7 @@
  */
 
 /** The operation mixes a Worker runs (sizes in worker.ts `sizeFor` and `refillStep`). */
-export type WorkloadName = "mixed" | "small" | "refill" | "refill-same";
+export type WorkloadName = "mixed" | "small" | "refill" | "refill-same" | "pages";
 
 /** The job a Worker receives. */
 export interface SharedRunJob {

@@ -64,7 +64,10 @@ function stopHoldingLock(heap: PhysicalAllocator, buffer: SharedArrayBuffer): vo
 }
 
 /** What the workload calls on a heap. */
-type WorkloadHeap = Pick<PhysicalAllocator, "alloc" | "free" | "realloc" | "bytes" | "workerSlot">;
+type WorkloadHeap = Pick<
+  PhysicalAllocator,
+  "alloc" | "allocPages" | "free" | "realloc" | "bytes" | "workerSlot"
+>;
 
 /**
  * A heap that does nothing (allocations are fresh addresses, frees and
@@ -79,6 +82,9 @@ class NullHeap {
     const address = this.#next;
     this.#next = ((address + sizeBytes + 23) & ~7) % 0x4000_0000 + 0x1000;
     return address;
+  }
+  allocPages(order: number): number {
+    return this.alloc(4096 << order);
   }
   free(_address: number): void {}
   realloc(address: number, _sizeBytes: number): number {
@@ -196,8 +202,10 @@ function step(
   const roll = random.next();
   const liveTarget = workload === "small" ? 64 : 256;
   if (live.length === 0 || (roll < 0.45 && live.length < liveTarget * 2)) {
-    const sizeBytes = sizeFor(workload, random);
-    const address = heap.alloc(sizeBytes);
+    // "pages": a quarter of the allocations are page runs of 1, 2 or 4 frames.
+    const order = workload === "pages" && random.next() < 0.25 ? random.int(0, 2) : -1;
+    const sizeBytes = order >= 0 ? 4096 << order : sizeFor(workload, random);
+    const address = order >= 0 ? heap.allocPages(order) : heap.alloc(sizeBytes);
     register(address, sizeBytes);
     live.push(address);
     result.allocs++;
@@ -233,8 +241,9 @@ function step(
 }
 
 /**
- * Payload sizes: "small" is 8 to 128 bytes, uniform; "mixed" is 4 to 128 bytes
- * 70% of the time, 129 to 1024 25%, 1025 to 8192 5%.
+ * Payload sizes: "small" is 8 to 128 bytes, uniform; "mixed" (and "pages"
+ * besides its page runs) is 4 to 128 bytes 70% of the time, 129 to 1024
+ * 25%, 1025 to 8192 5%.
  */
 function sizeFor(workload: WorkloadName, random: Random): number {
   if (workload === "small") return random.int(8, 128);
