@@ -517,3 +517,20 @@ Deno.test("The reserve widens for a loop over more classes than it holds, and na
   heap.trim();
   assert.equal(heap.stats().layers!.chunks, 0);
 });
+
+Deno.test("Every size and alignment keeps its size exactly, in debug mode too (slack bytes hold up to 255)", () => {
+  for (const debug of [false, true]) {
+    using heap = PhysicalAllocator.fromBuffer(new Uint8Array(8 << 20), { debug });
+    for (let size = 200; size <= 520; size += 7) {
+      for (const align of [8, 16, 64, 128, 256, 512, 4096]) {
+        // Twenty of each: a mid class serves slab objects once a slab's worth was asked for.
+        for (let copy = 0; copy < 20; copy++) {
+          const address = heap.alloc(size, align);
+          assert.equal(address % align, 0);
+          assert.equal(heap.sizeOf(address), size, `debug ${debug}: alloc(${size}, ${align})`);
+        }
+      }
+    }
+    heap.check();
+  }
+});

@@ -623,7 +623,8 @@ export class LayeredHeap {
         if (classAlignBytes(KMALLOC_CLASSES[index]) >= alignBytes) break;
       }
       if (index === KMALLOC_CLASSES.length) return 0;
-      if (KMALLOC_CLASSES[index] - wanted > KMALLOC_SLACK_MAX) return 0;
+      // The slack byte holds the object size less the size asked for (debug guards included).
+      if (KMALLOC_CLASSES[index] - sizeBytes > KMALLOC_SLACK_MAX) return 0;
     }
     const cache = this.caches[index];
     if (index >= KMALLOC_SMALL_CLASS_COUNT && cache.slabs === 0) {
