@@ -6,6 +6,10 @@
  * counters, and the layers' fields when they changed, in and out of the
  * shared header), and both with the block layer alone, side by side, on an
  * empty heap and on a heap with 10^4 live blocks. The goal is at most 1.1x.
+ * Then page runs (allocPages(0)+freePages), and a real program's trace
+ * replayed on one Worker (python3_objects.rep: its frees and allocations
+ * come in bursts, so the Worker caches refill and drain, moving objects
+ * between bins and slabs, which a pair in a loop never does).
  *
  *   deno bench --allow-read --allow-env bench/shared_bench.ts
  *
@@ -13,6 +17,9 @@
  */
 
 import { PhysicalAllocator } from "../mod.ts";
+import { REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "../tools/trace/decode.ts";
+import { loadTraces } from "../tools/trace/main.ts";
+import { heapBytesFor } from "../tools/trace/replay.ts";
 
 const SIZES = [16, 24, 40, 64, 100, 256, 1000, 4000];
 const HEAP_BYTES = 32 << 20;
@@ -61,4 +68,56 @@ for (const variant of VARIANTS) {
       heap.free(heap.realloc(heap.alloc(SIZES[i++ & 7]), 300));
     },
   });
+}
+
+// Page runs: allocPages(0)+freePages pairs (frames under the heap lock on a shared heap).
+const pagesGroup = "allocPages(0)+freePages, 1 page live";
+for (const variant of VARIANTS.filter((v) => v.layers)) {
+  const heap = heapWithLiveBlocks(variant, 0);
+  heap.allocPages(0);
+  Deno.bench({
+    name: `${variant.name} ${pagesGroup}`,
+    group: pagesGroup,
+    baseline: variant === VARIANTS[0],
+    fn() {
+      heap.freePages(heap.allocPages(0));
+    },
+  });
+}
+
+// A real program's calls, not one pair in a loop: a trace replayed on one Worker, where the
+// Worker caches' refills and drains (objects moved between bins and slabs) show.
+const [trace] = await loadTraces([
+  new URL("./traces/python3_objects.rep", import.meta.url).pathname,
+]);
+const replayGroup = `${trace.name} replay (${trace.opCount} operations)`;
+const replayBytes = Math.ceil(heapBytesFor(trace) / 4096) * 4096 + (1 << 20);
+for (const variant of VARIANTS.filter((v) => v.layers)) {
+  const memory = variant.shared ? new SharedArrayBuffer(replayBytes) : new ArrayBuffer(replayBytes);
+  const slots = new Float64Array(trace.slotCount);
+  Deno.bench({
+    name: `${variant.name} ${replayGroup}`,
+    group: replayGroup,
+    baseline: variant === VARIANTS[0],
+    fn() {
+      const heap = PhysicalAllocator.fromBuffer(memory, { native: false, reinitialize: true });
+      replay(heap, slots);
+      heap.close();
+    },
+  });
+}
+
+function replay(heap: PhysicalAllocator, slots: Float64Array): void {
+  const { kinds, ids, sizesBytes, opCount } = trace;
+  for (let i = 0; i < opCount; i++) {
+    const id = ids[i];
+    const size = sizesBytes[i] > 0 ? sizesBytes[i] : 1;
+    if (kinds[i] === REPLAY_ALLOC) slots[id] = heap.alloc(size);
+    else if (kinds[i] === REPLAY_FREE) {
+      heap.free(slots[id]);
+      slots[id] = 0;
+    } else if (kinds[i] === REPLAY_REALLOC) {
+      slots[id] = slots[id] === 0 ? heap.alloc(size) : heap.realloc(slots[id], size);
+    }
+  }
 }
