@@ -26,9 +26,11 @@ import {
   LOCK_BLOCKS,
   lockWordAt,
   SH_VERSION,
+  slotTableEnd,
   wordAt,
 } from "../allocator/shared/shared_header.ts";
 import { KMALLOC_CLASS_BY_STEP } from "../allocator/slab/kmalloc.ts";
+import { SLOT_CACHE_BYTES, STATE_CACHED, STATE_SHIFT } from "../allocator/shared/worker_cache.ts";
 import { messageQueue } from "../tools/shared/run.ts";
 import type { SharedRunJob } from "../tools/shared/protocol.ts";
 
@@ -472,4 +474,31 @@ Deno.test("shared bad input: a Worker cache refill that meets a forged slab link
     }
   }
   assert.ok(refused, "a refill met a forged link");
+});
+
+Deno.test("shared bad input: reclaimSlot gives back a block a Worker ended with between its bin and its mark", () => {
+  const memory = new SharedArrayBuffer(4 << 20);
+  const slotCount = 4;
+  using heap = PhysicalAllocator.fromBuffer(memory, { workerSlots: slotCount });
+  const dead = PhysicalAllocator.attach(memory);
+  const before = heap.stats();
+  const block = dead.alloc(1000); // a block of a Worker cache's class
+  dead.bytes(block).fill(9);
+  // What a Worker terminated inside a pop leaves: the bin no longer holds
+  // the block, and its state byte still says cached (the pop sets it live last).
+  const stateMap = slotTableEnd(slotCount) + slotCount * SLOT_CACHE_BYTES;
+  new Uint8Array(memory)[stateMap + ((block - 0x1000) >>> STATE_SHIFT)] = STATE_CACHED;
+  assert.throws(() => heap.free(block), DoubleFreeError);
+  heap.reclaimSlot(dead.workerSlot);
+  heap.check();
+  const after = heap.stats();
+  assert.equal(after.usedBlocks, before.usedBlocks, "the block went back to the heap");
+  assert.equal(after.usedBytes, before.usedBytes);
+  // Freed by the repair: a second free is refused (the block is free, or part of a larger free block).
+  assert.throws(
+    () => heap.free(block),
+    (error: unknown) => typeof (error as AllocatorError).code === "string",
+  );
+  heap.free(heap.alloc(1000));
+  heap.check();
 });

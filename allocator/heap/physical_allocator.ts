@@ -485,6 +485,10 @@ export class PhysicalAllocator implements Disposable {
         splitRun: (address, pieceBytes, count, sizeBytes) =>
           this.#edits.splitUsed(address - HEADER_BYTES, pieceBytes, count, sizeBytes),
         assertOpen: (operation) => this.#assertOpen(operation),
+        usedBlockPayloads: () =>
+          [...this.#walk()].filter((block) => !block.free).map((block) =>
+            block.address + HEADER_BYTES
+          ),
       },
       this.#blocks,
       this.defaultAlignBytes,

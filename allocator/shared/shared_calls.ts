@@ -73,6 +73,8 @@ export interface OwnedHeap {
   splitRun(address: number, pieceBytes: number, count: number, sizeBytes: number): void;
   /** Throws AllocatorClosedError or MemoryDetachedError when the heap may not be used. */
   assertOpen(operation: string): void;
+  /** The payload addresses of every used block of the block heap (the layers' own blocks too). */
+  usedBlockPayloads(): number[];
 }
 
 /** One Worker's calls on a shared heap. */
@@ -831,5 +833,46 @@ export class SharedCalls {
       });
     }
     shared.releaseSlot(slot);
+    // Only with this Worker the last attached is no other inside a lock-free call.
+    if (cache !== null && shared.attachedWorkers() === 1) {
+      this.locked("reclaim a slot", () => this.#repairCaches(cache));
+    }
+  }
+
+  /**
+   * With every lock held and this Worker the only one attached: gives back
+   * what a Worker that ended inside a lock-free cache call (between a bin
+   * and a mark: a pop, a push) left marked cached in no bin, a slab object
+   * or a block, and sets the hidden slack counts from the bytes. Nothing
+   * else can move meanwhile; without this, that object would stay lost
+   * (its frees refused as double frees) and check() would count it.
+   */
+  #repairCaches(cache: WorkerCache): void {
+    const inBins = cache.addressesIn(this.#shared.slot);
+    const base = this.#blocks.baseAddress;
+    let slabHidden = 0;
+    if (this.#layers !== null && this.#slabs !== null) {
+      for (const slabCache of this.#layers.caches) {
+        if (!slabCache.workerCached) continue;
+        const marks = slabCache.workerMarks();
+        slabHidden += marks.hiddenBytes;
+        for (const offset of marks.cachedOffsets) {
+          if (!inBins.has(base + offset)) this.#drainOne(base + offset, true);
+        }
+      }
+    }
+    let blockHidden = 0;
+    const orphans: number[] = [];
+    for (const payload of this.#owned.usedBlockPayloads()) {
+      if (!(payload >= this.#cacheLow && payload < this.#cacheHigh)) continue;
+      const state = cache.state(payload);
+      if (state === STATE_CACHED && !inBins.has(payload)) orphans.push(payload);
+      else if (state !== STATE_CACHED && state !== STATE_NONE) blockHidden += state - 1;
+    }
+    for (const payload of orphans) {
+      cache.clearLive(payload);
+      this.#owned.freeBlock(payload);
+    }
+    cache.rebaseHidden(blockHidden, slabHidden);
   }
 }

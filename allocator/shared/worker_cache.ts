@@ -384,6 +384,39 @@ export class WorkerCache {
     return addresses;
   }
 
+  /** Every payload address slot `slot`'s bins hold: slab objects and blocks. */
+  addressesIn(slot: number): Set<number> {
+    const own = this.#slotIndex(slot);
+    const addresses = new Set<number>();
+    for (let c = 0; c < CLASS_COUNT; c++) {
+      const bin = own + BIN_AT[c];
+      const count = Math.min(this.#i32[bin], 2 * REFILL_OF[c]);
+      for (let entry = 1; entry <= count; entry++) {
+        addresses.add(this.#base + this.#u32[bin + entry] * 8);
+      }
+    }
+    return addresses;
+  }
+
+  /**
+   * Sets this slot's hidden slack counts so that every slot's add up to
+   * `blockBytes` and `slabBytes`, counted from the state bytes and the slab
+   * descriptors: a Worker that ended inside a lock-free call may have
+   * changed a byte and not its count, or the count and not the byte.
+   */
+  rebaseHidden(blockBytes: number, slabBytes: number): void {
+    let otherBlocks = 0;
+    let otherSlabs = 0;
+    for (let slot = 1; slot <= this.#slotCount; slot++) {
+      const index = this.#slotIndex(slot) >>> 1;
+      if (index === this.#ownHidden) continue;
+      otherBlocks += this.#f64[index];
+      otherSlabs += this.#f64[index + 1];
+    }
+    this.#f64[this.#ownHidden] = blockBytes - otherBlocks;
+    this.#f64[this.#ownHidden + 1] = slabBytes - otherSlabs;
+  }
+
   /**
    * Blocks and bytes cached by every slot, and the hidden slack of every
    * live block (a snapshot; exact once Workers are idle).

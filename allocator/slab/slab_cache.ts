@@ -752,6 +752,28 @@ export class SlabCache {
     }
   }
 
+  /**
+   * A Worker-cached cache's marks, read from every slab: the window offsets
+   * of the objects marked cached, and the hidden slack bytes of the others.
+   */
+  workerMarks(): { cachedOffsets: number[]; hiddenBytes: number } {
+    const cachedOffsets: number[] = [];
+    let hiddenBytes = 0;
+    for (const list of [1, 2, 3]) {
+      let slab = this.#head(list);
+      for (let n = 0; slab !== NONE && n < 1 << 30; n++) {
+        const d = this.descriptorOf(slab);
+        const base = this.#frames.offsetOf(slab);
+        for (let index = 0; index < this.objectsPerSlab; index++) {
+          if (this.isCached(d, index)) cachedOffsets.push(base + index * this.objectBytes);
+          else hiddenBytes += this.hiddenOf(d, index);
+        }
+        slab = this.#words[this.#frames.entry(slab) + E_NEXT];
+      }
+    }
+    return { cachedOffsets, hiddenBytes };
+  }
+
   /** Slabs of the cache. */
   get slabs(): number {
     return this.partialSlabs + this.fullSlabs + this.emptySlabs;
