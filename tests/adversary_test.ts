@@ -1046,3 +1046,32 @@ Deno.test("a cache alloc that finds no page frames for a slab changes nothing", 
     heap.check();
   }
 });
+
+Deno.test("a Uint8Array subclass whose getters lie is read through the engine's own accessors", () => {
+  class Long extends Uint8Array {
+    override get byteLength(): number {
+      return 1 << 30;
+    }
+  }
+  class Negative extends Uint8Array {
+    override get byteOffset(): number {
+      return -8;
+    }
+  }
+  for (const View of [Long, Negative]) {
+    const bytes = new View(new ArrayBuffer(2 << 20));
+    using heap = PhysicalAllocator.fromBuffer(bytes);
+    assert.equal(heap.stats().totalBytes, 2 << 20, `${View.name}: the view's real length`);
+    heap.free(heap.alloc(100));
+    heap.check();
+    using regions = new PhysicalAllocator({
+      regions: [{ base: 0x1000, bytes: new View(new ArrayBuffer(2 << 20)) }],
+    });
+    assert.equal(regions.stats().totalBytes, 2 << 20);
+    const shared = new View(new SharedArrayBuffer(2 << 20) as unknown as ArrayBuffer);
+    using creator = PhysicalAllocator.fromBuffer(shared);
+    using joiner = PhysicalAllocator.attach(shared);
+    joiner.free(creator.alloc(100));
+    creator.check();
+  }
+});

@@ -53,6 +53,7 @@ import {
   hex,
   type MemoryRegion,
   type PhysicalMemory,
+  plainView,
   resolveWindow,
 } from "../memory/physical_memory.ts";
 import { claimMemory, type MemoryClaim } from "../memory/memory_claims.ts";
@@ -594,6 +595,8 @@ export class PhysicalAllocator implements Disposable {
       );
     }
     options = readOptions<BufferAllocatorOptions>(options, BUFFER_OPTION_NAMES);
+    // A view's own getters are read no further (a subclass may lie about its length).
+    if (bytes instanceof Uint8Array) bytes = plainView(bytes, "use memory");
     const buffer = bytes instanceof Uint8Array ? bytes.buffer : bytes;
     if ((buffer as ArrayBuffer).detached === true) {
       throw new InvalidMemoryError(
@@ -649,8 +652,12 @@ export class PhysicalAllocator implements Disposable {
     bytes: SharedArrayBuffer | Uint8Array,
     options: AttachOptions = {},
   ): PhysicalAllocator {
-    const view = isBufferOrView(bytes) && bytes instanceof SharedArrayBuffer
+    const view = !isBufferOrView(bytes)
+      ? bytes
+      : bytes instanceof SharedArrayBuffer
       ? new Uint8Array(bytes)
+      : bytes instanceof Uint8Array
+      ? plainView(bytes, "attach")
       : bytes;
     if (
       !isBufferOrView(view) || !(view instanceof Uint8Array) ||

@@ -278,9 +278,7 @@ function readRegions(memory: PhysicalMemory): MemoryRegion[] {
       // A view rebuilt from the engine's own accessors: a subclass's getters are never read again.
       copies.push({
         base,
-        bytes: bytes instanceof Uint8Array
-          ? new Uint8Array(bufferOf(bytes), byteOffsetOf(bytes), byteLengthOf(bytes))
-          : bytes,
+        bytes: bytes instanceof Uint8Array ? plainView(bytes, "use memory") : bytes,
       });
     }
     return copies;
@@ -296,6 +294,36 @@ function typedArrayGetter<T>(name: string): (view: Uint8Array) => T {
 const bufferOf = typedArrayGetter<ArrayBufferLike>("buffer");
 const byteOffsetOf = typedArrayGetter<number>("byteOffset");
 const byteLengthOf = typedArrayGetter<number>("byteLength");
+
+/**
+ * The same bytes as `view`, as a plain Uint8Array built from the engine's
+ * own accessors: a subclass's getters (a byteLength that lies) or a Proxy
+ * are never read again. A Proxy is refused with a typed error.
+ *
+ * @param view Anything `instanceof Uint8Array` said yes to.
+ * @param subject The call, for messages ("use memory").
+ * @returns A plain view of the same buffer, offset and length.
+ * @throws {InvalidMemoryError} If `view` is not a real typed array (a Proxy of one).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { plainView } from "./physical_memory.ts";
+ *
+ * class Liar extends Uint8Array {
+ *   override get byteLength(): number {
+ *     return 1 << 30;
+ *   }
+ * }
+ * assert.equal(plainView(new Liar(16), "use memory").byteLength, 16);
+ * ```
+ */
+export function plainView(view: Uint8Array, subject: string): Uint8Array {
+  return readOnce(
+    subject,
+    () => new Uint8Array(bufferOf(view), byteOffsetOf(view), byteLengthOf(view)),
+  );
+}
 
 /** Runs `read` over caller input; anything it throws but the allocator's own errors becomes InvalidMemoryError. */
 function readOnce<T>(subject: string, read: () => T): T {
