@@ -17,6 +17,7 @@ import {
   HeapCorruptionError,
   InvalidAddressError,
   LockTimeoutError,
+  WorkerSlotError,
 } from "../errors.ts";
 import type { SlabCache } from "../slab/slab_cache.ts";
 import { EveryLockNeeded, type LayeredHeap } from "../slab/layered_heap.ts";
@@ -39,6 +40,12 @@ import {
   STATE_NONE,
   type WorkerCache,
 } from "./worker_cache.ts";
+
+/**
+ * How long reclaimSlot watches a slot's count of calls: a Worker whose count
+ * moved meanwhile still runs, and its slot is not reclaimed.
+ */
+const RECLAIM_QUIET_MS = 50;
 
 /** The general path's operations a shared heap's calls run with every lock held. */
 export interface OwnedHeap {
@@ -176,6 +183,13 @@ export class SharedCalls {
 
   /** tryAlloc() of a shared heap: from the Worker cache, else under the heap's locks. */
   tryAlloc(sizeBytes: number, alignBytes: number): number {
+    const address = this.#tryAlloc(sizeBytes, alignBytes);
+    // Counted once it succeeded: a refused or failed call leaves the memory as it was.
+    if (address !== 0) this.#cache?.countCall();
+    return address;
+  }
+
+  #tryAlloc(sizeBytes: number, alignBytes: number): number {
     const cache = this.#cache;
     if (
       cache !== null && alignBytes === this.#defaultAlignBytes && typeof sizeBytes === "number" &&
@@ -460,6 +474,11 @@ export class SharedCalls {
 
   /** free() of a shared heap: into the Worker cache, else under every lock. */
   free(address: number): void {
+    this.#free(address);
+    this.#cache?.countCall();
+  }
+
+  #free(address: number): void {
     const shared = this.#shared;
     const cache = this.#cache;
     if (cache !== null && !shared.detached) {
@@ -671,6 +690,12 @@ export class SharedCalls {
    * realloc tries the heap lock alone next; anything else runs under every lock.
    */
   realloc(address: number, sizeBytes: number): number {
+    const resized = this.#realloc(address, sizeBytes);
+    this.#cache?.countCall();
+    return resized;
+  }
+
+  #realloc(address: number, sizeBytes: number): number {
     const cache = this.#cache;
     if (
       cache !== null && typeof sizeBytes === "number" && sizeBytes > 0 &&
@@ -826,6 +851,18 @@ export class SharedCalls {
     const shared = this.#shared;
     shared.checkReclaim(slot);
     const cache = this.#cache;
+    // terminate() lets a Worker busy in a loop run on until its next turn of
+    // the event loop (seconds, in Deno 2.9): its slot is reclaimed only once
+    // its calls have stopped, else two Workers would share its cache.
+    if (cache !== null) {
+      const calls = cache.callsOf(slot);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RECLAIM_QUIET_MS);
+      if (cache.callsOf(slot) !== calls) {
+        throw new WorkerSlotError(
+          `Cannot reclaim slot ${slot}: its Worker made calls in the last ${RECLAIM_QUIET_MS} ms, so it still runs (terminate() stops a busy Worker only at its next turn of the event loop): try again once it has stopped`,
+        );
+      }
+    }
     if (cache !== null) {
       this.locked("reclaim a slot", () => {
         cache.drain(slot, -1, BIN_ENTRIES_MAX, this.#drainOne);

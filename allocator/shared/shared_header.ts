@@ -21,7 +21,7 @@
  *       lock 0 (the heap lock) guards the blocks, the frames, the chunk directory, the slab
  *       page map and the layers' scalars; locks 1 to 15 (class locks) guard the slab caches'
  *       records and lists: kmalloc cache id -> lock 1 + id % 15 (classLockOf)
- * +256  i32 per Worker slot: 0 free, 1 attached
+ * +256  i32 per Worker slot: even free, odd attached (one more at every change)
  * ...   padded to 64 bytes: the caches of every slot (worker_cache.ts), when the heap has them
  * ...   the state map (worker_cache.ts), padded to 64 bytes
  * ...   the layer state (allocator/slab/layer_state.ts), when the heap has the
@@ -42,7 +42,7 @@ import { LAYER_WINDOW_BYTES, LAYERS_MIN_AREA_BYTES } from "../slab/layered_heap.
 /** "PMAS" read as a little-endian u32. */
 export const SHARED_MAGIC = 0x53414d50;
 /** The layout drawn above; bumped whenever it or the block layout changes. */
-export const SHARED_FORMAT_VERSION = 4;
+export const SHARED_FORMAT_VERSION = 5;
 
 /** Byte offsets of the header's fields (see the drawing in the module doc). */
 export const SH_MAGIC = 0;

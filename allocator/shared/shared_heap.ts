@@ -144,6 +144,15 @@ export class SharedHeapState {
   /** needHeap, bound once (the layers call it when a class-locked refill makes a slab). */
   readonly #needHeap = (): void => this.needHeap();
   #detached = false;
+  /**
+   * The slot word this Worker wrote when it took its slot: odd, and unlike
+   * every earlier holder's (a slot word is even while free, odd while held,
+   * and one more at every change). Another value there means another Worker
+   * reclaimed the slot: this handle's calls are refused from then on.
+   */
+  readonly #token: number;
+  /** Word index in the header views of this Worker's slot word. */
+  readonly #slotWord: number;
 
   private constructor(
     view: Uint8Array,
@@ -151,10 +160,13 @@ export class SharedHeapState {
     slot: number,
     creating: boolean,
     headerKey: number,
+    token: number,
   ) {
+    this.#token = token;
     this.headerKey = headerKey;
     this.buffer = view.buffer as SharedArrayBuffer;
     this.#views = headerViews(this.buffer, view.byteOffset);
+    this.#slotWord = slotWordAt(this.#views, slot);
     this.windowBytes = view.byteLength;
     this.settings = settings;
     this.slot = slot;
@@ -241,7 +253,10 @@ export class SharedHeapState {
         `Cannot create a shared heap over a buffer that holds one with ${attached} Workers attached: attach to it instead`,
       );
     }
-    return new SharedHeapState(view, settings, 1, true, drawHeaderKey());
+    // Slot words start at a random generation: no handle of a heap made
+    // over this buffer before can hold the token of a slot of this one.
+    const generation = crypto.getRandomValues(new Int32Array(1))[0] & ~1;
+    return new SharedHeapState(view, settings, 1, true, drawHeaderKey(), generation | 1);
   }
 
   /**
@@ -255,10 +270,14 @@ export class SharedHeapState {
     const settings = readSettings(view, lockTimeoutMs);
     const views = headerViews(view.buffer as SharedArrayBuffer, view.byteOffset);
     for (let slot = 1; slot <= settings.slotCount; slot++) {
-      if (Atomics.compareExchange(views.i32, slotWordAt(views, slot), 0, 1) === 0) {
+      const word = slotWordAt(views, slot);
+      const free = Atomics.load(views.i32, word);
+      if ((free & 1) !== 0) continue;
+      const token = (free + 1) | 0;
+      if (Atomics.compareExchange(views.i32, word, free, token) === free) {
         Atomics.add(views.i32, wordAt(views, SH_ATTACHED), 1);
         const key = Atomics.load(views.u32, wordAt(views, SH_SECRET));
-        return new SharedHeapState(view, settings, slot, false, key);
+        return new SharedHeapState(view, settings, slot, false, key, token);
       }
     }
     throw new WorkerSlotError(
@@ -298,8 +317,10 @@ export class SharedHeapState {
     for (let word = lockWordAt(views, 0); word < lockWordAt(views, LOCK_COUNT); word++) {
       i32[word] = 0;
     }
-    for (let slot = 1; slot <= s.slotCount; slot++) i32[slotWordAt(views, slot)] = 0;
-    i32[slotWordAt(views, 1)] = 1;
+    for (let slot = 1; slot <= s.slotCount; slot++) {
+      i32[slotWordAt(views, slot)] = this.#token & ~1;
+    }
+    i32[slotWordAt(views, 1)] = this.#token;
     i32[wordAt(views, SH_ATTACHED)] = 1;
     counters.storeTo(f64, this.#countersIndex);
     u32[wordAt(views, SH_MAGIC)] = SHARED_MAGIC;
@@ -310,7 +331,7 @@ export class SharedHeapState {
   slotAttached(slot: number): boolean {
     const views = this.#views;
     return slot >= 1 && slot <= this.settings.slotCount &&
-      Atomics.load(views.i32, slotWordAt(views, slot)) === 1;
+      (Atomics.load(views.i32, slotWordAt(views, slot)) & 1) === 1;
   }
 
   /** Workers attached now. */
@@ -318,9 +339,10 @@ export class SharedHeapState {
     return Atomics.load(this.#views.i32, wordAt(this.#views, SH_ATTACHED));
   }
 
-  /** True once `detach` has run. */
+  /** True once `detach` has run, or another Worker reclaimed this Worker's slot. */
   get detached(): boolean {
-    return this.#detached;
+    // A plain load, at every call: the slot word changes only when the slot changes hands.
+    return this.#detached || this.#views.i32[this.#slotWord] !== this.#token;
   }
 
   /**
@@ -489,6 +511,11 @@ export class SharedHeapState {
         `Cannot ${operation}: this Worker detached from the shared heap (it held slot ${this.slot})`,
       );
     }
+    if (Atomics.load(this.#views.i32, this.#slotWord) !== this.#token) {
+      throw new HeapDetachedError(
+        `Cannot ${operation}: another Worker reclaimed this Worker's slot ${this.slot} (reclaimSlot), so its handle may no longer be used`,
+      );
+    }
   }
 
   /**
@@ -502,10 +529,16 @@ export class SharedHeapState {
         `Cannot detach: this Worker already detached from the shared heap (slot ${this.slot})`,
       );
     }
+    this.#refuseDetached("detach");
     this.#detached = true;
     const views = this.#views;
-    Atomics.store(views.i32, slotWordAt(views, this.slot), 0);
-    Atomics.sub(views.i32, wordAt(views, SH_ATTACHED), 1);
+    // Free again, and unlike every earlier value of the word (see #token).
+    if (
+      Atomics.compareExchange(views.i32, this.#slotWord, this.#token, (this.#token + 1) | 0) ===
+        this.#token
+    ) {
+      Atomics.sub(views.i32, wordAt(views, SH_ATTACHED), 1);
+    }
   }
 
   /**
@@ -538,7 +571,7 @@ export class SharedHeapState {
         );
       }
     }
-    if (Atomics.load(views.i32, slotWordAt(views, slot)) !== 1) {
+    if ((Atomics.load(views.i32, slotWordAt(views, slot)) & 1) !== 1) {
       throw new WorkerSlotError(`Cannot reclaim slot ${slot}: no Worker is attached to it`);
     }
   }
@@ -546,7 +579,11 @@ export class SharedHeapState {
   /** Frees slot `slot` (checked by `checkReclaim`, its cache drained). */
   releaseSlot(slot: number): void {
     const views = this.#views;
-    if (Atomics.compareExchange(views.i32, slotWordAt(views, slot), 1, 0) === 1) {
+    const word = slotWordAt(views, slot);
+    const held = Atomics.load(views.i32, word);
+    if (
+      (held & 1) === 1 && Atomics.compareExchange(views.i32, word, held, (held + 1) | 0) === held
+    ) {
       Atomics.sub(views.i32, wordAt(views, SH_ATTACHED), 1);
     }
   }
