@@ -16,6 +16,7 @@ import assert from "node:assert/strict";
 import {
   AllocatorError,
   bufferMemory,
+  mapIdentity,
   type ObjectCache,
   PhysicalAllocator,
   type PhysicalMemory,
@@ -30,7 +31,7 @@ interface Picture {
 
 /** 32-bit words over `bytes` (its length rounded down to a multiple of 4). */
 function wordsOf(bytes: Uint8Array): Int32Array {
-  const aligned = bytes.byteOffset & ~3;
+  const aligned = bytes.byteOffset - bytes.byteOffset % 4;
   const length = (bytes.byteOffset - aligned + bytes.byteLength) >> 2;
   return new Int32Array(bytes.buffer, aligned, length);
 }
@@ -277,6 +278,106 @@ Deno.test("a live address as a fraction, a string, a Number, a BigInt or an arra
     }
     heap.check();
   }
+});
+
+Deno.test("identity-mapped heaps at 64 GiB and over a window longer than 2^31 bytes refuse near addresses", () => {
+  const gib = 2 ** 30;
+  const layouts = [
+    [{ start: 64 * gib, length: 2 * MIB }],
+    // A small region in the window's first 2 GiB (where the layers' chunks must lie) and a
+    // large one above it.
+    [{ start: 66 * gib, length: 64 * 1024 }, { start: 68 * gib + 2 * MIB, length: 4 * MIB }],
+    // A region straddling the window's first 2 GiB.
+    [{ start: 72 * gib, length: 64 * 1024 }, { start: 74 * gib - 2 * MIB, length: 6 * MIB }],
+  ];
+  for (const ranges of layouts) {
+    using memory = mapIdentity(ranges);
+    const heap = new PhysicalAllocator(memory);
+    const views = memory.regions.map((region) => region.bytes);
+    const what = `regions ${ranges.map((range) => hex(range.start)).join(", ")}`;
+    const { live, freed, cache } = allocateEveryKind(heap);
+    const before = picture(heap, views);
+    const candidates = new Set<number>(freed);
+    for (const address of live.keys()) {
+      for (const delta of [8, -8, 2 ** 31, -(2 ** 31), 2 ** 32, -(2 ** 32)]) {
+        candidates.add(address + delta);
+      }
+    }
+    for (const address of candidates) {
+      if (live.has(address)) continue;
+      refuseAll(heap, views, before, `${what}: ${hex(address)}`, {
+        free: () => heap.free(address),
+        realloc: () => heap.realloc(address, 100),
+        sizeOf: () => heap.sizeOf(address),
+        bytes: () => heap.bytes(address),
+        "cache.free": () => cache.free(address),
+      });
+    }
+    // Churn through every layer; no two live allocations share a byte.
+    const rnd = new Random(ranges.length);
+    const sizes = [8, 24, 100, 256, 300, 512, 4096, 70000];
+    for (let i = 0; i < 1500; i++) {
+      const sizeBytes = rnd.pick(sizes);
+      const address = heap.tryAlloc(sizeBytes, i % 16 === 6 ? 4096 : 8);
+      if (address !== 0) {
+        for (const [other, otherBytes] of live) {
+          assert.ok(address >= other + otherBytes || other >= address + sizeBytes, what);
+        }
+        live.set(address, sizeBytes);
+      }
+      if (i % 3 === 2 && live.size > 0) {
+        const victim = rnd.pick([...live.keys()]);
+        if (live.get(victim) === 40) continue; // the named cache's objects stay
+        heap.free(victim);
+        live.delete(victim);
+      }
+    }
+    for (const [address, sizeBytes] of live) assert.equal(heap.sizeOf(address), sizeBytes, what);
+    heap.check();
+    assertStatsIdentity(heap, what);
+    heap.close();
+  }
+});
+
+Deno.test("a destroyed cache's handle never reaches the cache made after it", () => {
+  const bytes = new Uint8Array(4 * MIB);
+  const heap = PhysicalAllocator.fromBuffer(bytes);
+  const destroyed = heap.createCache("first", 64);
+  const old = destroyed.alloc();
+  destroyed.free(old);
+  heap.destroyCache(destroyed);
+  const next = heap.createCache("second", 64);
+  const object = next.alloc();
+  const other = next.alloc();
+  for (
+    const [what, call] of [
+      ["free of the new cache's object", () => destroyed.free(object)],
+      ["alloc", () => destroyed.alloc()],
+      ["info", () => destroyed.info()],
+      ["destroyCache again", () => heap.destroyCache(destroyed)],
+    ] as const
+  ) {
+    assert.equal(refusesUnchanged(heap, [bytes], what, call), "CACHE_DESTROYED", what);
+  }
+  next.free(object);
+  assert.equal(
+    refusesUnchanged(heap, [bytes], "destroy in use", () => heap.destroyCache(next)),
+    "CACHE_IN_USE",
+  );
+  // Another heap's cache of the same name, over the same addresses, is refused.
+  const elsewhere = PhysicalAllocator.fromBuffer(new Uint8Array(4 * MIB));
+  const twin = elsewhere.createCache("second", 64);
+  twin.alloc();
+  refusesUnchanged(
+    heap,
+    [bytes],
+    "destroyCache of another heap's cache",
+    () => heap.destroyCache(twin),
+  );
+  refusesUnchanged(heap, [bytes], "free through another heap's cache", () => twin.free(other));
+  assert.equal(heap.sizeOf(other), 64);
+  heap.check();
+  elsewhere.check();
 });
 
 /** One seeded round of forged writes over freed memory, then use; no live bytes handed out twice. */
