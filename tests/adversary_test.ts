@@ -1075,3 +1075,30 @@ Deno.test("a Uint8Array subclass whose getters lie is read through the engine's 
     creator.check();
   }
 });
+
+Deno.test("a shrinking realloc on a full heap stays where it stands when the move finds no memory", () => {
+  const bytes = new Uint8Array(2 << 20);
+  using heap = PhysicalAllocator.fromBuffer(bytes);
+  const pages = heap.allocPages(2);
+  const page = heap.alloc(4096, 4096);
+  const object = heap.alloc(200); // kmalloc-200: a shrink to 100 would move it to kmalloc-104
+  heap.bytes(object).fill(5);
+  for (const size of [64, 8, 16, 24, 32, 48, 96, 104, 128, 2048]) {
+    while (heap.tryAlloc(size) !== 0) { /* fill the heap */ }
+  }
+  for (const [address, size] of [[pages, 100], [page, 2048], [object, 100]]) {
+    assert.equal(heap.realloc(address, size), address, `realloc to ${size} in place`);
+    assert.equal(heap.sizeOf(address), size);
+  }
+  assert.ok(heap.bytes(object).every((byte) => byte === 5));
+  assert.equal(
+    heap.stats().layers!.pageFrames,
+    2,
+    "the 4-frame run kept 1 frame, the 1-frame run its own",
+  );
+  heap.check();
+  heap.freePages(pages);
+  heap.free(page);
+  heap.free(object);
+  heap.check();
+});

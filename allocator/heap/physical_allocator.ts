@@ -1185,7 +1185,11 @@ export class PhysicalAllocator implements Disposable {
     validateSize(sizeBytes, "reallocate", address);
     if (sizeBytes === owner.sizeBytes || layers.resizeInPlace(address, sizeBytes)) return address;
     const moved = this.tryAlloc(sizeBytes, this.defaultAlignBytes);
-    if (moved === 0) throw this.#outOfMemory(sizeBytes, this.defaultAlignBytes);
+    if (moved === 0) {
+      // A shrink stays where it stands when no memory holds it smaller.
+      if (sizeBytes < owner.sizeBytes && layers.shrinkInPlace(address, sizeBytes)) return address;
+      throw this.#outOfMemory(sizeBytes, this.defaultAlignBytes);
+    }
     const from = address - this.#blocks.baseAddress;
     this.#window.copyWithin(
       moved - this.#blocks.baseAddress,

@@ -989,6 +989,50 @@ export class LayeredHeap {
     return true;
   }
 
+  /**
+   * Shrinks the live allocation at `address` (verified by ownerOf) to
+   * `sizeBytes` where it stands, when its size can be recorded there: a page
+   * run (its frames past the new size go back to the buddy allocator), or a
+   * kmalloc object whose slack still fits its byte. For a realloc whose move found no memory: a shrink
+   * then still succeeds where the address can keep it.
+   *
+   * @returns Whether it shrank (false: nothing written).
+   */
+  shrinkInPlace(address: number, sizeBytes: number): boolean {
+    const offset = address - this.#baseAddress;
+    const ref = this.frames.refAt(offset);
+    const w = this.frames.words;
+    const e = this.frames.entry(ref);
+    const kind = w[e + E_TAG] & KIND_MASK;
+    if (kind === KIND_PAGES_HEAD) {
+      const frameCount = w[e + E_AUX];
+      const needed = Math.max(1, Math.ceil(sizeBytes / FRAME_BYTES));
+      if (needed > frameCount) return false;
+      this.#dirty = true;
+      // The frames past the new size go back, so a run stays the fewest frames that hold it.
+      if (needed < frameCount) {
+        this.frames.freeRun(ref + needed, frameCount - needed);
+        w[e + E_AUX] = needed;
+        this.pageFrames -= frameCount - needed;
+      }
+      const slack = needed * FRAME_BYTES - sizeBytes;
+      this.pageSlackBytes += slack - w[e + E_PREV];
+      w[e + E_PREV] = slack;
+      return true;
+    }
+    if (kind !== KIND_SLAB_HEAD && kind !== KIND_SLAB_TAIL) return false;
+    const slab = kind === KIND_SLAB_TAIL ? w[e + E_NEXT] : ref;
+    const cache = this.caches[tagAux(w[this.frames.entry(slab) + E_TAG])];
+    if (
+      !cache.keepsSizes || sizeBytes + this.#guardBytes > cache.objectBytes ||
+      cache.objectBytes - sizeBytes > KMALLOC_SLACK_MAX
+    ) return false;
+    this.#dirty = true;
+    const d = cache.descriptorOf(slab);
+    cache.resize(d, cache.indexOf(offset, slab, address, "reallocate", d), sizeBytes);
+    return true;
+  }
+
   /** Every chunk's runs in address order: free blocks, page runs, slabs, then its table. */
   *runs(): IterableIterator<LayerRun> {
     const frames = this.frames;
