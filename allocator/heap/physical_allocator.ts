@@ -819,15 +819,14 @@ export class PhysicalAllocator implements Disposable {
    * Frees the slot of a Worker that ended without detaching, after its
    * owner called `terminate()` on it. Refused while the slot holds a lock:
    * that Worker stopped inside an operation and the heap may be half-edited.
-   * Refused too while that Worker's calls go on (watched for 50 ms, when the
-   * heap has Worker caches): `terminate()` stops a Worker busy in a loop
-   * only at its next turn of the event loop, and two Workers must never
-   * share a slot's cache. A handle whose slot was reclaimed refuses every
-   * later call (`HeapDetachedError`).
+   * `terminate()` stops a Worker busy in a loop only at its next turn of
+   * the event loop (seconds later, in Deno 2.9), so the slot's handle is
+   * revoked first: that Worker's next call is refused (`HeapDetachedError`),
+   * and its cache is drained 20 ms later, once a call it had begun has
+   * ended; no two Workers ever use one slot's cache.
    *
    * @param slot The ended Worker's `workerSlot`.
-   * @throws {WorkerSlotError} If the slot is not attached, is this Worker's own, holds a lock,
-   *   or its Worker still makes calls.
+   * @throws {WorkerSlotError} If the slot is not attached, is this Worker's own, or holds a lock.
    * @throws {HeapDetachedError} If this Worker detached.
    * @throws {SharedHeapInvalidError} If the heap is not shared.
    *

@@ -17,7 +17,6 @@ import {
   HeapCorruptionError,
   InvalidAddressError,
   LockTimeoutError,
-  WorkerSlotError,
 } from "../errors.ts";
 import type { SlabCache } from "../slab/slab_cache.ts";
 import { EveryLockNeeded, type LayeredHeap } from "../slab/layered_heap.ts";
@@ -42,10 +41,11 @@ import {
 } from "./worker_cache.ts";
 
 /**
- * How long reclaimSlot watches a slot's count of calls: a Worker whose count
- * moved meanwhile still runs, and its slot is not reclaimed.
+ * How long reclaimSlot waits between revoking a slot's handle and draining
+ * its cache: far longer than any call a Worker cache serves without a lock
+ * (microseconds), so one the revoked Worker had begun has ended.
  */
-const RECLAIM_QUIET_MS = 50;
+const RECLAIM_QUIET_MS = 20;
 
 /** The general path's operations a shared heap's calls run with every lock held. */
 export interface OwnedHeap {
@@ -183,13 +183,6 @@ export class SharedCalls {
 
   /** tryAlloc() of a shared heap: from the Worker cache, else under the heap's locks. */
   tryAlloc(sizeBytes: number, alignBytes: number): number {
-    const address = this.#tryAlloc(sizeBytes, alignBytes);
-    // Counted once it succeeded: a refused or failed call leaves the memory as it was.
-    if (address !== 0) this.#cache?.countCall();
-    return address;
-  }
-
-  #tryAlloc(sizeBytes: number, alignBytes: number): number {
     const cache = this.#cache;
     if (
       cache !== null && alignBytes === this.#defaultAlignBytes && typeof sizeBytes === "number" &&
@@ -474,11 +467,6 @@ export class SharedCalls {
 
   /** free() of a shared heap: into the Worker cache, else under every lock. */
   free(address: number): void {
-    this.#free(address);
-    this.#cache?.countCall();
-  }
-
-  #free(address: number): void {
     const shared = this.#shared;
     const cache = this.#cache;
     if (cache !== null && !shared.detached) {
@@ -690,12 +678,6 @@ export class SharedCalls {
    * realloc tries the heap lock alone next; anything else runs under every lock.
    */
   realloc(address: number, sizeBytes: number): number {
-    const resized = this.#realloc(address, sizeBytes);
-    this.#cache?.countCall();
-    return resized;
-  }
-
-  #realloc(address: number, sizeBytes: number): number {
     const cache = this.#cache;
     if (
       cache !== null && typeof sizeBytes === "number" && sizeBytes > 0 &&
@@ -852,16 +834,12 @@ export class SharedCalls {
     shared.checkReclaim(slot);
     const cache = this.#cache;
     // terminate() lets a Worker busy in a loop run on until its next turn of
-    // the event loop (seconds, in Deno 2.9): its slot is reclaimed only once
-    // its calls have stopped, else two Workers would share its cache.
+    // the event loop (seconds, in Deno 2.9). Its handle is revoked first (its
+    // next call is refused), and its cache drained only once a call it had
+    // begun must have ended, so no two Workers ever use one cache.
+    shared.revokeSlot(slot);
     if (cache !== null) {
-      const calls = cache.callsOf(slot);
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RECLAIM_QUIET_MS);
-      if (cache.callsOf(slot) !== calls) {
-        throw new WorkerSlotError(
-          `Cannot reclaim slot ${slot}: its Worker made calls in the last ${RECLAIM_QUIET_MS} ms, so it still runs (terminate() stops a busy Worker only at its next turn of the event loop): try again once it has stopped`,
-        );
-      }
     }
     if (cache !== null) {
       this.locked("reclaim a slot", () => {

@@ -576,7 +576,19 @@ export class SharedHeapState {
     }
   }
 
-  /** Frees slot `slot` (checked by `checkReclaim`, its cache drained). */
+  /**
+   * Revokes the handle of slot `slot` (checked by `checkReclaim`): its slot
+   * word moves on and stays odd (held, now by the reclaim), so that
+   * Worker's next call is refused and no Worker attaches before releaseSlot.
+   */
+  revokeSlot(slot: number): void {
+    const views = this.#views;
+    const word = slotWordAt(views, slot);
+    const held = Atomics.load(views.i32, word);
+    if ((held & 1) === 1) Atomics.compareExchange(views.i32, word, held, (held + 2) | 0);
+  }
+
+  /** Frees slot `slot` (checked by `checkReclaim`, revoked, its cache drained). */
   releaseSlot(slot: number): void {
     const views = this.#views;
     const word = slotWordAt(views, slot);

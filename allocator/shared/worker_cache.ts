@@ -24,7 +24,6 @@
  * per slot (SLOT_CACHE_BYTES, a multiple of 64: no two Workers write one cache line)
  *   +0 f64 hidden slack bytes of blocks (the slack this slot's pops and frees added and took away)
  *   +8 f64 hidden slack bytes of slab objects (the same for the slab classes)
- *   +16 i32 calls of this slot's Worker (wrapping; reclaimSlot tells a running Worker by it)
  *   +64 per class, in class order: i32 count, u32 x binDepth(class) entries
  *       (entry = (address - base) / 8; binDepth = twice the class's batch)
  *   (cached blocks and bytes are not counted as they change: totals() sums the bins)
@@ -102,8 +101,6 @@ const REFILL_OF: Uint8Array = Uint8Array.from(
 
 /** Words of a slot's totals line (64 bytes). */
 const TOTALS_WORDS = 16;
-/** Word of a slot's cache that counts its Worker's calls (after the two f64 counts). */
-const CALLS_WORD = 4;
 /** Word offset of each class's bin in a slot's cache: its count, then 2 x batch entries. */
 const BIN_AT: Uint16Array = (() => {
   const offsets = new Uint16Array(CLASS_COUNT + 1);
@@ -179,8 +176,7 @@ export class WorkerCache {
   readonly #base: number;
   /** Index in #f64 of this slot's hidden slack bytes. */
   readonly #ownHidden: number;
-  /** Index in #i32 of this slot's count of calls. */
-  readonly #ownCalls: number;
+
   /** Word index of this slot's cache (its bins are at BIN_AT offsets). */
   readonly #bins: number;
   /** Word index of slot 1's cache. */
@@ -222,23 +218,12 @@ export class WorkerCache {
     this.#first = cachesOffsetBytes >>> 2;
     const own = this.#slotIndex(slot);
     this.#ownHidden = own >>> 1;
-    this.#ownCalls = own + CALLS_WORD;
     this.#bins = own;
     this.#slotCount = slotCount;
   }
 
   #slotIndex(slot: number): number {
     return this.#first + (slot - 1) * (SLOT_CACHE_BYTES >>> 2);
-  }
-
-  /** Counts one call of this slot's Worker (a plain store in its own cache line). */
-  countCall(): void {
-    this.#i32[this.#ownCalls] = (this.#i32[this.#ownCalls] + 1) | 0;
-  }
-
-  /** The count of calls of slot `slot`'s Worker (it wraps: compare two reads for equality). */
-  callsOf(slot: number): number {
-    return Atomics.load(this.#i32, this.#slotIndex(slot) + CALLS_WORD);
   }
 
   /** The state byte of the payload at `address` (an address inside the window). */
