@@ -116,12 +116,31 @@ function warmUp(heap: WorkloadHeap, job: SharedRunJob): void {
   }
 }
 
+/**
+ * What one run of the mix works with. The warm-up and the timed run each
+ * make one of the same shape and hand it to the same module functions (no
+ * closures made per run): the functions the warm-up compiled serve the timed
+ * run, instead of being deoptimized at the start signal for meeting a new
+ * closure, and compiled again while the clock runs.
+ */
+interface Run {
+  readonly heap: WorkloadHeap;
+  readonly workload: WorkloadName;
+  readonly random: Random;
+  readonly exchange: Int32Array;
+  /** Whether payloads are filled and verified, and the registry kept. */
+  readonly fill: boolean;
+  readonly keys: Int32Array;
+  readonly sizes: Int32Array;
+  readonly baseAddress: number;
+  /** This Worker's index + 1, the top byte of its keys. */
+  readonly owner: number;
+  nextKey: number;
+  readonly live: number[];
+  readonly result: SharedRunResult;
+}
+
 function runOperations(heap: WorkloadHeap, job: SharedRunJob): SharedRunResult {
-  const random = new Random(job.seed);
-  const exchange = new Int32Array(job.exchange);
-  const keys = new Int32Array(job.registry, 0, job.registry.byteLength >>> 3);
-  const sizes = new Int32Array(job.registry, job.registry.byteLength >>> 1);
-  const base = job.baseAddress;
   const live: number[] = [];
   const result: SharedRunResult = {
     kind: "done",
@@ -138,67 +157,69 @@ function runOperations(heap: WorkloadHeap, job: SharedRunJob): SharedRunResult {
     live,
     elapsedMs: 0,
   };
-  const owner = job.index + 1;
-  let nextKey = 1;
-  const keyOf = () => ((owner << 24) | (nextKey++ & 0xffffff)) | 0;
-  const slotOf = (address: number) => (address - base) >>> 3;
-  const fail = (message: string) => {
-    result.corrupt++;
-    if (result.firstCorruption === "") result.firstCorruption = message;
-  };
-  // Without payload checks (throughput runs) the registry is not kept either: its
-  // atomics and its cache lines shared between Workers would be measured too.
-  const register = (address: number, sizeBytes: number) => {
-    if (!job.fill) return;
-    const key = keyOf();
-    const slot = slotOf(address);
-    if (Atomics.compareExchange(keys, slot, 0, key) !== 0) {
-      fail(`alloc returned ${address}, still live (key ${Atomics.load(keys, slot)})`);
-    }
-    Atomics.store(sizes, slot, sizeBytes);
-    fillPattern(heap.bytes(address), key);
-  };
-  const release = (address: number): number => {
-    if (!job.fill) return 0;
-    const slot = slotOf(address);
-    const key = Atomics.load(keys, slot);
-    const sizeBytes = Atomics.load(sizes, slot);
-    if (key === 0) fail(`block ${address} has no registry entry`);
-    const bytes = heap.bytes(address);
-    if (bytes.length !== sizeBytes) {
-      fail(`block ${address} holds ${bytes.length}, not ${sizeBytes}`);
-    }
-    const bad = verifyPattern(bytes, key, sizeBytes);
-    if (bad >= 0) fail(`block ${address} (key ${key}) differs at byte ${bad}`);
-    Atomics.store(keys, slot, 0);
-    return sizeBytes;
+  const run: Run = {
+    heap,
+    workload: job.workload,
+    random: new Random(job.seed),
+    exchange: new Int32Array(job.exchange),
+    fill: job.fill,
+    keys: new Int32Array(job.registry, 0, job.registry.byteLength >>> 3),
+    sizes: new Int32Array(job.registry, job.registry.byteLength >>> 1),
+    baseAddress: job.baseAddress,
+    owner: job.index + 1,
+    nextKey: 1,
+    live,
+    result,
   };
   const start = performance.now();
-  for (let op = 0; op < job.operations; op++) {
-    step(job.workload, random, heap, live, exchange, result, register, release);
-  }
+  for (let op = 0; op < job.operations; op++) step(run);
   result.elapsedMs = performance.now() - start;
   result.operations = job.operations;
   return result;
 }
 
-type Register = (address: number, sizeBytes: number) => void;
-type Release = (address: number) => number;
+function fail(run: Run, message: string): void {
+  run.result.corrupt++;
+  if (run.result.firstCorruption === "") run.result.firstCorruption = message;
+}
 
-/** One random operation of `workload`. */
-function step(
-  workload: WorkloadName,
-  random: Random,
-  heap: WorkloadHeap,
-  live: number[],
-  exchange: Int32Array,
-  result: SharedRunResult,
-  register: Register,
-  release: Release,
-): void {
-  if (workload === "refill" || workload === "refill-same") {
-    return refillStep(workload, heap, live, result, register, release);
+/**
+ * Records a new payload in the registry under a fresh key and fills it with
+ * the key's pattern. Without payload checks (throughput runs) the registry
+ * is not kept either: its atomics and its cache lines shared between Workers
+ * would be measured too.
+ */
+function register(run: Run, address: number, sizeBytes: number): void {
+  if (!run.fill) return;
+  const key = ((run.owner << 24) | (run.nextKey++ & 0xffffff)) | 0;
+  const slot = (address - run.baseAddress) >>> 3;
+  if (Atomics.compareExchange(run.keys, slot, 0, key) !== 0) {
+    fail(run, `alloc returned ${address}, still live (key ${Atomics.load(run.keys, slot)})`);
   }
+  Atomics.store(run.sizes, slot, sizeBytes);
+  fillPattern(run.heap.bytes(address), key);
+}
+
+/** Verifies a payload against its registry entry and clears the entry. */
+function release(run: Run, address: number): void {
+  if (!run.fill) return;
+  const slot = (address - run.baseAddress) >>> 3;
+  const key = Atomics.load(run.keys, slot);
+  const sizeBytes = Atomics.load(run.sizes, slot);
+  if (key === 0) fail(run, `block ${address} has no registry entry`);
+  const bytes = run.heap.bytes(address);
+  if (bytes.length !== sizeBytes) {
+    fail(run, `block ${address} holds ${bytes.length}, not ${sizeBytes}`);
+  }
+  const bad = verifyPattern(bytes, key, sizeBytes);
+  if (bad >= 0) fail(run, `block ${address} (key ${key}) differs at byte ${bad}`);
+  Atomics.store(run.keys, slot, 0);
+}
+
+/** One random operation of the run's workload. */
+function step(run: Run): void {
+  const { workload, random, heap, live, result } = run;
+  if (workload === "refill" || workload === "refill-same") return refillStep(run);
   const roll = random.next();
   const liveTarget = workload === "small" ? 64 : 256;
   if (live.length === 0 || (roll < 0.45 && live.length < liveTarget * 2)) {
@@ -206,7 +227,7 @@ function step(
     const order = workload === "pages" && random.next() < 0.25 ? random.int(0, 2) : -1;
     const sizeBytes = order >= 0 ? 4096 << order : sizeFor(workload, random);
     const address = order >= 0 ? heap.allocPages(order) : heap.alloc(sizeBytes);
-    register(address, sizeBytes);
+    register(run, address, sizeBytes);
     live.push(address);
     result.allocs++;
     return;
@@ -214,20 +235,21 @@ function step(
   const at = random.int(0, live.length - 1);
   const address = live[at];
   if (roll < 0.8 || workload === "small") {
-    release(address);
+    release(run, address);
     heap.free(address);
     live[at] = live[live.length - 1];
     live.pop();
     result.frees++;
   } else if (roll < 0.9) {
-    release(address);
+    release(run, address);
     const sizeBytes = sizeFor(workload, random);
     const moved = heap.realloc(address, sizeBytes);
-    register(moved, sizeBytes);
+    register(run, moved, sizeBytes);
     live[at] = moved;
     result.reallocs++;
   } else {
     // Hand the block to whichever Worker takes this exchange slot next; take what was there.
+    const exchange = run.exchange;
     const previous = Atomics.exchange(exchange, random.int(0, exchange.length - 1), address);
     result.handedOver++;
     if (previous === 0) {
@@ -272,26 +294,21 @@ let refillGrowing = true;
  * a lock, comes every 14 to 42 operations (the "small" mix, in the steady
  * state, takes none).
  */
-function refillStep(
-  workload: WorkloadName,
-  heap: WorkloadHeap,
-  live: number[],
-  result: SharedRunResult,
-  register: Register,
-  release: Release,
-): void {
+function refillStep(run: Run): void {
+  const { heap, live, result } = run;
   if (refillGrowing && live.length >= REFILL_LIVE) refillGrowing = false;
   else if (!refillGrowing && live.length === 0) refillGrowing = true;
   if (refillGrowing) {
-    const sizeBytes = REFILL_SIZES[workload === "refill" ? result.index % REFILL_SIZES.length : 0];
+    const sizeBytes =
+      REFILL_SIZES[run.workload === "refill" ? result.index % REFILL_SIZES.length : 0];
     const address = heap.alloc(sizeBytes);
-    register(address, sizeBytes);
+    register(run, address, sizeBytes);
     live.push(address);
     result.allocs++;
     return;
   }
   const address = live.pop()!;
-  release(address);
+  release(run, address);
   heap.free(address);
   result.frees++;
 }
