@@ -17,9 +17,9 @@
  */
 
 import { PhysicalAllocator } from "../mod.ts";
-import { REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "../tools/trace/decode.ts";
+import { freshCopy } from "../tools/trace/fresh_copy.ts";
 import { loadTraces } from "../tools/trace/main.ts";
-import { heapBytesFor } from "../tools/trace/replay.ts";
+import { heapBytesFor, REPLAY_KINDS, replayCalls } from "../tools/trace/replay.ts";
 
 const SIZES = [16, 24, 40, 64, 100, 256, 1000, 4000];
 const HEAP_BYTES = 32 << 20;
@@ -95,29 +95,17 @@ const replayBytes = Math.ceil(heapBytesFor(trace) / 4096) * 4096 + (1 << 20);
 for (const variant of VARIANTS.filter((v) => v.layers)) {
   const memory = variant.shared ? new SharedArrayBuffer(replayBytes) : new ArrayBuffer(replayBytes);
   const slots = new Float64Array(trace.slotCount);
+  // A copy per variant: the two heaps' calls do not share one loop's type feedback.
+  const replay = freshCopy(replayCalls, REPLAY_KINDS);
   Deno.bench({
     name: `${variant.name} ${replayGroup}`,
     group: replayGroup,
     baseline: variant === VARIANTS[0],
     fn() {
       const heap = PhysicalAllocator.fromBuffer(memory, { native: false, reinitialize: true });
-      replay(heap, slots);
+      slots.fill(0);
+      replay(heap, trace, slots);
       heap.close();
     },
   });
-}
-
-function replay(heap: PhysicalAllocator, slots: Float64Array): void {
-  const { kinds, ids, sizesBytes, opCount } = trace;
-  for (let i = 0; i < opCount; i++) {
-    const id = ids[i];
-    const size = sizesBytes[i] > 0 ? sizesBytes[i] : 1;
-    if (kinds[i] === REPLAY_ALLOC) slots[id] = heap.alloc(size);
-    else if (kinds[i] === REPLAY_FREE) {
-      heap.free(slots[id]);
-      slots[id] = 0;
-    } else if (kinds[i] === REPLAY_REALLOC) {
-      slots[id] = slots[id] === 0 ? heap.alloc(size) : heap.realloc(slots[id], size);
-    }
-  }
 }

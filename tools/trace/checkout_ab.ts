@@ -21,11 +21,10 @@
  * @module
  */
 
-import { decodeTrace, REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "./decode.ts";
-import type { DecodedTrace } from "./decode.ts";
+import { decodeTrace } from "./decode.ts";
 import { parseRep } from "./rep_format.ts";
 import { freshCopy } from "./fresh_copy.ts";
-import { heapBytesFor } from "./replay.ts";
+import { heapBytesFor, REPLAY_KINDS, replayCalls } from "./replay.ts";
 
 /** What this tool needs of a checkout's `mod.ts`. */
 interface Checkout {
@@ -42,22 +41,6 @@ interface Heap {
   free(address: number): void;
   realloc(address: number, sizeBytes: number): number;
   close(): void;
-}
-
-/** Replays `trace` on `heap` (each checkout runs a fresh copy: their type feedback stays apart). */
-function replay(heap: Heap, trace: DecodedTrace, slots: Float64Array): void {
-  const { kinds, ids, sizesBytes, opCount } = trace;
-  for (let i = 0; i < opCount; i++) {
-    const id = ids[i];
-    const size = sizesBytes[i] > 0 ? sizesBytes[i] : 1;
-    if (kinds[i] === REPLAY_ALLOC) slots[id] = heap.tryAlloc(size);
-    else if (kinds[i] === REPLAY_FREE) {
-      if (slots[id] !== 0) heap.free(slots[id]);
-      slots[id] = 0;
-    } else if (kinds[i] === REPLAY_REALLOC) {
-      slots[id] = slots[id] === 0 ? heap.tryAlloc(size) : heap.realloc(slots[id], size);
-    }
-  }
 }
 
 const USAGE =
@@ -84,8 +67,8 @@ const identity = [Deno.args.includes("--identity"), Deno.args.includes("--identi
 const only = Deno.args.find((arg) => arg.startsWith("--only="))?.slice(7).split(",");
 const checkouts: Checkout[] = [await import(`${dirA}mod.ts`), await import(`${dirB}mod.ts`)];
 const bases = [64 * 2 ** 30, 128 * 2 ** 30];
-const replayScope = { REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC };
-const replays = [freshCopy(replay, replayScope), freshCopy(replay, replayScope)];
+// Each checkout runs a copy of its own: their type feedback stays apart.
+const replays = [freshCopy(replayCalls, REPLAY_KINDS), freshCopy(replayCalls, REPLAY_KINDS)];
 const traceDir = new URL("../../bench/traces/", import.meta.url);
 const names = [...Deno.readDirSync(traceDir)].map((entry) => entry.name)
   .filter((name) => name.endsWith(".rep") && (only?.some((o) => name.startsWith(o)) ?? true))

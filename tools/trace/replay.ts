@@ -30,6 +30,38 @@ import { hex } from "../../allocator/memory/physical_memory.ts";
 import { type DecodedTrace, REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC } from "./decode.ts";
 import type { ReplayHeap, ReplayTarget } from "./replay_heap.ts";
 
+/** What {@linkcode replayCalls} calls: `PhysicalAllocator`, of any checkout, backend or mode. */
+export interface CallsHeap {
+  tryAlloc(sizeBytes: number): number;
+  free(address: number): void;
+  realloc(address: number, sizeBytes: number): number;
+}
+
+/**
+ * Replays `trace` on `heap` with direct calls and no checks; `slots` (one
+ * per trace id, zeroed) holds each live id's address. It uses only its
+ * parameters and {@linkcode REPLAY_KINDS}, so that a tool timing several
+ * heaps in one process gives each its own copy with its own type feedback:
+ * `freshCopy(replayCalls, REPLAY_KINDS)` (fresh_copy.ts).
+ */
+export function replayCalls(heap: CallsHeap, trace: DecodedTrace, slots: Float64Array): void {
+  const { kinds, ids, sizesBytes, opCount } = trace;
+  for (let i = 0; i < opCount; i++) {
+    const id = ids[i];
+    const size = sizesBytes[i] > 0 ? sizesBytes[i] : 1;
+    if (kinds[i] === REPLAY_ALLOC) slots[id] = heap.tryAlloc(size);
+    else if (kinds[i] === REPLAY_FREE) {
+      if (slots[id] !== 0) heap.free(slots[id]);
+      slots[id] = 0;
+    } else if (kinds[i] === REPLAY_REALLOC) {
+      slots[id] = slots[id] === 0 ? heap.tryAlloc(size) : heap.realloc(slots[id], size);
+    }
+  }
+}
+
+/** The names {@linkcode replayCalls} refers to, as a scope for its fresh copies. */
+export const REPLAY_KINDS = { REPLAY_ALLOC, REPLAY_FREE, REPLAY_REALLOC };
+
 /** What a verified replay measured. */
 export interface VerifyResult {
   /** Requests the allocator could not satisfy. */
