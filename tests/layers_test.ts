@@ -518,31 +518,6 @@ Deno.test("The reserve widens for a loop over more classes than it holds, and na
   assert.equal(heap.stats().layers!.chunks, 0);
 });
 
-Deno.test("A loop that empties slabs of many classes at every call gives slabs back a handful of times, not once per 64 calls", () => {
-  const { heap } = heapOf(8 * MIB);
-  const keep = heap.alloc(4096, 4096);
-  // Twelve classes: more than the 4 kept in all, fewer than 4 + 16 widened.
-  const sizes = [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128];
-  const slabs = () => heap.stats().layers!.slabinfo.reduce((sum, line) => sum + line.slabs, 0);
-  let givenBack = 0;
-  let before = slabs();
-  const turns = 20_000;
-  for (let turn = 0; turn < turns; turn++) {
-    heap.free(heap.alloc(sizes[turn % sizes.length]));
-    const after = slabs();
-    if (after < before) givenBack += before - after;
-    before = after;
-  }
-  // Narrowing every 64 slabs emptied, each narrowing's slab made again at
-  // once, would give back about turns / 64 slabs; each narrowing that
-  // misses doubles the period.
-  assert.ok(givenBack <= 24, `${givenBack} slabs given back over ${turns} turns`);
-  heap.check();
-  heap.free(keep);
-  heap.trim();
-  assert.equal(heap.stats().layers!.chunks, 0);
-});
-
 Deno.test("Every size and alignment keeps its size exactly, in debug mode too (slack bytes hold up to 255)", () => {
   for (const debug of [false, true]) {
     using heap = PhysicalAllocator.fromBuffer(new Uint8Array(8 << 20), { debug });

@@ -182,15 +182,6 @@ const EMPTY_SLABS_WIDENED_MAX = 16;
  */
 const SLABS_EMPTIED_PER_NARROWING = 64;
 
-/**
- * The longest narrowing period: each miss within one period of a narrowing
- * (the slab it gave back was still needed) doubles the period, up to this,
- * so a loop that empties slabs of many classes at almost every call (a few
- * objects of each class, coming and going) gives back and makes again a
- * slab a handful of times, not once per SLABS_EMPTIED_PER_NARROWING calls.
- */
-const SLABS_EMPTIED_PER_NARROWING_MAX = SLABS_EMPTIED_PER_NARROWING << 10;
-
 /** Layer state versions wrap within 30 bits: never -1, the version a joining Worker has seen. */
 const VERSION_MASK = 0x3fffffff;
 
@@ -276,10 +267,6 @@ export class LayeredHeap {
   #slabsEmptied = 0;
   /** `#slabsEmptied` when a cache last missed a slab the reserve gave back. */
   #slabsEmptiedAtMiss = 0;
-  /** Slabs emptied with no miss before the widening narrows (see SLABS_EMPTIED_PER_NARROWING_MAX). */
-  #narrowingPeriod = SLABS_EMPTIED_PER_NARROWING;
-  /** `#slabsEmptied` when the widening last narrowed (far in the past until it does). */
-  #slabsEmptiedAtNarrowing = -SLABS_EMPTIED_PER_NARROWING_MAX - 1;
   /** Which slab every slab frame belongs to (for slab_fast_path.ts's free; proved by check()). */
   readonly slabPages: SlabPageMap;
   /** Per cache id: the bytes a user object holds (its object size less the debug guard). */
@@ -416,10 +403,6 @@ export class LayeredHeap {
     cache.onEmptied = (emptied) => this.#slabEmptied(emptied);
     cache.onReserveMissed = () => {
       if (this.#emptySlabsWidened < EMPTY_SLABS_WIDENED_MAX) this.#emptySlabsWidened++;
-      if (
-        this.#slabsEmptied - this.#slabsEmptiedAtNarrowing <= this.#narrowingPeriod &&
-        this.#narrowingPeriod < SLABS_EMPTIED_PER_NARROWING_MAX
-      ) this.#narrowingPeriod *= 2;
       this.#slabsEmptiedAtMiss = this.#slabsEmptied;
     };
     this.caches[cache.id] = cache;
@@ -556,11 +539,10 @@ export class LayeredHeap {
     this.#slabsEmptied++;
     if (
       this.#emptySlabsWidened > 0 &&
-      this.#slabsEmptied - this.#slabsEmptiedAtMiss > this.#narrowingPeriod
+      this.#slabsEmptied - this.#slabsEmptiedAtMiss > SLABS_EMPTIED_PER_NARROWING
     ) {
       this.#emptySlabsWidened--;
       this.#slabsEmptiedAtMiss = this.#slabsEmptied;
-      this.#slabsEmptiedAtNarrowing = this.#slabsEmptied;
     }
     // Only caches that emptied a slab can hold one: the walk is over those (a
     // few: the caches keep EMPTY_SLABS_KEPT_MAX empty slabs in all), not over
@@ -837,7 +819,6 @@ export class LayeredHeap {
     if (this.#heapOnly) throw new EveryLockNeeded();
     this.#dirty = true;
     this.#emptySlabsWidened = 0;
-    this.#narrowingPeriod = SLABS_EMPTIED_PER_NARROWING;
     let released = false;
     for (const cache of this.caches) {
       if (cache.emptySlabs > 0) {
@@ -869,7 +850,6 @@ export class LayeredHeap {
     if (this.shared) return false;
     // The footprint is about to grow: the heap is past the steady state the widening served.
     this.#emptySlabsWidened = 0;
-    this.#narrowingPeriod = SLABS_EMPTIED_PER_NARROWING;
     if (!this.caches.some((c) => c.emptySlabs > 0 && c.slabOrder >= order)) return false;
     this.releaseEmptySlabs();
     return true;
