@@ -810,8 +810,12 @@ Deno.test("a shared heap's failed allocation keeps the Worker cache's blocks whe
   const heap = PhysicalAllocator.fromBuffer(memory);
   const live: number[] = [];
   for (let address; (address = heap.tryAlloc(24)) !== 0;) live.push(address);
-  // Eight blocks in this Worker's cache: together far too small for what follows.
-  for (let i = 0; i < 8; i++) heap.free(live.pop()!);
+  // Eight blocks side by side in this Worker's cache: together far too small
+  // for what follows, and merged (320 bytes) enough for the last request.
+  live.sort((a, b) => a - b);
+  const first = live.findIndex((address, i) => live[i + 7] === address + 7 * 40);
+  assert.ok(first >= 0, "eight 24-byte blocks side by side");
+  for (const address of live.splice(first, 8)) heap.free(address);
   for (const attempt of ["tryAlloc", "alloc", "realloc"] as const) {
     const before = picture(heap, bytes);
     if (attempt === "tryAlloc") assert.equal(heap.tryAlloc(100000), 0);

@@ -391,3 +391,20 @@ Deno.test("shared heap: short of memory, a Worker's own cached blocks go back be
   heap.check();
   assert.equal(heap.stats().freeBlocks, 1);
 });
+
+Deno.test("shared heap: freePages of a run another Worker allocated (a chunk's first frame) frees it", () => {
+  for (const workerCaches of [true, false]) {
+    for (const order of [0, 3]) {
+      const memory = new SharedArrayBuffer(8 << 20);
+      using heap = PhysicalAllocator.fromBuffer(memory, { workerCaches });
+      using other = PhysicalAllocator.attach(memory);
+      // The first run of the heap's first chunk: the chunk's block starts there,
+      // so a handle that has not seen the chunk would take the address for a block.
+      const run = heap.allocPages(order);
+      other.freePages(run);
+      assert.throws(() => other.freePages(run), { code: "DOUBLE_FREE" }, `order ${order}`);
+      assert.throws(() => heap.freePages(run), { code: "DOUBLE_FREE" }, `order ${order}`);
+      other.check();
+    }
+  }
+});

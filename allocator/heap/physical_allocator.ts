@@ -26,7 +26,7 @@ import {
 } from "../errors.ts";
 import { SharedHeapState, sharedOptions } from "../shared/shared_heap.ts";
 import { layersFit, workerCachesFit } from "../shared/shared_header.ts";
-import type { CacheTotals, WorkerCache } from "../shared/worker_cache.ts";
+import { type CacheTotals, STATE_CACHED, type WorkerCache } from "../shared/worker_cache.ts";
 import { SharedCalls } from "../shared/shared_calls.ts";
 import { corruptionAt } from "./check/corruption.ts";
 import { BlockEdits } from "./block_edits.ts";
@@ -1481,6 +1481,20 @@ export class PhysicalAllocator implements Disposable {
         }: the address is not a multiple of ${FRAME_BYTES}`,
       );
     }
+    // A shared heap's Worker knows the layers' state only while it holds the
+    // lock (another Worker may have made the chunk): the checks run there,
+    // unless the frame table says at once that a Worker cache takes the run.
+    const shared = this.#sharedCalls;
+    if (shared === null) this.#refuseNotPages(address);
+    else if (!shared.takesPageRun(address)) {
+      shared.locked("free pages", () => this.#refuseNotPages(address));
+    }
+    // free() tells a live page run from a freed one (DOUBLE_FREE) or an interior address.
+    this.free(address);
+  }
+
+  /** freePages()'s refusal of a live block or slab object (free() would free them). */
+  #refuseNotPages(address: number): void {
     const inChunk = this.#layers !== null && this.#layers.owns(address);
     if (!inChunk && this.#isLiveBlock(address)) {
       throw new InvalidFreeError(
@@ -1494,8 +1508,6 @@ export class PhysicalAllocator implements Disposable {
         `Cannot free pages at ${hex(address)}: it is a slab object, not a page run`,
       );
     }
-    // free() tells a live page run from a freed one (DOUBLE_FREE) or an interior address.
-    this.free(address);
   }
 
   /**
@@ -1700,16 +1712,16 @@ export class PhysicalAllocator implements Disposable {
     const largest = this.#policy.largestFree();
     const layerBlocks = this.#layers === null ? 0 : this.#layers.blockCount;
     const layerLive = this.#layers === null ? 0 : this.#layers.live;
-    // Blocks and slab objects in Worker caches are in use to the heap and overhead to
-    // the caller, and so is the slack a size class hides beyond the size asked for.
+    // Blocks, slab objects and page runs in Worker caches are in use to the heap and
+    // overhead to the caller, and so is the slack a size class hides beyond the size asked for.
     const cached = this.#cache?.totals() ?? NO_CACHE_TOTALS;
     const cachedBytes = cached.bytes + cached.hiddenBytes;
-    const slabCachedBytes = cached.slabBytes + cached.slabHiddenBytes;
+    const layerCachedBytes = cached.slabBytes + cached.slabHiddenBytes + cached.pageBytes;
     const layerStats = this.#layers?.stats() ?? null;
-    const layers = layerStats === null || slabCachedBytes === 0 ? layerStats : {
+    const layers = layerStats === null || layerCachedBytes === 0 ? layerStats : {
       ...layerStats,
-      usedBytes: layerStats.usedBytes - slabCachedBytes,
-      overheadBytes: layerStats.overheadBytes + slabCachedBytes,
+      usedBytes: layerStats.usedBytes - layerCachedBytes,
+      overheadBytes: layerStats.overheadBytes + layerCachedBytes,
     };
     const blocks = {
       freeBytes: this.#counters.freeBytes,
@@ -1726,7 +1738,7 @@ export class PhysicalAllocator implements Disposable {
       skippedBytes: this.#skippedBytes,
       freeBlocks: this.#counters.freeBlocks,
       usedBlocks: this.#counters.usedBlocks - layerBlocks + layerLive - cached.blocks -
-        cached.slabObjects,
+        cached.slabObjects - cached.pageRuns,
       blocks,
       layers,
       largestFreeBytes: largest === 0 ? 0 : largest - HEADER_BYTES,
@@ -1745,9 +1757,10 @@ export class PhysicalAllocator implements Disposable {
 
   /**
    * A shared heap with one Worker attached (no other Worker can pop or push
-   * meanwhile): the slab objects marked cached in their descriptors are
-   * exactly those in the Worker caches' bins, and the hidden slack bytes in
-   * the descriptors add up to what the slots counted.
+   * meanwhile): the slab objects marked cached in their descriptors, and the
+   * page runs marked cached in the state map, are exactly those in the
+   * Worker caches' bins, and the hidden slack bytes in the descriptors add
+   * up to what the slots counted.
    */
   #checkCachedSlabObjects(): void {
     const cache = this.#cache;
@@ -1764,6 +1777,30 @@ export class PhysicalAllocator implements Disposable {
       throw new HeapCorruptionError(
         0,
         `Heap corruption in the Worker caches: ${cachedObjects} slab objects marked cached, ${totals.slabObjects} in the bins; ${hiddenBytes} hidden bytes in the slabs, ${totals.slabHiddenBytes} counted`,
+      );
+    }
+    // The page runs marked cached are exactly those in the bins, each of its bin's order.
+    const marked = new Map<number, number>();
+    for (const run of layers.runs()) {
+      if (run.kind === "pages" && cache.state(run.address) === STATE_CACHED) {
+        marked.set(run.address, run.sizeBytes);
+      }
+    }
+    const binned = cache.cachedPages();
+    for (const { address, order } of binned) {
+      if (marked.get(address) !== FRAME_BYTES << order) {
+        throw new HeapCorruptionError(
+          address,
+          `Heap corruption in the Worker caches: a bin of order ${order} holds ${
+            hex(address)
+          }, not a page run of that order marked cached`,
+        );
+      }
+    }
+    if (marked.size !== binned.length) {
+      throw new HeapCorruptionError(
+        0,
+        `Heap corruption in the Worker caches: ${marked.size} page runs marked cached, ${binned.length} in the bins`,
       );
     }
   }
@@ -2041,6 +2078,8 @@ const NO_CACHE_TOTALS: CacheTotals = {
   slabObjects: 0,
   slabBytes: 0,
   slabHiddenBytes: 0,
+  pageRuns: 0,
+  pageBytes: 0,
 };
 
 function regionTotals(regions: readonly RegionLayout[]): {

@@ -1,13 +1,14 @@
 /**
  * The calls of a shared heap's Worker: alloc, free and realloc through the
  * Worker cache first (slab objects of the kmalloc classes, blocks of the
- * larger classes) and under the heap's locks otherwise, and the cache's
+ * larger classes, page runs of orders 0 to PAGE_ORDER_MAX) and under the
+ * heap's locks otherwise, and the cache's
  * drains at detach and slot reclaim. `PhysicalAllocator` delegates to one of
  * these when its heap is shared, and lends it the general path's operations
  * (`OwnedHeap`), which run only while every lock is held. A Worker cache's
  * refill or drain of one slab class holds that class's lock (and the heap
- * lock only to make or give back a slab); of one block class, the heap lock
- * alone (shared_heap.ts draws the locks and their order).
+ * lock only to make or give back a slab); of one block class or page order,
+ * the heap lock alone (shared_heap.ts draws the locks and their order).
  *
  * @module
  */
@@ -22,6 +23,8 @@ import type { SlabCache } from "../slab/slab_cache.ts";
 import { EveryLockNeeded, type LayeredHeap } from "../slab/layered_heap.ts";
 import { KMALLOC_CLASS_BY_STEP, KMALLOC_MAX_BYTES } from "../slab/kmalloc.ts";
 import { SharedSlabs, SLAB_LOCKED } from "./shared_slabs.ts";
+import { SharedPages } from "./shared_pages.ts";
+import { FRAME_BYTES } from "../frames/frame_table.ts";
 import type { BlockWords } from "../heap/block.ts";
 import { GRANULE_BYTES, HEADER_BYTES } from "../heap/layout.ts";
 import { hex } from "../memory/physical_memory.ts";
@@ -32,6 +35,8 @@ import {
   classCapacity,
   classHolding,
   classOf,
+  PAGE_BIN_FIRST,
+  PAGE_ORDER_MAX,
   refillBlocks,
   RUN_ALIGN_BYTES,
   STATE_CACHED,
@@ -100,15 +105,17 @@ export class SharedCalls {
   readonly #layers: LayeredHeap | null;
   /** Their kmalloc objects as the Worker cache sees them, or null (no layers, or no cache). */
   readonly #slabs: SharedSlabs | null;
+  /** Their page runs as the Worker cache sees them, or null (no layers, or no cache). */
+  readonly #pages: SharedPages | null;
   /** Whether the Worker of a slab's owner slot left the heap (its slabs are anybody's). */
   readonly #ownerGone: (slot: number) => boolean;
-  /** Drains one cached block or slab object into the heap (every lock held). */
-  readonly #drainOne: (address: number, slab: boolean) => void;
+  /** Drains one cached block, slab object or page run of bin `bin` into the heap (every lock held). */
+  readonly #drainOne: (address: number, bin: number) => void;
   /**
    * Drains one cached slab object into its slab, under its class lock (or
-   * every lock), or one cached block under the heap lock (or every lock).
+   * every lock), or one cached block or page run under the heap lock (or every lock).
    */
-  readonly #drainFine: (address: number, slab: boolean) => void;
+  readonly #drainFine: (address: number, bin: number) => void;
 
   /**
    * Wraps a Worker's handle on a shared heap.
@@ -133,13 +140,16 @@ export class SharedCalls {
     this.#layers = layers;
     this.#ownerGone = (slot) => !shared.slotAttached(slot);
     this.#slabs = layers !== null && shared.cache !== null ? new SharedSlabs(layers) : null;
+    this.#pages = layers !== null && shared.cache !== null ? new SharedPages(layers.frames) : null;
+    const slabClassEnd = shared.cache?.slabClassEnd ?? 0;
     // Hidden slack a locked call clears (a slab object's size recorded in full) leaves this slot's count.
     if (shared.cache !== null) {
       const cache = shared.cache;
       layers?.setHiddenCleared((bytes) => cache.addSlabHidden(-bytes));
     }
-    this.#drainOne = (address, slab) => {
-      if (slab) {
+    this.#drainOne = (address, bin) => {
+      if (bin >= PAGE_BIN_FIRST) return this.#freeCachedPages(address);
+      if (bin < slabClassEnd) {
         // Back to its slab: no longer cached (the locked free then finds it live).
         if (this.#slabs!.locate(address) < 0 || !this.#slabs!.foundCached()) {
           throw new HeapCorruptionError(
@@ -155,8 +165,9 @@ export class SharedCalls {
         this.#owned.freeBlock(address);
       }
     };
-    this.#drainFine = (address, slab) => {
-      if (!slab) return this.#owned.freeBlock(address);
+    this.#drainFine = (address, bin) => {
+      if (bin >= PAGE_BIN_FIRST) return this.#freeCachedPages(address);
+      if (bin >= slabClassEnd) return this.#owned.freeBlock(address);
       const slabs = this.#slabs!;
       // Re-validated under the lock: a cached object's page map entries and bits do not change.
       if (slabs.locate(address) < 0 || !slabs.foundCached()) {
@@ -195,7 +206,107 @@ export class SharedCalls {
       if (cached !== 0) return cached;
       return this.#allocMiss(cache, cls, sizeBytes);
     }
+    if (cache !== null && alignBytes === FRAME_BYTES && this.#pages !== null) {
+      const order = pageOrderOf(sizeBytes);
+      if (order >= 0 && !this.#shared.detached) return this.#pagesAlloc(cache, order);
+    }
     return this.#allocLocked(sizeBytes, alignBytes);
+  }
+
+  /**
+   * A page run of `order` from the Worker cache, else a batch of them taken
+   * from the frames under the heap lock alone (Linux's per-CPU page lists);
+   * when the frames have none, the general path under the locks.
+   */
+  #pagesAlloc(cache: WorkerCache, order: number): number {
+    const address = cache.popPages(order);
+    if (address === 0) return this.#pagesMiss(cache, order);
+    // Bins are in the heap's memory: what one held is verified before it is handed out.
+    if (cache.state(address) !== STATE_CACHED || this.#pages!.orderAt(address) !== order) {
+      throw new HeapCorruptionError(
+        address,
+        `Heap corruption at ${
+          hex(address)
+        }: a Worker cache held an entry that is not a cached page run of order ${order}`,
+      );
+    }
+    cache.markPagesLive(address);
+    return address;
+  }
+
+  /**
+   * A page-bin miss: the caller's run and refillBlocks(bin) - 1 more into
+   * the (empty) bin, under the heap lock alone (frames and chunks are its);
+   * the general path when the frames cannot serve the first.
+   */
+  #pagesMiss(cache: WorkerCache, order: number): number {
+    const layers = this.#layers!;
+    const took = this.#shared.enterHeapOnly("allocate");
+    try {
+      this.#owned.assertOpen("allocate");
+      const first = layers.allocPages(1 << order);
+      if (first !== 0) {
+        // The batch takes free frames only: the frames grow for the caller's run alone.
+        for (let extra = refillBlocks(PAGE_BIN_FIRST + order) - 1; extra > 0; extra--) {
+          if (!layers.frames.hasFreeBlock(1 << order)) break;
+          const address = layers.allocPages(1 << order);
+          if (address === 0) break;
+          cache.pushPages(address, order);
+        }
+        return first;
+      }
+    } finally {
+      this.#shared.leaveFine(took);
+    }
+    return this.#allocLocked(FRAME_BYTES << order, FRAME_BYTES);
+  }
+
+  /**
+   * Frees a page run a Worker cache held (its state byte cleared), under
+   * the heap lock or every lock.
+   *
+   * @throws {HeapCorruptionError} If it is not a live page run: the bin was overwritten.
+   */
+  #freeCachedPages(address: number): void {
+    if (!this.#layers!.freePageRun(address)) {
+      throw new HeapCorruptionError(
+        address,
+        `Heap corruption at ${hex(address)}: a Worker cache held a page run that is not live`,
+      );
+    }
+  }
+
+  /**
+   * True when the frame table says, read without the lock, that `address`
+   * is the head of a live page run a Worker cache takes (free() then frees
+   * it without the lock, or reports it as already cached).
+   */
+  takesPageRun(address: number): boolean {
+    return this.#pages !== null && this.#cache !== null && !this.#shared.detached &&
+      this.#pages.orderAt(address) >= 0;
+  }
+
+  /**
+   * Puts the live page run at `address` into this Worker's cache without
+   * the lock when it is one the cache takes (orders 0 to PAGE_ORDER_MAX, no
+   * slack bytes), draining a batch first when its bin is full; false
+   * otherwise (the locked path then frees it or reports why).
+   */
+  #pagesFree(cache: WorkerCache, pages: SharedPages, address: number): boolean {
+    const order = pages.orderAt(address);
+    if (order < 0) return false;
+    const bin = PAGE_BIN_FIRST + order;
+    if (!cache.hasRoom(bin)) {
+      const shared = this.#shared;
+      const took = shared.enterHeapOnly("free");
+      try {
+        this.#owned.assertOpen("free");
+        cache.drain(shared.slot, bin, refillBlocks(bin), this.#drainFine);
+      } finally {
+        shared.leaveFine(took);
+      }
+    }
+    return cache.pushPages(address, order);
   }
 
   /** A slab object of slab class `cls` from the Worker cache, else a refill under its class lock. */
@@ -405,18 +516,26 @@ export class SharedCalls {
 
   /**
    * After an allocation found no memory (`address` 0): this Worker's cached
-   * slab objects go back to their slabs and the allocation is tried once
-   * more (the layers then give emptied slabs and chunks back when that
-   * serves it). Unlike cached blocks, whether slab objects would serve is not
-   * known in advance: their slabs may hold other objects, so they go back
-   * even when the retry fails (only this Worker's cache changes).
+   * slab objects go back to their slabs, and its cached page runs to the
+   * frames, and the allocation is tried once more (the layers then give
+   * emptied slabs and chunks back when that serves it). Unlike cached
+   * blocks, whether they would serve is not known in advance (a slab may
+   * hold other objects, a chunk other runs), so they go back even when the
+   * retry fails (only this Worker's cache changes).
    */
   #retryWithoutSlabObjects(address: number, sizeBytes: number, alignBytes: number): number {
     const cache = this.#cache;
-    if (address !== 0 || cache === null || cache.slabObjectsIn(this.#shared.slot) === 0) {
+    const slot = this.#shared.slot;
+    if (
+      address !== 0 || cache === null ||
+      cache.slabObjectsIn(slot) === 0 && cache.pageRunsIn(slot) === 0
+    ) {
       return address;
     }
-    cache.drainSlabs(this.#shared.slot, this.#drainOne);
+    cache.drainSlabs(slot, this.#drainOne);
+    for (let order = 0; order <= PAGE_ORDER_MAX; order++) {
+      cache.drain(slot, PAGE_BIN_FIRST + order, BIN_ENTRIES_MAX, this.#drainOne);
+    }
     const retried = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
     if (retried !== 0 && !this.#owned.inLayers(retried)) cache.setLive(retried, 0);
     return retried;
@@ -472,6 +591,7 @@ export class SharedCalls {
     if (cache !== null && !shared.detached) {
       if (this.#slabs !== null && this.#slabFree(cache, this.#slabs, address)) return;
       if (this.#cacheFree(cache, address)) return;
+      if (this.#pages !== null && this.#pagesFree(cache, this.#pages, address)) return;
     }
     // A block no layer owns, or a page run, is freed under the heap lock alone (no slab cache).
     if (this.#layers !== null && this.#freeBlockHeapOnly(address)) return;
@@ -575,9 +695,7 @@ export class SharedCalls {
     const state = cache.state(address);
     if (state === STATE_CACHED) {
       throw new DoubleFreeError(
-        `Cannot ${operation} address ${
-          hex(address)
-        }: the block is already free (in a Worker cache)`,
+        `Cannot ${operation} address ${hex(address)}: it is already free (in a Worker cache)`,
       );
     }
     const block = address - HEADER_BYTES;
@@ -617,9 +735,7 @@ export class SharedCalls {
       cache !== null && typeof address === "number" && address >= this.#cacheLow &&
       address < this.#cacheHigh && cache.state(address) === STATE_CACHED
     ) {
-      const message = `Cannot ${operation} address ${
-        hex(address)
-      }: the block is free (in a Worker cache)`;
+      const message = `Cannot ${operation} address ${hex(address)}: it is free (in a Worker cache)`;
       throw operation === "free" || operation === "reallocate"
         ? new DoubleFreeError(message)
         : new InvalidAddressError(message);
@@ -872,7 +988,8 @@ export class SharedCalls {
         const marks = slabCache.workerMarks();
         slabHidden += marks.hiddenBytes;
         for (const offset of marks.cachedOffsets) {
-          if (!inBins.has(base + offset)) this.#drainOne(base + offset, true);
+          // Bin 0 is a slab class's: the object goes back to its slab.
+          if (!inBins.has(base + offset)) this.#drainOne(base + offset, 0);
         }
       }
     }
@@ -880,6 +997,8 @@ export class SharedCalls {
     const orphans: number[] = [];
     for (const payload of this.#owned.usedBlockPayloads()) {
       if (!(payload >= this.#cacheLow && payload < this.#cacheHigh)) continue;
+      // A chunk's payload is its first frame, whose state byte a cached page run may hold.
+      if (this.#owned.inLayers(payload)) continue;
       const state = cache.state(payload);
       if (state === STATE_CACHED && !inBins.has(payload)) orphans.push(payload);
       else if (state !== STATE_CACHED && state !== STATE_NONE) blockHidden += state - 1;
@@ -888,6 +1007,25 @@ export class SharedCalls {
       cache.clearLive(payload);
       this.#owned.freeBlock(payload);
     }
+    // Page runs marked cached in no bin (a run's state byte is 255 only while a bin holds it).
+    if (this.#layers !== null) {
+      const runs = [...this.#layers.runs()].filter((run) =>
+        run.kind === "pages" && cache.state(run.address) === STATE_CACHED &&
+        !inBins.has(run.address)
+      );
+      for (const run of runs) {
+        cache.markPagesLive(run.address);
+        this.#freeCachedPages(run.address);
+      }
+    }
     cache.rebaseHidden(blockHidden, slabHidden);
   }
+}
+
+/** The order k of a request of exactly FRAME_BYTES << k bytes (k up to PAGE_ORDER_MAX), else -1. */
+function pageOrderOf(sizeBytes: number): number {
+  for (let order = 0; order <= PAGE_ORDER_MAX; order++) {
+    if (sizeBytes === FRAME_BYTES << order) return order;
+  }
+  return -1;
 }

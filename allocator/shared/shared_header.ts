@@ -42,7 +42,7 @@ import { LAYER_WINDOW_BYTES, LAYERS_MIN_AREA_BYTES } from "../slab/layered_heap.
 /** "PMAS" read as a little-endian u32. */
 export const SHARED_MAGIC = 0x53414d50;
 /** The layout drawn above; bumped whenever it or the block layout changes. */
-export const SHARED_FORMAT_VERSION = 5;
+export const SHARED_FORMAT_VERSION = 6;
 
 /** Byte offsets of the header's fields (see the drawing in the module doc). */
 export const SH_MAGIC = 0;

@@ -33,6 +33,14 @@
  *            1 + s live (handed out) with s bytes of hidden slack (0 to 127)
  * ```
  *
+ * Page runs: past the size classes, one bin per order from 0 to
+ * PAGE_ORDER_MAX holds page runs of exactly that order (allocPages(order),
+ * or alloc(4096 << order, 4096)), like Linux's per-CPU page lists. A cached
+ * run stays in use to the frames (its frame table entry says so); its state
+ * byte (at the run's address) says 255 while it sits in a bin and 0
+ * otherwise: a live run is told from the frame table, never from a state
+ * byte (shared_pages.ts).
+ *
  * A miss takes the lock and carves a batch of its class at once (the
  * caller's block, and `refillBlocks(class)` more into the bin, as one run of
  * blocks side by side); a bin that reaches its depth (twice the batch) gives
@@ -52,6 +60,8 @@
  *
  * @module
  */
+
+import { FRAME_BYTES } from "../frames/frame_table.ts";
 
 /** Requested sizes up to this many bytes are cached (the largest class). */
 export const CACHE_SIZE_MAX = 4096;
@@ -89,29 +99,43 @@ const CLASS_OF_GRANULES: Uint8Array = (() => {
   return table;
 })();
 
+/** The largest order of page runs a Worker cache holds (16 KiB). */
+export const PAGE_ORDER_MAX = 2;
+/** The bin of page runs of order 0; order k's is PAGE_BIN_FIRST + k. */
+export const PAGE_BIN_FIRST = CLASS_COUNT;
+/** Bins of one slot: the size classes', then one per page order. */
+export const BIN_COUNT = CLASS_COUNT + PAGE_ORDER_MAX + 1;
+/**
+ * Page runs one refill takes (besides the caller's) and one drain gives
+ * back, by order: a bin holds twice that, 32 KiB of order 0, 32 KiB of
+ * order 1 and 64 KiB of order 2 at most.
+ */
+const PAGE_REFILL_OF = [4, 2, 2];
+
 /** Capacity of class `cls`, as a typed array for the hot paths. */
 const CAPACITY_OF: Uint16Array = Uint16Array.from(CLASS_CAPACITIES);
 
-/** Blocks one refill carves (besides the caller's) and one drain gives back, per class. */
-const REFILL_OF: Uint8Array = Uint8Array.from(
-  CLASS_CAPACITIES,
-  (capacity) =>
-    Math.max(2, Math.min(REFILL_BLOCKS_MAX, Math.floor(REFILL_BYTES / (capacity + 16)))),
-);
+/** Blocks one refill carves (besides the caller's) and one drain gives back, per bin. */
+const REFILL_OF: Uint8Array = Uint8Array.from([
+  ...CLASS_CAPACITIES.map((capacity) =>
+    Math.max(2, Math.min(REFILL_BLOCKS_MAX, Math.floor(REFILL_BYTES / (capacity + 16))))
+  ),
+  ...PAGE_REFILL_OF,
+]);
 
 /** Words of a slot's totals line (64 bytes). */
 const TOTALS_WORDS = 16;
-/** Word offset of each class's bin in a slot's cache: its count, then 2 x batch entries. */
+/** Word offset of each bin in a slot's cache: its count, then 2 x batch entries. */
 const BIN_AT: Uint16Array = (() => {
-  const offsets = new Uint16Array(CLASS_COUNT + 1);
+  const offsets = new Uint16Array(BIN_COUNT + 1);
   offsets[0] = TOTALS_WORDS;
-  for (let cls = 0; cls < CLASS_COUNT; cls++) {
-    offsets[cls + 1] = offsets[cls] + 1 + 2 * REFILL_OF[cls];
+  for (let bin = 0; bin < BIN_COUNT; bin++) {
+    offsets[bin + 1] = offsets[bin] + 1 + 2 * REFILL_OF[bin];
   }
   return offsets;
 })();
 /** Bytes of a slot's cache: totals, then bins, padded to a cache line. */
-export const SLOT_CACHE_BYTES = Math.ceil((4 * BIN_AT[CLASS_COUNT]) / 64) * 64;
+export const SLOT_CACHE_BYTES = Math.ceil((4 * BIN_AT[BIN_COUNT]) / 64) * 64;
 /** Window bytes per state byte. */
 export const STATE_SHIFT = 5;
 /** Window bytes whose state bytes fill one 64-byte cache line: a refill run starts at a multiple. */
@@ -146,7 +170,7 @@ export function classCapacity(cls: number): number {
   return CAPACITY_OF[cls];
 }
 
-/** Blocks a refill of class `cls` adds to the bin, and a drain of a full bin gives back. */
+/** Blocks (or page runs) a refill of bin `cls` adds to it, and a drain of it when full gives back. */
 export function refillBlocks(cls: number): number {
   return REFILL_OF[cls];
 }
@@ -165,6 +189,10 @@ export interface CacheTotals {
   readonly slabBytes: number;
   /** Hidden slack of live slab objects handed out by Worker caches. */
   readonly slabHiddenBytes: number;
+  /** Page runs in page bins. */
+  readonly pageRuns: number;
+  /** Their bytes. */
+  readonly pageBytes: number;
 }
 
 /** One Worker's cache, and read access to every slot's totals. */
@@ -313,43 +341,98 @@ export class WorkerCache {
     return true;
   }
 
+  /**
+   * The address of the last page run of order `order` in this Worker's bin,
+   * taken out of it (the caller verifies it and marks it live with
+   * markPagesLive); 0 when the bin is empty.
+   */
+  popPages(order: number): number {
+    const bin = this.#bins + BIN_AT[PAGE_BIN_FIRST + order];
+    const count = this.#i32[bin];
+    if (count === 0) return 0;
+    this.#i32[bin] = count - 1;
+    return this.#base + this.#u32[bin + count] * 8;
+  }
+
+  /** Marks the page run at `address`, taken out of a bin, live (its state byte 0). */
+  markPagesLive(address: number): void {
+    this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_NONE;
+  }
+
+  /** Caches the live page run of order `order` at `address`; false when its bin is full. */
+  pushPages(address: number, order: number): boolean {
+    const bin = this.#bins + BIN_AT[PAGE_BIN_FIRST + order];
+    const count = this.#i32[bin];
+    if (count >= 2 * REFILL_OF[PAGE_BIN_FIRST + order]) return false;
+    const offset = address - this.#base;
+    this.#u32[bin + count + 1] = offset / 8;
+    this.#i32[bin] = count + 1;
+    this.#states[offset >>> STATE_SHIFT] = STATE_CACHED;
+    return true;
+  }
+
+  /** Every slot's cached page runs: address and order. */
+  cachedPages(): { address: number; order: number }[] {
+    const runs: { address: number; order: number }[] = [];
+    for (let slot = 1; slot <= this.#slotCount; slot++) {
+      const own = this.#slotIndex(slot);
+      for (let order = 0; order <= PAGE_ORDER_MAX; order++) {
+        const bin = own + BIN_AT[PAGE_BIN_FIRST + order];
+        const count = Math.min(this.#i32[bin], 2 * REFILL_OF[PAGE_BIN_FIRST + order]);
+        for (let entry = 1; entry <= count; entry++) {
+          runs.push({ address: this.#base + this.#u32[bin + entry] * 8, order });
+        }
+      }
+    }
+    return runs;
+  }
+
+  /** Page runs slot `slot`'s bins hold. */
+  pageRunsIn(slot: number): number {
+    const own = this.#slotIndex(slot);
+    let runs = 0;
+    for (let bin = PAGE_BIN_FIRST; bin < BIN_COUNT; bin++) runs += this.#i32[own + BIN_AT[bin]];
+    return runs;
+  }
+
   /** Counts `bytes` more (or fewer) hidden slack of live slab objects in this slot. */
   addSlabHidden(bytes: number): void {
     this.#f64[this.#ownHidden + 1] += bytes;
   }
 
-  /** Whether the bin of class `cls` takes one more block without a drain. */
+  /** Whether bin `cls` (a class's, or PAGE_BIN_FIRST + order) takes one more entry without a drain. */
   hasRoom(cls: number): boolean {
     return this.#i32[this.#bins + BIN_AT[cls]] < 2 * REFILL_OF[cls];
   }
 
   /**
-   * Takes up to `limit` blocks out of slot `slot`'s bin of class `cls` (all
-   * classes when `cls` is -1) and hands each to `free` with its state byte
-   * cleared (a slab object's state is its slab's: `free` is told it is one).
+   * Takes up to `limit` entries out of slot `slot`'s bin `cls` (every bin
+   * when `cls` is -1) and hands each to `free` with its bin, its state byte
+   * cleared (a slab object's state is its slab's: bins below slabClassEnd).
    * The caller holds the locks of what it drains (every lock; a slab class's
-   * class lock; the heap lock for a block class), and `slot` is its own or
-   * one no Worker uses any more.
+   * class lock; the heap lock for a block class or page order), and `slot`
+   * is its own or one no Worker uses any more.
    */
   drain(
     slot: number,
     cls: number,
     limit: number,
-    free: (address: number, slab: boolean) => void,
+    free: (address: number, bin: number) => void,
   ): void {
     const own = this.#slotIndex(slot);
     const first = cls === -1 ? 0 : cls;
-    const last = cls === -1 ? CLASS_COUNT - 1 : cls;
+    const last = cls === -1 ? BIN_COUNT - 1 : cls;
     for (let c = first; c <= last; c++) {
       const bin = own + BIN_AT[c];
       const count = Math.min(this.#i32[bin], 2 * REFILL_OF[c]);
       const keep = Math.max(0, count - limit);
       for (let entry = count; entry > keep; entry--) {
         const address = this.#base + this.#u32[bin + entry] * 8;
-        const slab = c < this.slabClassEnd;
-        if (!slab) this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_NONE;
+        if (c >= this.slabClassEnd) {
+          this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_NONE;
+        }
         this.#i32[bin] = entry - 1;
-        free(address, slab);
+        free(address, c);
       }
     }
   }
@@ -363,7 +446,7 @@ export class WorkerCache {
   }
 
   /** Drains every slab class of slot `slot` (as drain does, the lock held). */
-  drainSlabs(slot: number, free: (address: number, slab: boolean) => void): void {
+  drainSlabs(slot: number, free: (address: number, bin: number) => void): void {
     for (let c = 0; c < this.slabClassEnd; c++) this.drain(slot, c, BIN_ENTRIES_MAX, free);
   }
 
@@ -385,11 +468,11 @@ export class WorkerCache {
     return addresses;
   }
 
-  /** Every payload address slot `slot`'s bins hold: slab objects and blocks. */
+  /** Every address slot `slot`'s bins hold: slab objects, blocks and page runs. */
   addressesIn(slot: number): Set<number> {
     const own = this.#slotIndex(slot);
     const addresses = new Set<number>();
-    for (let c = 0; c < CLASS_COUNT; c++) {
+    for (let c = 0; c < BIN_COUNT; c++) {
       const bin = own + BIN_AT[c];
       const count = Math.min(this.#i32[bin], 2 * REFILL_OF[c]);
       for (let entry = 1; entry <= count; entry++) {
@@ -429,10 +512,17 @@ export class WorkerCache {
     let slabObjects = 0;
     let slabBytes = 0;
     let slabHiddenBytes = 0;
+    let pageRuns = 0;
+    let pageBytes = 0;
     for (let slot = 1; slot <= this.#slotCount; slot++) {
       const index = this.#slotIndex(slot);
       hiddenBytes += this.#f64[index >>> 1];
       slabHiddenBytes += this.#f64[(index >>> 1) + 1];
+      for (let order = 0; order <= PAGE_ORDER_MAX; order++) {
+        const count = this.#i32[index + BIN_AT[PAGE_BIN_FIRST + order]];
+        pageRuns += count;
+        pageBytes += count * (FRAME_BYTES << order);
+      }
       for (let cls = 0; cls < CLASS_COUNT; cls++) {
         const count = this.#i32[index + BIN_AT[cls]];
         if (cls < this.slabClassEnd) {
@@ -444,7 +534,16 @@ export class WorkerCache {
         }
       }
     }
-    return { blocks, bytes, hiddenBytes, slabObjects, slabBytes, slabHiddenBytes };
+    return {
+      blocks,
+      bytes,
+      hiddenBytes,
+      slabObjects,
+      slabBytes,
+      slabHiddenBytes,
+      pageRuns,
+      pageBytes,
+    };
   }
 
   /** Clears every slot's cache and the state map (the creator, before publishing). */
