@@ -802,8 +802,11 @@ export class SharedCalls {
       const resized = this.#cacheRealloc(cache, address, sizeBytes);
       if (resized !== 0) return resized;
     }
-    const resized = this.#reallocBlockHeapOnly(address, sizeBytes);
-    if (resized !== 0) return resized;
+    // A page run is the layers' (every lock): the frame table tells one without the lock.
+    if (this.#pages === null || this.#pages.orderAt(address) < 0) {
+      const resized = this.#reallocBlockHeapOnly(address, sizeBytes);
+      if (resized !== 0) return resized;
+    }
     return this.#reallocLocked(address, sizeBytes);
   }
 
