@@ -556,3 +556,28 @@ Deno.test("shared heap: check() proves the page runs marked cached are exactly t
   bytes[stateByte] = 255;
   heap.check();
 });
+
+Deno.test("shared heap: trim() gives the calling Worker's cache back, so a heap whose allocations are all freed is fresh again", () => {
+  const memory = new SharedArrayBuffer(8 << 20);
+  using heap = PhysicalAllocator.fromBuffer(memory);
+  using other = PhysicalAllocator.attach(memory);
+  heap.trim();
+  const fresh = heap.stats();
+  const random = new Random(5);
+  const live: number[] = [];
+  for (let i = 0; i < 3000; i++) {
+    const roll = random.next();
+    if (roll < 0.1) live.push(heap.allocPages(random.int(0, 2)));
+    else live.push(heap.alloc(roll < 0.8 ? random.int(1, 256) : random.int(257, 4096)));
+  }
+  // Half freed by this Worker, half by the other: each holds some in its cache.
+  for (const [i, address] of live.entries()) (i % 2 === 0 ? heap : other).free(address);
+  assert.notDeepEqual(heap.stats(), fresh, "the Worker caches hold memory");
+  assert.equal(heap.trim(), true);
+  heap.check();
+  assert.notDeepEqual(heap.stats(), fresh, "the other Worker's cache is its own");
+  assert.equal(other.trim(), true);
+  assert.deepEqual(heap.stats(), fresh);
+  assert.equal(heap.trim(), false, "nothing left to give back");
+  heap.check();
+});

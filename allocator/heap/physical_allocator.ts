@@ -1819,6 +1819,9 @@ export class PhysicalAllocator implements Disposable {
    * allocation is freed, `trim()` restores the heap's fresh `stats()`.
    * An allocation that finds no free memory trims by itself and retries,
    * only when the retry surely succeeds: a failed allocation changes nothing.
+   * On a shared heap the calling Worker's cache goes back first (blocks,
+   * slab objects and page runs it holds for its next calls; other Workers'
+   * caches are theirs, given back when they detach).
    *
    * @returns True when anything was given back.
    *
@@ -1836,7 +1839,10 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   trim(): boolean {
-    return this.#locked("trim", () => this.#layers?.releaseReserves() ?? false);
+    return this.#locked("trim", () => {
+      const drained = this.#sharedCalls?.drainOwnCache() ?? false;
+      return (this.#layers?.releaseReserves() ?? false) || drained;
+    });
   }
 
   /**

@@ -935,6 +935,19 @@ export class SharedCalls {
     }
   }
 
+  /**
+   * Drains this Worker's cache into the heap (every lock held: trim()).
+   *
+   * @returns True when it held anything.
+   */
+  drainOwnCache(): boolean {
+    const cache = this.#cache;
+    if (cache === null || this.#shared.detached) return false;
+    const held = cache.addressesIn(this.#shared.slot).size > 0;
+    cache.drain(this.#shared.slot, -1, BIN_ENTRIES_MAX, this.#drainOne);
+    return held;
+  }
+
   /** Drains this Worker's cache into the heap, then gives the slot back. */
   detach(): void {
     const shared = this.#shared;
