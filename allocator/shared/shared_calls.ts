@@ -179,7 +179,12 @@ export class SharedCalls {
         );
       }
       slabs.markLive(0);
-      this.#layers!.freeWorkerObject(slabs.foundCache!, slabs.foundDescriptor, address);
+      this.#layers!.freeWorkerObject(
+        slabs.foundCache!,
+        slabs.foundDescriptor,
+        slabs.foundIndex,
+        address,
+      );
     };
     this.#shared = shared;
     this.#owned = owned;
@@ -373,18 +378,18 @@ export class SharedCalls {
     const slot = this.#shared.slot;
     const first = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
     if (first === 0) return 0;
-    slabs.locate(first);
+    slabs.found(slabCache);
     slabs.markLive(capacity - sizeBytes);
     cache.addSlabHidden(capacity - sizeBytes);
     try {
       for (let extra = refillBlocks(cls) - 1; extra > 0; extra--) {
         const object = layers.cacheAllocForWorker(slabCache, slot, this.#ownerGone);
         if (object === 0) break;
-        slabs.locate(object);
+        slabs.found(slabCache);
         slabs.markCached();
         if (!cache.pushSlab(object, cls)) {
           slabs.markLive(0);
-          layers.freeWorkerObject(slabCache, slabs.foundDescriptor, object);
+          layers.freeWorkerObject(slabCache, slabs.foundDescriptor, slabs.foundIndex, object);
           break;
         }
       }

@@ -119,6 +119,16 @@ export class SharedSlabs {
     return cls;
   }
 
+  /**
+   * Makes the object `cache` just handed out (its alloc, under its lock)
+   * the found one, as locate() of its address would.
+   */
+  found(cache: SlabCache): void {
+    this.foundCache = cache;
+    this.foundDescriptor = cache.allocatedDescriptor;
+    this.foundIndex = cache.allocatedIndex;
+  }
+
   /** True when the object locate() found sits in a Worker cache. */
   foundCached(): boolean {
     return this.#bytes[this.#workerByteAt()] === OBJECT_CACHED;

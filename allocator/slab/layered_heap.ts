@@ -1298,14 +1298,14 @@ export class LayeredHeap {
   /**
    * A Worker cache's drain, under the class lock of the object's cache (or
    * every lock): takes back the cached object at `address`, which
-   * SharedSlabs.locate found in `cache`'s slab with descriptor word `d` and
-   * marked live. Its empty slabs stay until trimClassHeld.
+   * SharedSlabs.locate found in `cache`'s slab with descriptor word `d`, as
+   * its object `index`, and marked live. Its empty slabs stay until trimClassHeld.
    *
    * @throws {DoubleFreeError} / {InvalidFreeError} As SlabCache.free (not an object in use).
    */
-  freeWorkerObject(cache: SlabCache, d: number, address: number): void {
+  freeWorkerObject(cache: SlabCache, d: number, index: number, address: number): void {
     this.#dirty = true;
-    cache.free(address - this.#baseAddress, this.frames.words[d + D_SLAB], address);
+    cache.freeIndex(d, index, address - this.#baseAddress, address);
   }
 
   /**

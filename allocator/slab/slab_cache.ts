@@ -296,6 +296,9 @@ export class SlabCache {
   currentDescriptor = 0;
   /** Window offset of the partial list's head's first frame (as currentDescriptor). */
   currentBase = 0;
+  /** The descriptor and index of the object alloc() last handed out (a Worker cache's refill marks it). */
+  allocatedDescriptor = 0;
+  allocatedIndex = 0;
   /** The partial list's tail (a slab that stops being full joins there). */
   #partialTail = NONE;
 
@@ -421,6 +424,8 @@ export class SlabCache {
       const offset = base + index * size;
       this.#bytes.fill(GUARD_BYTE, offset + sizeBytes, offset + size);
     }
+    this.allocatedDescriptor = d;
+    this.allocatedIndex = index;
     if (++w[d + D_IN_USE] === this.objectsPerSlab) this.#move(this.partialHead, 1, 2);
     return base + index * size;
   }
@@ -600,9 +605,21 @@ export class SlabCache {
    * @throws {DoubleFreeError} If the object is free.
    */
   free(offset: number, slab: number, address: number): void {
+    const d = this.#words[this.#frames.entry(slab) + E_AUX];
+    this.freeIndex(d, this.indexOf(offset, slab, address, "free", d), offset, address);
+  }
+
+  /**
+   * free() of object `index` at window offset `offset` of the slab with
+   * descriptor `d`, found from the address by the caller (a Worker cache's
+   * drain, which located it from the slab page map): every check of free()
+   * but the lookup.
+   *
+   * @throws {DoubleFreeError} If the object is free.
+   */
+  freeIndex(d: number, index: number, offset: number, address: number): void {
     const w = this.#words;
-    const d = w[this.#frames.entry(slab) + E_AUX];
-    const index = this.indexOf(offset, slab, address, "free", d);
+    const slab = w[d + D_SLAB];
     const bitWord = d + D_BITMAP + (index >>> 5);
     const bit = 1 << (index & 31);
     if ((w[bitWord] & bit) === 0) {
