@@ -6,7 +6,7 @@
  * (lockstep: the caches are a fast path over the locked general path).
  */
 import assert from "node:assert/strict";
-import { type AllocatorStats, PhysicalAllocator } from "../mod.ts";
+import { type AllocatorStats, DEFAULT_BUFFER_BASE_ADDRESS, PhysicalAllocator } from "../mod.ts";
 import {
   CACHE_SIZE_MAX,
   CLASS_CAPACITIES,
@@ -580,4 +580,43 @@ Deno.test("shared heap: trim() gives the calling Worker's cache back, so a heap 
   assert.deepEqual(heap.stats(), fresh);
   assert.equal(heap.trim(), false, "nothing left to give back");
   heap.check();
+});
+
+Deno.test("shared heap: a cached page run whose directory slot more chunks came to share is handed out, not refused", () => {
+  // Found by the fourth adversarial round: the lock-free read finds no chunk
+  // in a slot three chunks share, and the pop took that for a forged entry.
+  const base = DEFAULT_BUFFER_BASE_ADDRESS;
+  using heap = PhysicalAllocator.fromBuffer(new SharedArrayBuffer(1400000));
+  const slotOf = (address: number) => (address - base) >>> 16;
+  const blocks: number[] = [];
+  for (let block; (block = heap.tryAlloc(16600)) !== 0;) blocks.push(block);
+  while (heap.tryAlloc(3000, 16) !== 0);
+  const k = blocks.findIndex((b, i) =>
+    i + 6 < blocks.length && slotOf(b) === slotOf(blocks[i + 3] + 4096)
+  );
+  assert.ok(k >= 0);
+  // A hole of four blocks takes the frames' first chunk.
+  for (const block of blocks.slice(k + 3, k + 7)) heap.free(block);
+  const runs = [heap.allocPages(0)];
+  const first = [...heap.layerRuns()].find((run) => run.address === runs[0])!.chunk;
+  while ([...heap.layerRuns()].some((run) => run.chunk === first && run.kind === "free")) {
+    runs.push(heap.allocPages(0));
+  }
+  // A run of that chunk in the slot of two holes before it goes into the bin;
+  // the holes then take small chunks of their own in the same slot.
+  const cached = runs.find((run) => slotOf(run) === slotOf(blocks[k]))!;
+  heap.freePages(cached);
+  heap.free(blocks[k]);
+  heap.free(blocks[k + 2]);
+  heap.allocPages(1);
+  heap.allocPages(1);
+  const chunksInSlot = new Set(
+    [...heap.layerRuns()].filter((run) => slotOf(run.address) === slotOf(cached)).map((run) =>
+      run.chunk
+    ),
+  );
+  assert.ok(chunksInSlot.size >= 3, `${chunksInSlot.size} chunks share the slot`);
+  assert.equal(heap.allocPages(0), cached);
+  heap.check();
+  assert.equal(heap.sizeOf(cached), 4096);
 });

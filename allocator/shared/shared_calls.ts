@@ -226,8 +226,12 @@ export class SharedCalls {
   #pagesAlloc(cache: WorkerCache, order: number): number {
     const address = cache.popPages(order);
     if (address === 0) return this.#pagesMiss(cache, order);
-    // Bins are in the heap's memory: what one held is verified before it is handed out.
-    if (cache.state(address) !== STATE_CACHED || this.#pages!.orderAt(address) !== order) {
+    // Bins are in the heap's memory: what one held is verified before it is
+    // handed out, without the lock when the directory names the chunk, else
+    // under the heap lock (a slot other chunks share or are changing).
+    let found = this.#pages!.orderAt(address);
+    if (found < 0 && cache.state(address) === STATE_CACHED) found = this.#pageOrderLocked(address);
+    if (cache.state(address) !== STATE_CACHED || found !== order) {
       throw new HeapCorruptionError(
         address,
         `Heap corruption at ${
@@ -237,6 +241,22 @@ export class SharedCalls {
     }
     cache.markPagesLive(address);
     return address;
+  }
+
+  /**
+   * The order of the live page run at `address` as SharedPages.orderAt
+   * tells it, read under the heap lock from the layers' own tables (the
+   * directory scanned when several chunks share a slot); -1 when it is none.
+   */
+  #pageOrderLocked(address: number): number {
+    const took = this.#shared.enterHeapOnly("allocate");
+    try {
+      this.#owned.assertOpen("allocate");
+      const order = this.#layers!.wholePageRunOrder(address);
+      return order <= PAGE_ORDER_MAX ? order : -1;
+    } finally {
+      this.#shared.leaveFine(took);
+    }
   }
 
   /**

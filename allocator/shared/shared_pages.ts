@@ -4,13 +4,16 @@
  * cache holds, found from the address (the chunk directory, then the frame
  * table), never from bytes a payload could forge.
  *
- * The directory's slots and chunk bounds, and the frame table entry of a
- * live run's head, do not change while the run is live (a chunk with a live
- * run is never given back, and only the run's free rewrites its entry), so
- * a Worker holding the run reads them without the lock. Anything else (a
- * slot several chunks overlap, a frame that is no run's head, a run of
- * another order or with slack bytes past a request) is left to the locked
- * path, which frees or reports it. A free racing with another Worker's free
+ * A live run's chunk bounds and its head's frame table entry do not change
+ * while the run is live (a chunk with a live run is never given back, and
+ * only the run's free rewrites its entry), so a Worker holding the run reads
+ * them without the lock. The directory's slots may change meanwhile (another
+ * chunk added to or taken out of the slot), so a read finds the chunk only
+ * when the slot names it at that moment and its bounds hold the address;
+ * anything else (a slot several chunks overlap or that is being rewritten, a
+ * frame that is no run's head, a run of another order or with slack bytes
+ * past a request) gives -1, and the caller decides under the lock
+ * (LayeredHeap.wholePageRunOrder), where it frees, verifies or reports it. A free racing with another Worker's free
  * of the same run, with no synchronisation between them, is a data race in
  * the program and may go unseen, as with blocks and slab objects.
  *

@@ -802,6 +802,27 @@ export class LayeredHeap {
   }
 
   /**
+   * The order of the live page run that starts at `address` when it is
+   * exactly 2^order frames with no slack bytes past a request (a shared
+   * heap's Worker cache takes such runs), read from the layers' tables
+   * (under the heap lock on a shared heap); -1 for anything else.
+   */
+  wholePageRunOrder(address: number): number {
+    if (!this.owns(address)) return -1;
+    const offset = address - this.#baseAddress;
+    const ref = this.frames.refAt(offset);
+    if (ref < 0 || this.frames.offsetOf(ref) !== offset) return -1;
+    const entry = this.frames.entry(ref);
+    const tagWord = this.frames.words[entry + E_TAG];
+    const order = tagOrder(tagWord);
+    return (tagWord & KIND_MASK) === KIND_PAGES_HEAD &&
+        this.frames.words[entry + E_AUX] === 1 << order &&
+        this.frames.words[entry + E_PREV] === 0
+      ? order
+      : -1;
+  }
+
+  /**
    * Gives back reserves beyond one: an empty slab per cache and one wholly
    * free chunk stay, also when nothing lives in the layers, so a heap that
    * swings between empty and not does not take and give a chunk at every
