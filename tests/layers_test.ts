@@ -534,3 +534,23 @@ Deno.test("Every size and alignment keeps its size exactly, in debug mode too (s
     heap.check();
   }
 });
+
+Deno.test("freePages frees what allocPages returned as a block (no layers), and refuses a block that is not whole pages", () => {
+  for (const shared of [false, true]) {
+    const memory = shared ? new SharedArrayBuffer(2 << 20) : new ArrayBuffer(2 << 20);
+    using heap = PhysicalAllocator.fromBuffer(memory, { layers: false });
+    for (const order of [0, 1, 3]) {
+      const pages = heap.allocPages(order);
+      assert.equal(pages % 4096, 0);
+      assert.equal(heap.sizeOf(pages), 4096 << order);
+      heap.freePages(pages);
+      assert.throws(() => heap.freePages(pages), { code: "DOUBLE_FREE" }, `shared ${shared}`);
+    }
+    const block = heap.alloc(5000, 4096);
+    const before = heap.stats();
+    assert.throws(() => heap.freePages(block), { code: "INVALID_FREE" }, `shared ${shared}`);
+    assert.deepEqual(heap.stats(), before, "the refused call changed nothing");
+    heap.free(block);
+    heap.check();
+  }
+});

@@ -1423,7 +1423,8 @@ export class PhysicalAllocator implements Disposable {
   /**
    * Allocates 2^order contiguous page frames (4 KiB each), like Linux's
    * alloc_pages: from the buddy allocator when the layers serve this heap,
-   * else a 4096-aligned block.
+   * else (or when the frames cannot serve it) a 4096-aligned block of
+   * 4096 << order bytes. freePages frees either.
    *
    * @param order 0 to 10 (4 KiB to 4 MiB).
    * @returns The first frame's address, a multiple of 4096.
@@ -1493,15 +1494,23 @@ export class PhysicalAllocator implements Disposable {
     this.free(address);
   }
 
-  /** freePages()'s refusal of a live block or slab object (free() would free them). */
+  /**
+   * freePages()'s refusal of a live block that is not whole pages, or of a
+   * slab object (free() would free them). A block of whole pages at a page
+   * boundary is what allocPages returns when no frames serve it (a heap
+   * without the layers, or frames short of a run): freePages frees it.
+   */
   #refuseNotPages(address: number): void {
     const inChunk = this.#layers !== null && this.#layers.owns(address);
     if (!inChunk && this.#isLiveBlock(address)) {
-      throw new InvalidFreeError(
-        `Cannot free pages at ${
-          hex(address)
-        }: it is a block, not a page run (allocPages or a page-sized alloc)`,
-      );
+      const sizeBytes = this.#payloadBytes(address, "free pages");
+      if (sizeBytes % FRAME_BYTES !== 0) {
+        throw new InvalidFreeError(
+          `Cannot free pages at ${
+            hex(address)
+          }: it is a block of ${sizeBytes} bytes, not whole pages (allocPages, or an alloc of whole pages at a page boundary)`,
+        );
+      }
     }
     if (inChunk && this.#isSlabObject(address)) {
       throw new InvalidFreeError(
