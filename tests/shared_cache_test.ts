@@ -620,3 +620,28 @@ Deno.test("shared heap: a cached page run whose directory slot more chunks came 
   heap.check();
   assert.equal(heap.sizeOf(cached), 4096);
 });
+
+Deno.test("shared heap: an address just inside a cached run or block is an interior free, as on an unshared heap", () => {
+  // Found by the fourth adversarial round: one state byte covers 32 bytes,
+  // so +8 and +24 read as the cached entry itself (DOUBLE_FREE).
+  for (const shared of [false, true]) {
+    const memory = shared ? new SharedArrayBuffer(4 << 20) : new ArrayBuffer(4 << 20);
+    using heap = PhysicalAllocator.fromBuffer(memory);
+    const run = heap.allocPages(0);
+    const block = heap.alloc(2000);
+    heap.free(run);
+    heap.free(block);
+    for (const address of [run, block]) {
+      assert.throws(() => heap.free(address), { code: "DOUBLE_FREE" }, `shared ${shared}`);
+      for (const inside of [8, 24, 32]) {
+        assert.throws(
+          () => heap.free(address + inside),
+          { code: "INVALID_FREE" },
+          `shared ${shared}, +${inside}`,
+        );
+        assert.throws(() => heap.sizeOf(address + inside), { code: "INVALID_ADDRESS" });
+      }
+    }
+    heap.check();
+  }
+});

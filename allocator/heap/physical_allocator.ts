@@ -1478,7 +1478,7 @@ export class PhysicalAllocator implements Disposable {
     if (typeof address !== "number" || address % FRAME_BYTES !== 0) {
       throw new InvalidFreeError(
         `Cannot free pages at ${
-          describeValue(address)
+          typeof address === "number" ? hex(address) : describeValue(address)
         }: the address is not a multiple of ${FRAME_BYTES}`,
       );
     }

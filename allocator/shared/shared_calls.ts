@@ -719,6 +719,8 @@ export class SharedCalls {
     ) return -1;
     const state = cache.state(address);
     if (state === STATE_CACHED) {
+      // An address just past a cached entry's start shares its state byte: the locked path reports it.
+      if (!this.#cachedAt(address)) return -1;
       throw new DoubleFreeError(
         `Cannot ${operation} address ${hex(address)}: it is already free (in a Worker cache)`,
       );
@@ -753,12 +755,23 @@ export class SharedCalls {
     return cache.push(address, cls, hidden);
   }
 
+  /**
+   * True when the state byte of `address` says cached (255) and `address`
+   * is the cached entry itself: one state byte covers 32 window bytes, and
+   * only a cached block's payload (its header just before it) or a cached
+   * page run's first frame (page-aligned) starts there.
+   */
+  #cachedAt(address: number): boolean {
+    return this.#cache!.state(address) === STATE_CACHED &&
+      (address % FRAME_BYTES === 0 || this.#blocks.headerValid(address - HEADER_BYTES));
+  }
+
   /** Refuses an address sitting in a Worker cache (freed already), under the lock. */
   refuseCached(address: number, operation: string): void {
     const cache = this.#cache;
     if (
       cache !== null && typeof address === "number" && address >= this.#cacheLow &&
-      address < this.#cacheHigh && cache.state(address) === STATE_CACHED
+      address < this.#cacheHigh && this.#cachedAt(address)
     ) {
       const message = `Cannot ${operation} address ${hex(address)}: it is free (in a Worker cache)`;
       throw operation === "free" || operation === "reallocate"
