@@ -558,3 +558,162 @@ Deno.test("almost-page requests, page runs and their reallocs answer as on an un
   assert.equal(after.stats().usedBlocks, 0);
   after.check();
 });
+
+/** Where a free of `run` into its Worker's bin wrote: its bin's count word, its entry word, its state byte. */
+function freeIntoBin(
+  heap: PhysicalAllocator,
+  memory: SharedArrayBuffer,
+  base: number,
+  run: number,
+): { count: number; entry: number; state: number } {
+  const words = new Int32Array(memory);
+  const bytes = new Uint8Array(memory);
+  const before = words.slice(0, 1 << 18);
+  const beforeBytes = bytes.slice(0, 1 << 20);
+  heap.freePages(run);
+  // The count word grows by one; the newest entry is the count-th word after it.
+  const count = before.findIndex((word, i) => words[i] === word + 1);
+  const entry = count + words[count];
+  assert.equal(words[entry], (run - base) / 8, "the entry holds the run's offset / 8");
+  const state = beforeBytes.findIndex((byte, i) => byte === 0 && bytes[i] === 255);
+  assert.ok(
+    entry > 0 && count > 0 && state > 0,
+    `the bin entry ${entry}, its count ${count}, the state byte ${state}`,
+  );
+  return { count, entry, state };
+}
+
+/** Allocations of `order` until `n` were tried: none may overlap a live range; returns the codes. */
+function takeRuns(
+  heap: PhysicalAllocator,
+  live: Map<number, number>,
+  order: number,
+  n: number,
+  what: string,
+): string[] {
+  const codes: string[] = [];
+  for (let i = 0; i < n; i++) {
+    let run = 0;
+    const code = outcome(() => run = heap.allocPages(order));
+    codes.push(code);
+    if (code !== "ok") {
+      assert.equal(code, "HEAP_CORRUPTION", `${what}: allocPages(${order})`);
+      continue;
+    }
+    for (const [start, sizeBytes] of live) {
+      assert.ok(
+        run + (4096 << order) <= start || start + sizeBytes <= run,
+        `${what}: allocPages(${order}) handed out ${hex(run)}, overlapping live ${hex(start)}`,
+      );
+    }
+    live.set(run, 4096 << order);
+  }
+  return codes;
+}
+
+/** Closes a heap whose bins were forged: its drain may report them, never anything else. */
+function closeForged(heap: PhysicalAllocator): void {
+  const code = outcome(() => heap.close());
+  assert.ok(code === "ok" || code === "HEAP_CORRUPTION", `close(): ${code}`);
+}
+
+Deno.test("forged state bytes, bin counts and bin entries never hand out a live run twice", () => {
+  const base = 0x100000;
+  const setup = () => {
+    const memory = new SharedArrayBuffer(2 * MIB);
+    const heap = PhysicalAllocator.fromBuffer(memory, { baseAddress: base, lockTimeoutMs: 100 });
+    return { memory, heap, words: new Int32Array(memory), bytes: new Uint8Array(memory) };
+  };
+  // A cached run marked live again, then freed again: pushed twice, handed out once.
+  {
+    const { memory, heap, bytes } = setup();
+    const live = new Map<number, number>();
+    const run = heap.allocPages(0);
+    const { state } = freeIntoBin(heap, memory, base, run);
+    bytes[state] = 0;
+    heap.freePages(run);
+    assert.throws(() => heap.check(), { code: "HEAP_CORRUPTION" }, "a run twice in a bin");
+    const codes = takeRuns(heap, live, 0, 8, "a run pushed twice");
+    assert.ok(codes.includes("HEAP_CORRUPTION"));
+    closeForged(heap);
+  }
+  // A live run marked cached: never handed out, its free refused, check() sees it.
+  {
+    const { memory, heap, bytes } = setup();
+    const run = heap.allocPages(0);
+    const other = heap.allocPages(0);
+    const { state } = freeIntoBin(heap, memory, base, other);
+    assert.equal(heap.allocPages(0), other);
+    const runState = state - (other - run) / 32;
+    assert.equal(bytes[runState], 0);
+    bytes[runState] = 255;
+    assert.throws(() => heap.check(), { code: "HEAP_CORRUPTION" });
+    const live = new Map([[run, 4096], [other, 4096]]);
+    takeRuns(heap, live, 0, 8, "a live run marked cached");
+    assert.equal(outcome(() => heap.sizeOf(run)), "INVALID_ADDRESS");
+    bytes[runState] = 0;
+    assert.equal(heap.sizeOf(run), 4096, "the run is the program's again");
+    closeForged(heap);
+  }
+  // Counts past the bin, negative or huge: refused at every pop, the frames still serve.
+  for (const forged of [9, 17, -1, 0x7fffffff, 1 << 20]) {
+    const { memory, heap, words } = setup();
+    const run = heap.allocPages(0);
+    const { count } = freeIntoBin(heap, memory, base, run);
+    const live = new Map<number, number>();
+    words[count] = forged;
+    const codes = takeRuns(heap, live, 0, 4, `count ${forged}`);
+    assert.ok(codes.includes("HEAP_CORRUPTION"), `count ${forged}: ${codes}`);
+    takeRuns(heap, live, 1, 4, `count ${forged}, order 1`);
+    heap.bytes(heap.alloc(5000, 4096)).fill(1);
+    closeForged(heap);
+  }
+  // Entries: another order, an interior frame, a slab page, a live block, the header, outside.
+  const targets: [string, (heap: PhysicalAllocator, live: Map<number, number>) => number][] = [
+    ["a cached run of order 1", (heap) => {
+      const run = heap.allocPages(1);
+      heap.freePages(run);
+      return run;
+    }],
+    ["the second frame of a cached run of order 1", (heap) => {
+      const run = heap.allocPages(1);
+      heap.freePages(run);
+      return run + 4096;
+    }],
+    ["a live slab object's page", (heap, live) => {
+      const object = heap.alloc(64);
+      live.set(object, 64);
+      return object - (object - base) % 4096;
+    }],
+    ["a live page-aligned block", (heap, live) => {
+      const block = heap.alloc(70000, 4096);
+      live.set(block, 70000);
+      return block;
+    }],
+    ["the header", () => base],
+    ["below the window", () => base - 4096],
+    ["past the window", () => base + 2 * MIB],
+    ["an unaligned address", (heap) => heap.allocPages(0) + 8],
+  ];
+  for (const [name, target] of targets) {
+    const { memory, heap, words, bytes } = setup();
+    const live = new Map<number, number>();
+    const address = target(heap, live);
+    const run = heap.allocPages(0);
+    const { count, entry, state } = freeIntoBin(heap, memory, base, run);
+    // Mark the target cached too, when it is in the window: only the frame table tells.
+    const targetState = state + (address - run) / 32;
+    const inWindow = address >= base && address < base + 2 * MIB && Number.isInteger(targetState);
+    const saved = inWindow ? bytes[targetState] : 0;
+    if (inWindow) bytes[targetState] = 255;
+    words[entry + 1] = (address - base) / 8;
+    words[count] += 1;
+    const codes = takeRuns(heap, live, 0, 6, `an entry at ${name}`);
+    assert.ok(codes.includes("HEAP_CORRUPTION"), `an entry at ${name}: ${codes}`);
+    if (inWindow) bytes[targetState] = saved;
+    for (const [start, sizeBytes] of live) {
+      if (sizeBytes !== 4096) assert.equal(heap.sizeOf(start), sizeBytes, `${name}: still live`);
+    }
+    closeForged(heap);
+  }
+});
