@@ -717,3 +717,62 @@ Deno.test("forged state bytes, bin counts and bin entries never hand out a live 
     closeForged(heap);
   }
 });
+
+Deno.test("a heap filled with pages while other handles hold cached runs keeps its books, and trim() restores it", () => {
+  const memory = new SharedArrayBuffer(2 * MIB);
+  const handles = [PhysicalAllocator.fromBuffer(memory, { lockTimeoutMs: 200 })];
+  handles.push(PhysicalAllocator.attach(memory), PhysicalAllocator.attach(memory));
+  const [heap] = handles;
+  heap.trim();
+  const fresh = heap.stats();
+  // Handles 1 and 2 each keep runs of every cached order in their bins.
+  for (const handle of handles.slice(1)) {
+    for (let order = 0; order <= 2; order++) {
+      const runs = [0, 1, 2].map(() => handle.allocPages(order));
+      for (const run of runs) handle.freePages(run);
+    }
+  }
+  assert.ok(heap.stats().overheadBytes - fresh.overheadBytes >= 2 * 7 * 4096, "cached runs");
+  const live: { address: number; sizeBytes: number; fill: number }[] = [];
+  let failures = 0;
+  for (let step = 0; failures < 24; step++) {
+    const order = step % 4;
+    const handle = handles[step % 3];
+    const before = heap.stats();
+    const viaTry = step % 2 === 1;
+    let address = 0;
+    const code = outcome(() => {
+      address = viaTry ? handle.tryAlloc(4096 << order, 4096) : handle.allocPages(order);
+    });
+    const after = heap.stats();
+    assertBalanced(after, `step ${step}`);
+    if (code === "ok" && address !== 0) {
+      const fill = (step % 250) + 1;
+      heap.bytes(address).fill(fill);
+      live.push({ address, sizeBytes: 4096 << order, fill });
+      continue;
+    }
+    failures++;
+    assert.ok(viaTry ? code === "ok" : code === "OUT_OF_MEMORY", `step ${step}: ${code}`);
+    // A failed allocation may give the Worker's cached runs back, never a live byte.
+    assert.equal(after.usedBytes, before.usedBytes, `step ${step}: used bytes`);
+    assert.equal(after.usedBlocks, before.usedBlocks, `step ${step}: used blocks`);
+    if (failures % 3 === 0 && live.length > 0) {
+      const freed = live.splice(0, 1)[0];
+      handles[2].free(freed.address);
+    }
+  }
+  assert.ok(live.length > 100, "the heap filled with pages");
+  for (const { address, sizeBytes, fill } of live) {
+    const bytes = handles[1].bytes(address);
+    assert.equal(bytes.length, sizeBytes);
+    assert.ok(bytes.every((byte) => byte === fill), `${hex(address)} intact`);
+  }
+  heap.check();
+  for (const { address } of live) handles[1].free(address);
+  for (const handle of handles) handle.detach();
+  using after = PhysicalAllocator.attach(memory);
+  after.trim();
+  assert.deepEqual(after.stats(), fresh);
+  after.check();
+});
