@@ -22,6 +22,7 @@ import {
   type PhysicalMemory,
 } from "../mod.ts";
 import { Random } from "./support/random.ts";
+import { RpcWorker } from "./support/rpc_worker.ts";
 
 /** The heap as a user sees it: its stats and the bytes under it. */
 interface Picture {
@@ -885,47 +886,10 @@ self.onmessage = ({ data: { id, call, args } }) => {
   }
 };`;
 
-interface Reply {
-  readonly result?: unknown;
-  readonly error?: { code: string; message: string };
-}
-
 /** A Worker holding its own handle on a shared heap, driven call by call. */
-class HeapWorker {
-  readonly worker = new Worker(`data:text/javascript,${encodeURIComponent(WORKER_SOURCE)}`, {
-    type: "module",
-  });
-  #nextId = 1;
-  readonly #waiting = new Map<number, (reply: Reply) => void>();
-
+class HeapWorker extends RpcWorker {
   constructor() {
-    this.worker.onmessage = ({ data }: MessageEvent<Reply & { id: number }>) => {
-      this.#waiting.get(data.id)?.(data);
-      this.#waiting.delete(data.id);
-    };
-  }
-
-  call(call: string, ...args: unknown[]): Promise<Reply> {
-    const id = this.#nextId++;
-    return new Promise((resolve) => {
-      this.#waiting.set(id, resolve);
-      this.worker.postMessage({ id, call, args });
-    });
-  }
-
-  async ok(call: string, ...args: unknown[]): Promise<unknown> {
-    const reply = await this.call(call, ...args);
-    assert.equal(reply.error, undefined, `${call}(${args}): ${reply.error?.message}`);
-    return reply.result;
-  }
-
-  async refused(code: string | string[], call: string, ...args: unknown[]): Promise<void> {
-    const reply = await this.call(call, ...args);
-    const codes = typeof code === "string" ? [code] : code;
-    assert.ok(
-      reply.error !== undefined && codes.includes(reply.error.code),
-      `${call}(${args}): expected ${codes}, got ${JSON.stringify(reply)}`,
-    );
+    super(WORKER_SOURCE);
   }
 }
 

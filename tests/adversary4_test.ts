@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { AllocatorError, type AllocatorStats, PhysicalAllocator } from "../mod.ts";
 import { Random } from "./support/random.ts";
+import { type Reply, RpcWorker } from "./support/rpc_worker.ts";
 
 const MIB = 1 << 20;
 const hex = (address: number): string => `0x${address.toString(16)}`;
@@ -211,37 +212,10 @@ self.onmessage = ({ data: { id, call, args } }) => {
   }
 };`;
 
-interface Reply {
-  result?: unknown;
-  error?: { code: string; message: string };
-}
-
-class StressWorker {
-  readonly worker = new Worker(`data:text/javascript,${encodeURIComponent(STRESS_WORKER)}`, {
-    type: "module",
-  });
-  #nextId = 1;
-  readonly #waiting = new Map<number, (reply: Reply) => void>();
-
+/** A Worker holding its own handle on a shared heap, driven call by call. */
+class StressWorker extends RpcWorker {
   constructor() {
-    this.worker.onmessage = ({ data }: MessageEvent<Reply & { id: number }>) => {
-      this.#waiting.get(data.id)?.(data);
-      this.#waiting.delete(data.id);
-    };
-  }
-
-  call(call: string, ...args: unknown[]): Promise<Reply> {
-    const id = this.#nextId++;
-    return new Promise((resolve) => {
-      this.#waiting.set(id, resolve);
-      this.worker.postMessage({ id, call, args });
-    });
-  }
-
-  async ok(call: string, ...args: unknown[]): Promise<unknown> {
-    const reply = await this.call(call, ...args);
-    assert.equal(reply.error, undefined, `${call}: ${reply.error?.message}`);
-    return reply.result;
+    super(STRESS_WORKER);
   }
 }
 
