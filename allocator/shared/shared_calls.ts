@@ -224,14 +224,12 @@ export class SharedCalls {
    * when the frames have none, the general path under the locks.
    */
   #pagesAlloc(cache: WorkerCache, order: number): number {
-    const address = cache.popPages(order);
+    const address = cache.popEntry(PAGE_BIN_FIRST + order);
     if (address === 0) return this.#pagesMiss(cache, order);
     // Bins are in the heap's memory: what one held is verified before it is
     // handed out, without the lock when the directory names the chunk, else
     // under the heap lock (a slot other chunks share or are changing).
-    let found = this.#pages!.orderAt(address);
-    if (found < 0 && cache.state(address) === STATE_CACHED) found = this.#pageOrderLocked(address);
-    if (cache.state(address) !== STATE_CACHED || found !== order) {
+    if (cache.state(address) !== STATE_CACHED || this.#cachedPageOrder(address) !== order) {
       throw new HeapCorruptionError(
         address,
         `Heap corruption at ${
@@ -245,15 +243,29 @@ export class SharedCalls {
 
   /**
    * The order of the live page run at `address` as SharedPages.orderAt
-   * tells it, read under the heap lock from the layers' own tables (the
-   * directory scanned when several chunks share a slot); -1 when it is none.
+   * tells it: read without the lock, and when that cannot place the address,
+   * under the heap lock from the layers' own tables (the directory scanned
+   * when several chunks share a slot); -1 when it is none.
    */
-  #pageOrderLocked(address: number): number {
-    const took = this.#shared.enterHeapOnly("allocate");
+  #cachedPageOrder(address: number): number {
+    const order = this.#pages!.orderAt(address);
+    if (order >= 0) return order;
+    return this.#heapLocked("allocate", () => {
+      const locked = this.#layers!.wholePageRunOrder(address);
+      return locked <= PAGE_ORDER_MAX ? locked : -1;
+    });
+  }
+
+  /**
+   * Runs `body` holding the heap lock alone with the layers' heap fields
+   * loaded (enterHeapOnly): for calls on frames, chunks and blocks that
+   * reach no slab cache.
+   */
+  #heapLocked<T>(operation: string, body: () => T): T {
+    const took = this.#shared.enterHeapOnly(operation);
     try {
-      this.#owned.assertOpen("allocate");
-      const order = this.#layers!.wholePageRunOrder(address);
-      return order <= PAGE_ORDER_MAX ? order : -1;
+      this.#owned.assertOpen(operation);
+      return body();
     } finally {
       this.#shared.leaveFine(took);
     }
@@ -266,24 +278,18 @@ export class SharedCalls {
    */
   #pagesMiss(cache: WorkerCache, order: number): number {
     const layers = this.#layers!;
-    const took = this.#shared.enterHeapOnly("allocate");
-    try {
-      this.#owned.assertOpen("allocate");
-      const first = layers.allocPages(1 << order);
-      if (first !== 0) {
-        // The batch takes free frames only: the frames grow for the caller's run alone.
-        for (let extra = refillBlocks(PAGE_BIN_FIRST + order) - 1; extra > 0; extra--) {
-          if (!layers.frames.hasFreeBlock(1 << order)) break;
-          const address = layers.allocPages(1 << order);
-          if (address === 0) break;
-          cache.pushPages(address, order);
-        }
-        return first;
+    const first = this.#heapLocked("allocate", () => {
+      const run = layers.allocPages(1 << order);
+      // The batch takes free frames only: the frames grow for the caller's run alone.
+      for (let extra = refillBlocks(PAGE_BIN_FIRST + order) - 1; run !== 0 && extra > 0; extra--) {
+        if (!layers.frames.hasFreeBlock(1 << order)) break;
+        const address = layers.allocPages(1 << order);
+        if (address === 0) break;
+        cache.pushPages(address, order);
       }
-    } finally {
-      this.#shared.leaveFine(took);
-    }
-    return this.#allocLocked(FRAME_BYTES << order, FRAME_BYTES);
+      return run;
+    });
+    return first !== 0 ? first : this.#allocLocked(FRAME_BYTES << order, FRAME_BYTES);
   }
 
   /**
@@ -322,21 +328,16 @@ export class SharedCalls {
     if (order < 0) return false;
     const bin = PAGE_BIN_FIRST + order;
     if (!cache.hasRoom(bin)) {
-      const shared = this.#shared;
-      const took = shared.enterHeapOnly("free");
-      try {
-        this.#owned.assertOpen("free");
-        cache.drain(shared.slot, bin, refillBlocks(bin), this.#drainFine);
-      } finally {
-        shared.leaveFine(took);
-      }
+      this.#heapLocked("free", () => {
+        cache.drain(this.#shared.slot, bin, refillBlocks(bin), this.#drainFine);
+      });
     }
     return cache.pushPages(address, order);
   }
 
   /** A slab object of slab class `cls` from the Worker cache, else a refill under its class lock. */
   #slabAlloc(cache: WorkerCache, cls: number, sizeBytes: number): number {
-    const object = cache.popSlab(cls);
+    const object = cache.popEntry(cls);
     if (object === 0) return this.#slabMiss(cache, cls, sizeBytes);
     const slabs = this.#slabs!;
     if (slabs.locate(object) !== cls || !slabs.foundCached()) {
@@ -378,7 +379,7 @@ export class SharedCalls {
       if (retried !== 0) return retried;
       const address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
       if (address !== 0 && !this.#owned.inLayers(address)) cache.setLive(address, 0);
-      return this.#retryWithoutSlabObjects(address, sizeBytes, this.#defaultAlignBytes);
+      return this.#retryWithoutSlabsAndPages(address, sizeBytes, this.#defaultAlignBytes);
     });
   }
 
@@ -407,7 +408,7 @@ export class SharedCalls {
         if (object === 0) break;
         slabs.found(slabCache);
         slabs.markCached();
-        if (!cache.pushSlab(object, cls)) {
+        if (!cache.pushEntry(object, cls)) {
           slabs.markLive(0);
           layers.freeWorkerObject(slabCache, slabs.foundDescriptor, slabs.foundIndex, object);
           break;
@@ -460,7 +461,7 @@ export class SharedCalls {
       // Last, any layer (a class block is not to be had): the layers' reserves may serve it.
       address = this.#owned.tryAllocOwned(sizeBytes, this.#defaultAlignBytes);
       if (address !== 0 && !this.#owned.inLayers(address)) cache.setLive(address, 0);
-      return this.#retryWithoutSlabObjects(address, sizeBytes, this.#defaultAlignBytes);
+      return this.#retryWithoutSlabsAndPages(address, sizeBytes, this.#defaultAlignBytes);
     } finally {
       shared.leave();
     }
@@ -548,7 +549,7 @@ export class SharedCalls {
    * hold other objects, a chunk other runs), so they go back even when the
    * retry fails (only this Worker's cache changes).
    */
-  #retryWithoutSlabObjects(address: number, sizeBytes: number, alignBytes: number): number {
+  #retryWithoutSlabsAndPages(address: number, sizeBytes: number, alignBytes: number): number {
     const cache = this.#cache;
     const slot = this.#shared.slot;
     if (
@@ -598,7 +599,7 @@ export class SharedCalls {
         cache.drain(shared.slot, -1, BIN_ENTRIES_MAX, this.#drainOne);
         address = this.#owned.tryAllocOwned(sizeBytes, alignBytes);
       }
-      address = this.#retryWithoutSlabObjects(address, sizeBytes, alignBytes);
+      address = this.#retryWithoutSlabsAndPages(address, sizeBytes, alignBytes);
       // Only blocks have state bytes: slab objects and page runs are told from the frame tables.
       if (address !== 0 && cache !== null && !this.#owned.inLayers(address)) {
         cache.setLive(address, 0);
@@ -676,7 +677,7 @@ export class SharedCalls {
       if (slabs.locate(address) !== cls) return false;
     }
     cache.addSlabHidden(-slabs.markCached());
-    cache.pushSlab(address, cls);
+    cache.pushEntry(address, cls);
     return true;
   }
 

@@ -320,10 +320,12 @@ export class WorkerCache {
   }
 
   /**
-   * A cached slab object of slab class `cls` (its state is the slab's, not
-   * a state byte: the caller marks it live); 0 when the bin is empty.
+   * The last entry of this Worker's bin `cls`, taken out of it, its state
+   * left to the caller: a slab object of a slab class (its state is its
+   * slab's: the caller marks it live), or a page run of bin PAGE_BIN_FIRST +
+   * order (the caller verifies it, then markPagesLive); 0 when the bin is empty.
    */
-  popSlab(cls: number): number {
+  popEntry(cls: number): number {
     const bin = this.#bins + BIN_AT[cls];
     const count = this.#i32[bin];
     if (count === 0) return 0;
@@ -331,27 +333,17 @@ export class WorkerCache {
     return this.#base + this.#u32[bin + count] * 8;
   }
 
-  /** Caches the slab object at `address` (the caller marked it cached); false when the bin is full. */
-  pushSlab(address: number, cls: number): boolean {
+  /**
+   * Puts `address` into this Worker's bin `cls`, its state left to the
+   * caller (a slab object it marked cached); false when the bin is full.
+   */
+  pushEntry(address: number, cls: number): boolean {
     const bin = this.#bins + BIN_AT[cls];
     const count = this.#i32[bin];
     if (count >= 2 * REFILL_OF[cls]) return false;
     this.#u32[bin + count + 1] = (address - this.#base) / 8;
     this.#i32[bin] = count + 1;
     return true;
-  }
-
-  /**
-   * The address of the last page run of order `order` in this Worker's bin,
-   * taken out of it (the caller verifies it and marks it live with
-   * markPagesLive); 0 when the bin is empty.
-   */
-  popPages(order: number): number {
-    const bin = this.#bins + BIN_AT[PAGE_BIN_FIRST + order];
-    const count = this.#i32[bin];
-    if (count === 0) return 0;
-    this.#i32[bin] = count - 1;
-    return this.#base + this.#u32[bin + count] * 8;
   }
 
   /** Marks the page run at `address`, taken out of a bin, live (its state byte 0). */
@@ -361,13 +353,8 @@ export class WorkerCache {
 
   /** Caches the live page run of order `order` at `address`; false when its bin is full. */
   pushPages(address: number, order: number): boolean {
-    const bin = this.#bins + BIN_AT[PAGE_BIN_FIRST + order];
-    const count = this.#i32[bin];
-    if (count >= 2 * REFILL_OF[PAGE_BIN_FIRST + order]) return false;
-    const offset = address - this.#base;
-    this.#u32[bin + count + 1] = offset / 8;
-    this.#i32[bin] = count + 1;
-    this.#states[offset >>> STATE_SHIFT] = STATE_CACHED;
+    if (!this.pushEntry(address, PAGE_BIN_FIRST + order)) return false;
+    this.#states[(address - this.#base) >>> STATE_SHIFT] = STATE_CACHED;
     return true;
   }
 

@@ -788,13 +788,8 @@ export class LayeredHeap {
    * @returns Whether it freed a page run.
    */
   freePageRun(address: number): boolean {
-    if (!this.owns(address)) return false;
-    const offset = address - this.#baseAddress;
-    const ref = this.frames.refAt(offset);
-    if (ref < 0 || this.frames.offsetOf(ref) !== offset) return false;
-    if ((this.frames.words[this.frames.entry(ref) + E_TAG] & KIND_MASK) !== KIND_PAGES_HEAD) {
-      return false;
-    }
+    const ref = this.#pageRunAt(address);
+    if (ref === NONE) return false;
     this.#dirty = true;
     // A wholly free chunk beyond one goes back; the caches' empty slabs wait for every lock.
     if (this.#freeRun(ref)) this.frames.trim(1);
@@ -808,18 +803,24 @@ export class LayeredHeap {
    * (under the heap lock on a shared heap); -1 for anything else.
    */
   wholePageRunOrder(address: number): number {
-    if (!this.owns(address)) return -1;
-    const offset = address - this.#baseAddress;
-    const ref = this.frames.refAt(offset);
-    if (ref < 0 || this.frames.offsetOf(ref) !== offset) return -1;
+    const ref = this.#pageRunAt(address);
+    if (ref === NONE) return -1;
     const entry = this.frames.entry(ref);
-    const tagWord = this.frames.words[entry + E_TAG];
-    const order = tagOrder(tagWord);
-    return (tagWord & KIND_MASK) === KIND_PAGES_HEAD &&
-        this.frames.words[entry + E_AUX] === 1 << order &&
+    const order = tagOrder(this.frames.words[entry + E_TAG]);
+    return this.frames.words[entry + E_AUX] === 1 << order &&
         this.frames.words[entry + E_PREV] === 0
       ? order
       : -1;
+  }
+
+  /** The head frame of the live page run that starts at `address`, else NONE. */
+  #pageRunAt(address: number): number {
+    if (!this.owns(address)) return NONE;
+    const offset = address - this.#baseAddress;
+    const ref = this.frames.refAt(offset);
+    if (ref < 0 || this.frames.offsetOf(ref) !== offset) return NONE;
+    const kind = this.frames.words[this.frames.entry(ref) + E_TAG] & KIND_MASK;
+    return kind === KIND_PAGES_HEAD ? ref : NONE;
   }
 
   /**
