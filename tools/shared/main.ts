@@ -3,7 +3,7 @@
  * Workers, and the stress run (operations across Workers, corrupted
  * payloads, failed `check()`s).
  *
- *   deno run -A tools/shared/main.ts scale --workers 1,2,3,4 --operations 200000
+ *   deno run -A tools/shared/main.ts scale --workers 1,2,3,4 --operations 1000000
  *   deno run -A tools/shared/main.ts stress --workers 4 --operations 2500000 --rounds 1
  *
  * `scale` runs the "small" mix (workload in worker.ts: allocate 8 to 128
@@ -31,13 +31,21 @@ import type { WorkloadName } from "./protocol.ts";
 const USAGE = "usage: main.ts scale|stress [--workers 1,2,4] [--operations N] [--repeat N] " +
   "[--rounds N] [--workload small|mixed|refill|refill-same|pages] [--seed N]";
 
+/**
+ * Operations per Worker when `--operations` is not given. A scaling run of
+ * 2 x 10^5 spread by more than the differences it is meant to show on a
+ * 2-core machine.
+ */
+const SCALE_OPERATIONS = 1_000_000;
+const STRESS_OPERATIONS = 200_000;
+
 async function main(args: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args,
     allowPositionals: true,
     options: {
       workers: { type: "string", default: "1,2,3,4" },
-      operations: { type: "string", default: "200000" },
+      operations: { type: "string", default: "" },
       repeat: { type: "string", default: "3" },
       rounds: { type: "string", default: "1" },
       workload: { type: "string", default: "" },
@@ -45,7 +53,9 @@ async function main(args: string[]): Promise<number> {
     },
   });
   const counts = values.workers.split(",").map(Number);
-  const operations = Number(values.operations);
+  const operations = Number(
+    values.operations || (positionals[0] === "scale" ? SCALE_OPERATIONS : STRESS_OPERATIONS),
+  );
   const seed = Number(values.seed);
   if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 15) || !(operations > 0)) {
     console.error(USAGE);
