@@ -224,7 +224,9 @@ export class InvalidMemoryError extends AllocatorError {
 /**
  * The memory's buffer was detached (transferred with `ArrayBuffer.prototype.transfer`,
  * posted to a worker) or shrunk below the heap's window after the allocator
- * was made. Every later call throws this; nothing is read or written.
+ * was made. Every later call throws this; nothing is read or written. A
+ * resizable buffer that grows back does not reopen the heap: the bytes past
+ * the cut came back zeroed.
  *
  * @example
  * ```ts

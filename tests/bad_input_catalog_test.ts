@@ -487,17 +487,41 @@ for (const policy of ["tlsf", "first-fit"] as const) {
             assert.deepEqual(new Uint8Array(moved), raw, `${c.what}: memory bytes changed`);
           });
         }
-        await t.step("alloc() after a resizable buffer shrank below the window", () => {
-          const buffer = new ArrayBuffer(HEAP_BYTES, { maxByteLength: 2 * HEAP_BYTES });
-          const heap = PhysicalAllocator.fromBuffer(buffer, { policy, native });
-          heap.alloc(64);
-          buffer.resize(HEAP_BYTES / 2);
-          assertRejects(() => heap.alloc(64), MemoryDetachedError, "shrunk", "alloc");
-          buffer.resize(2 * HEAP_BYTES);
-          // Grown back past the window: the fixed-length view is in bounds again.
-          heap.alloc(64);
-          heap.check();
-        });
+        await t.step(
+          "every call after a resizable buffer shrank below the window, grown back or not",
+          () => {
+            const buffer = new ArrayBuffer(HEAP_BYTES, { maxByteLength: 2 * HEAP_BYTES });
+            const heap = PhysicalAllocator.fromBuffer(buffer, { policy, native });
+            const small = heap.alloc(64);
+            const big = heap.alloc(HEAP_BYTES / 2);
+            buffer.resize(HEAP_BYTES / 2);
+            assertRejects(() => heap.alloc(64), MemoryDetachedError, "shrunk", "alloc");
+            // Grown back past the window: the fixed-length view is in bounds again, but
+            // the bytes past the cut came back zeroed (the big block's tail, headers):
+            // the heap keeps refusing, as MemoryDetachedError promises, and writes nothing.
+            buffer.resize(2 * HEAP_BYTES);
+            const raw = new Uint8Array(buffer).slice();
+            const calls: [string, () => unknown][] = [
+              ["alloc", () => heap.alloc(64)],
+              ["free", () => heap.free(small)],
+              ["realloc", () => heap.realloc(small, 128)],
+              ["bytes", () => heap.bytes(big)],
+              ["sizeOf", () => heap.sizeOf(big)],
+              ["stats", () => heap.stats()],
+              ["check", () => heap.check()],
+            ];
+            for (const [what, call] of calls) {
+              assertRejects(
+                call,
+                MemoryDetachedError,
+                "shrunk",
+                `${what} after the buffer grew back`,
+              );
+            }
+            assert.deepEqual(new Uint8Array(buffer), raw, "a refused call wrote to the buffer");
+            heap.close();
+          },
+        );
       },
     );
   }

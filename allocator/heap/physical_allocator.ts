@@ -301,6 +301,12 @@ export class PhysicalAllocator implements Disposable {
   readonly #window: Uint8Array;
   /** The window's length when made: a different length now means a detached or shrunk buffer. */
   readonly #windowBytes: number;
+  /**
+   * The window's length when a call first found it changed (detached, or a
+   * resizable buffer shrunk below it), else -1: from then on every call
+   * throws MemoryDetachedError, also after the buffer grew back.
+   */
+  #detachedBytes = -1;
   /** This heap's hold on its memory's bytes (see memory_claims.ts). */
   readonly #claim: MemoryClaim;
   readonly #layout: HeapLayout;
@@ -1995,7 +2001,7 @@ export class PhysicalAllocator implements Disposable {
     // Clearing the magic lets a new allocator take the memory without reinitialize
     // (not a shared heap's: other Workers use it, and may attach later).
     if (
-      this.#shared === null && this.#memory.closed !== true &&
+      this.#shared === null && this.#memory.closed !== true && this.#detachedBytes < 0 &&
       this.#window.byteLength === this.#windowBytes
     ) {
       this.#control.setWord(CONTROL_MAGIC_OFFSET, 0);
@@ -2042,7 +2048,8 @@ export class PhysicalAllocator implements Disposable {
    */
   #assertOpen(operation: string): void {
     if (
-      this.#closed || this.#memory.closed === true || this.#window.byteLength !== this.#windowBytes
+      this.#closed || this.#memory.closed === true ||
+      this.#window.byteLength !== this.#windowBytes || this.#detachedBytes >= 0
     ) {
       this.#refuseClosed(operation);
     }
@@ -2054,11 +2061,15 @@ export class PhysicalAllocator implements Disposable {
       throw new AllocatorClosedError(`Cannot ${operation}: the allocator is closed`);
     }
     // Else the window's length changed: a detached buffer has length 0, one
-    // shrunk below the window an out-of-bounds view of length 0.
+    // shrunk below the window an out-of-bounds view of length 0. A resizable
+    // buffer may grow back, zeroed past the cut: the first answer stays, and
+    // the slab door, which tests the length alone, closes.
+    if (this.#detachedBytes < 0) this.#detachedBytes = this.#window.byteLength;
+    this.#slabDoor = null;
     throw new MemoryDetachedError(
       `Cannot ${operation}: the memory's buffer was detached, transferred or shrunk (window of ${this.#windowBytes} bytes at ${
         hex(this.#blocks.baseAddress)
-      } now has ${this.#window.byteLength})`,
+      }, of which ${this.#detachedBytes} were left when a call first found it changed)`,
     );
   }
 
