@@ -1032,7 +1032,10 @@ export class PhysicalAllocator implements Disposable {
 
   /** tryAlloc() on the general path (kept apart as #freeGeneral is). */
   #allocGeneral(blockSize: number, align: number, sizeBytes: number): number {
-    const block = this.#policy.find(blockSize, align);
+    let block = this.#policy.find(blockSize, align);
+    if (block === 0 && align > GRANULE_BYTES && this.#policy instanceof TlsfPolicy) {
+      block = this.#policy.findAligned(blockSize, align, this.#counters.freeBlocks);
+    }
     if (block === 0) return 0;
     if (this.#debug === null) return this.#edits.carve(block, blockSize, align, sizeBytes);
     this.#debug.verifyBeforeCarve(block, blockSize, align);
@@ -1116,7 +1119,10 @@ export class PhysicalAllocator implements Disposable {
   /**
    * Resizes the allocation at `address`: shrinks in place, grows in place
    * when the next block is free, and otherwise moves the payload to a new
-   * block (aligned to the allocator's default) and frees the old one.
+   * block (aligned to the allocator's default) and frees the old one. A page
+   * run shrinks in place too (its frames past the new size go back, its page
+   * alignment stays); a slab object stays while its size class holds the new
+   * size, and otherwise moves to the class (or layer) that does.
    *
    * @param address A live payload address.
    * @param sizeBytes The new payload size, a positive integer.
@@ -1189,6 +1195,11 @@ export class PhysicalAllocator implements Disposable {
     const owner = layers.ownerOf(address, "reallocate");
     validateSize(sizeBytes, "reallocate", address);
     if (sizeBytes === owner.sizeBytes || layers.resizeInPlace(address, sizeBytes)) return address;
+    // A page run shrinks where it stands, as a block does (its frames past the
+    // new size go back): it keeps its address and its page alignment.
+    if (owner.pages && sizeBytes < owner.sizeBytes && layers.shrinkInPlace(address, sizeBytes)) {
+      return address;
+    }
     const moved = this.tryAlloc(sizeBytes, this.defaultAlignBytes);
     if (moved === 0) {
       // A shrink stays where it stands when no memory holds it smaller.
@@ -1558,6 +1569,13 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   createCache(name: string, objectBytes: number, options: CacheOptions = {}): ObjectCache {
+    // The options first: a getter among them runs the caller's code, which may
+    // close the heap or detach its buffer; the checks below see what it left.
+    options = readOptions<CacheOptions>(
+      options,
+      ["align"],
+      `create cache ${typeof name === "string" ? name : describeValue(name)}`,
+    );
     this.#assertOpen("create a cache");
     if (this.#shared !== null) {
       throw new InvalidOptionError(
@@ -1583,7 +1601,6 @@ export class PhysicalAllocator implements Disposable {
         `Cannot create cache ${describeValue(name)}: a cache of that name exists`,
       );
     }
-    options = readOptions<CacheOptions>(options, ["align"], `create cache ${name}`);
     const align = options.align ?? GRANULE_BYTES;
     if (
       !Number.isInteger(align) || align <= 0 || align > FRAME_BYTES || (align & (align - 1)) !== 0
@@ -1975,7 +1992,16 @@ export class PhysicalAllocator implements Disposable {
   }
 
   *#walkLayers(): IterableIterator<LayerRun> {
-    if (this.#layers !== null) yield* this.#layers.runs();
+    if (this.#layers === null) return;
+    const runs = this.#layers.runs();
+    while (true) {
+      // The caller may close the allocator (or lose the buffer) between two
+      // steps: checked before the walk reads the next run (as #walk does).
+      this.#assertOpen("walk");
+      const step = runs.next();
+      if (step.done === true) return;
+      yield step.value;
+    }
   }
 
   /**

@@ -40,6 +40,7 @@ import { alignUp } from "../_math.ts";
 import { InvalidMemoryError, MappingFailedError } from "../errors.ts";
 import {
   type AddressRange,
+  describeValue,
   hex,
   type MemoryRegion,
   type PhysicalMemory,
@@ -196,7 +197,7 @@ export function mapIdentity(
     ranges = readRanges(ranges, "map identity memory");
     checkRanges(ranges, libc.symbols.getpagesize());
     const mappings = mapper.mapAll(ranges);
-    return new MappedMemory(libc, mappings);
+    return new MappedMemory(libc, mappings, mapper.fillGaps(mappings));
   } catch (error) {
     mapper.unmapAll();
     libc.close();
@@ -208,19 +209,31 @@ function checkRanges(ranges: readonly AddressRange[], pageBytes: number): void {
   if (ranges.length === 0) {
     throw new InvalidMemoryError("Cannot map identity memory: no ranges given");
   }
-  for (const { start, length } of ranges) {
+  for (const range of ranges) {
+    if (typeof range !== "object" || range === null) {
+      throw new InvalidMemoryError(
+        `Cannot map identity memory from range ${describeValue(range)}: expected { start, length }`,
+      );
+    }
+    const { start, length } = range;
     if (!Number.isSafeInteger(start) || start <= 0 || start % pageBytes !== 0) {
       throw new InvalidMemoryError(
         `Cannot map range at ${
           hex(start)
-        }: its start must be a positive multiple of the ${pageBytes}-byte page`,
+        }: its start must be a positive multiple of the ${pageBytes}-byte page below 2^53`,
       );
     }
     if (!Number.isSafeInteger(length) || length <= 0 || length % pageBytes !== 0) {
       throw new InvalidMemoryError(
-        `Cannot map range at ${
-          hex(start)
-        } of length ${length}: its length must be a positive multiple of the ${pageBytes}-byte page`,
+        `Cannot map range at ${hex(start)} of length ${
+          describeValue(length)
+        }: its length must be a positive multiple of the ${pageBytes}-byte page`,
+      );
+    }
+    // Physical addresses past 2^53 are no exact numbers (the memory-map parsers refuse them too).
+    if (start + length > 2 ** 53) {
+      throw new InvalidMemoryError(
+        `Cannot map range at ${hex(start)} of length ${length}: it ends past 2^53`,
       );
     }
   }
@@ -244,6 +257,12 @@ type Attempt = { readonly ok: true } | {
 };
 
 /** Does the `mmap` calls; remembers what it mapped so a failure can undo everything. */
+/** A range this module mapped. */
+interface MappedRange {
+  readonly base: number;
+  readonly lengthBytes: number;
+}
+
 class Mapper {
   readonly #libc: Libc;
   readonly #relocate: boolean;
@@ -292,6 +311,30 @@ class Mapper {
         ...(reason === undefined ? {} : { reason }),
       };
     });
+  }
+
+  /**
+   * Maps the gaps between `mappings` (zero pages that cost nothing until
+   * touched; no region holds them, so the allocator never does): the
+   * window's ArrayBuffer spans them, and a read of an unmapped gap through
+   * it (a caller's `view.buffer`, a forged free link a check follows) would
+   * kill the process. Another mapping can no longer land in a gap and be
+   * reached through the window. A gap that something else in this process
+   * holds already stays as it is.
+   *
+   * @returns The gaps it mapped.
+   */
+  fillGaps(mappings: readonly RegionMapping[]): MappedRange[] {
+    const sorted = [...mappings].sort((a, b) => a.base - b.base);
+    const fills: MappedRange[] = [];
+    for (let index = 1; index < sorted.length; index++) {
+      const start = sorted[index - 1].base + sorted[index - 1].lengthBytes;
+      const lengthBytes = sorted[index].base - start;
+      if (lengthBytes > 0 && this.#mapAt(start, lengthBytes).ok) {
+        fills.push({ base: start, lengthBytes });
+      }
+    }
+    return fills;
   }
 
   /** Maps `lengthBytes` exactly at `address` with MAP_FIXED_NOREPLACE, never elsewhere. */
@@ -374,9 +417,13 @@ class MappedMemory implements IdentityMemory {
   #window: ArrayBuffer;
   #closed = false;
 
-  constructor(libc: Libc, mappings: readonly RegionMapping[]) {
+  /** The gaps between the mappings that Mapper.fillGaps mapped, unmapped with them. */
+  readonly #fills: readonly MappedRange[];
+
+  constructor(libc: Libc, mappings: readonly RegionMapping[], fills: readonly MappedRange[]) {
     this.#libc = libc;
     this.mappings = mappings;
+    this.#fills = fills;
     this.windowBase = Math.min(...mappings.map((m) => m.base));
     const windowEnd = Math.max(...mappings.map((m) => m.base + m.lengthBytes));
     this.windowBytes = windowEnd - this.windowBase;
@@ -406,7 +453,7 @@ class MappedMemory implements IdentityMemory {
       // which the allocator checks before every access, is the only guard left.
     }
     const failures: string[] = [];
-    for (const mapping of this.mappings) {
+    for (const mapping of [...this.mappings, ...this.#fills]) {
       const pointer = Deno.UnsafePointer.create(BigInt(mapping.base));
       if (this.#libc.symbols.munmap(pointer, BigInt(mapping.lengthBytes)) !== 0) {
         failures.push(`${hex(mapping.base)}: ${errnoName(lastErrno(this.#libc))}`);

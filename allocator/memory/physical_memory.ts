@@ -240,6 +240,12 @@ export function readRanges(ranges: unknown, subject: string): AddressRange[] {
     }
     const copies: AddressRange[] = [];
     const count = ranges.length;
+    // A sparse array of length 2^32 - 1 would be walked for minutes.
+    if (count > RANGES_MAX) {
+      throw new InvalidMemoryError(
+        `Cannot ${subject}: ${count} ranges are more than ${RANGES_MAX}`,
+      );
+    }
     for (let i = 0; i < count; i++) {
       const range: unknown = ranges[i];
       copies.push(
@@ -255,6 +261,9 @@ export function readRanges(ranges: unknown, subject: string): AddressRange[] {
   });
 }
 
+/** The most ranges or regions one memory may have. */
+const RANGES_MAX = 1 << 16;
+
 /** The regions of a memory, copied as readRanges copies ranges (checked by resolveWindow). */
 function readRegions(memory: PhysicalMemory): MemoryRegion[] {
   return readOnce("use memory", () => {
@@ -268,17 +277,24 @@ function readRegions(memory: PhysicalMemory): MemoryRegion[] {
     }
     const copies: MemoryRegion[] = [];
     const count = regions.length;
+    if (count > RANGES_MAX) {
+      throw new InvalidMemoryError(
+        `Cannot use memory: ${count} regions are more than ${RANGES_MAX}`,
+      );
+    }
     for (let i = 0; i < count; i++) {
       const region: unknown = regions[i];
       if (typeof region !== "object" || region === null) {
         copies.push(region as MemoryRegion);
         continue;
       }
-      const { base, bytes } = region as MemoryRegion;
+      const { base, bytes, physicalBase } = region as MemoryRegion;
       // A view rebuilt from the engine's own accessors: a subclass's getters are never read again.
       copies.push({
         base,
         bytes: bytes instanceof Uint8Array ? plainView(bytes, "use memory") : bytes,
+        // (absent, not undefined, when not given: `in` tells the two apart nowhere below.)
+        ...(physicalBase === undefined ? {} : { physicalBase }),
       });
     }
     return copies;
@@ -351,6 +367,19 @@ function assertRegion(region: MemoryRegion): void {
     );
   }
   assertRange({ start: region.base, length: region.bytes.byteLength });
+  const physicalBase = region.physicalBase;
+  if (physicalBase !== undefined) {
+    if (
+      typeof physicalBase !== "number" || !Number.isSafeInteger(physicalBase) ||
+      physicalBase < 0 || !Number.isSafeInteger(physicalBase + region.bytes.byteLength)
+    ) {
+      throw new InvalidMemoryError(
+        `Cannot use region ${describeValue(region.base)} with physicalBase ${
+          describeValue(physicalBase)
+        }: expected a safe integer address of at least 0 whose range ends below 2^53`,
+      );
+    }
+  }
 }
 
 /**

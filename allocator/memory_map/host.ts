@@ -12,6 +12,8 @@
  */
 
 import { MemoryMapError } from "../errors.ts";
+import { describeValue } from "../memory/physical_memory.ts";
+import { readMapInput, recordInput } from "./input.ts";
 import type { MemoryMapEntry } from "./entry.ts";
 import { parseAddress, parseSysfsMemmap, type SysfsMemmapText } from "./parse.ts";
 import { DEFAULT_MMAP_MIN_ADDRESS } from "./normalize.ts";
@@ -73,6 +75,7 @@ export interface HostMemoryMap {
  * ```
  */
 export function readSysfsMemmap(options: HostReadOptions = {}): HostMemoryMap {
+  options = hostOptions(options, "read host memory map");
   const directory = options.directory ?? SYSFS_MEMMAP_DIRECTORY;
   let refusal: unknown;
   try {
@@ -103,10 +106,41 @@ function readSysfsWithDeno(directory: string): SysfsMemmapText[] {
   }
   return names.map((name) => ({
     name,
-    start: Deno.readTextFileSync(`${directory}/${name}/start`),
-    end: Deno.readTextFileSync(`${directory}/${name}/end`),
-    type: Deno.readTextFileSync(`${directory}/${name}/type`),
+    start: readEntryFile(`${directory}/${name}/start`),
+    end: readEntryFile(`${directory}/${name}/end`),
+    type: readEntryFile(`${directory}/${name}/type`),
   }));
+}
+
+/** One file of an entry directory: a missing one is named, not taken for a missing map. */
+function readEntryFile(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new MemoryMapError(`Cannot read host memory map: ${path} does not exist`);
+    }
+    throw error;
+  }
+}
+
+/** The options as the caller passed them, each read once and checked. */
+function hostOptions(options: unknown, subject: string): HostReadOptions {
+  const copy = readMapInput(
+    subject,
+    () => recordInput(options ?? {}, ["directory", "libcFallback"], subject, "options"),
+  );
+  if (copy.directory !== undefined && typeof copy.directory !== "string") {
+    throw new MemoryMapError(
+      `Cannot ${subject}: directory ${describeValue(copy.directory)} is not a string`,
+    );
+  }
+  if (copy.libcFallback !== undefined && typeof copy.libcFallback !== "boolean") {
+    throw new MemoryMapError(
+      `Cannot ${subject}: libcFallback ${describeValue(copy.libcFallback)} is not a boolean`,
+    );
+  }
+  return copy as HostReadOptions;
 }
 
 function readSysfsWithLibc(libc: Libc, directory: string): SysfsMemmapText[] {
@@ -173,6 +207,7 @@ function withLibc<T>(path: string, action: (libc: Libc) => T): T {
  * ```
  */
 export function readMmapMinAddress(options: HostReadOptions = {}): number {
+  options = hostOptions(options, "read mmap_min_addr");
   let text: string | undefined;
   try {
     if (

@@ -6,9 +6,11 @@
 
 import { MemoryMapError } from "../errors.ts";
 import type { MemoryMapEntry } from "./entry.ts";
+import { arrayInput, entriesInput, readMapInput, recordInput } from "./input.ts";
 import {
   checkEntry,
   checkReservation,
+  NORMALIZE_OPTION_KEYS,
   type NormalizedMemoryMap,
   normalizeMemoryMap,
   type NormalizeOptions,
@@ -44,11 +46,13 @@ export class MemoryMap {
    * @throws {MemoryMapError} If there are no entries or one is malformed.
    */
   constructor(entries: readonly MemoryMapEntry[]) {
-    if (entries.length === 0) {
+    // Each field read once, into copies (input.ts).
+    const copies = entriesInput(entries, "create memory map");
+    if (copies.length === 0) {
       throw new MemoryMapError("Cannot create memory map: it has no entries");
     }
-    entries.forEach(checkEntry);
-    this.entries = [...entries];
+    copies.forEach(checkEntry);
+    this.entries = copies;
   }
 
   /** The reservations made so far, in call order. */
@@ -82,9 +86,15 @@ export class MemoryMap {
    * @throws {MemoryMapError} As {@linkcode normalizeMemoryMap} does.
    */
   normalize(options: NormalizeOptions = {}): NormalizedMemoryMap {
-    return normalizeMemoryMap(this.entries, {
-      ...options,
-      reservations: [...this.#reservations, ...(options.reservations ?? [])],
+    const subject = "normalise memory map";
+    // The options read once (input.ts); normalizeMemoryMap copies the result again, harmlessly.
+    const combined = readMapInput(subject, () => {
+      const record = recordInput(options ?? {}, NORMALIZE_OPTION_KEYS, subject, "options");
+      const extra = record.reservations === undefined
+        ? []
+        : arrayInput(record.reservations, subject, "reservation");
+      return { ...record, reservations: [...this.#reservations, ...extra] };
     });
+    return normalizeMemoryMap(this.entries, combined as NormalizeOptions);
   }
 }

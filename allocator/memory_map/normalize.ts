@@ -32,6 +32,7 @@
  */
 
 import { MemoryMapError } from "../errors.ts";
+import { arrayInput, entriesInput, readMapInput, recordInput } from "./input.ts";
 import { HEADER_BYTES, MIN_BLOCK_BYTES } from "../heap/layout.ts";
 import { type AddressRange, describeValue } from "../memory/physical_memory.ts";
 import {
@@ -206,7 +207,9 @@ export function normalizeMemoryMap(
   entries: readonly MemoryMapEntry[],
   options: NormalizeOptions = {},
 ): NormalizedMemoryMap {
-  const settings = checkOptions(options);
+  // Each field read once, into copies the checks and the work share.
+  const settings = checkOptions(optionsInput(options));
+  entries = entriesInput(entries, "normalise memory map");
   if (entries.length === 0) {
     throw new MemoryMapError("Cannot normalise memory map: it has no entries");
   }
@@ -214,13 +217,22 @@ export function normalizeMemoryMap(
   const sweep = resolveOverlaps(entries, settings.rejectOverlaps);
   const reservations = [...settings.reservations].sort((a, b) => a.start - b.start);
   const carved = new Array<number>(reservations.length).fill(0);
+  // endsBy[i]: the furthest end of reservations 0..i. The runs come in
+  // address order, so the reservations wholly before a run (every one up to
+  // some index ends at or before its start) never touch a later run either.
+  const endsBy: number[] = [];
+  for (const reservation of reservations) {
+    endsBy.push(Math.max(endsBy.at(-1) ?? 0, reservation.start + reservation.length));
+  }
+  let first = 0;
   const spans: AccountedSpan[] = [];
   for (const run of sweep.resolved) {
     if (run.type !== "usable") {
       pushSpan(spans, run.start, run.end, "reserved", run.type, `firmware ${run.type}`);
       continue;
     }
-    for (const piece of carve(run, reservations, carved)) {
+    while (first < reservations.length && endsBy[first] <= run.start) first++;
+    for (const piece of carve(run, reservations, first, carved)) {
       if (piece.label !== undefined) {
         pushSpan(spans, piece.start, piece.end, "reserved", "usable", `reserved: ${piece.label}`);
       } else {
@@ -233,6 +245,30 @@ export function normalizeMemoryMap(
     .filter((span) => span.disposition === "usable")
     .map((span) => ({ start: span.start, length: span.sizeBytes }));
   return { usable, resolved: sweep.resolved, report };
+}
+
+/** The fields of {@linkcode NormalizeOptions}. */
+export const NORMALIZE_OPTION_KEYS: readonly string[] = [
+  "mmapMinAddress",
+  "pageBytes",
+  "minRegionBytes",
+  "reservations",
+  "rejectOverlaps",
+];
+
+/** The options as the caller passed them, each read once; reservations copied too. */
+function optionsInput(options: unknown): NormalizeOptions {
+  const subject = "normalise memory map";
+  return readMapInput(subject, () => {
+    const copy = recordInput(options ?? {}, NORMALIZE_OPTION_KEYS, subject, "options");
+    if (copy.reservations !== undefined) {
+      copy.reservations = arrayInput(copy.reservations, subject, "reservation").map((
+        reservation,
+        index,
+      ) => recordInput(reservation, ["start", "length", "label"], subject, `reservation ${index}`));
+    }
+    return copy as NormalizeOptions;
+  });
 }
 
 interface Settings {
@@ -272,26 +308,36 @@ function checkOptions(options: NormalizeOptions): Settings {
   }
   const reservations = options.reservations ?? [];
   reservations.forEach(checkReservation);
+  const rejectOverlaps = options.rejectOverlaps ?? false;
+  if (typeof rejectOverlaps !== "boolean") {
+    throw new MemoryMapError(
+      `Cannot normalise memory map: rejectOverlaps ${
+        describeValue(rejectOverlaps)
+      } is not a boolean`,
+    );
+  }
   return {
     mmapMinAddress,
     pageBytes,
     minRegionBytes,
     reservations,
-    rejectOverlaps: options.rejectOverlaps ?? false,
+    rejectOverlaps,
   };
 }
 
 /** Throws MemoryMapError naming entry `index` when it is malformed. */
 export function checkEntry(entry: MemoryMapEntry, index: number): void {
-  const where = entry.origin ?? `entry ${index}`;
+  const where = typeof entry.origin === "string" ? entry.origin : `entry ${index}`;
   const { start, end } = entry;
   if (!Number.isSafeInteger(start) || start < 0) {
     throw new MemoryMapError(
-      `Cannot normalise ${where}: start ${start} is not a non-negative integer`,
+      `Cannot normalise ${where}: start ${describeValue(start)} is not a non-negative integer`,
     );
   }
   if (!Number.isSafeInteger(end) || end > ADDRESS_LIMIT - 1) {
-    throw new MemoryMapError(`Cannot normalise ${where}: end ${end} is not an integer below 2^53`);
+    throw new MemoryMapError(
+      `Cannot normalise ${where}: end ${describeValue(end)} is not an integer below 2^53`,
+    );
   }
   if (end <= start) {
     throw new MemoryMapError(
@@ -301,7 +347,9 @@ export function checkEntry(entry: MemoryMapEntry, index: number): void {
     );
   }
   if (!MEMORY_TYPES.includes(entry.type)) {
-    throw new MemoryMapError(`Cannot normalise ${where}: unknown memory type "${entry.type}"`);
+    throw new MemoryMapError(
+      `Cannot normalise ${where}: unknown memory type ${describeValue(entry.type)}`,
+    );
   }
 }
 
@@ -314,11 +362,13 @@ export function checkReservation(reservation: Reservation, index: number): void 
   }
   if (!Number.isSafeInteger(start) || start < 0) {
     throw new MemoryMapError(
-      `Cannot reserve ${where}: start ${start} is not a non-negative integer`,
+      `Cannot reserve ${where}: start ${describeValue(start)} is not a non-negative integer`,
     );
   }
   if (!Number.isSafeInteger(length) || length <= 0) {
-    throw new MemoryMapError(`Cannot reserve ${where}: length ${length} is not a positive integer`);
+    throw new MemoryMapError(
+      `Cannot reserve ${where}: length ${describeValue(length)} is not a positive integer`,
+    );
   }
   if (start + length >= ADDRESS_LIMIT) {
     throw new MemoryMapError(`Cannot reserve ${where}: it ends past 2^53`);
@@ -422,12 +472,15 @@ interface Piece {
 function carve(
   run: MemoryMapEntry,
   reservations: readonly Reservation[],
+  first: number,
   carved: number[],
 ): Piece[] {
   const pieces: Piece[] = [];
   let cursor = run.start;
-  for (let index = 0; index < reservations.length; index++) {
+  // Sorted by start: none from the first one starting at or past the run's end can touch it.
+  for (let index = first; index < reservations.length; index++) {
     const reservation = reservations[index];
+    if (reservation.start >= run.end) break;
     const start = Math.max(reservation.start, cursor);
     const end = Math.min(reservation.start + reservation.length, run.end);
     if (start >= end) continue;

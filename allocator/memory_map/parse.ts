@@ -27,6 +27,7 @@
 import { MemoryMapError } from "../errors.ts";
 import { ADDRESS_LIMIT, type MemoryMapEntry, memoryTypeFromName } from "./entry.ts";
 import { describeValue } from "../memory/physical_memory.ts";
+import { arrayInput, readMapInput, recordInput, textInput } from "./input.ts";
 
 /** The raw text of one `/sys/firmware/memmap/N` directory. */
 export interface SysfsMemmapText {
@@ -124,6 +125,17 @@ function entryFromInclusive(
  * ```
  */
 export function parseSysfsMemmap(entries: readonly SysfsMemmapText[]): MemoryMapEntry[] {
+  const subject = "parse sysfs memory map";
+  // Each field read once, into copies (input.ts); a non-object stays as it is, for the message below.
+  entries = readMapInput(
+    subject,
+    () =>
+      arrayInput(entries, subject, "directory").map((text, index) =>
+        typeof text === "object" && text !== null
+          ? recordInput(text, ["name", "start", "end", "type"], subject, `directory ${index}`)
+          : text
+      ),
+  ) as SysfsMemmapText[];
   if (entries.length === 0) {
     throw new MemoryMapError("Cannot parse sysfs memory map: it has no entries");
   }
@@ -180,6 +192,7 @@ function directoryNumber(name: string): number {
  * ```
  */
 export function parseSysfsDump(text: string): SysfsMemmapText[] {
+  text = textInput(text, "parse sysfs dump");
   const result: SysfsMemmapText[] = [];
   const lines = text.split("\n");
   for (let index = 0; index < lines.length; index++) {
@@ -226,6 +239,7 @@ const E820_LEGACY_LINE = /BIOS-e820:\s*([0-9a-fA-F]+)\s*-\s*([0-9a-fA-F]+)\s*\((
  * ```
  */
 export function parseE820(text: string): MemoryMapEntry[] {
+  text = textInput(text, "parse E820 map");
   const result: MemoryMapEntry[] = [];
   const lines = text.split("\n");
   for (let index = 0; index < lines.length; index++) {
@@ -286,18 +300,41 @@ export function parseMemoryMapJson(json: string | unknown): MemoryMapEntry[] {
   let value: unknown = json;
   if (typeof json === "string") {
     try {
-      value = JSON.parse(json);
+      value = JSON.parse(textInput(json, "parse JSON memory map"));
     } catch (error) {
       throw new MemoryMapError(`Cannot parse JSON memory map: ${(error as Error).message}`);
     }
   }
-  if (!Array.isArray(value)) {
+  const subject = "read JSON memory map";
+  // An already parsed value may be anything (a Proxy, getters, holes): read once (input.ts).
+  const items = readMapInput(subject, () => {
+    if (!Array.isArray(value)) {
+      throw new MemoryMapError(
+        `Cannot ${subject}: expected an array of entries, got ${describe(value)}`,
+      );
+    }
+    return arrayInput(value, subject, "entry").map((item, index) =>
+      typeof item === "object" && item !== null && !Array.isArray(item)
+        ? jsonRecord(item, subject, `entry ${index}`)
+        : item
+    );
+  });
+  if (items.length === 0) throw new MemoryMapError("Cannot read JSON memory map: it is empty");
+  return items.map((item, index) => jsonEntry(item, `entry ${index}`));
+}
+
+/** An entry object's own keys and their values, each read once. */
+function jsonRecord(item: object, subject: string, where: string): Record<string, unknown> {
+  const keys = Object.keys(item);
+  if (keys.length > JSON_KEYS.size) {
+    const unknown = keys.find((key) => !JSON_KEYS.has(key));
     throw new MemoryMapError(
-      `Cannot read JSON memory map: expected an array of entries, got ${describe(value)}`,
+      `Cannot read ${where}: unknown key ${
+        describeValue(unknown ?? keys[0])
+      } (expected start, end or length, type)`,
     );
   }
-  if (value.length === 0) throw new MemoryMapError("Cannot read JSON memory map: it is empty");
-  return value.map((item, index) => jsonEntry(item, `entry ${index}`));
+  return recordInput(item, keys, subject, where);
 }
 
 function jsonEntry(item: unknown, origin: string): MemoryMapEntry {
@@ -403,9 +440,24 @@ export const MEMORY_MAP_FORMATS: readonly MemoryMapFormat[] = ["json", "e820", "
  * ```
  */
 export function detectMemoryMapFormat(text: string): MemoryMapFormat {
-  if (text.includes("BIOS-e820:")) return "e820";
-  return /^\s*[[{]/.test(text) ? "json" : "sysfs";
+  text = textInput(text, "detect memory map format");
+  // JSON first: a "type" string may hold anything, "BIOS-e820:" included.
+  // A dmesg log starts with "[" too, but with a timestamp: "[    0.000000]".
+  if (/^\s*\{/.test(text) || (/^\s*\[/.test(text) && !DMESG_TIMESTAMP.test(text))) {
+    return "json";
+  }
+  // A sysfs dump whose every line is "N 0xSTART 0xEND TYPE" stays one, whatever its types say.
+  const lines = text.split("\n").map((line) => line.trim()).filter((line) =>
+    line !== "" && !line.startsWith("#")
+  );
+  if (lines.length > 0 && lines.every((line) => SYSFS_DUMP_LINE.test(line))) return "sysfs";
+  return text.includes("BIOS-e820:") ? "e820" : "sysfs";
 }
+
+/** A dmesg line's timestamp at the start of a text. */
+const DMESG_TIMESTAMP = /^\s*\[\s*\d+(\.\d+)?\]/;
+/** A sysfs dump line: directory number, start, end (hex or decimal), type. */
+const SYSFS_DUMP_LINE = /^\d+\s+(0[xX])?[0-9a-fA-F]+\s+(0[xX])?[0-9a-fA-F]+\s+\S/;
 
 /**
  * Parses a memory map in any supported text format.
@@ -429,6 +481,14 @@ export function parseMemoryMap(
   text: string,
   format: MemoryMapFormat | "auto" = "auto",
 ): { entries: MemoryMapEntry[]; format: MemoryMapFormat } {
+  text = textInput(text, "parse memory map");
+  if (format !== "auto" && !MEMORY_MAP_FORMATS.includes(format)) {
+    throw new MemoryMapError(
+      `Cannot parse memory map: format ${describeValue(format)} is not "auto" or one of ${
+        MEMORY_MAP_FORMATS.join(", ")
+      }`,
+    );
+  }
   const resolved = format === "auto" ? detectMemoryMapFormat(text) : format;
   const entries = resolved === "json"
     ? parseMemoryMapJson(text)

@@ -283,6 +283,36 @@ export class TlsfPolicy implements FreeListPolicy {
     return 0;
   }
 
+  /**
+   * A listed free block where a block of `blockSizeBytes` fits at
+   * `alignBytes`, looking at every listed block large enough, at most
+   * `limit` of them; 0 if none. find() asks for room for the worst-case
+   * alignment gap, so for a large alignment it turns away blocks that hold
+   * the request at their actual gap (a 1 MiB-aligned byte in a free block
+   * of 1 MiB that contains a multiple of 1 MiB): this scan, for the rare
+   * aligned request find() refused, keeps that from being OUT_OF_MEMORY.
+   *
+   * @param blockSizeBytes The block to place, header included.
+   * @param alignBytes The payload alignment, more than the granule.
+   * @param limit The most blocks to look at (a damaged list may loop).
+   * @returns The first block that fits, or 0.
+   */
+  findAligned(blockSizeBytes: number, alignBytes: number, limit: number): number {
+    const blocks = this.#blocks;
+    let steps = 0;
+    for (
+      let sizeClass = classOf(blockSizeBytes);
+      sizeClass < this.flCount * SL_COUNT;
+      sizeClass++
+    ) {
+      for (let block = this.#head(sizeClass); block !== 0; block = blocks.next(block)) {
+        if (++steps > limit) return 0;
+        if (alignmentGap(block, alignBytes) + blockSizeBytes <= blocks.size(block)) return block;
+      }
+    }
+    return 0;
+  }
+
   listed(limit: number): number[] {
     const result: number[] = [];
     for (let sizeClass = 0; sizeClass < this.flCount * SL_COUNT; sizeClass++) {
