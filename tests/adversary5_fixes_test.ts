@@ -11,6 +11,7 @@ import {
   AllocatorClosedError,
   detectMemoryMapFormat,
   InvalidMemoryError,
+  InvalidOptionError,
   mapIdentity,
   MemoryDetachedError,
   MemoryMap,
@@ -240,6 +241,12 @@ Deno.test("memory map functions refuse odd input with MemoryMapError, reading ea
     ["detectMemoryMapFormat(5)", () => detectMemoryMapFormat(5 as never)],
     ["parseMemoryMap(null)", () => parseMemoryMap(null as never)],
     ["readSysfsMemmap({ directory: 5 })", () => readSysfsMemmap({ directory: 5 as never })],
+    // Sorted by directory number before this was checked: a TypeError.
+    [
+      "parseSysfsMemmap([null, entry])",
+      () =>
+        parseSysfsMemmap([null, { name: "0", start: "0x0", end: "0xfff", type: "RAM" }] as never),
+    ],
   ];
   for (const [what, call] of calls) assert.throws(call, MemoryMapError, what);
   // A getter answers once: what was checked is what is used.
@@ -319,6 +326,10 @@ Deno.test({
     ) {
       assert.throws(() => mapIdentity(ranges as never), InvalidMemoryError, JSON.stringify(ranges));
     }
+    // Options are the caller's mistake, not a failed mapping; null means none.
+    const range = [{ start: 81 * GIB, length: MIB }];
+    assert.throws(() => mapIdentity(range, { relocationAttemptsMax: -1 }), InvalidOptionError);
+    mapIdentity(range, null as never).close();
   },
 });
 

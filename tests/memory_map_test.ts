@@ -190,7 +190,7 @@ Deno.test("parseE820() rejects malformed lines, bad numbers and addresses past 2
   );
   assert.throws(
     () => parseE820("BIOS-e820: [mem 0x0-0x1fffffffffffff] reserved"),
-    isMapError(/line 1: end 0x1fffffffffffff is past 2\^53/),
+    isMapError(/line 1: end 0x1fffffffffffff puts the range.s end at or past 2\^53/),
   );
   assert.throws(() => parseE820("no map here\n"), isMapError(/no BIOS-e820 lines found/));
 });
@@ -247,7 +247,7 @@ Deno.test("parseMemoryMapJson() rejects unknown shapes, naming the entry", () =>
     ],
     [
       '[{"start": "0x1fffffffff0000", "length": "0x10000", "type": "usable"}]',
-      /entry 0: end .* is past 2\^53/,
+      /entry 0: end .* puts the range.s end at or past 2\^53/,
     ],
   ];
   for (const [json, pattern] of cases) {

@@ -1737,7 +1737,7 @@ export class PhysicalAllocator implements Disposable {
    * ```
    */
   stats(): AllocatorStats {
-    return this.#locked("read stats of", () => this.#statsOwned());
+    return this.#locked("read stats", () => this.#statsOwned());
   }
 
   #statsOwned(): AllocatorStats {
@@ -2249,9 +2249,9 @@ function validateSize(sizeBytes: number, operation: string, address?: number): v
   if (typeof sizeBytes !== "number" || !Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
     const target = address === undefined ? "" : ` ${hex(address)}`;
     throw new InvalidSizeError(
-      `Cannot ${operation}${target} ${
+      `Cannot ${operation}${target}: size ${
         describeValue(sizeBytes)
-      } bytes: the size must be a positive integer`,
+      } is not a positive integer number of bytes`,
     );
   }
 }

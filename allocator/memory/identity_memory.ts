@@ -37,7 +37,7 @@
  */
 
 import { alignUp } from "../_math.ts";
-import { InvalidMemoryError, MappingFailedError } from "../errors.ts";
+import { InvalidMemoryError, InvalidOptionError, MappingFailedError } from "../errors.ts";
 import {
   type AddressRange,
   describeValue,
@@ -169,13 +169,14 @@ export function mapIdentity(
   }
   try {
     // Each option read once (see readRanges): a getter cannot answer twice.
+    const given: IdentityMapOptions = options ?? {};
     options = {
-      libraryPath: options.libraryPath,
-      relocate: options.relocate,
-      relocationAttemptsMax: options.relocationAttemptsMax,
+      libraryPath: given.libraryPath,
+      relocate: given.relocate,
+      relocationAttemptsMax: given.relocationAttemptsMax,
     };
   } catch (error) {
-    throw new MappingFailedError(
+    throw new InvalidOptionError(
       `Cannot map identity memory: reading its options threw ${
         error instanceof Error ? error.name : "a value"
       }`,
@@ -274,8 +275,10 @@ class Mapper {
     this.#relocate = options.relocate ?? true;
     this.#attemptsMax = options.relocationAttemptsMax ?? 64;
     if (!Number.isSafeInteger(this.#attemptsMax) || this.#attemptsMax < 0) {
-      throw new MappingFailedError(
-        `Cannot map identity memory: relocationAttemptsMax ${this.#attemptsMax} is not a non-negative integer`,
+      throw new InvalidOptionError(
+        `Cannot map identity memory: relocationAttemptsMax ${
+          describeValue(this.#attemptsMax)
+        } is not a non-negative integer`,
       );
     }
   }

@@ -94,7 +94,9 @@ function entryFromInclusive(
     );
   }
   if (last + 1 >= ADDRESS_LIMIT) {
-    throw new MemoryMapError(`Cannot parse ${origin}: end 0x${last.toString(16)} is past 2^53`);
+    throw new MemoryMapError(
+      `Cannot parse ${origin}: end 0x${last.toString(16)} puts the range's end at or past 2^53`,
+    );
   }
   const firmwareType = typeName.trim();
   return { start, end: last + 1, type: memoryTypeFromName(firmwareType), origin, firmwareType };
@@ -126,25 +128,20 @@ function entryFromInclusive(
  */
 export function parseSysfsMemmap(entries: readonly SysfsMemmapText[]): MemoryMapEntry[] {
   const subject = "parse sysfs memory map";
-  // Each field read once, into copies (input.ts); a non-object stays as it is, for the message below.
+  // Each field read once, into copies (input.ts).
   entries = readMapInput(
     subject,
     () =>
       arrayInput(entries, subject, "directory").map((text, index) =>
-        typeof text === "object" && text !== null
-          ? recordInput(text, ["name", "start", "end", "type"], subject, `directory ${index}`)
-          : text
+        recordInput(text, ["name", "start", "end", "type"], subject, `directory ${index}`)
       ),
-  ) as SysfsMemmapText[];
+  ) as unknown as SysfsMemmapText[];
   if (entries.length === 0) {
     throw new MemoryMapError("Cannot parse sysfs memory map: it has no entries");
   }
   const ordered = [...entries].sort((a, b) => directoryNumber(a.name) - directoryNumber(b.name));
   return ordered.map((text) => {
-    const origin = `memmap/${describeName(text?.name)}`;
-    if (typeof text !== "object" || text === null) {
-      throw new MemoryMapError(`Cannot parse ${origin}: expected an entry, got ${describe(text)}`);
-    }
+    const origin = `memmap/${describeName(text.name)}`;
     for (const field of ["start", "end", "type"] as const) {
       if (typeof text[field] !== "string") {
         throw new MemoryMapError(
