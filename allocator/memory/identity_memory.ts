@@ -8,7 +8,8 @@
  * physical map   0x1000┌──┐0x9f000   0x100000┌──────┐0xc0000000   0x100000000┌──────────┐
  * this process   0x1000└──┘0x9f000   0x100000└──────┘0xc0000000   0x100000000└──────────┘
  * window         ├──────────────── one ArrayBuffer from the lowest base to the highest end ────┤
- *                (the holes in it are not mapped and never touched)
+ *                (the gaps in it are mapped too, zero pages no region holds: the
+ *                buffer's every byte is readable, and no other mapping lands there)
  * ```
  *
  * Each range is mapped with `MAP_FIXED_NOREPLACE | MAP_NORESERVE | MAP_PRIVATE
