@@ -299,12 +299,15 @@ export class TlsfPolicy implements FreeListPolicy {
    */
   findAligned(blockSizeBytes: number, alignBytes: number, limit: number): number {
     const blocks = this.#blocks;
+    // Every block of a class above the one find() searched holds the request
+    // at any gap (find() took none, so those classes are empty): only the
+    // classes from the block size's up to the searched one can hide a fit.
+    const last = Math.min(
+      classOf(blockSizeBytes + alignBytes + MIN_BLOCK_BYTES - GRANULE_BYTES),
+      this.flCount * SL_COUNT - 1,
+    );
     let steps = 0;
-    for (
-      let sizeClass = classOf(blockSizeBytes);
-      sizeClass < this.flCount * SL_COUNT;
-      sizeClass++
-    ) {
+    for (let sizeClass = classOf(blockSizeBytes); sizeClass <= last; sizeClass++) {
       for (let block = this.#head(sizeClass); block !== 0; block = blocks.next(block)) {
         if (++steps > limit) return 0;
         if (alignmentGap(block, alignBytes) + blockSizeBytes <= blocks.size(block)) return block;
