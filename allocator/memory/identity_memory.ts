@@ -258,18 +258,18 @@ type Attempt = { readonly ok: true } | {
   readonly errno: number;
 };
 
-/** Does the `mmap` calls; remembers what it mapped so a failure can undo everything. */
 /** A range this module mapped. */
 interface MappedRange {
   readonly base: number;
   readonly lengthBytes: number;
 }
 
+/** Does the `mmap` calls; remembers what it mapped so a failure can undo everything. */
 class Mapper {
   readonly #libc: Libc;
   readonly #relocate: boolean;
   readonly #attemptsMax: number;
-  readonly #mapped: { base: number; lengthBytes: number }[] = [];
+  readonly #mapped: MappedRange[] = [];
 
   constructor(libc: Libc, options: IdentityMapOptions) {
     this.#libc = libc;

@@ -293,8 +293,7 @@ function readRegions(memory: PhysicalMemory): MemoryRegion[] {
       copies.push({
         base,
         bytes: bytes instanceof Uint8Array ? plainView(bytes, "use memory") : bytes,
-        // (absent, not undefined, when not given: `in` tells the two apart nowhere below.)
-        ...(physicalBase === undefined ? {} : { physicalBase }),
+        physicalBase,
       });
     }
     return copies;
