@@ -360,3 +360,31 @@ Deno.test({
     assert.throws(() => heap.check(), { code: "HEAP_CORRUPTION" });
   },
 });
+
+Deno.test({
+  name:
+    "identity memory maps a gap around what another mapping holds of it, and unmaps it all at close",
+  ignore: !CAN_MAP,
+  fn() {
+    const base = 74 * GIB;
+    // Another heap's memory in the middle of the gap, mapped first.
+    const blocker = mapIdentity([{ start: base + 4 * MIB, length: MIB }]);
+    assert.equal(blocker.mappings[0].kind, "identity");
+    const memory = mapIdentity([{ start: base, length: MIB }, {
+      start: base + 8 * MIB,
+      length: MIB,
+    }]);
+    assert.deepEqual(memory.mappings.map((m) => m.kind), ["identity", "identity"]);
+    const window = new Uint8Array(memory.regions[0].bytes.buffer);
+    // Both sides of the blocker are mapped (zeros), the blocker's own bytes are its own.
+    blocker.regions[0].bytes[0] = 7;
+    for (const offset of [MIB, 4 * MIB - 1, 4 * MIB, 5 * MIB, 8 * MIB - 1]) {
+      assert.equal(window[offset], offset === 4 * MIB ? 7 : 0, `offset ${offset}`);
+    }
+    memory.close();
+    blocker.close();
+    // Everything went back: the same addresses map at their place again.
+    using again = mapIdentity([{ start: base + 2 * MIB, length: MIB }]);
+    assert.equal(again.mappings[0].kind, "identity");
+  },
+});

@@ -199,7 +199,7 @@ export function mapIdentity(
     ranges = readRanges(ranges, "map identity memory");
     checkRanges(ranges, libc.symbols.getpagesize());
     const mappings = mapper.mapAll(ranges);
-    return new MappedMemory(libc, mappings, mapper.fillGaps(mappings));
+    return new MappedMemory(libc, mappings, mapper.fillGaps(mappings, libc.symbols.getpagesize()));
   } catch (error) {
     mapper.unmapAll();
     libc.close();
@@ -257,6 +257,12 @@ type Attempt = { readonly ok: true } | {
   readonly reason: string;
   readonly errno: number;
 };
+
+/**
+ * The most mmap calls that map the gaps of one window: a gap other mappings
+ * hold parts of is mapped in halves around them (Mapper.fillGaps).
+ */
+const GAP_FILL_CALLS_MAX = 4096;
 
 /** A range this module mapped. */
 interface MappedRange {
@@ -323,22 +329,47 @@ class Mapper {
    * window's ArrayBuffer spans them, and a read of an unmapped gap through
    * it (a caller's `view.buffer`, a forged free link a check follows) would
    * kill the process. Another mapping can no longer land in a gap and be
-   * reached through the window. A gap that something else in this process
-   * holds already stays as it is.
+   * reached through the window. Where something else in this process holds
+   * part of a gap already, the rest is mapped around it, in halves (at most
+   * GAP_FILL_CALLS_MAX calls in all).
    *
-   * @returns The gaps it mapped.
+   * @param mappings The ranges mapped for the regions.
+   * @param pageBytes The host's page size.
+   * @returns The pieces of the gaps it mapped.
    */
-  fillGaps(mappings: readonly RegionMapping[]): MappedRange[] {
+  fillGaps(mappings: readonly RegionMapping[], pageBytes: number): MappedRange[] {
     const sorted = [...mappings].sort((a, b) => a.base - b.base);
     const fills: MappedRange[] = [];
+    const budget = { calls: GAP_FILL_CALLS_MAX };
     for (let index = 1; index < sorted.length; index++) {
       const start = sorted[index - 1].base + sorted[index - 1].lengthBytes;
-      const lengthBytes = sorted[index].base - start;
-      if (lengthBytes > 0 && this.#mapAt(start, lengthBytes).ok) {
-        fills.push({ base: start, lengthBytes });
-      }
+      this.#fill(start, sorted[index].base - start, pageBytes, fills, budget);
     }
     return fills;
+  }
+
+  /**
+   * Maps `[start, start + lengthBytes)`, or, where another mapping holds part
+   * of it, its halves in turn (page-aligned), until the free parts are mapped
+   * or the budget of mmap calls runs out.
+   */
+  #fill(
+    start: number,
+    lengthBytes: number,
+    pageBytes: number,
+    fills: MappedRange[],
+    budget: { calls: number },
+  ): void {
+    if (lengthBytes <= 0 || budget.calls <= 0) return;
+    budget.calls--;
+    if (this.#mapAt(start, lengthBytes).ok) {
+      fills.push({ base: start, lengthBytes });
+      return;
+    }
+    if (lengthBytes <= pageBytes) return;
+    const half = Math.floor(lengthBytes / 2 / pageBytes) * pageBytes || pageBytes;
+    this.#fill(start, half, pageBytes, fills, budget);
+    this.#fill(start + half, lengthBytes - half, pageBytes, fills, budget);
   }
 
   /** Maps `lengthBytes` exactly at `address` with MAP_FIXED_NOREPLACE, never elsewhere. */
