@@ -1192,7 +1192,9 @@ export class PhysicalAllocator implements Disposable {
   /** realloc() of an address in a chunk: in place within its kmalloc class, else moved. */
   #reallocLayered(address: number, sizeBytes: number): number {
     const layers = this.#layers!;
-    const owner = layers.ownerOf(address, "reallocate");
+    // Debug mode: the guard is verified before anything is written (a move
+    // would allocate first, and the free that ends it would find it then).
+    const owner = layers.ownerOf(address, "reallocate", this.#debug !== null);
     validateSize(sizeBytes, "reallocate", address);
     if (sizeBytes === owner.sizeBytes || layers.resizeInPlace(address, sizeBytes)) return address;
     // A page run shrinks where it stands, as a block does (its frames past the

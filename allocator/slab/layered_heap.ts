@@ -185,9 +185,6 @@ const SLABS_EMPTIED_PER_NARROWING = 64;
 /** Layer state versions wrap within 30 bits: never -1, the version a joining Worker has seen. */
 const VERSION_MASK = 0x3fffffff;
 
-/** Debug mode: caches aligned to more than this get poison but no guard bytes (see createCache). */
-const DEBUG_GUARD_ALIGN_MAX = 128;
-
 /**
  * A shared heap's layer state, for the layers of one of its Workers: the
  * state lives in the heap's memory, and the creator writes it fresh.
@@ -493,12 +490,13 @@ export class LayeredHeap {
     const requestedBytes = (objectBytes + 7) & ~7;
     // Debug mode: a named cache's objects grow by the guard (rounded up to
     // the cache's alignment, so objects stay aligned), which their u8 slack
-    // records; past DEBUG_GUARD_ALIGN_MAX that slack could not hold the
-    // rounded guard, so such caches get poison but no guard bytes.
-    const guardBytes = keepsSizes || alignBytes > DEBUG_GUARD_ALIGN_MAX ? 0 : this.#guardBytes;
-    const bytes = guardBytes === 0
-      ? requestedBytes
-      : alignUp(requestedBytes + guardBytes, Math.max(alignBytes, 8));
+    // records; when that slack could not hold the rounded guard (a large
+    // alignment), such caches get poison but no guard bytes.
+    const guarded = alignUp(requestedBytes + this.#guardBytes, Math.max(alignBytes, 8));
+    const guardBytes = keepsSizes || guarded - requestedBytes > KMALLOC_SLACK_MAX
+      ? 0
+      : this.#guardBytes;
+    const bytes = guardBytes === 0 ? requestedBytes : guarded;
     this.#requestedOf[id] = requestedBytes;
     // A reused id gets a fresh key: links of the old cache never decode in the new one.
     const made = this.#scalars[S_CACHES_MADE];
@@ -955,10 +953,13 @@ export class LayeredHeap {
 
   /**
    * The live allocation at `address`: its requested size and capacity.
+   * With `verifyGuard` in debug mode, a slab object's guard bytes are
+   * verified too (a realloc checks them before it moves anything).
    *
    * @throws {InvalidFreeError} / {DoubleFreeError} As `free` would (the caller may rethrow its own class).
+   * @throws {HeapCorruptionError} With `verifyGuard`, if the guard bytes were overwritten.
    */
-  ownerOf(address: number, operation: string): LayerOwner {
+  ownerOf(address: number, operation: string, verifyGuard = false): LayerOwner {
     const offset = address - this.#baseAddress;
     const ref = this.frames.refAt(offset);
     const slab = this.#slabOf(ref, address, operation);
@@ -981,6 +982,7 @@ export class LayeredHeap {
         }`,
       );
     }
+    if (verifyGuard && this.#guardBytes > 0) cache.verifyGuard(offset, d, index, operation);
     return {
       sizeBytes: cache.objectBytes - cache.slackOf(d, index) - cache.hiddenOf(d, index),
       capacityBytes: cache.objectBytes,
