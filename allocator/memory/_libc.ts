@@ -42,6 +42,8 @@ export const MAP_PRIVATE = 0x02;
 export const MAP_ANONYMOUS = 0x20;
 /** `mmap` flag: do not reserve swap; only touched pages cost memory. */
 export const MAP_NORESERVE = 0x4000;
+/** `mmap` flag: map exactly at `addr`, replacing what this process mapped there. */
+export const MAP_FIXED = 0x10;
 /** `mmap` flag (Linux 4.17+): map exactly at `addr` or fail with EEXIST, never replace. */
 export const MAP_FIXED_NOREPLACE = 0x100000;
 

@@ -54,6 +54,7 @@ import {
   type Libc,
   MAP_ANONYMOUS,
   MAP_FAILED,
+  MAP_FIXED,
   MAP_FIXED_NOREPLACE,
   MAP_NORESERVE,
   MAP_PRIVATE,
@@ -452,13 +453,16 @@ class MappedMemory implements IdentityMemory {
   #window: ArrayBuffer;
   #closed = false;
 
-  /** The gaps between the mappings that Mapper.fillGaps mapped, unmapped with them. */
-  readonly #fills: readonly MappedRange[];
+  /**
+   * What it unmaps besides its regions' mappings: the gaps Mapper.fillGaps
+   * mapped, and ranges other identity memories gave it at their close.
+   */
+  readonly #fills: MappedRange[];
 
   constructor(libc: Libc, mappings: readonly RegionMapping[], fills: readonly MappedRange[]) {
     this.#libc = libc;
     this.mappings = mappings;
-    this.#fills = fills;
+    this.#fills = [...fills];
     this.windowBase = Math.min(...mappings.map((m) => m.base));
     const windowEnd = Math.max(...mappings.map((m) => m.base + m.lengthBytes));
     this.windowBytes = windowEnd - this.windowBase;
@@ -470,6 +474,7 @@ class MappedMemory implements IdentityMemory {
       bytes: new Uint8Array(this.#window, mapping.base - this.windowBase, mapping.lengthBytes),
       ...(mapping.kind === "relocated" ? { physicalBase: mapping.physicalBase } : {}),
     }));
+    OPEN_MEMORIES.add(this);
   }
 
   get closed(): boolean {
@@ -487,11 +492,31 @@ class MappedMemory implements IdentityMemory {
       // A runtime that cannot detach external buffers: the `closed` flag,
       // which the allocator checks before every access, is the only guard left.
     }
+    OPEN_MEMORIES.delete(this);
     const failures: string[] = [];
-    for (const mapping of [...this.mappings, ...this.#fills]) {
-      const pointer = Deno.UnsafePointer.create(BigInt(mapping.base));
-      if (this.#libc.symbols.munmap(pointer, BigInt(mapping.lengthBytes)) !== 0) {
-        failures.push(`${hex(mapping.base)}: ${errnoName(lastErrno(this.#libc))}`);
+    const pieces: MappedRange[] = [...this.mappings, ...this.#fills];
+    while (pieces.length > 0) {
+      const piece = pieces.pop()!;
+      const end = piece.base + piece.lengthBytes;
+      // Inside another open memory's window (it mapped its gaps around this
+      // one's ranges), a range becomes zero pages that memory keeps: an
+      // unmapped hole in its window would kill the process when read.
+      const keeper = [...OPEN_MEMORIES].find((other) =>
+        other.windowBase < end && piece.base < other.windowBase + other.windowBytes
+      );
+      if (keeper !== undefined) {
+        const from = Math.max(piece.base, keeper.windowBase);
+        const to = Math.min(end, keeper.windowBase + keeper.windowBytes);
+        if (this.#zeroPages(from, to - from)) {
+          keeper.#fills.push({ base: from, lengthBytes: to - from });
+          if (piece.base < from) pieces.push({ base: piece.base, lengthBytes: from - piece.base });
+          if (to < end) pieces.push({ base: to, lengthBytes: end - to });
+          continue;
+        }
+      }
+      const pointer = Deno.UnsafePointer.create(BigInt(piece.base));
+      if (this.#libc.symbols.munmap(pointer, BigInt(piece.lengthBytes)) !== 0) {
+        failures.push(`${hex(piece.base)}: ${errnoName(lastErrno(this.#libc))}`);
       }
     }
     this.#libc.close();
@@ -502,7 +527,24 @@ class MappedMemory implements IdentityMemory {
     }
   }
 
+  /** Replaces what this memory mapped at `[base, base + lengthBytes)` with fresh zero pages. */
+  #zeroPages(base: number, lengthBytes: number): boolean {
+    const hint = Deno.UnsafePointer.create(BigInt(base));
+    const pointer = this.#libc.symbols.mmap(
+      hint,
+      BigInt(lengthBytes),
+      PROTECTION,
+      MAP_FIXED | MAP_NORESERVE | MAP_PRIVATE | MAP_ANONYMOUS,
+      -1,
+      0n,
+    );
+    return pointerValue(pointer) === BigInt(base);
+  }
+
   [Symbol.dispose](): void {
     this.close();
   }
 }
+
+/** Every identity memory not closed yet (see MappedMemory.close). */
+const OPEN_MEMORIES = new Set<MappedMemory>();
