@@ -1,0 +1,63 @@
+/**
+ * What the sixth adversarial round found, fixed: each test failed before its
+ * fix. A debug-mode realloc whose guard was overwritten, and identity memory
+ * closed inside another identity memory's window.
+ */
+import assert from "node:assert/strict";
+import { HeapCorruptionError, mapIdentity, PhysicalAllocator } from "../mod.ts";
+
+const MIB = 1 << 20;
+const GIB = 2 ** 30;
+
+Deno.test("debug mode: a realloc whose guard was overwritten throws before it allocates anything", () => {
+  for (const layers of [true, false]) {
+    for (const [sizeBytes, newSizeBytes] of [[40, 5000], [40, 100], [3000, 5000], [3000, 100000]]) {
+      const heap = PhysicalAllocator.fromBuffer(new Uint8Array(8 * MIB), { debug: true, layers });
+      const a = heap.alloc(sizeBytes);
+      heap.alloc(sizeBytes);
+      const view = heap.bytes(a);
+      new Uint8Array(view.buffer, view.byteOffset, sizeBytes + 1)[sizeBytes] ^= 0x5a;
+      const before = heap.stats();
+      assert.throws(() => heap.realloc(a, newSizeBytes), HeapCorruptionError);
+      assert.deepEqual(heap.stats(), before, `layers ${layers}, ${sizeBytes} -> ${newSizeBytes}`);
+      heap.close();
+    }
+  }
+});
+
+/** Identity mapping works here (Linux, --allow-ffi). */
+const CAN_MAP = Deno.build.os === "linux" &&
+  Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+
+Deno.test({
+  name:
+    "identity memory closed inside another's window leaves zero pages there, which that one unmaps",
+  ignore: !CAN_MAP,
+  fn() {
+    const base = 75 * GIB;
+    const inner = mapIdentity([{ start: base + 4 * MIB, length: MIB }]);
+    const outer = mapIdentity([{ start: base, length: MIB }, {
+      start: base + 8 * MIB,
+      length: MIB,
+    }]);
+    assert.deepEqual([...outer.mappings, ...inner.mappings].map((m) => m.kind), [
+      "identity",
+      "identity",
+      "identity",
+    ]);
+    inner.regions[0].bytes.fill(9);
+    inner.close();
+    // The outer window reaches the inner memory's old pages: zero pages now, not a hole.
+    const window = new Uint8Array(outer.regions[0].bytes.buffer);
+    assert.equal(window[4 * MIB], 0);
+    assert.equal(window[5 * MIB - 1], 0);
+    // No one else maps there while the outer memory holds those pages.
+    const blocked = mapIdentity([{ start: base + 4 * MIB, length: MIB }]);
+    assert.equal(blocked.mappings[0].kind, "relocated");
+    blocked.close();
+    outer.close();
+    // Everything went back with the outer memory.
+    using again = mapIdentity([{ start: base + 4 * MIB, length: MIB }]);
+    assert.equal(again.mappings[0].kind, "identity");
+  },
+});
