@@ -1,10 +1,16 @@
 /**
  * What the sixth adversarial round found, fixed: each test failed before its
- * fix. A debug-mode realloc whose guard was overwritten, and identity memory
- * closed inside another identity memory's window.
+ * fix. A debug-mode realloc whose guard was overwritten, identity memory
+ * closed inside another identity memory's window, and a shared heap's
+ * close() that meets a corrupt heap.
  */
 import assert from "node:assert/strict";
-import { HeapCorruptionError, mapIdentity, PhysicalAllocator } from "../mod.ts";
+import {
+  AllocatorClosedError,
+  HeapCorruptionError,
+  mapIdentity,
+  PhysicalAllocator,
+} from "../mod.ts";
 
 const MIB = 1 << 20;
 const GIB = 2 ** 30;
@@ -60,4 +66,21 @@ Deno.test({
     using again = mapIdentity([{ start: base + 4 * MIB, length: MIB }]);
     assert.equal(again.mappings[0].kind, "identity");
   },
+});
+
+Deno.test("a shared heap's handle closes even when its Worker cache meets a corrupt heap on the way", () => {
+  const memory = new SharedArrayBuffer(4 * MIB);
+  // Blocks at 4096-byte alignment: the 40 bytes asked for sit right before the next header.
+  const creator = PhysicalAllocator.fromBuffer(memory, { align: 4096 });
+  const joiner = PhysicalAllocator.attach(memory);
+  const a = joiner.alloc(40);
+  const view = joiner.bytes(a);
+  new Uint8Array(view.buffer, view.byteOffset, 41)[40] ^= 1; // a one-byte overflow into a header
+  creator.free(a); // into the creator's Worker cache
+  for (const heap of [joiner, creator]) {
+    assert.throws(() => heap.close(), HeapCorruptionError);
+    assert.equal(heap.closed, true);
+    assert.throws(() => heap.alloc(8), AllocatorClosedError);
+    heap.close(); // exactly once: nothing more to release, nothing thrown
+  }
 });

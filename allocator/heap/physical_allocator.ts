@@ -1121,8 +1121,9 @@ export class PhysicalAllocator implements Disposable {
    * when the next block is free, and otherwise moves the payload to a new
    * block (aligned to the allocator's default) and frees the old one. A page
    * run shrinks in place too (its frames past the new size go back, its page
-   * alignment stays); a slab object stays while its size class holds the new
-   * size, and otherwise moves to the class (or layer) that does.
+   * alignment stays); a slab object stays while the new size falls in its own
+   * size class (its slack changes), and otherwise moves to the class (or
+   * layer) that the new size falls in.
    *
    * @param address A live payload address.
    * @param sizeBytes The new payload size, a positive integer.
@@ -2009,6 +2010,10 @@ export class PhysicalAllocator implements Disposable {
   /**
    * Releases the memory (for identity-mapped memory, unmaps it) exactly
    * once; every later call on the allocator throws `AllocatorClosedError`.
+   * A Worker of a shared heap gives its Worker cache back first; when that
+   * finds the heap corrupt, the handle closes all the same, its slot stays
+   * taken (another Worker's `reclaimSlot` frees it), and close() then throws
+   * the `HeapCorruptionError`.
    *
    * @example
    * ```ts
@@ -2022,7 +2027,16 @@ export class PhysicalAllocator implements Disposable {
    */
   close(): void {
     if (this.#closed) return;
-    if (this.#sharedCalls !== null && !this.#shared!.detached) this.#sharedCalls.detach();
+    // A Worker cache that cannot be drained (a corrupt heap) still closes this
+    // handle: the error comes after, and the slot stays taken for reclaimSlot.
+    let drainFailure: unknown = null;
+    if (this.#sharedCalls !== null && !this.#shared!.detached) {
+      try {
+        this.#sharedCalls.detach();
+      } catch (error) {
+        drainFailure = error;
+      }
+    }
     this.#closed = true;
     this.#slabDoor = null;
     this.#claim.release();
@@ -2035,6 +2049,7 @@ export class PhysicalAllocator implements Disposable {
       this.#control.setWord(CONTROL_MAGIC_OFFSET, 0);
     }
     if (this.#memory.closed !== true) this.#memory.close?.();
+    if (drainFailure !== null) throw drainFailure;
   }
 
   static {

@@ -236,7 +236,7 @@ function checkRanges(ranges: readonly AddressRange[], pageBytes: number): void {
     // Physical addresses past 2^53 are no exact numbers (the memory-map parsers refuse them too).
     if (start + length > 2 ** 53) {
       throw new InvalidMemoryError(
-        `Cannot map range at ${hex(start)} of length ${length}: it ends past 2^53`,
+        `Cannot map range at ${hex(start)} of length ${length}: it ends at or past 2^53`,
       );
     }
   }

@@ -462,7 +462,7 @@ function assertRange(range: AddressRange): void {
   }
   if (!Number.isSafeInteger(start + length)) {
     throw new InvalidMemoryError(
-      `Cannot use region ${hex(start)} of length ${length}: it ends past 2^53`,
+      `Cannot use region ${hex(start)} of length ${length}: it ends at or past 2^53`,
     );
   }
 }

@@ -371,7 +371,7 @@ export function checkReservation(reservation: Reservation, index: number): void 
     );
   }
   if (start + length >= ADDRESS_LIMIT) {
-    throw new MemoryMapError(`Cannot reserve ${where}: it ends past 2^53`);
+    throw new MemoryMapError(`Cannot reserve ${where}: it ends at or past 2^53`);
   }
 }
 
