@@ -118,11 +118,13 @@ export interface AllocatorOptions {
    */
   native?: NativeMode;
   /**
-   * Debug mode (allocator/heap/check/debug_guard.ts): every payload is followed by at
-   * least 16 guard bytes, verified at `free`, `realloc` and `check()`, and
-   * free memory is poisoned and verified when it is handed out again and at
-   * `check()`, so overflows and writes after free throw HeapCorruptionError.
-   * Guard bytes live in the block's slack and count as `overheadBytes`.
+   * Debug mode (allocator/heap/check/debug_guard.ts): every block payload and
+   * slab object is followed by at least 16 guard bytes, verified at `free`,
+   * `realloc` and `check()`, and free memory is poisoned and verified when it
+   * is handed out again and at `check()`, so overflows and writes after free
+   * throw HeapCorruptionError. Guard bytes live in the block's slack and count
+   * as `overheadBytes`. Page runs (whole frames) have neither guard bytes nor
+   * poison, and the objects of a cache aligned to 256 bytes or more no guard.
    *
    * @default {false}
    */
@@ -159,7 +161,8 @@ export interface AllocatorOptions {
    * page-multiple requests aligned to exactly 4096 from buddy page frames,
    * everything else from blocks. They serve heaps with a region of at least
    * 1 MiB, placing their chunks in the window's first 2 GiB; in debug mode
-   * slab objects get guard bytes and free ones poison, as blocks do. `false`
+   * slab objects get guard bytes and free ones poison, as blocks do (page
+   * runs neither: see `debug`). `false`
    * gives the pure block allocator. A shared heap keeps the layers' state in
    * its header (from a buffer of about 1.2 MiB; smaller ones have blocks alone).
    *
