@@ -511,28 +511,9 @@ Deno.test({
     memory.close();
     assert.equal(heap.closed, true);
     assert.equal(view.byteLength, 0, "the view was detached before munmap");
-    const calls: [string, () => unknown][] = [
-      ["alloc", () => heap.alloc(8)],
-      ["tryAlloc", () => heap.tryAlloc(8)],
-      ["free", () => heap.free(block)],
-      ["realloc", () => heap.realloc(block, 200)],
-      ["bytes", () => heap.bytes(block)],
-      ["sizeOf", () => heap.sizeOf(block)],
-      ["capacityOf", () => heap.capacityOf(block)],
-      ["allocPages", () => heap.allocPages(0)],
-      ["freePages", () => heap.freePages(page)],
-      ["free big", () => heap.free(big)],
-      ["createCache", () => heap.createCache("dentry", 32)],
-      ["cache.alloc", () => cache.alloc()],
-      ["cache.free", () => cache.free(object)],
-      ["cache.info", () => cache.info()],
-      ["destroyCache", () => heap.destroyCache(cache)],
-      ["stats", () => heap.stats()],
-      ["trim", () => heap.trim()],
-      ["check", () => heap.check()],
-      ["blocks", () => [...heap.blocks()]],
-      ["layerRuns", () => [...heap.layerRuns()]],
-      ["a walk begun before close", () => walk.next()],
+    const calls = [
+      ...everyCall(heap, { block, page, cache, object, walk }),
+      ["free big", () => heap.free(big)] as [string, () => unknown],
     ];
     for (const [what, call] of calls) {
       assert.throws(call, (error: unknown) => {
@@ -798,28 +779,7 @@ Deno.test("a heap over a transferred buffer refuses every call with MemoryDetach
   walk.next();
   const moved = buffer.transfer(8 * MIB);
   assert.equal(view.byteLength, 0);
-  const calls: [string, () => unknown][] = [
-    ["alloc", () => heap.alloc(8)],
-    ["tryAlloc", () => heap.tryAlloc(8)],
-    ["free", () => heap.free(block)],
-    ["realloc", () => heap.realloc(block, 9)],
-    ["bytes", () => heap.bytes(block)],
-    ["sizeOf", () => heap.sizeOf(block)],
-    ["capacityOf", () => heap.capacityOf(block)],
-    ["allocPages", () => heap.allocPages(0)],
-    ["freePages", () => heap.freePages(page)],
-    ["createCache", () => heap.createCache("dentry", 32)],
-    ["cache.alloc", () => cache.alloc()],
-    ["cache.free", () => cache.free(object)],
-    ["cache.info", () => cache.info()],
-    ["destroyCache", () => heap.destroyCache(cache)],
-    ["stats", () => heap.stats()],
-    ["trim", () => heap.trim()],
-    ["check", () => heap.check()],
-    ["blocks", () => [...heap.blocks()]],
-    ["layerRuns", () => [...heap.layerRuns()]],
-    ["a walk begun before", () => walk.next()],
-  ];
+  const calls = everyCall(heap, { block, page, cache, object, walk });
   for (const [what, call] of calls) {
     assert.throws(call, (error: unknown) => {
       assert.ok(error instanceof MemoryDetachedError, `${what}: ${String(error)}`);
@@ -1163,3 +1123,38 @@ Deno.test("random mixes of every public call keep the books and never overlap li
     churn(heap, name, 500 + i, 1500);
   });
 });
+
+/** What everyCall() calls with: live handles of one heap. */
+interface Handles {
+  readonly block: number;
+  readonly page: number;
+  readonly cache: ObjectCache;
+  readonly object: number;
+  readonly walk: Iterator<unknown>;
+}
+
+/** Every public call of `heap` and its cache, named, for "every call refuses" checks. */
+function everyCall(heap: PhysicalAllocator, h: Handles): [string, () => unknown][] {
+  return [
+    ["alloc", () => heap.alloc(8)],
+    ["tryAlloc", () => heap.tryAlloc(8)],
+    ["free", () => heap.free(h.block)],
+    ["realloc", () => heap.realloc(h.block, 200)],
+    ["bytes", () => heap.bytes(h.block)],
+    ["sizeOf", () => heap.sizeOf(h.block)],
+    ["capacityOf", () => heap.capacityOf(h.block)],
+    ["allocPages", () => heap.allocPages(0)],
+    ["freePages", () => heap.freePages(h.page)],
+    ["createCache", () => heap.createCache("dentry", 32)],
+    ["cache.alloc", () => h.cache.alloc()],
+    ["cache.free", () => h.cache.free(h.object)],
+    ["cache.info", () => h.cache.info()],
+    ["destroyCache", () => heap.destroyCache(h.cache)],
+    ["stats", () => heap.stats()],
+    ["trim", () => heap.trim()],
+    ["check", () => heap.check()],
+    ["blocks", () => [...heap.blocks()]],
+    ["layerRuns", () => [...heap.layerRuns()]],
+    ["a walk begun before", () => h.walk.next()],
+  ];
+}

@@ -342,12 +342,30 @@ export function plainView(view: Uint8Array, subject: string): Uint8Array {
 
 /** Runs `read` over caller input; anything it throws but the allocator's own errors becomes InvalidMemoryError. */
 function readOnce<T>(subject: string, read: () => T): T {
+  return readCallerInput(subject, read, InvalidMemoryError);
+}
+
+/**
+ * Runs `read`, which reads a caller's input (getters, Proxies and traps may
+ * run the caller's code and throw anything): what it throws, other than the
+ * allocator's own errors, becomes an `ErrorClass` saying what was read.
+ *
+ * @param subject What the caller asked for, as in "Cannot {subject}".
+ * @param read Reads the input.
+ * @param ErrorClass The typed error a failed read becomes.
+ * @returns What `read` returns.
+ */
+export function readCallerInput<T>(
+  subject: string,
+  read: () => T,
+  ErrorClass: new (message: string) => AllocatorError,
+): T {
   try {
     return read();
   } catch (error) {
     if (error instanceof AllocatorError) throw error;
-    throw new InvalidMemoryError(
-      `Cannot ${subject}: reading its description threw ${
+    throw new ErrorClass(
+      `Cannot ${subject}: reading its input threw ${
         error instanceof Error ? error.name : describeValue(error)
       }`,
     );

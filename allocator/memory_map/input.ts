@@ -14,8 +14,8 @@
  * @module
  */
 
-import { AllocatorError, MemoryMapError } from "../errors.ts";
-import { describeValue } from "../memory/physical_memory.ts";
+import { MemoryMapError } from "../errors.ts";
+import { describeValue, readCallerInput } from "../memory/physical_memory.ts";
 import type { MemoryMapEntry } from "./entry.ts";
 
 /** The most entries (or reservations, or directories) one map may have. */
@@ -31,16 +31,7 @@ export const ENTRIES_MAX = 1 << 20;
  * @throws {MemoryMapError} If `read` throws anything but an AllocatorError.
  */
 export function readMapInput<T>(subject: string, read: () => T): T {
-  try {
-    return read();
-  } catch (error) {
-    if (error instanceof AllocatorError) throw error;
-    throw new MemoryMapError(
-      `Cannot ${subject}: reading the input threw ${
-        error instanceof Error ? error.name : describeValue(error)
-      }`,
-    );
-  }
+  return readCallerInput(subject, read, MemoryMapError);
 }
 
 /**
