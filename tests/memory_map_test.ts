@@ -458,7 +458,10 @@ Deno.test("MemoryMap.reserve() rejects malformed reservations", () => {
     () => map.reserve(0x1000, 4096, " "),
     isMapError(/label must be a non-empty string/),
   );
-  assert.throws(() => map.reserve(2 ** 53 - 4096, 8192, "huge"), isMapError(/ends at or past 2\^53/));
+  assert.throws(
+    () => map.reserve(2 ** 53 - 4096, 8192, "huge"),
+    isMapError(/ends at or past 2\^53/),
+  );
   assert.equal(map.reservations.length, 0);
 });
 
