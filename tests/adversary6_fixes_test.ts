@@ -2,11 +2,13 @@
  * What the sixth adversarial round found, fixed: each test failed before its
  * fix. A debug-mode realloc whose guard was overwritten, identity memory
  * closed inside another identity memory's window, and a shared heap's
- * close() that meets a corrupt heap.
+ * close() that meets a corrupt heap; and, left by the fifth round, a free
+ * link forged to point between the heap's regions.
  */
 import assert from "node:assert/strict";
 import {
   AllocatorClosedError,
+  bufferMemory,
   HeapCorruptionError,
   mapIdentity,
   PhysicalAllocator,
@@ -82,5 +84,25 @@ Deno.test("a shared heap's handle closes even when its Worker cache meets a corr
     assert.equal(heap.closed, true);
     assert.throws(() => heap.alloc(8), AllocatorClosedError);
     heap.close(); // exactly once: nothing more to release, nothing thrown
+  }
+});
+
+Deno.test("a free link forged to point between the heap's regions is corruption before anything reads there", () => {
+  for (const policy of ["tlsf", "first-fit"] as const) {
+    // Two regions with a hole between them in one window (over identity memory such a hole
+    // may be another mapping's pages, or none).
+    const memory = bufferMemory([{ start: MIB, length: MIB }, { start: 4 * MIB, length: MIB }]);
+    const heap = new PhysicalAllocator(memory, { policy, layers: false });
+    heap.alloc(5000);
+    const b = heap.alloc(5000);
+    heap.alloc(5000);
+    const stale = heap.bytes(b);
+    heap.free(b);
+    new DataView(stale.buffer, stale.byteOffset).setBigUint64(0, BigInt(3 * MIB), true);
+    assert.throws(() => heap.check(), (error: unknown) => {
+      assert.ok(error instanceof HeapCorruptionError, `${policy}: ${String(error)}`);
+      assert.match(error.message, /links outside the heap/, policy);
+      return true;
+    });
   }
 });

@@ -419,7 +419,13 @@ export class PhysicalAllocator implements Disposable {
         controlBytes,
         narrow,
       );
-    this.#policy = policyEntry.create(this.#blocks, this.#control, largestArea);
+    // (The verifier is made below; the policy asks only once the heap serves calls.)
+    this.#policy = policyEntry.create(
+      this.#blocks,
+      this.#control,
+      largestArea,
+      (address) => this.#verifier.regionOf(address) !== null,
+    );
     const tlsf = this.#policy instanceof TlsfPolicy ? this.#policy : null;
     this.#usable = this.#layout.regions.filter((region) => !region.skipped);
     this.#verifier = new BlockVerifier(this.#blocks, this.#usable, options.debug === true);

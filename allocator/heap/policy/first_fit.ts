@@ -53,10 +53,26 @@ export class FirstFitPolicy implements FreeListPolicy {
    *
    * @param blocks Access to the managed memory.
    * @param control Where the control block lives.
+   * @param inHeap True when an address lies in the heap's block areas: a list
+   *   link elsewhere is corruption, found before it is read through.
    */
-  constructor(blocks: BlockWords, control: ControlBlock) {
+  constructor(
+    blocks: BlockWords,
+    control: ControlBlock,
+    inHeap: (address: number) => boolean = () => true,
+  ) {
     this.#blocks = blocks;
     this.#control = control;
+    this.#inHeap = inHeap;
+  }
+
+  /** True when an address lies in the heap's block areas (see the constructor). */
+  readonly #inHeap: (address: number) => boolean;
+
+  /** A listed block about to be read: one outside the heap's block areas is corruption (tlsf.ts). */
+  #listed(block: number): number {
+    if (!this.#inHeap(block)) this.#corrupt(block, "the free list links outside the heap");
+    return block;
   }
 
   /**
@@ -98,7 +114,7 @@ export class FirstFitPolicy implements FreeListPolicy {
     let next = blocks.next(current);
     for (let steps = 0; next !== 0 && next < block; steps++) {
       if (steps > this.#count) this.#corrupt(current, "the free list is longer than its count");
-      current = next;
+      current = this.#listed(next);
       next = blocks.next(current);
     }
     this.#linkBetween(current, block, next);
@@ -143,7 +159,7 @@ export class FirstFitPolicy implements FreeListPolicy {
     const blocks = this.#blocks;
     let block = this.#head();
     for (let steps = 0; block !== 0 && steps < this.#count; steps++) {
-      const size = blocks.size(block);
+      const size = blocks.size(this.#listed(block));
       if (alignBytes <= GRANULE_BYTES) {
         if (size >= blockSizeBytes) return block;
       } else if (alignmentGap(block, alignBytes) + blockSizeBytes <= size) {
@@ -158,7 +174,7 @@ export class FirstFitPolicy implements FreeListPolicy {
     const result: number[] = [];
     for (let block = this.#head(); block !== 0; block = this.#blocks.next(block)) {
       if (result.length >= limit) this.#corrupt(block, "the free list does not end");
-      result.push(block);
+      result.push(this.#listed(block));
     }
     return result;
   }

@@ -17,19 +17,28 @@ import { TlsfPolicy } from "./tlsf.ts";
 export interface PolicyEntry {
   /** Bytes of control block the policy needs for a heap whose largest block area is given. */
   controlBytes(largestAreaBytes: number): number;
-  /** Builds the policy over the heap's block words and control block. */
-  create(blocks: BlockWords, control: ControlBlock, largestAreaBytes: number): FreeListPolicy;
+  /**
+   * Builds the policy over the heap's block words and control block;
+   * `inHeap` says whether an address lies in the heap's block areas.
+   */
+  create(
+    blocks: BlockWords,
+    control: ControlBlock,
+    largestAreaBytes: number,
+    inHeap: (address: number) => boolean,
+  ): FreeListPolicy;
 }
 
 /** Every policy by name. */
 export const POLICIES: Readonly<Record<PolicyName, PolicyEntry>> = {
   "tlsf": {
     controlBytes: (largestAreaBytes) => controlBytes(TlsfPolicy.flCountFor(largestAreaBytes)),
-    create: (blocks, control, largestAreaBytes) =>
-      new TlsfPolicy(blocks, control, largestAreaBytes),
+    create: (blocks, control, largestAreaBytes, inHeap) =>
+      new TlsfPolicy(blocks, control, largestAreaBytes, inHeap),
   },
   "first-fit": {
     controlBytes: () => controlBytes(0),
-    create: (blocks, control) => new FirstFitPolicy(blocks, control),
+    create: (blocks, control, _largestAreaBytes, inHeap) =>
+      new FirstFitPolicy(blocks, control, inHeap),
   },
 };

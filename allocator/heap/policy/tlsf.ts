@@ -115,14 +115,25 @@ export class TlsfPolicy implements FreeListPolicy {
   readonly #headsOffset: number;
   #nativeFind: NativeTlsfFind | null = null;
 
+  /** True when an address lies in the heap's block areas (see the constructor). */
+  readonly #inHeap: (address: number) => boolean;
+
   /**
    * Creates the policy over a control block.
    *
    * @param blocks Access to the managed memory.
    * @param control Where the control block lives (at least `controlBytes`).
    * @param largestBlockBytes The largest block the heap can ever hold.
+   * @param inHeap True when an address lies in the heap's block areas: a list
+   *   link elsewhere is corruption, found before it is read through.
    */
-  constructor(blocks: BlockWords, control: ControlBlock, largestBlockBytes: number) {
+  constructor(
+    blocks: BlockWords,
+    control: ControlBlock,
+    largestBlockBytes: number,
+    inHeap: (address: number) => boolean = () => true,
+  ) {
+    this.#inHeap = inHeap;
     this.#blocks = blocks;
     this.#control = control;
     this.#controlWords = control.words;
@@ -276,6 +287,7 @@ export class TlsfPolicy implements FreeListPolicy {
     const blocks = this.#blocks;
     let block = this.#head(sizeClass);
     for (let steps = 0; block !== 0 && steps < EXACT_SCAN_MAX; steps++) {
+      this.#listed(block);
       const gap = alignBytes <= GRANULE_BYTES ? 0 : alignmentGap(block, alignBytes);
       if (gap + blockSizeBytes <= blocks.size(block)) return block;
       block = blocks.next(block);
@@ -310,6 +322,7 @@ export class TlsfPolicy implements FreeListPolicy {
     for (let sizeClass = classOf(blockSizeBytes); sizeClass <= last; sizeClass++) {
       for (let block = this.#head(sizeClass); block !== 0; block = blocks.next(block)) {
         if (++steps > limit) return 0;
+        this.#listed(block);
         if (alignmentGap(block, alignBytes) + blockSizeBytes <= blocks.size(block)) return block;
       }
     }
@@ -321,7 +334,7 @@ export class TlsfPolicy implements FreeListPolicy {
     for (let sizeClass = 0; sizeClass < this.flCount * SL_COUNT; sizeClass++) {
       for (let block = this.#head(sizeClass); block !== 0; block = this.#blocks.next(block)) {
         if (result.length >= limit) return result;
-        result.push(block);
+        result.push(this.#listed(block));
       }
     }
     return result;
@@ -350,6 +363,7 @@ export class TlsfPolicy implements FreeListPolicy {
         let previous = 0;
         for (let block = head; block !== 0; block = blocks.next(block)) {
           if (++visited > limit) this.#corrupt(block, "the free lists do not end");
+          this.#listed(block);
           if (!blocks.isFree(block)) this.#corrupt(block, "a listed block is not free");
           if (blocks.prev(block) !== previous) this.#corrupt(block, "its back link is wrong");
           if (classOf(blocks.size(block)) !== sizeClass) {
@@ -359,6 +373,16 @@ export class TlsfPolicy implements FreeListPolicy {
         }
       }
     }
+  }
+
+  /**
+   * A listed block about to be read: one outside the heap's block areas (a
+   * link a stray write forged) is corruption, reported before any read there
+   * (over identity memory such an address may not even be mapped).
+   */
+  #listed(block: number): number {
+    if (!this.#inHeap(block)) this.#corrupt(block, "a free list links outside the heap");
+    return block;
   }
 
   #corrupt(address: number, invariant: string): never {
@@ -373,7 +397,7 @@ export class TlsfPolicy implements FreeListPolicy {
       let steps = 0;
       for (let block = this.#head(c); block !== 0; block = this.#blocks.next(block)) {
         if (++steps > blocksMax) this.#corrupt(block, "the free lists do not end");
-        largest = Math.max(largest, this.#blocks.size(block));
+        largest = Math.max(largest, this.#blocks.size(this.#listed(block)));
       }
       if (largest !== 0) return largest;
     }
