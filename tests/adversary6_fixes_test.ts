@@ -2,7 +2,8 @@
  * What the sixth adversarial round found, fixed: each test failed before its
  * fix. A debug-mode realloc whose guard was overwritten, identity memory
  * closed inside another identity memory's window, and a shared heap's
- * close() that meets a corrupt heap; and, left by the fifth round, a free
+ * close() that meets a corrupt heap; a debug-mode write after free into a
+ * link's unused high word; and, left by the fifth round, a free
  * link forged to point between the heap's regions.
  */
 import assert from "node:assert/strict";
@@ -104,5 +105,24 @@ Deno.test("a free link forged to point between the heap's regions is corruption 
       assert.match(error.message, /links outside the heap/, policy);
       return true;
     });
+  }
+});
+
+Deno.test("debug mode: a write after free into a link's unused high word is reported (below 2^31)", () => {
+  for (const layers of [true, false]) {
+    for (const byte of [5, 13]) {
+      const heap = PhysicalAllocator.fromBuffer(new Uint8Array(8 * MIB), { debug: true, layers });
+      heap.alloc(3000);
+      const b = heap.alloc(3000);
+      heap.alloc(3000);
+      const stale = heap.bytes(b);
+      heap.free(b);
+      stale[byte] ^= 0x11;
+      const before = heap.stats();
+      assert.throws(() => heap.check(), HeapCorruptionError, `layers ${layers}, byte ${byte}`);
+      assert.throws(() => heap.alloc(3000), HeapCorruptionError, `layers ${layers}, byte ${byte}`);
+      assert.deepEqual(heap.stats(), before);
+      heap.close();
+    }
   }
 });

@@ -47,10 +47,11 @@
  * @module
  */
 
-import { alignmentGap, type BlockWords } from "../block.ts";
+import { alignmentGap, type BlockWords, NarrowBlockWords } from "../block.ts";
 import { HeapCorruptionError } from "../../errors.ts";
 import {
   FOOTER_BYTES,
+  FREE_NEXT_OFFSET,
   FREE_PREV_OFFSET,
   GRANULE_BYTES,
   HEADER_BYTES,
@@ -214,6 +215,7 @@ export class DebugGuard {
    * @throws {HeapCorruptionError} Naming the first byte written after it was freed.
    */
   verifyFree(block: number, from: number, to: number, operation: string): void {
+    this.#verifyLinkHighWords(block, operation);
     const [start, end] = this.#body(block, from, to);
     const damaged = start < end ? this.#firstMismatch(start, end, POISON_BYTE) : -1;
     if (damaged >= 0) {
@@ -224,6 +226,27 @@ export class DebugGuard {
         }) was written after it was freed: found 0x${
           this.#byteAt(damaged).toString(16)
         }, expected 0x${POISON_BYTE.toString(16)}`,
+      );
+    }
+  }
+
+  /**
+   * Below 2^31 a free block's links are written with high words of 0 and
+   * never read there (NarrowBlockWords): bytes no poison covers, so a write
+   * after free into them is looked for here.
+   */
+  #verifyLinkHighWords(block: number, operation: string): void {
+    if (!(this.#blocks instanceof NarrowBlockWords)) return;
+    for (const at of [block + FREE_NEXT_OFFSET + 4, block + FREE_PREV_OFFSET + 4]) {
+      const word = this.#blocks.words[(at - this.#blocks.baseAddress) / 4];
+      if (word === 0) continue;
+      throw new HeapCorruptionError(
+        block,
+        `Cannot ${operation}: freed memory at ${hex(at)} (in the free block at ${
+          hex(block)
+        }) was written after it was freed: found 0x${
+          word.toString(16)
+        } in a link's high word, expected 0`,
       );
     }
   }
