@@ -159,8 +159,10 @@ export interface AllocatorOptions {
    * Whether the page-frame and slab layers (allocator/frames/, allocator/slab/)
    * serve `alloc` beside the blocks: small requests from kmalloc slab classes,
    * page-multiple requests aligned to exactly 4096 from buddy page frames,
-   * everything else from blocks. They serve heaps with a region of at least
-   * 1 MiB, placing their chunks in the window's first 2 GiB; in debug mode
+   * everything else from blocks. They serve heaps with a region whose block
+   * area holds at least 1 MiB (what is left of it after the policy's control
+   * block and granule rounding: a buffer of exactly 1 MiB has blocks alone),
+   * placing their chunks in the window's first 2 GiB; in debug mode
    * slab objects get guard bytes and free ones poison, as blocks do (page
    * runs neither: see `debug`). `false`
    * gives the pure block allocator. A shared heap keeps the layers' state in
