@@ -1528,22 +1528,31 @@ const CORRUPTIONS: readonly CorruptionCase[] = [
   },
   // The exact-class scan (a request for 520 bytes steps past a to b).
   {
-    name: "an exact-class link leaving the region, passed over by the general search",
+    name: "an exact-class link leaving the region, reported by the general search",
     scene: "scan",
     corrupt: (w, s) => w.set(B(s, 1) + FREE_NEXT_OFFSET, 0x10),
     call: (h) => h.alloc(520),
-    expect: "ok",
+    // The policy refuses a link outside the heap's regions before it reads through it
+    // (before dddc376 the scan read there and passed over it).
+    expect: "HEAP_CORRUPTION",
     fast: ALLOC_FALLBACK,
     // The link keeps its high word: in the two-region window it names an address the general
     // path finds in a region (it reports HEAP_CORRUPTION there); the paths must still agree.
     sameWindowOnly: true,
   },
   {
-    name: "an exact-class link to a misaligned address, passed over by the general search",
+    name: "an exact-class link to a misaligned address, reported by the general search",
     scene: "scan",
-    corrupt: (w, s) => w.set(B(s, 1) + FREE_NEXT_OFFSET, B(s, 3) + 4),
+    // Both words: above 4 GiB a low word alone would leave the link outside the heap (reported too).
+    corrupt: (w, s) => {
+      const link = B(s, 3) + 4;
+      w.set(B(s, 1) + FREE_NEXT_OFFSET, link % 2 ** 32);
+      w.set(B(s, 1) + FREE_NEXT_OFFSET + 4, Math.floor(link / 2 ** 32));
+    },
     call: (h) => h.alloc(520),
-    expect: "ok",
+    // The policy refuses a misaligned link before it reads through it (before dddc376 the
+    // scan read the bytes there as a block and passed over it).
+    expect: "HEAP_CORRUPTION",
     fast: ALLOC_FALLBACK,
   },
   {

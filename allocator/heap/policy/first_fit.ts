@@ -72,6 +72,9 @@ export class FirstFitPolicy implements FreeListPolicy {
   /** A listed block about to be read: one outside the heap's block areas is corruption (tlsf.ts). */
   #listed(block: number): number {
     if (!this.#inHeap(block)) this.#corrupt(block, "the free list links outside the heap");
+    if (block % GRANULE_BYTES !== 0) {
+      this.#corrupt(block, "the free list links to a misaligned address");
+    }
     return block;
   }
 

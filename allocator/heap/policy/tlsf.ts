@@ -382,6 +382,9 @@ export class TlsfPolicy implements FreeListPolicy {
    */
   #listed(block: number): number {
     if (!this.#inHeap(block)) this.#corrupt(block, "a free list links outside the heap");
+    if (block % GRANULE_BYTES !== 0) {
+      this.#corrupt(block, "a free list links to a misaligned address");
+    }
     return block;
   }
 
