@@ -258,6 +258,8 @@ function tryLoad(candidate: NativeCandidate): NativeSymbols | Failure {
   if (ffi.state !== "granted") {
     return { reason: FFI_DENIED };
   }
+  const problem = fileProblem(candidate.path);
+  if (problem !== null) return { reason: problem };
   let library: Deno.DynamicLibrary<typeof NATIVE_SYMBOLS>;
   try {
     library = Deno.dlopen(candidate.path, NATIVE_SYMBOLS);
@@ -271,6 +273,41 @@ function tryLoad(candidate: NativeCandidate): NativeSymbols | Failure {
   }
   loaded.set(key, library.symbols);
   return library.symbols;
+}
+
+/**
+ * Why the file at `path` cannot be a library to load, or null when it may be
+ * (or cannot be looked at without a read permission: dlopen decides then).
+ * dlopen of a FIFO blocks forever, and of an ELF file cut short (a copy that
+ * was interrupted) kills the process with SIGBUS when a page past its end is
+ * touched: both are refused here. An ELF file's section headers end it.
+ */
+function fileProblem(path: string | URL): string | null {
+  if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return null;
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    return null; // missing: dlopen says so, with its own error as the cause
+  }
+  if (!info.isFile) return "not a regular file";
+  const header = new Uint8Array(64);
+  try {
+    using file = Deno.openSync(path);
+    // Shorter than an ELF header: dlopen refuses it cleanly.
+    if (file.readSync(header) !== header.length) return null;
+  } catch {
+    return null;
+  }
+  const elf64LittleEndian = header[0] === 0x7f && header[1] === 0x45 && header[2] === 0x4c &&
+    header[3] === 0x46 && header[4] === 2 && header[5] === 1;
+  if (!elf64LittleEndian) return null;
+  const view = new DataView(header.buffer);
+  const sectionHeadersEnd = Number(view.getBigUint64(0x28, true)) +
+    view.getUint16(0x3a, true) * view.getUint16(0x3c, true);
+  return sectionHeadersEnd > info.size
+    ? `${info.size} bytes, cut short (its ELF header says ${sectionHeadersEnd}): rebuild or copy it again`
+    : null;
 }
 
 function unavailable(

@@ -31,19 +31,23 @@ import { SharedCalls } from "../shared/shared_calls.ts";
 import { corruptionAt } from "./check/corruption.ts";
 import { BlockEdits } from "./block_edits.ts";
 import { type AddressErrorClass, BlockVerifier } from "./check/block_verifier.ts";
-import { ControlBlock } from "./control_block.ts";
+import { ControlBlock, NarrowControlBlock } from "./control_block.ts";
 import { checkHeap } from "./check/heap_check.ts";
 import { HeapCounters } from "./counters.ts";
 import { DebugGuard, GUARD_BYTES_MIN } from "./check/debug_guard.ts";
 import {
   ALIGN_BYTES_MAX,
+  CONTROL_FL_COUNT_OFFSET,
   CONTROL_MAGIC,
   CONTROL_MAGIC_OFFSET,
+  CONTROL_POLICY_OFFSET,
+  controlHeadsOffset,
   FLAG_LAST,
   FLAG_PREV_FREE,
   GRANULE_BYTES,
   HEADER_BYTES,
   MIN_BLOCK_BYTES,
+  SL_COUNT,
 } from "./layout.ts";
 import { drawHeaderKey } from "./_header_key.ts";
 import { registerInspector } from "./_inspect.ts";
@@ -1910,6 +1914,7 @@ export class PhysicalAllocator implements Disposable {
   }
 
   #checkOwned(): void {
+    this.#verifyControlWords();
     checkHeap({
       blocks: this.#blocks,
       regions: this.#usable,
@@ -2085,6 +2090,38 @@ export class PhysicalAllocator implements Disposable {
   /** Same as `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /**
+   * check()'s proof of the control block's own words, which the searches
+   * trust: its magic, its policy id, TLSF's first-level count, and below 2^31
+   * the list heads' high words (written 0 and never read there).
+   */
+  #verifyControlWords(): void {
+    const control = this.#control;
+    const flCount = this.#policy instanceof TlsfPolicy ? this.#policy.flCount : 0;
+    const expected: [number, number, string][] = [
+      [CONTROL_MAGIC_OFFSET, CONTROL_MAGIC, "magic"],
+      [CONTROL_POLICY_OFFSET, this.#policy.id, "policy id"],
+      [CONTROL_FL_COUNT_OFFSET, flCount, "first-level count"],
+    ];
+    if (control instanceof NarrowControlBlock) {
+      const heads = controlHeadsOffset(flCount);
+      const headCount = flCount === 0 ? 1 : flCount * SL_COUNT;
+      for (let head = 0; head < headCount; head++) {
+        expected.push([heads + 8 * head + 4, 0, `list head ${head}'s high word`]);
+      }
+    }
+    for (const [offset, value, what] of expected) {
+      const found = control.word(offset);
+      if (found === value) continue;
+      throw new HeapCorruptionError(
+        control.address + offset,
+        `Heap corruption at ${hex(control.address + offset)}: the control block's ${what} is 0x${
+          found.toString(16)
+        }, expected 0x${value.toString(16)}`,
+      );
+    }
   }
 
   /** Runs `body` with the heap this caller's: the block lock held when shared. */

@@ -75,6 +75,9 @@ export class FirstFitPolicy implements FreeListPolicy {
     if (block % GRANULE_BYTES !== 0) {
       this.#corrupt(block, "the free list links to a misaligned address");
     }
+    if (!this.#blocks.isFree(block)) {
+      this.#corrupt(block, "a listed block is not a free block (a link to a used one)");
+    }
     return block;
   }
 

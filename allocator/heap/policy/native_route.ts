@@ -19,7 +19,7 @@
  */
 
 import type { ControlBlock } from "../control_block.ts";
-import { HeapCorruptionError, InvalidMemoryError, InvalidOptionError } from "../../errors.ts";
+import { HeapCorruptionError, InvalidOptionError } from "../../errors.ts";
 import { describeValue, hex } from "../../memory/physical_memory.ts";
 import { loadNative, NATIVE_RESULT, viewAddress } from "../../../native/loader.ts";
 import type { FreeListPolicy } from "./policy.ts";
@@ -193,8 +193,14 @@ function hostPointers(
 function checked(result: number, controlAddress: number): number {
   if (result >= NATIVE_RESULT.WALK_TOO_LONG) return result;
   if (result === NATIVE_RESULT.INVALID_ARGUMENT) {
-    throw new InvalidMemoryError(
-      "Cannot search the heap natively: libpma refused an argument (window, control block or request)",
+    // The numbers this side passes are its own, checked when the heap was
+    // made: what libpma refuses then is the control block's words (magic,
+    // policy id, first-level count), which a stray write can reach.
+    throw new HeapCorruptionError(
+      controlAddress,
+      `Heap corruption at ${
+        hex(controlAddress)
+      }: libpma refused the control block (its magic, policy id or first-level count was overwritten) or the request`,
     );
   }
   const block = NATIVE_RESULT.CORRUPT_BASE - result;

@@ -385,6 +385,9 @@ export class TlsfPolicy implements FreeListPolicy {
     if (block % GRANULE_BYTES !== 0) {
       this.#corrupt(block, "a free list links to a misaligned address");
     }
+    if (!this.#blocks.isFree(block)) {
+      this.#corrupt(block, "a listed block is not a free block (a link to a used one)");
+    }
     return block;
   }
 
