@@ -2,10 +2,15 @@
  * What the seventh adversarial round found, fixed: each test failed (hung or
  * crashed) before its fix. The native library's loader given a FIFO or a
  * library cut short, a free list linking to a used block, and forged words in
- * the control block.
+ * the control block, and `null` taken as the default for some options.
  */
 import assert from "node:assert/strict";
-import { HeapCorruptionError, NativeUnavailableError, PhysicalAllocator } from "../mod.ts";
+import {
+  AllocatorError,
+  HeapCorruptionError,
+  NativeUnavailableError,
+  PhysicalAllocator,
+} from "../mod.ts";
 import { loadNative } from "../native/loader.ts";
 
 const LOCAL_BUILD = new URL("../zig-out/lib/libpma.so", import.meta.url);
@@ -75,4 +80,17 @@ Deno.test("check() proves the control block's words; the native path calls a for
       }
     }
   }
+});
+
+Deno.test("null for any option is refused, as it was for the boolean ones", () => {
+  for (const name of ["policy", "align", "native", "baseAddress", "debug", "layers", "fastPath"]) {
+    assert.throws(
+      () => PhysicalAllocator.fromBuffer(new Uint8Array(1 << 16), { [name]: null }),
+      (error: unknown) => error instanceof AllocatorError && /null/.test(error.message),
+      name,
+    );
+  }
+  const heap = PhysicalAllocator.fromBuffer(new Uint8Array(4 << 20));
+  assert.throws(() => heap.createCache("inode", 64, { align: null as never }), AllocatorError);
+  heap.close();
 });

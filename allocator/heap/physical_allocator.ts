@@ -385,7 +385,7 @@ export class PhysicalAllocator implements Disposable {
    */
   constructor(memory: PhysicalMemory, options: AllocatorOptions = {}) {
     options = readOptions<AllocatorOptions>(options, ALLOCATOR_OPTION_NAMES);
-    const policyName = options.policy ?? POLICY_NAMES[0];
+    const policyName = options.policy === undefined ? POLICY_NAMES[0] : options.policy;
     if (!isPolicyName(policyName)) {
       throw new InvalidOptionError(
         `Cannot create allocator with policy ${describeValue(policyName)}: expected ${
@@ -393,7 +393,7 @@ export class PhysicalAllocator implements Disposable {
         }`,
       );
     }
-    const align = options.align ?? GRANULE_BYTES;
+    const align = options.align === undefined ? GRANULE_BYTES : options.align;
     validateAlignment(align, "create allocator");
     validateFlagOptions(options);
     this.policy = policyName;
@@ -453,7 +453,7 @@ export class PhysicalAllocator implements Disposable {
     this.#skippedBytes = totals.skippedBytes;
     this.#fixedOverheadBytes = totals.totalBytes - totals.skippedBytes - totals.blockAreaBytes;
     this.#nativeActive = attachNative(
-      options.native ?? "auto",
+      options.native === undefined ? "auto" : options.native,
       this.#policy,
       window.bytes,
       window.baseAddress,
@@ -628,7 +628,9 @@ export class PhysicalAllocator implements Disposable {
     if (view.buffer instanceof SharedArrayBuffer) {
       return PhysicalAllocator.#createShared(view, options);
     }
-    const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
+    const baseAddress = options.baseAddress === undefined
+      ? DEFAULT_BUFFER_BASE_ADDRESS
+      : options.baseAddress;
     validateBaseAddress(baseAddress);
     const memory: PhysicalMemory = {
       regions: [{
@@ -709,7 +711,7 @@ export class PhysicalAllocator implements Disposable {
   }
 
   static #createShared(view: Uint8Array, options: BufferAllocatorOptions): PhysicalAllocator {
-    const policy = options.policy ?? POLICY_NAMES[0];
+    const policy = options.policy === undefined ? POLICY_NAMES[0] : options.policy;
     if (policy !== "tlsf") {
       throw new InvalidOptionError(
         `Cannot create a shared heap with policy ${
@@ -738,9 +740,11 @@ export class PhysicalAllocator implements Disposable {
         }: expected true or false, and false in debug mode`,
       );
     }
-    const baseAddress = options.baseAddress ?? DEFAULT_BUFFER_BASE_ADDRESS;
+    const baseAddress = options.baseAddress === undefined
+      ? DEFAULT_BUFFER_BASE_ADDRESS
+      : options.baseAddress;
     validateBaseAddress(baseAddress);
-    const align = options.align ?? GRANULE_BYTES;
+    const align = options.align === undefined ? GRANULE_BYTES : options.align;
     validateAlignment(align, "create allocator");
     const workerCaches = caches ??
       (options.debug !== true && workerCachesFit(slotCount, view.byteLength));
@@ -1619,7 +1623,7 @@ export class PhysicalAllocator implements Disposable {
         `Cannot create cache ${describeValue(name)}: a cache of that name exists`,
       );
     }
-    const align = options.align ?? GRANULE_BYTES;
+    const align = options.align === undefined ? GRANULE_BYTES : options.align;
     if (
       !Number.isInteger(align) || align <= 0 || align > FRAME_BYTES || (align & (align - 1)) !== 0
     ) {
