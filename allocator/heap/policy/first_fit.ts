@@ -25,7 +25,7 @@ import {
   MIN_BLOCK_BYTES,
   POLICY_ID_FIRST_FIT,
 } from "../layout.ts";
-import type { FreeListPolicy, PolicyName } from "./policy.ts";
+import { type FreeListPolicy, listedBlockProblem, type PolicyName } from "./policy.ts";
 
 /** The native walks of first-fit, mirroring `find` and the walk of `insert`. */
 export interface NativeFirstFit {
@@ -71,13 +71,8 @@ export class FirstFitPolicy implements FreeListPolicy {
 
   /** A listed block about to be read: one outside the heap's block areas is corruption (tlsf.ts). */
   #listed(block: number): number {
-    if (!this.#inHeap(block)) this.#corrupt(block, "the free list links outside the heap");
-    if (block % GRANULE_BYTES !== 0) {
-      this.#corrupt(block, "the free list links to a misaligned address");
-    }
-    if (!this.#blocks.isFree(block)) {
-      this.#corrupt(block, "a listed block is not a free block (a link to a used one)");
-    }
+    const problem = listedBlockProblem(this.#blocks, this.#inHeap, block);
+    if (problem !== null) this.#corrupt(block, problem);
     return block;
   }
 

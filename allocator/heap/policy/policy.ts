@@ -7,6 +7,9 @@
  * @module
  */
 
+import type { BlockWords } from "../block.ts";
+import { GRANULE_BYTES } from "../layout.ts";
+
 /**
  * The names of the placement policies, the default first: the one list every
  * option check, help text and tool reads (registry.ts maps each to its class).
@@ -99,4 +102,27 @@ export interface FreeListPolicy {
    * @throws {HeapCorruptionError} Naming the block or control address at fault.
    */
   verify(limit: number): void;
+}
+
+/**
+ * What is wrong with `block`, a block a free list links to, before anything
+ * reads through it, or null: outside the heap's block areas (over identity
+ * memory such an address may not even be mapped), misaligned, or not free.
+ * A stray write forged the link; the policies report the answer as
+ * HEAP_CORRUPTION at the block.
+ *
+ * @param blocks The heap's block words.
+ * @param inHeap True when an address lies in the heap's block areas.
+ * @param block The linked block.
+ * @returns The broken invariant, or null.
+ */
+export function listedBlockProblem(
+  blocks: BlockWords,
+  inHeap: (address: number) => boolean,
+  block: number,
+): string | null {
+  if (!inHeap(block)) return "a free list links outside the heap";
+  if (block % GRANULE_BYTES !== 0) return "a free list links to a misaligned address";
+  if (!blocks.isFree(block)) return "a listed block is not a free block (a link to a used one)";
+  return null;
 }

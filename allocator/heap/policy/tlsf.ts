@@ -41,7 +41,7 @@ import {
   SL_LOG2,
   SMALL_BLOCK_BYTES,
 } from "../layout.ts";
-import type { FreeListPolicy, PolicyName } from "./policy.ts";
+import { type FreeListPolicy, listedBlockProblem, type PolicyName } from "./policy.ts";
 
 /** Blocks of the request's own class that `find` tries before the good-fit search. */
 export const EXACT_SCAN_MAX = 8;
@@ -381,13 +381,8 @@ export class TlsfPolicy implements FreeListPolicy {
    * (over identity memory such an address may not even be mapped).
    */
   #listed(block: number): number {
-    if (!this.#inHeap(block)) this.#corrupt(block, "a free list links outside the heap");
-    if (block % GRANULE_BYTES !== 0) {
-      this.#corrupt(block, "a free list links to a misaligned address");
-    }
-    if (!this.#blocks.isFree(block)) {
-      this.#corrupt(block, "a listed block is not a free block (a link to a used one)");
-    }
+    const problem = listedBlockProblem(this.#blocks, this.#inHeap, block);
+    if (problem !== null) this.#corrupt(block, problem);
     return block;
   }
 
