@@ -69,7 +69,7 @@ export class FirstFitPolicy implements FreeListPolicy {
   /** True when an address lies in the heap's block areas (see the constructor). */
   readonly #inHeap: (address: number) => boolean;
 
-  /** A listed block about to be read: one outside the heap's block areas is corruption (tlsf.ts). */
+  /** A listed block about to be read, or HEAP_CORRUPTION for a forged link (listedBlockProblem). */
   #listed(block: number): number {
     const problem = listedBlockProblem(this.#blocks, this.#inHeap, block);
     if (problem !== null) this.#corrupt(block, problem);

@@ -375,11 +375,7 @@ export class TlsfPolicy implements FreeListPolicy {
     }
   }
 
-  /**
-   * A listed block about to be read: one outside the heap's block areas (a
-   * link a stray write forged) is corruption, reported before any read there
-   * (over identity memory such an address may not even be mapped).
-   */
+  /** A listed block about to be read, or HEAP_CORRUPTION for a forged link (listedBlockProblem). */
   #listed(block: number): number {
     const problem = listedBlockProblem(this.#blocks, this.#inHeap, block);
     if (problem !== null) this.#corrupt(block, problem);
