@@ -22,62 +22,8 @@ import {
   type PhysicalMemory,
 } from "../mod.ts";
 import { Random } from "./support/random.ts";
+import { differenceFrom, type Picture, picture, refusesUnchanged } from "./support/refusals.ts";
 import { RpcWorker } from "./support/rpc_worker.ts";
-
-/** The heap as a user sees it: its stats and the bytes under it. */
-interface Picture {
-  readonly stats: string;
-  readonly words: Int32Array[];
-}
-
-/** 32-bit words over `bytes` (its length rounded down to a multiple of 4). */
-function wordsOf(bytes: Uint8Array): Int32Array {
-  const aligned = bytes.byteOffset - bytes.byteOffset % 4;
-  const length = (bytes.byteOffset - aligned + bytes.byteLength) >> 2;
-  return new Int32Array(bytes.buffer, aligned, length);
-}
-
-function picture(heap: PhysicalAllocator, views: readonly Uint8Array[]): Picture {
-  return { stats: JSON.stringify(heap.stats()), words: views.map((view) => wordsOf(view).slice()) };
-}
-
-/** The first difference between the heap now and `before`, or null. */
-function differenceFrom(
-  heap: PhysicalAllocator,
-  views: readonly Uint8Array[],
-  before: Picture,
-): string | null {
-  if (JSON.stringify(heap.stats()) !== before.stats) return "stats changed";
-  for (let v = 0; v < views.length; v++) {
-    const now = wordsOf(views[v]);
-    const then = before.words[v];
-    for (let i = 0; i < now.length; i++) {
-      if (now[i] !== then[i]) return `word ${i} of view ${v} changed`;
-    }
-  }
-  return null;
-}
-
-/** Runs `call`, which must throw an AllocatorError and change nothing; returns its code. */
-function refusesUnchanged(
-  heap: PhysicalAllocator,
-  views: readonly Uint8Array[],
-  what: string,
-  call: () => unknown,
-): string {
-  const before = picture(heap, views);
-  let thrown: unknown = null;
-  try {
-    call();
-  } catch (error) {
-    thrown = error;
-  }
-  assert.ok(thrown !== null, `${what}: expected a throw`);
-  assert.ok(thrown instanceof AllocatorError, `${what}: expected an AllocatorError, got ${thrown}`);
-  const difference = differenceFrom(heap, views, before);
-  assert.equal(difference, null, `${what}: threw ${thrown.code} but ${difference}`);
-  return thrown.code;
-}
 
 /**
  * Runs every call, each of which must throw an AllocatorError, then checks that the heap

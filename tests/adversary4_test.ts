@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { AllocatorError, type AllocatorStats, PhysicalAllocator } from "../mod.ts";
 import { Random } from "./support/random.ts";
+import { refusesUnchanged } from "./support/refusals.ts";
 import { type Reply, RpcWorker } from "./support/rpc_worker.ts";
 
 const MIB = 1 << 20;
@@ -25,30 +26,6 @@ function assertBalanced(stats: AllocatorStats, what: string): void {
     stats.freeBytes + stats.usedBytes + stats.overheadBytes + stats.skippedBytes,
     `${what}: totalBytes = freeBytes + usedBytes + overheadBytes + skippedBytes`,
   );
-}
-
-/** Runs `call`, which must throw an AllocatorError and change no byte of `memory`; its code. */
-function refusedUnchanged(
-  heap: PhysicalAllocator,
-  memory: SharedArrayBuffer,
-  what: string,
-  call: () => unknown,
-): string {
-  const words = new Int32Array(memory);
-  const before = words.slice();
-  const stats = JSON.stringify(heap.stats());
-  let thrown: unknown = null;
-  try {
-    call();
-  } catch (error) {
-    thrown = error;
-  }
-  assert.ok(thrown !== null, `${what}: expected a throw`);
-  assert.ok(thrown instanceof AllocatorError, `${what}: expected an AllocatorError, got ${thrown}`);
-  const changed = firstDifference(words, before);
-  assert.equal(changed, -1, `${what}: threw ${thrown.code} but changed byte ${changed * 4}`);
-  assert.equal(JSON.stringify(heap.stats()), stats, `${what}: threw but changed stats()`);
-  return thrown.code;
 }
 
 /** The index of the first word where `now` and `before` differ, or -1. */
@@ -317,6 +294,8 @@ Deno.test("Workers handing page runs to each other never overwrite a live payloa
 
 Deno.test("every call on a cached run or inside it, from its Worker or another, is refused unchanged", () => {
   const memory = new SharedArrayBuffer(2 * MIB);
+  /** Every byte of the buffer: what a refused call must leave as it was. */
+  const all = [new Uint8Array(memory)];
   using heap = PhysicalAllocator.fromBuffer(memory, { lockTimeoutMs: 50 });
   using other = PhysicalAllocator.attach(memory);
   const runs = [heap.allocPages(0), heap.allocPages(1), heap.allocPages(2)];
@@ -353,7 +332,7 @@ Deno.test("every call on a cached run or inside it, from its Worker or another, 
           calls.push([`realloc ${sizeBytes}`, () => handle.realloc(address, sizeBytes), freeCode]);
         }
         for (const [call, run, code] of calls) {
-          const thrown = refusedUnchanged(heap, memory, `${what} ${call}`, run);
+          const thrown = refusesUnchanged(heap, all, `${what} ${call}`, run);
           assert.equal(thrown, code, `${what} ${call}`);
         }
       }
@@ -362,15 +341,20 @@ Deno.test("every call on a cached run or inside it, from its Worker or another, 
     for (const offset of [8, 32, 4095, 4096]) {
       const what = `${name}: inside the live run ${hex(live)} + ${offset}`;
       assert.equal(
-        refusedUnchanged(heap, memory, what, () => handle.freePages(live + offset)),
+        refusesUnchanged(
+          heap,
+          all,
+          what,
+          () => handle.freePages(live + offset),
+        ),
         "INVALID_FREE",
       );
       assert.equal(
-        refusedUnchanged(heap, memory, what, () => handle.free(live + offset)),
+        refusesUnchanged(heap, all, what, () => handle.free(live + offset)),
         "INVALID_FREE",
       );
       assert.equal(
-        refusedUnchanged(heap, memory, what, () => handle.sizeOf(live + offset)),
+        refusesUnchanged(heap, all, what, () => handle.sizeOf(live + offset)),
         "INVALID_ADDRESS",
       );
     }
