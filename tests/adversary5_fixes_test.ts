@@ -25,6 +25,7 @@ import {
   PhysicalAllocator,
   readSysfsMemmap,
 } from "../mod.ts";
+import { CAN_MAP_IDENTITY } from "./support/identity.ts";
 import { Random } from "./support/random.ts";
 
 const MIB = 1 << 20;
@@ -308,13 +309,9 @@ Deno.test("readSysfsMemmap names the file an entry directory lacks", () => {
   }
 });
 
-/** Identity mapping works here (Linux, --allow-ffi), as identity_memory_test.ts needs too. */
-const CAN_MAP = Deno.build.os === "linux" &&
-  Deno.permissions.querySync({ name: "ffi" }).state === "granted";
-
 Deno.test({
   name: "mapIdentity refuses ranges past 2^53 and entries that are no ranges",
-  ignore: !CAN_MAP,
+  ignore: !CAN_MAP_IDENTITY,
   fn() {
     for (
       const ranges of [
@@ -336,7 +333,7 @@ Deno.test({
 Deno.test({
   name:
     "identity memory maps the gaps in its window: reads there see zeros, checks report forged links there",
-  ignore: !CAN_MAP,
+  ignore: !CAN_MAP_IDENTITY,
   fn() {
     const base = 73 * GIB;
     using memory = mapIdentity([{ start: base, length: 2 * MIB }, {
@@ -364,7 +361,7 @@ Deno.test({
 Deno.test({
   name:
     "identity memory maps a gap around what another mapping holds of it, and unmaps it all at close",
-  ignore: !CAN_MAP,
+  ignore: !CAN_MAP_IDENTITY,
   fn() {
     const base = 74 * GIB;
     // Another heap's memory in the middle of the gap, mapped first.

@@ -36,6 +36,7 @@ import {
   parseSysfsMemmap,
   PhysicalAllocator,
 } from "../mod.ts";
+import { CAN_MAP_IDENTITY } from "./support/identity.ts";
 import { Random } from "./support/random.ts";
 
 const KIB = 1024;
@@ -398,15 +399,9 @@ Deno.test("blocks() and layerRuns() walks end cleanly while the heap changes und
   }
 });
 
-/** Whether this process may call mmap through FFI (identity-mapped memory). */
-function identityAvailable(): boolean {
-  return Deno.build.os === "linux" &&
-    Deno.permissions.querySync({ name: "ffi" }).state === "granted";
-}
-
 Deno.test({
   name: "mapIdentity() refuses odd ranges, maps adjacent ones and relocates over a mapped one",
-  ignore: !identityAvailable(),
+  ignore: !CAN_MAP_IDENTITY,
   fn() {
     const base = 77 * GIB;
     const odd: [string, { start: number; length: number }[], string][] = [
@@ -471,7 +466,7 @@ Deno.test({
 
 Deno.test({
   name: "mapIdentity() over this process's own memory relocates or refuses, never replaces it",
-  ignore: !identityAvailable(),
+  ignore: !CAN_MAP_IDENTITY,
   fn() {
     const buffer = new Uint8Array(MIB);
     buffer.fill(0x77);
@@ -495,7 +490,7 @@ Deno.test({
 
 Deno.test({
   name: "identity memory closed under its heap, or disposed, makes every call AllocatorClosedError",
-  ignore: !identityAvailable(),
+  ignore: !CAN_MAP_IDENTITY,
   fn() {
     const memory = mapIdentity([{ start: 78 * GIB, length: 4 * MIB }]);
     const heap = new PhysicalAllocator(memory);
@@ -542,7 +537,7 @@ Deno.test({
 
 Deno.test({
   name: "addresses in the unmapped hole between identity ranges are refused without a read",
-  ignore: !identityAvailable(),
+  ignore: !CAN_MAP_IDENTITY,
   fn() {
     const base = 82 * GIB;
     for (
@@ -589,7 +584,7 @@ Deno.test({
 Deno.test({
   name:
     "a freed block's back link or footer forged into an identity hole is reported, not followed",
-  ignore: !identityAvailable(),
+  ignore: !CAN_MAP_IDENTITY,
   fn() {
     const base = 83 * GIB;
     const hole = base + 4 * MIB + 16;
@@ -643,7 +638,7 @@ Deno.test({
 
 Deno.test({
   name: "a second heap over identity memory with reinitialize closes the first",
-  ignore: !identityAvailable(),
+  ignore: !CAN_MAP_IDENTITY,
   fn() {
     using memory = mapIdentity([{ start: 80 * GIB, length: 2 * MIB }]);
     const first = new PhysicalAllocator(memory);
@@ -1108,7 +1103,7 @@ Deno.test("random mixes of every public call keep the books and never overlap li
     ],
     ["2 MiB", () => PhysicalAllocator.fromBuffer(new Uint8Array(2 * MIB))],
   ];
-  if (identityAvailable()) {
+  if (CAN_MAP_IDENTITY) {
     heaps.push([
       "identity-mapped, two ranges",
       () =>

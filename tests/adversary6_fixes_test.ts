@@ -14,6 +14,7 @@ import {
   mapIdentity,
   PhysicalAllocator,
 } from "../mod.ts";
+import { CAN_MAP_IDENTITY } from "./support/identity.ts";
 
 const MIB = 1 << 20;
 const GIB = 2 ** 30;
@@ -34,14 +35,10 @@ Deno.test("debug mode: a realloc whose guard was overwritten throws before it al
   }
 });
 
-/** Identity mapping works here (Linux, --allow-ffi). */
-const CAN_MAP = Deno.build.os === "linux" &&
-  Deno.permissions.querySync({ name: "ffi" }).state === "granted";
-
 Deno.test({
   name:
     "identity memory closed inside another's window leaves zero pages there, which that one unmaps",
-  ignore: !CAN_MAP,
+  ignore: !CAN_MAP_IDENTITY,
   fn() {
     const base = 75 * GIB;
     const inner = mapIdentity([{ start: base + 4 * MIB, length: MIB }]);
